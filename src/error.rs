@@ -1,0 +1,47 @@
+use std::path::PathBuf;
+
+/// Everything the library can fail with. Front ends add context with `anyhow`;
+/// the library says what went wrong and with which file, path last.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}")]
+    Io {
+        #[source]
+        source: std::io::Error,
+        path: PathBuf,
+    },
+    #[error("not a readable image ({reason}): {path}")]
+    BadImage { reason: String, path: PathBuf },
+    #[error("image is {width}x{height} pixels, over the limit of {limit} pixels per side: {path}")]
+    ImageTooLarge {
+        width: u32,
+        height: u32,
+        limit: u32,
+        path: PathBuf,
+    },
+    #[error("no face found in {0}")]
+    NoFace(String),
+    #[error(
+        "model file not found: {path} (run `vouch models import-faceapi DIR`, see models/README.md)"
+    )]
+    MissingModel { path: PathBuf },
+    #[error("model file is not valid ({reason}): {path}")]
+    BadModel { reason: String, path: PathBuf },
+    #[error("device not available: {0}")]
+    Device(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(source: std::io::Error, path: impl Into<PathBuf>) -> Self {
+        Error::Io {
+            source,
+            path: path.into(),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The dlib face recognition ResNet (29 convolutions, 128-D output) as published in
+//! face-api.js. Each convolution is followed by a per-channel scale layer (dlib's affine
+//! layer, a frozen batch norm); it is folded into the convolution when the weights load,
+//! which saves a full pass over every activation.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+
+use crate::nn::{GemmConv, global_average, linear};
+
+pub const CHIP_SIZE: usize = 150;
+pub const MEAN_RGB: [f32; 3] = [122.782, 117.001, 104.298];
+pub const EMBEDDING_DIM: usize = 128;
+
+/// Convolution, bias and scale layer, folded: `(conv(x) + b) * s + t` = `conv_{w*s}(x) + (b*s + t)`.
+pub struct ConvScale {
+    conv: GemmConv,
+}
+
+impl ConvScale {
+    pub fn new(
+        vb: VarBuilder,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let weight = vb.get((out_channels, in_channels, kernel, kernel), "conv.weight")?;
+        let bias = vb.get(out_channels, "conv.bias")?;
+        let scale = vb.get(out_channels, "scale.weight")?;
+        let shift = vb.get(out_channels, "scale.bias")?;
+        let weight = weight.broadcast_mul(&scale.reshape((out_channels, 1, 1, 1))?)?;
+        let bias = ((bias * &scale)? + shift)?;
+        // Strided convolutions are 'valid' in dlib; the others keep the size.
+        let padding = if stride == 1 { kernel / 2 } else { 0 };
+        Ok(Self {
+            conv: GemmConv::new(&weight, bias, stride, padding)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        self.conv.forward(x, relu)
+    }
+}
+
+/// Two 3x3 convolutions and a shortcut. A downsampling block strides its first
+/// convolution and average-pools the shortcut, zero-padding channels and, where the odd
+/// sizes disagree, the last row and column.
+pub struct ResidualBlock {
+    conv1: ConvScale,
+    conv2: ConvScale,
+    downsample: bool,
+}
+
+impl ResidualBlock {
+    pub fn new(
+        vb: VarBuilder,
+        in_channels: usize,
+        out_channels: usize,
+        downsample: bool,
+    ) -> Result<Self> {
+        let stride = if downsample { 2 } else { 1 };
+        Ok(Self {
+            conv1: ConvScale::new(vb.pp("conv1"), in_channels, out_channels, 3, stride)?,
+            conv2: ConvScale::new(vb.pp("conv2"), out_channels, out_channels, 3, 1)?,
+            downsample,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let out = self.conv2.forward(&self.conv1.forward(x, true)?, false)?;
+        let shortcut = if self.downsample {
+            x.avg_pool2d_with_stride(2, 2)?
+        } else {
+            x.clone()
+        };
+        let (_, shortcut_channels, shortcut_h, shortcut_w) = shortcut.dims4()?;
+        let (_, out_channels, out_h, out_w) = out.dims4()?;
+        let out = out
+            .pad_with_zeros(2, 0, shortcut_h.saturating_sub(out_h))?
+            .pad_with_zeros(3, 0, shortcut_w.saturating_sub(out_w))?;
+        let shortcut = shortcut.pad_with_zeros(1, 0, out_channels - shortcut_channels)?;
+        (out + shortcut)?.relu()
+    }
+}
+
+pub struct FaceRecognitionNet {
+    stem: ConvScale,
+    blocks: Vec<ResidualBlock>,
+    fc: Linear,
+}
+
+impl FaceRecognitionNet {
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        // (name, in, out, downsample), in the order of the forward pass.
+        const BLOCKS: [(&str, usize, usize, bool); 14] = [
+            ("conv32_1", 32, 32, false),
+            ("conv32_2", 32, 32, false),
+            ("conv32_3", 32, 32, false),
+            ("conv64_down", 32, 64, true),
+            ("conv64_1", 64, 64, false),
+            ("conv64_2", 64, 64, false),
+            ("conv64_3", 64, 64, false),
+            ("conv128_down", 64, 128, true),
+            ("conv128_1", 128, 128, false),
+            ("conv128_2", 128, 128, false),
+            ("conv256_down", 128, 256, true),
+            ("conv256_1", 256, 256, false),
+            ("conv256_2", 256, 256, false),
+            ("conv256_down_out", 256, 256, true),
+        ];
+        let blocks = BLOCKS
+            .iter()
+            .map(|&(name, input, output, down)| {
+                ResidualBlock::new(vb.pp(name), input, output, down)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            stem: ConvScale::new(vb.pp("conv32_down"), 3, 32, 7, 2)?,
+            blocks,
+            fc: linear(&vb.pp("fc"), 256, EMBEDDING_DIM, false)?,
+        })
+    }
+
+    /// [N, 3, 150, 150] normalised -> [N, 128].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.stem.forward(x, true)?; // [N, 32, 72, 72]
+        let mut x = x.max_pool2d_with_stride(3, 2)?; // [N, 32, 35, 35]
+        for block in &self.blocks {
+            x = block.forward(&x)?;
+        }
+        // [N, 256, 2, 2]
+        self.fc.forward(&global_average(&x)?)
+    }
+}

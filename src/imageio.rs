@@ -1,0 +1,85 @@
+//! Decoding photos and scans with bounds, so that a hostile or absurd file is an error
+//! and never an out-of-memory abort.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{ImageReader, Limits, RgbImage};
+
+use crate::error::{Error, Result};
+
+/// Longest side we decode. A 12000 px side covers every camera and A3 scan at 600 dpi;
+/// beyond it the decode alone would need gigabytes.
+pub const MAX_SIDE_PX: u32 = 12_000;
+const MAX_DECODE_BYTES: u64 = 1 << 30;
+
+pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(e, path))?;
+    decode_rgb(&bytes, path)
+}
+
+/// `path` only names the source in errors.
+pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    let bad = |reason: String| Error::BadImage {
+        reason,
+        path: path.to_path_buf(),
+    };
+    let reader = || {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| bad(e.to_string()))
+    };
+    let probe = reader()?;
+    match probe.format() {
+        None => return Err(bad("unknown format".into())),
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(bad("truncated JPEG: the last scan has no end marker".into()));
+        }
+        Some(_) => {}
+    }
+    let (width, height) = probe.into_dimensions().map_err(|e| bad(e.to_string()))?;
+    if width > MAX_SIDE_PX || height > MAX_SIDE_PX {
+        return Err(Error::ImageTooLarge {
+            width,
+            height,
+            limit: MAX_SIDE_PX,
+            path: path.to_path_buf(),
+        });
+    }
+    if width == 0 || height == 0 {
+        return Err(bad("empty image".into()));
+    }
+    let mut decoder = reader()?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE_PX);
+    limits.max_image_height = Some(MAX_SIDE_PX);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    decoder.limits(limits);
+    let image = decoder.decode().map_err(|e| bad(e.to_string()))?;
+    Ok(image.into_rgb8())
+}
+
+/// The JPEG decoder fills a truncated scan with grey and reports success; a half photo must
+/// never be enrolled or verified. Inside entropy-coded data 0xFF is always stuffed, so the
+/// end-of-image marker after the last start-of-scan proves the scan is whole. Data appended
+/// after it (motion photos) is fine.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    last_scan.is_some_and(|start| bytes[start..].windows(2).any(|w| w == [0xFF, 0xD9]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jpeg_cut_short_is_incomplete() {
+        let whole = [
+            0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD9,
+        ];
+        assert!(jpeg_is_complete(&whole));
+        assert!(!jpeg_is_complete(&whole[..8]));
+        let with_trailer = [&whole[..], b"ftypmp42"].concat();
+        assert!(jpeg_is_complete(&with_trailer));
+    }
+}

@@ -1,0 +1,18 @@
+//! Vouch: biometric enrollment and verification on a Siamese (shared-weight) encoder.
+//!
+//! Everything lives in this library; `src/main.rs` is a thin front end (the window with no
+//! arguments, the CLI with a subcommand). See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod face;
+pub mod gui;
+pub mod imageio;
+pub mod matching;
+pub mod models;
+pub mod nn;
+pub mod perf;
+
+pub use error::{Error, Result};

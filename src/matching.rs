@@ -1,0 +1,76 @@
+//! From two embeddings to a score and a decision.
+//!
+//! The face network was trained so that the Euclidean distance between two embeddings of
+//! one person is below about 0.6. Operators work with a similarity score in [0, 1]
+//! instead: `score = 1 - distance / FACE_DISTANCE_AT_ZERO_SCORE`, so that higher is more
+//! alike and thresholds read the same for every modality.
+
+use serde::Serialize;
+
+/// Distance at which the score reaches 0 (twice dlib's 0.6 same-person distance, so the
+/// classic threshold sits at a score of 0.5).
+pub const FACE_DISTANCE_AT_ZERO_SCORE: f32 = 1.2;
+
+/// Default face threshold as a score: 0.5, distance 0.6. The best threshold on all 2200
+/// LFW DevTrain pairs was distance 0.599 (98.77%; `vouch eval pairs --pairs
+/// pairsDevTrain.txt`), which is dlib's own 0.6.
+pub const DEFAULT_FACE_THRESHOLD: f32 = 0.5;
+
+pub fn euclidean_distance(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
+
+pub fn face_score(distance: f32) -> f32 {
+    (1.0 - distance / FACE_DISTANCE_AT_ZERO_SCORE).clamp(0.0, 1.0)
+}
+
+pub fn face_distance_for_score(score: f32) -> f32 {
+    (1.0 - score) * FACE_DISTANCE_AT_ZERO_SCORE
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Comparison {
+    pub distance: f32,
+    pub score: f32,
+    pub threshold: f32,
+    pub same_person: bool,
+}
+
+pub fn compare_faces(a: &[f32], b: &[f32], threshold: f32) -> Comparison {
+    let distance = euclidean_distance(a, b);
+    let score = face_score(distance);
+    Comparison {
+        distance,
+        score,
+        threshold,
+        same_person: score >= threshold,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_is_monotone_and_bounded() {
+        assert_eq!(face_score(0.0), 1.0);
+        assert_eq!(face_score(5.0), 0.0);
+        assert!((face_score(0.6) - 0.5).abs() < 1e-6);
+        assert!(face_score(0.4) > face_score(0.5));
+        assert!((face_distance_for_score(face_score(0.37)) - 0.37).abs() < 1e-6);
+    }
+
+    #[test]
+    fn decision_follows_the_threshold() {
+        let a = [0.0f32; 128];
+        let mut b = [0.0f32; 128];
+        b[0] = 0.3;
+        assert!(compare_faces(&a, &b, DEFAULT_FACE_THRESHOLD).same_person);
+        b[0] = 0.9;
+        assert!(!compare_faces(&a, &b, DEFAULT_FACE_THRESHOLD).same_person);
+    }
+}

@@ -1,0 +1,57 @@
+//! Where model weights live, how they are identified, and how they are imported.
+
+pub mod faceapi;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+pub const DETECTOR_FILE: &str = "tiny_face_detector.safetensors";
+pub const LANDMARKS_FILE: &str = "face_landmark_68.safetensors";
+pub const RECOGNITION_FILE: &str = "face_recognition.safetensors";
+
+/// The folder that holds the weights: `VOUCH_MODELS` if set, else `models/` beside the
+/// executable (an installed copy), else the repository's `models/` (a checkout).
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VOUCH_MODELS") {
+        return PathBuf::from(dir);
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent().map(|d| d.join("models"))
+        && dir.join(RECOGNITION_FILE).is_file()
+    {
+        return dir;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// A loaded weight file and the identity of its exact bytes, so that every embedding can
+/// say which model made it.
+pub struct WeightFile {
+    pub tensors: HashMap<String, Tensor>,
+    pub sha256: String,
+}
+
+pub fn load_weights(path: &Path, device: &Device) -> Result<WeightFile> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingModel {
+            path: path.to_path_buf(),
+        },
+        _ => Error::io(e, path),
+    })?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    let tensors =
+        candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| Error::BadModel {
+            reason: e.to_string(),
+            path: path.to_path_buf(),
+        })?;
+    Ok(WeightFile { tensors, sha256 })
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

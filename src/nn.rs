@@ -1,0 +1,400 @@
+//! Layers shared by the networks, written to reproduce TensorFlow.js semantics exactly
+//! (asymmetric 'same' padding, depthwise convolutions), on any candle device.
+
+use candle_core::{D, Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// TensorFlow's 'same' padding for one spatial dimension: (before, after). With an even
+/// size and stride 2 the extra row goes after, which candle's symmetric padding cannot say.
+pub fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(size);
+    (total / 2, total - total / 2)
+}
+
+/// Zero-pads an NCHW tensor so that a 'valid' convolution gives TensorFlow's 'same' result.
+pub fn pad_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (top, bottom) = same_padding(h, kernel, stride);
+    let (left, right) = same_padding(w, kernel, stride);
+    x.pad_with_zeros(2, top, bottom)?
+        .pad_with_zeros(3, left, right)
+}
+
+/// 2x2 max pooling with 'same' padding. Padding by repeating the edge is exact for a max.
+pub fn max_pool_2x2_same(x: &Tensor, stride: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (top, bottom) = same_padding(h, 2, stride);
+    let (left, right) = same_padding(w, 2, stride);
+    x.pad_with_same(2, top, bottom)?
+        .pad_with_same(3, left, right)?
+        .max_pool2d_with_stride(2, stride)
+}
+
+pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
+    x.maximum(&(x * negative_slope)?)
+}
+
+/// A 1x1 convolution as one matrix product: [N, C, H, W] -> [N, O, H, W].
+pub fn pointwise(x: &Tensor, weight_oc: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let out_channels = weight_oc.dim(0)?;
+    weight_oc
+        .broadcast_matmul(&x.reshape((n, c, h * w))?)? // [N, O, H*W]
+        .reshape((n, out_channels, h, w))
+}
+
+pub fn add_channel_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.broadcast_add(&bias.reshape((1, (), 1, 1))?)
+}
+
+/// A 3x3 depthwise convolution (channel multiplier 1) with 'same' padding, as nine
+/// shifted multiply-adds over all channels at once. candle runs grouped convolutions as
+/// one small convolution per channel, which is several times slower at 256-512 channels.
+pub struct Depthwise3x3 {
+    /// Tap (i, j) as a [1, C, 1, 1] tensor, row-major.
+    taps: Vec<Tensor>,
+}
+
+impl Depthwise3x3 {
+    pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
+        let weight = vb.get((channels, 1, 3, 3), "weight")?;
+        let taps = (0..3)
+            .flat_map(|i| (0..3).map(move |j| (i, j)))
+            .map(|(i, j)| {
+                weight
+                    .narrow(2, i, 1)?
+                    .narrow(3, j, 1)?
+                    .reshape((1, channels, 1, 1))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { taps })
+    }
+
+    pub fn forward(&self, x: &Tensor, stride: usize) -> Result<Tensor> {
+        let padded = pad_same(x, 3, stride)?;
+        let (_, _, h, w) = padded.dims4()?;
+        let (out_h, out_w) = (h - 2, w - 2);
+        let mut acc: Option<Tensor> = None;
+        for (index, tap) in self.taps.iter().enumerate() {
+            let (i, j) = (index / 3, index % 3);
+            let term = padded
+                .narrow(2, i, out_h)?
+                .narrow(3, j, out_w)?
+                .broadcast_mul(tap)?;
+            acc = Some(match acc {
+                Some(sum) => (sum + term)?,
+                None => term,
+            });
+        }
+        let full = acc.expect("nine taps");
+        if stride == 1 {
+            Ok(full)
+        } else {
+            subsample(&full, stride)
+        }
+    }
+}
+
+/// Keeps every `stride`-th row and column, starting at the first: [N, C, H, W] ->
+/// [N, C, ceil(H/s), ceil(W/s)].
+fn subsample(x: &Tensor, stride: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (out_h, out_w) = (h.div_ceil(stride), w.div_ceil(stride));
+    x.pad_with_zeros(2, 0, out_h * stride - h)?
+        .pad_with_zeros(3, 0, out_w * stride - w)?
+        .reshape((n, c, out_h, stride, out_w, stride))?
+        .narrow(3, 0, 1)?
+        .narrow(5, 0, 1)?
+        .reshape((n, c, out_h, out_w))
+}
+
+/// Depthwise 3x3 then pointwise 1x1 then bias, TensorFlow's `separableConv2d` with 'same'
+/// padding. The activation is the caller's: the two networks use different ones.
+pub struct SeparableConv {
+    depthwise: Depthwise3x3,
+    pointwise: Tensor,
+    bias: Tensor,
+}
+
+impl SeparableConv {
+    pub fn new(vb: VarBuilder, in_channels: usize, out_channels: usize) -> Result<Self> {
+        Ok(Self {
+            depthwise: Depthwise3x3::new(vb.pp("depthwise"), in_channels)?,
+            pointwise: vb
+                .get((out_channels, in_channels, 1, 1), "pointwise.weight")?
+                .reshape((out_channels, in_channels))?,
+            bias: vb.get(out_channels, "bias")?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, stride: usize) -> Result<Tensor> {
+        let x = self.depthwise.forward(x, stride)?;
+        add_channel_bias(&pointwise(&x, &self.pointwise)?, &self.bias)
+    }
+}
+
+/// Global average over the spatial dimensions: [N, C, H, W] -> [N, C].
+pub fn global_average(x: &Tensor) -> Result<Tensor> {
+    x.mean(D::Minus1)?.mean(D::Minus1)
+}
+
+/// A dense layer stored as [out, in] with an optional bias.
+pub fn linear(
+    vb: &VarBuilder,
+    input: usize,
+    output: usize,
+    with_bias: bool,
+) -> Result<candle_nn::Linear> {
+    let weight = vb.get((output, input), "weight")?;
+    let bias = if with_bias {
+        Some(vb.get(output, "bias")?)
+    } else {
+        None
+    };
+    Ok(candle_nn::Linear::new(weight, bias))
+}
+
+/// A convolution as one matrix product over an explicit im2col (rows ordered tap row, tap
+/// column, input channel). candle 0.11's CPU conv2d gathers its tiles element by element
+/// and always splits its GEMMs over every core, which made the ResNet 30 ms a chip on two
+/// cores; on the CPU this calls `gemm` itself, single-threaded, with the bias (and ReLU)
+/// fused (see benches/).
+pub struct GemmConv {
+    /// [O, k*k*C], columns ordered (tap row, tap column, input channel).
+    weight: Tensor,
+    bias: Tensor,
+    /// The same on the host, for the CPU path.
+    weight_host: Vec<f32>,
+    bias_host: Vec<f32>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl GemmConv {
+    /// `weight` is [O, C, k, k] as candle stores it.
+    pub fn new(weight: &Tensor, bias: Tensor, stride: usize, padding: usize) -> Result<Self> {
+        let (out_channels, in_channels, kernel, _) = weight.dims4()?;
+        let weight = weight
+            .permute((0, 2, 3, 1))?
+            .reshape((out_channels, kernel * kernel * in_channels))?
+            .contiguous()?;
+        Ok(Self {
+            weight_host: weight.flatten_all()?.to_vec1()?,
+            bias_host: bias.to_vec1()?,
+            weight,
+            bias: bias.reshape((1, out_channels, 1))?,
+            kernel,
+            stride,
+            padding,
+        })
+    }
+
+    /// The convolution, then a ReLU if `relu`.
+    pub fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let (n, _, h, w) = x.dims4()?;
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let out_h = (h + 2 * p - k) / s + 1;
+        let out_w = (w + 2 * p - k) / s + 1;
+        if x.device().is_cpu() {
+            return self.forward_cpu(x, relu, out_h, out_w);
+        }
+        let columns = im2col_tensor_ops(x, k, s, p, out_h, out_w)?; // [N, k*k*C, out_h*out_w]
+        let out_channels = self.weight.dim(0)?;
+        let out = self
+            .weight
+            .broadcast_matmul(&columns)? // [N, O, out_h*out_w]
+            .broadcast_add(&self.bias)?
+            .reshape((n, out_channels, out_h, out_w))?;
+        if relu { out.relu() } else { Ok(out) }
+    }
+
+    fn forward_cpu(&self, x: &Tensor, relu: bool, out_h: usize, out_w: usize) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let input = x.flatten_all()?.to_vec1::<f32>()?;
+        let (out_channels, depth, pixels) = (self.bias_host.len(), k * k * c, out_h * out_w);
+        let mut out = vec![0f32; n * out_channels * pixels];
+        let gemm_rows = |out_rows: &mut [f32], columns: &[f32]| {
+            for (row, &bias) in out_rows.chunks_exact_mut(pixels).zip(&self.bias_host) {
+                row.fill(bias);
+            }
+            // SAFETY: the buffers are row-major and hold exactly the sizes given:
+            // out [O x pixels], weight [O x depth], columns [depth x pixels].
+            unsafe {
+                gemm::gemm(
+                    out_channels,
+                    pixels,
+                    depth,
+                    out_rows.as_mut_ptr(),
+                    1,
+                    pixels as isize,
+                    true,
+                    self.weight_host.as_ptr(),
+                    1,
+                    depth as isize,
+                    columns.as_ptr(),
+                    1,
+                    pixels as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            if relu {
+                out_rows.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        };
+        let one_image = |(image, out_image): (&[f32], &mut [f32])| {
+            let mut columns = vec![0f32; depth * pixels];
+            im2col_rows(image, &mut columns, (c, h, w), (k, s, p), (out_h, out_w));
+            gemm_rows(out_image, &columns);
+        };
+        let images: Vec<_> = input
+            .chunks_exact(c * h * w)
+            .zip(out.chunks_exact_mut(out_channels * pixels))
+            .collect();
+        // One image is faster on one core: on two, handing half of each GEMM to the
+        // other thread cost more than it saved (benches/). A batch spreads its images.
+        use rayon::prelude::*;
+        images.into_par_iter().for_each(one_image);
+        Tensor::from_vec(out, (n, out_channels, out_h, out_w), x.device())
+    }
+}
+
+/// im2col of one image ([C, H, W]) into `columns` ([k*k*C, out_h*out_w]) by whole-row
+/// copies, with implicit zero padding.
+fn im2col_rows(
+    image: &[f32],
+    columns: &mut [f32],
+    (c, h, w): (usize, usize, usize),
+    (k, s, p): (usize, usize, usize),
+    (out_h, out_w): (usize, usize),
+) {
+    let plane = out_h * out_w;
+    for i in 0..k {
+        for j in 0..k {
+            // Output columns whose input column (x*s + j - p) lies inside the image.
+            let first_x = p.saturating_sub(j).div_ceil(s);
+            let last_x = (w + p - j).div_ceil(s).min(out_w);
+            for channel in 0..c {
+                let source = &image[channel * h * w..(channel + 1) * h * w];
+                let row = ((i * k + j) * c + channel) * plane;
+                let target = &mut columns[row..row + plane];
+                for y in 0..out_h {
+                    let input_y = (y * s + i) as isize - p as isize;
+                    if input_y < 0 || input_y >= h as isize || first_x >= last_x {
+                        continue;
+                    }
+                    let source_row = &source[input_y as usize * w..(input_y as usize + 1) * w];
+                    let target_row = &mut target[y * out_w + first_x..y * out_w + last_x];
+                    let start = first_x * s + j - p;
+                    if s == 1 {
+                        target_row.copy_from_slice(&source_row[start..start + target_row.len()]);
+                    } else {
+                        for (out, value) in target_row
+                            .iter_mut()
+                            .zip(source_row[start..].iter().step_by(s))
+                        {
+                            *out = *value;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The same with tensor operations, for GPU devices: the k*k shifted (and strided) views
+/// of the zero-padded input, concatenated along channels.
+fn im2col_tensor_ops(
+    x: &Tensor,
+    k: usize,
+    s: usize,
+    p: usize,
+    out_h: usize,
+    out_w: usize,
+) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    // Pad so that every tap's strided view fits and the size divides by the stride.
+    let padded_h = (out_h + (k - 1).div_ceil(s)) * s;
+    let padded_w = (out_w + (k - 1).div_ceil(s)) * s;
+    let x = x
+        .pad_with_zeros(2, p, padded_h - h - p)?
+        .pad_with_zeros(3, p, padded_w - w - p)?;
+    // [N, C, H/s, s, W/s, s]: tap (i, j) is phase (i % s, j % s) shifted by (i / s, j / s).
+    let phases = x.reshape((n, c, padded_h / s, s, padded_w / s, s))?;
+    let mut taps = Vec::with_capacity(k * k);
+    for i in 0..k {
+        for j in 0..k {
+            taps.push(
+                phases
+                    .narrow(3, i % s, 1)?
+                    .narrow(5, j % s, 1)?
+                    .narrow(2, i / s, out_h)?
+                    .narrow(4, j / s, out_w)?
+                    .reshape((n, c, out_h * out_w))?,
+            );
+        }
+    }
+    Tensor::cat(&taps, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn gemm_conv_matches_candle_conv2d() -> Result<()> {
+        let device = Device::Cpu;
+        for (c, o, k, stride, padding, size) in
+            [(3, 8, 7, 2, 0, 23), (4, 6, 3, 1, 1, 9), (5, 7, 3, 2, 0, 10)]
+        {
+            let x = Tensor::randn(0f32, 1.0, (2, c, size, size), &device)?;
+            let weight = Tensor::randn(0f32, 1.0, (o, c, k, k), &device)?;
+            let bias = Tensor::randn(0f32, 1.0, o, &device)?;
+            let expected = x
+                .conv2d(&weight, padding, stride, 1, 1)?
+                .broadcast_add(&bias.reshape((1, o, 1, 1))?)?;
+            let conv = GemmConv::new(&weight, bias, stride, padding)?;
+            let (n, _, h, w) = x.dims4()?;
+            let (out_h, out_w) = (
+                (h + 2 * padding - k) / stride + 1,
+                (w + 2 * padding - k) / stride + 1,
+            );
+            let by_ops = im2col_tensor_ops(&x, k, stride, padding, out_h, out_w)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let input = x.flatten_all()?.to_vec1::<f32>()?;
+            let per_image = k * k * c * out_h * out_w;
+            let mut by_rows = vec![0f32; n * per_image];
+            for (image, columns) in input
+                .chunks_exact(c * h * w)
+                .zip(by_rows.chunks_exact_mut(per_image))
+            {
+                im2col_rows(
+                    image,
+                    columns,
+                    (c, h, w),
+                    (k, stride, padding),
+                    (out_h, out_w),
+                );
+            }
+            assert_eq!(by_ops, by_rows);
+            let actual = conv.forward(&x, false)?;
+            assert_eq!(actual.dims(), expected.dims());
+            let worst = (actual - expected)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(worst < 1e-3, "k={k} s={stride} p={padding}: {worst}");
+        }
+        Ok(())
+    }
+}

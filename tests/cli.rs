@@ -1,0 +1,201 @@
+//! The real `vouch` binary, as a user runs it.
+
+mod common;
+
+use assert_cmd::Command;
+use common::data;
+
+fn vouch() -> Command {
+    let mut command = Command::cargo_bin("vouch").unwrap();
+    command.args(["--device", "cpu"]);
+    command
+}
+
+fn json_of(output: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(output)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(output)))
+}
+
+#[test]
+fn embed_prints_every_face_as_json() {
+    let output = vouch()
+        .args(["face", "embed"])
+        .arg(data("two_faces.png"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = json_of(&output.stdout);
+    let faces = json["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 2);
+    for face in faces {
+        assert_eq!(face["embedding"].as_array().unwrap().len(), 128);
+        assert_eq!(face["landmarks"].as_array().unwrap().len(), 68);
+        assert!(face["detection_score"].as_f64().unwrap() > 0.5);
+        assert!(face["bbox"]["width"].as_f64().unwrap() > 20.0);
+    }
+    assert!(
+        json["model"]
+            .as_str()
+            .unwrap()
+            .starts_with("faceapi-dlib-resnet@")
+    );
+}
+
+#[test]
+fn embed_saves_aligned_chips_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = vouch()
+        .args(["face", "embed"])
+        .arg(data("astronaut.png"))
+        .arg("--chips")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let chip = image::open(dir.path().join("astronaut_face0.png")).unwrap();
+    assert_eq!((chip.width(), chip.height()), (150, 150));
+}
+
+#[test]
+fn compare_decides_same_person() {
+    let output = vouch()
+        .args(["face", "compare"])
+        .arg(data("astronaut.png"))
+        .arg(data("astronaut_mirrored.jpg"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = json_of(&output.stdout);
+    let score = json["score"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&score));
+    assert!(json["same_person"].as_bool().unwrap(), "{json}");
+    assert_eq!(json["decision"], "same person");
+}
+
+#[test]
+fn compare_uses_the_main_face_of_several() {
+    let output = vouch()
+        .args(["face", "compare"])
+        .arg(data("two_faces.png"))
+        .arg(data("astronaut.png"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json_of(&output.stdout)["faces_in_first"], 2);
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let output = vouch().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "succeeded: {args:?}");
+    assert!(
+        stderr.contains(needle),
+        "stderr of {args:?} lacks `{needle}`: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_a_clear_message() {
+    let path = |name: &str| data(name).display().to_string();
+    fails_with(&["face", "embed", &path("coffee.png")], "no face found");
+    fails_with(
+        &["face", "embed", &path("corrupt.jpg")],
+        "not a readable image",
+    );
+    fails_with(
+        &["face", "embed", &path("not_an_image.png")],
+        "not a readable image",
+    );
+    fails_with(
+        &["face", "embed", &path("huge_20000x20000.pgm")],
+        "20000x20000",
+    );
+    fails_with(&["face", "embed", &path("missing.png")], "cannot read");
+    fails_with(
+        &[
+            "face",
+            "compare",
+            &path("astronaut.png"),
+            &path("coffee.png"),
+        ],
+        "no face found",
+    );
+}
+
+#[test]
+fn missing_models_are_named() {
+    let empty = tempfile::tempdir().unwrap();
+    let models = empty.path().display().to_string();
+    fails_with(
+        &[
+            "--models",
+            &models,
+            "face",
+            "embed",
+            &data("astronaut.png").display().to_string(),
+        ],
+        "model file not found",
+    );
+}
+
+#[test]
+fn cuda_without_the_feature_is_refused() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let output = Command::cargo_bin("vouch")
+        .unwrap()
+        .args(["--device", "cuda", "face", "embed"])
+        .arg(data("astronaut.png"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no `cuda` feature"));
+}
+
+#[test]
+fn import_faceapi_reproduces_the_shipped_weights() {
+    // The npm package is not in the repository; its path comes from the environment.
+    let Some(source) = std::env::var_os("VOUCH_FACEAPI_MODEL_DIR") else {
+        eprintln!(
+            "SKIPPED import_faceapi_reproduces_the_shipped_weights: set VOUCH_FACEAPI_MODEL_DIR to the npm package's model/ folder"
+        );
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let output = vouch()
+        .args(["models", "import-faceapi"])
+        .arg(&source)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (_, file) in vouch::models::faceapi::NETWORKS {
+        let shipped = std::fs::read(common::repo().join("models").join(file)).unwrap();
+        assert!(
+            std::fs::read(out.path().join(file)).unwrap() == shipped,
+            "{file} differs"
+        );
+    }
+}

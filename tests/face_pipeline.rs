@@ -1,0 +1,216 @@
+//! The face pipeline on real weights and real photos.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+
+use common::{data, models, shared};
+use vouch::Error;
+use vouch::face::FaceModels;
+use vouch::imageio::load_rgb;
+use vouch::matching::{DEFAULT_FACE_THRESHOLD, compare_faces, euclidean_distance};
+
+#[test]
+fn one_face_with_landmarks_inside_its_box() {
+    let image = load_rgb(&data("astronaut.png")).unwrap();
+    let faces = models().analyze(&image).unwrap();
+    assert_eq!(faces.len(), 1, "{faces:?}");
+    let face = &faces[0];
+    assert!(face.detection_score > 0.7, "score {}", face.detection_score);
+    // Eileen Collins' face is around x 150..260, y 50..190 in the 512x512 photo.
+    let b = face.bbox;
+    assert!(
+        b.x > 120.0 && b.x + b.width < 300.0 && b.y > 20.0 && b.y + b.height < 230.0,
+        "{b:?}"
+    );
+    assert_eq!(face.landmarks.len(), 68);
+    let margin = 0.25 * b.width;
+    for p in &face.landmarks {
+        assert!(
+            p.x > b.x - margin && p.x < b.x + b.width + margin,
+            "{p:?} outside {b:?}"
+        );
+        assert!(
+            p.y > b.y - margin && p.y < b.y + b.height + margin,
+            "{p:?} outside {b:?}"
+        );
+    }
+    // Eyes above the nose tip, nose tip above the mouth; subject's right eye left in the photo.
+    let (right_eye, left_eye, nose, mouth) = (
+        face.landmarks[36],
+        face.landmarks[45],
+        face.landmarks[30],
+        face.landmarks[62],
+    );
+    assert!(right_eye.x < left_eye.x);
+    assert!(right_eye.y < nose.y && left_eye.y < nose.y && nose.y < mouth.y);
+    assert_eq!(face.embedding.len(), 128);
+    let norm = face.embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((0.2..2.0).contains(&norm), "embedding norm {norm}");
+}
+
+#[test]
+fn a_photo_without_people_has_no_face() {
+    let image = load_rgb(&data("coffee.png")).unwrap();
+    assert!(models().analyze(&image).unwrap().is_empty());
+    assert!(matches!(
+        models().main_face(&image, "coffee.png"),
+        Err(Error::NoFace(_))
+    ));
+}
+
+#[test]
+fn two_faces_are_both_found_most_prominent_first() {
+    let image = load_rgb(&data("two_faces.png")).unwrap();
+    let faces = models().analyze(&image).unwrap();
+    assert_eq!(faces.len(), 2, "{faces:?}");
+    assert!(faces[0].prominence() >= faces[1].prominence());
+    let centres: Vec<f32> = faces
+        .iter()
+        .map(|f| f.bbox.x + f.bbox.width / 2.0)
+        .collect();
+    assert!(
+        centres.iter().any(|&x| x < 300.0) && centres.iter().any(|&x| x > 300.0),
+        "{centres:?}"
+    );
+}
+
+#[test]
+fn the_mirrored_photo_is_the_same_person() {
+    let (a, _) = models()
+        .main_face(&load_rgb(&data("astronaut.png")).unwrap(), "a")
+        .unwrap();
+    let (b, _) = models()
+        .main_face(&load_rgb(&data("astronaut_mirrored.jpg")).unwrap(), "b")
+        .unwrap();
+    let comparison = compare_faces(&a.embedding, &b.embedding, DEFAULT_FACE_THRESHOLD);
+    assert!(comparison.same_person, "{comparison:?}");
+    assert!(comparison.distance < 0.4, "{comparison:?}");
+}
+
+/// The recognition network against an independent float64 NumPy implementation that reads
+/// the original face-api.js files (tests/reference/faceapi_resnet_reference.py).
+#[test]
+fn embeddings_match_the_independent_float_reference() {
+    let golden: BTreeMap<String, Vec<f32>> =
+        serde_json::from_str(&std::fs::read_to_string(data("golden_embeddings.json")).unwrap())
+            .unwrap();
+    assert!(!golden.is_empty());
+    let chips: Vec<_> = golden
+        .keys()
+        .map(|name| image::open(data(name)).unwrap().into_rgb8())
+        .collect();
+    let embeddings = models().embed_chips(&chips).unwrap();
+    for ((name, expected), actual) in golden.iter().zip(&embeddings) {
+        let worst = expected
+            .iter()
+            .zip(actual)
+            .map(|(e, a)| (e - a).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "{name}: largest difference {worst}");
+    }
+}
+
+#[test]
+fn bad_files_are_clear_errors() {
+    assert!(matches!(
+        load_rgb(&data("corrupt.jpg")),
+        Err(Error::BadImage { .. })
+    ));
+    assert!(matches!(
+        load_rgb(&data("not_an_image.png")),
+        Err(Error::BadImage { .. })
+    ));
+    assert!(matches!(
+        load_rgb(&data("huge_20000x20000.pgm")),
+        Err(Error::ImageTooLarge {
+            width: 20000,
+            height: 20000,
+            ..
+        })
+    ));
+    assert!(matches!(
+        load_rgb(&data("no_such_file.png")),
+        Err(Error::Io { .. })
+    ));
+}
+
+#[test]
+fn a_missing_model_file_is_named() {
+    let empty = tempfile::tempdir().unwrap();
+    match FaceModels::load(empty.path(), &candle_core::Device::Cpu) {
+        Err(Error::MissingModel { path }) => assert!(path.starts_with(empty.path())),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("loaded models from an empty folder"),
+    }
+}
+
+#[test]
+fn a_corrupt_model_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (_, file) in vouch::models::faceapi::NETWORKS {
+        std::fs::write(dir.path().join(file), b"not safetensors").unwrap();
+    }
+    assert!(matches!(
+        FaceModels::load(dir.path(), &candle_core::Device::Cpu),
+        Err(Error::BadModel { .. })
+    ));
+}
+
+/// ORL faces fill their small frames: the same subject must be closer than another.
+#[test]
+fn orl_same_subject_is_closer_than_others() {
+    let Some(orl) = shared("data/faces/orl", "orl_same_subject_is_closer_than_others") else {
+        return;
+    };
+    let embed = |subject: u32, shot: u32| {
+        let path = orl.join(format!("s{subject}/{shot}.pgm"));
+        models()
+            .main_face(&load_rgb(&path).unwrap(), &path.display().to_string())
+            .unwrap()
+            .0
+            .embedding
+    };
+    for subject in [1, 7, 23] {
+        let anchor = embed(subject, 1);
+        let same = euclidean_distance(&anchor, &embed(subject, 2));
+        let other = euclidean_distance(&anchor, &embed(subject + 1, 1));
+        assert!(same < other, "s{subject}: same {same} vs other {other}");
+    }
+}
+
+/// A slice of LFW DevTest (the first 100 same and 100 different pairs) must stay accurate;
+/// `vouch eval pairs` reports the whole set.
+#[test]
+fn lfw_devtest_slice_accuracy() {
+    let (Some(pairs_file), Some(root)) = (
+        shared(
+            "data/faces/lfw-dev/pairsDevTest.txt",
+            "lfw_devtest_slice_accuracy",
+        ),
+        shared("data/faces/lfw-dev", "lfw_devtest_slice_accuracy"),
+    ) else {
+        return;
+    };
+    let pairs = vouch::eval::parse_pairs(&std::fs::read_to_string(pairs_file).unwrap()).unwrap();
+    let slice: Vec<_> = pairs
+        .iter()
+        .filter(|p| p.same)
+        .take(100)
+        .chain(pairs.iter().filter(|p| !p.same).take(100))
+        .cloned()
+        .collect();
+    let (scored, _, failed) = vouch::eval::score_pairs(
+        models(),
+        &slice,
+        &root,
+        &AtomicBool::new(false),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let report = vouch::eval::report(&scored, 0, failed, DEFAULT_FACE_THRESHOLD, None, 0.0);
+    eprintln!("LFW DevTest slice: {report:?}");
+    assert!(report.default_threshold_accuracy >= 0.97, "{report:?}");
+    assert!(report.best_threshold_accuracy >= 0.98, "{report:?}");
+}
