@@ -12,8 +12,12 @@ use serde::Serialize;
 
 use crate::device::DeviceChoice;
 use crate::face::{Face, FaceModels};
-use crate::matching::{DEFAULT_FACE_THRESHOLD, compare_faces};
-use crate::{eval, imageio, models, perf};
+use crate::gallery::Gallery;
+use crate::matching::{
+    DEFAULT_FACE_THRESHOLD, FACE_BANDS, compare_faces, euclidean_distance, face_score,
+};
+use crate::store::{Modality, Store};
+use crate::{enroll, eval, imageio, models, perf};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,6 +43,12 @@ pub struct GlobalArgs {
     /// Lowest detector score accepted as a face (0..1).
     #[arg(long, global = true, default_value_t = crate::face::DEFAULT_MIN_DETECTION_SCORE)]
     pub min_face_score: f32,
+    /// The database [default: vouch.db in the user's data folder].
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    /// Who is acting, for the audit log [default: $USER].
+    #[arg(long, global = true)]
+    pub operator: Option<String>,
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -58,6 +68,67 @@ pub enum Command {
     /// Model weights.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Enroll a person from reference photos (one transaction: all good photos or nothing).
+    Enroll {
+        #[arg(long)]
+        name: String,
+        /// Employee number, account number, ...
+        #[arg(long)]
+        id: String,
+        /// Enroll even if a face already matches ANOTHER enrolled person.
+        #[arg(long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// 1:1: does the photo show the person enrolled under `--id`?
+    Verify {
+        #[arg(long)]
+        id: String,
+        image: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// 1:N: who among the enrolled is this?
+    Identify {
+        image: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enrolled people.
+    #[command(subcommand)]
+    People(PeopleCommand),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeopleCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a person with their templates and crops (the audit keeps a row).
+    Delete {
+        id: String,
+        /// Confirm: without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the chain; exits non-zero if any row was edited or deleted.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +260,77 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
                     t.embed_batch8_per_chip_ms,
                     t.pipeline_ms
                 )
+            })
+        }
+        Command::Enroll {
+            name,
+            id,
+            force,
+            images,
+            json,
+        } => enroll(
+            &load()?,
+            &mut open_store(&cli.global)?,
+            &operator(&cli.global),
+            &name,
+            &id,
+            force,
+            &images,
+            json,
+        ),
+        Command::Verify { id, image, json } => verify(
+            &load()?,
+            &mut open_store(&cli.global)?,
+            &operator(&cli.global),
+            &id,
+            &image,
+            json,
+        ),
+        Command::Identify { image, top, json } => {
+            identify(&load()?, &open_store(&cli.global)?, &image, top, json)
+        }
+        Command::People(PeopleCommand::List { json }) => {
+            let people = open_store(&cli.global)?.people(None)?;
+            print_report(&people, json, |people| {
+                people
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}\t{}\t{}\t{} template(s)\t{}",
+                            p.external_id, p.name, p.modality, p.templates, p.created_at
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::People(PeopleCommand::Delete { id, yes }) => {
+            let mut store = open_store(&cli.global)?;
+            let person = store.person_by_external_id(&id, Modality::Face)?;
+            if !yes {
+                anyhow::bail!(
+                    "this deletes {} ({}) and all their templates: add --yes to confirm",
+                    person.name,
+                    person.external_id
+                );
+            }
+            store.delete_person(person.id, &operator(&cli.global))?;
+            println!("deleted {} ({})", person.name, person.external_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify { json }) => {
+            let report = open_store(&cli.global)?.audit_verify()?;
+            print_report(&report, json, |r| match (&r.problem, r.first_bad_id) {
+                (Some(problem), Some(id)) => format!(
+                    "audit log BROKEN at row {id}: {problem} ({} rows read)",
+                    r.rows
+                ),
+                _ => format!("audit log intact: {} rows", r.rows),
+            })?;
+            Ok(if report.intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             })
         }
         Command::Models(ModelsCommand::ImportFaceapi { source, out }) => {
@@ -417,5 +559,227 @@ fn eval_pairs(
         }
         text.push_str(&format!("\n{:.1} s", r.seconds));
         text
+    })
+}
+
+fn default_db() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("vouch")
+        .join("vouch.db")
+}
+
+fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
+    let path = global.db.clone().unwrap_or_else(default_db);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    Ok(Store::open(&path)?)
+}
+
+fn operator(global: &GlobalArgs) -> String {
+    global
+        .operator
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[derive(Serialize)]
+struct EnrollOutput {
+    person_id: i64,
+    external_id: String,
+    enrolled: usize,
+    rejected: Vec<(PathBuf, String)>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn enroll(
+    models: &FaceModels,
+    store: &mut Store,
+    actor: &str,
+    name: &str,
+    external_id: &str,
+    force: bool,
+    images: &[PathBuf],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let gallery =
+        Gallery::from_templates(128, &store.templates(Modality::Face, &models.model_id())?);
+    let mut samples = Vec::new();
+    let mut rejected = Vec::new();
+    for path in images {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let picture = imageio::decode_rgb(&bytes, path)?;
+        match enroll::assess_face(models, &picture, &bytes)? {
+            Err(rejection) => rejected.push((path.clone(), rejection.to_string())),
+            Ok(sample) => {
+                if let Some(best) = gallery.search(&sample.template.embedding, 1).first()
+                    && best.score >= FACE_BANDS.high
+                    && !force
+                {
+                    let other = store.person(best.person_id)?;
+                    if other.external_id != external_id {
+                        anyhow::bail!(
+                            "{} already matches {} ({}) with score {:.3}: not enrolled (use --force if they are different people)",
+                            path.display(),
+                            other.name,
+                            other.external_id,
+                            best.score
+                        );
+                    }
+                }
+                samples.push(sample.template);
+            }
+        }
+    }
+    for (path, reason) in &rejected {
+        eprintln!("rejected {}: {reason}", path.display());
+    }
+    if samples.is_empty() {
+        anyhow::bail!("no usable reference photo: nothing enrolled");
+    }
+    let person_id = store.enroll(
+        name,
+        external_id,
+        Modality::Face,
+        &models.model_id(),
+        &samples,
+        actor,
+    )?;
+    let output = EnrollOutput {
+        person_id,
+        external_id: external_id.to_string(),
+        enrolled: samples.len(),
+        rejected,
+    };
+    print_report(&output, json, |o| {
+        format!(
+            "enrolled {name} ({}) with {} reference(s)",
+            o.external_id, o.enrolled
+        )
+    })
+}
+
+#[derive(Serialize)]
+struct VerifyOutput {
+    external_id: String,
+    name: String,
+    references: usize,
+    best_score: f32,
+    mean_score: f32,
+    decision: crate::matching::Decision,
+    bands: crate::matching::Bands,
+}
+
+fn verify(
+    models: &FaceModels,
+    store: &mut Store,
+    actor: &str,
+    external_id: &str,
+    image: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let person = store.person_by_external_id(external_id, Modality::Face)?;
+    let references = store.person_templates(person.id, &models.model_id())?;
+    if references.is_empty() {
+        anyhow::bail!(
+            "{} has no references made by model {}: run `vouch reembed`",
+            person.name,
+            models.model_id()
+        );
+    }
+    let picture = imageio::load_rgb(image)?;
+    let (face, _) = models.main_face(&picture, &image.display().to_string())?;
+    let scores: Vec<f32> = references
+        .iter()
+        .map(|r| face_score(euclidean_distance(&face.embedding, &r.embedding)))
+        .collect();
+    let best_score = scores.iter().copied().fold(0.0, f32::max);
+    let mean_score = scores.iter().sum::<f32>() / scores.len() as f32;
+    let decision = FACE_BANDS.decide(best_score);
+    store.record_decision(
+        person.id,
+        Modality::Face,
+        best_score,
+        FACE_BANDS,
+        decision,
+        actor,
+    )?;
+    let output = VerifyOutput {
+        external_id: person.external_id,
+        name: person.name,
+        references: scores.len(),
+        best_score,
+        mean_score,
+        decision,
+        bands: FACE_BANDS,
+    };
+    print_report(&output, json, |o| {
+        format!(
+            "{}: {} ({}), best score {:.3}, mean {:.3} over {} reference(s)",
+            o.decision.as_str(),
+            o.name,
+            o.external_id,
+            o.best_score,
+            o.mean_score,
+            o.references
+        )
+    })
+}
+
+#[derive(Serialize)]
+struct IdentifyCandidate {
+    external_id: String,
+    name: String,
+    score: f32,
+    distance: f32,
+    decision: crate::matching::Decision,
+}
+
+fn identify(
+    models: &FaceModels,
+    store: &Store,
+    image: &Path,
+    top: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let gallery =
+        Gallery::from_templates(128, &store.templates(Modality::Face, &models.model_id())?);
+    let picture = imageio::load_rgb(image)?;
+    let (face, _) = models.main_face(&picture, &image.display().to_string())?;
+    let candidates = gallery
+        .search(&face.embedding, top)
+        .into_iter()
+        .map(|c| {
+            let person = store.person(c.person_id)?;
+            Ok(IdentifyCandidate {
+                external_id: person.external_id,
+                name: person.name,
+                score: c.score,
+                distance: c.distance,
+                decision: FACE_BANDS.decide(c.score),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    print_report(&candidates, json, |candidates| {
+        if candidates.is_empty() {
+            return "nobody is enrolled".to_string();
+        }
+        candidates
+            .iter()
+            .map(|c| {
+                format!(
+                    "{:.3}\t{}\t{} ({})",
+                    c.score,
+                    c.decision.as_str(),
+                    c.name,
+                    c.external_id
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     })
 }

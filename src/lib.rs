@@ -5,14 +5,17 @@
 
 pub mod cli;
 pub mod device;
+pub mod enroll;
 pub mod error;
 pub mod eval;
 pub mod face;
+pub mod gallery;
 pub mod gui;
 pub mod imageio;
 pub mod matching;
 pub mod models;
 pub mod nn;
 pub mod perf;
+pub mod store;
 
 pub use error::{Error, Result};

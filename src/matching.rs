@@ -32,6 +32,51 @@ pub fn face_distance_for_score(score: f32) -> f32 {
     (1.0 - score) * FACE_DISTANCE_AT_ZERO_SCORE
 }
 
+/// The three outcomes of a verification: accept, send to a person, reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Accept,
+    Review,
+    Reject,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Accept => "accept",
+            Decision::Review => "review",
+            Decision::Reject => "reject",
+        }
+    }
+}
+
+/// Accept at `high` or above, reject below `low`, review in between.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Bands {
+    pub low: f32,
+    pub high: f32,
+}
+
+/// Faces: a band of +-0.05 score (+-0.06 distance) around the default threshold, where
+/// LFW DevTrain's same and different pairs overlap most.
+pub const FACE_BANDS: Bands = Bands {
+    low: DEFAULT_FACE_THRESHOLD - 0.05,
+    high: DEFAULT_FACE_THRESHOLD + 0.05,
+};
+
+impl Bands {
+    pub fn decide(&self, score: f32) -> Decision {
+        if score >= self.high {
+            Decision::Accept
+        } else if score < self.low {
+            Decision::Reject
+        } else {
+            Decision::Review
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Comparison {
     pub distance: f32,
@@ -62,6 +107,13 @@ mod tests {
         assert!((face_score(0.6) - 0.5).abs() < 1e-6);
         assert!(face_score(0.4) > face_score(0.5));
         assert!((face_distance_for_score(face_score(0.37)) - 0.37).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bands_split_scores_three_ways() {
+        assert_eq!(FACE_BANDS.decide(0.9), Decision::Accept);
+        assert_eq!(FACE_BANDS.decide(DEFAULT_FACE_THRESHOLD), Decision::Review);
+        assert_eq!(FACE_BANDS.decide(0.1), Decision::Reject);
     }
 
     #[test]

@@ -1,0 +1,188 @@
+//! 1:N search over every enrolled template of one model, held in memory as one row-major
+//! matrix (a person's templates side by side) and scanned on all cores: squared distances
+//! come from dot products, each person keeps their nearest template, and only the top k
+//! are sorted.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::matching::face_score;
+use crate::store::StoredTemplate;
+
+/// People per parallel task: large enough to amortise scheduling, small enough to balance.
+const PEOPLE_PER_TASK: usize = 2048;
+
+pub struct Gallery {
+    dim: usize,
+    /// `rows x dim`, row-major.
+    matrix: Vec<f32>,
+    squared_norms: Vec<f32>,
+    /// Each person's rows, in enrollment order.
+    people: Vec<(i64, Range<usize>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Candidate {
+    pub person_id: i64,
+    pub distance: f32,
+    pub score: f32,
+}
+
+impl Gallery {
+    pub fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            matrix: Vec::new(),
+            squared_norms: Vec::new(),
+            people: Vec::new(),
+        }
+    }
+
+    pub fn from_templates(dim: usize, templates: &[StoredTemplate]) -> Self {
+        let mut sorted: Vec<&StoredTemplate> = templates.iter().collect();
+        sorted.sort_by_key(|t| (t.person_id, t.template_id));
+        let mut gallery = Self::new(dim);
+        for group in sorted.chunk_by(|a, b| a.person_id == b.person_id) {
+            gallery.add_person(
+                group[0].person_id,
+                group.iter().map(|t| t.embedding.as_slice()),
+            );
+        }
+        gallery
+    }
+
+    /// Adds one person with all their templates (an enrollment).
+    pub fn add_person<'a>(
+        &mut self,
+        person_id: i64,
+        embeddings: impl IntoIterator<Item = &'a [f32]>,
+    ) {
+        let start = self.squared_norms.len();
+        for embedding in embeddings {
+            assert_eq!(embedding.len(), self.dim, "embedding of the wrong size");
+            self.matrix.extend_from_slice(embedding);
+            self.squared_norms.push(dot(embedding, embedding));
+        }
+        self.people
+            .push((person_id, start..self.squared_norms.len()));
+    }
+
+    pub fn templates(&self) -> usize {
+        self.squared_norms.len()
+    }
+
+    pub fn people(&self) -> usize {
+        self.people.len()
+    }
+
+    /// The `k` nearest people (each by their nearest template), nearest first.
+    pub fn search(&self, query: &[f32], k: usize) -> Vec<Candidate> {
+        assert_eq!(query.len(), self.dim, "query of the wrong size");
+        let query_norm = dot(query, query);
+        let mut nearest: Vec<(i64, f32)> = self
+            .people
+            .par_chunks(PEOPLE_PER_TASK)
+            .flat_map_iter(|people| {
+                people.iter().map(|(person_id, rows)| {
+                    let best = rows
+                        .clone()
+                        .map(|row| {
+                            let embedding = &self.matrix[row * self.dim..(row + 1) * self.dim];
+                            query_norm + self.squared_norms[row] - 2.0 * dot(query, embedding)
+                        })
+                        .fold(f32::INFINITY, f32::min);
+                    (*person_id, best)
+                })
+            })
+            .collect();
+        let k = k.min(nearest.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        nearest.select_nth_unstable_by(k - 1, |a, b| a.1.total_cmp(&b.1));
+        nearest.truncate(k);
+        nearest.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
+        nearest
+            .into_iter()
+            .map(|(person_id, squared)| {
+                let distance = squared.max(0.0).sqrt();
+                Candidate {
+                    person_id,
+                    distance,
+                    score: face_score(distance),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Eight independent accumulators so the compiler vectorises the loop.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            lanes[lane] += x[lane] * y[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::euclidean_distance;
+
+    fn pseudo_random(seed: u64, dim: usize) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (0..dim)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn search_matches_brute_force() {
+        let dim = 128;
+        let templates: Vec<StoredTemplate> = (0..600)
+            .map(|i| StoredTemplate {
+                template_id: i,
+                person_id: i % 150,
+                embedding: pseudo_random(i as u64, dim),
+            })
+            .collect();
+        let gallery = Gallery::from_templates(dim, &templates);
+        assert_eq!((gallery.people(), gallery.templates()), (150, 600));
+        let query = pseudo_random(10_000, dim);
+        let mut expected: Vec<(i64, f32)> = (0..150)
+            .map(|person| {
+                let best = templates
+                    .iter()
+                    .filter(|t| t.person_id == person)
+                    .map(|t| euclidean_distance(&query, &t.embedding))
+                    .fold(f32::INFINITY, f32::min);
+                (person, best)
+            })
+            .collect();
+        expected.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let found = gallery.search(&query, 5);
+        assert_eq!(found.len(), 5);
+        for (candidate, (person, distance)) in found.iter().zip(&expected) {
+            assert_eq!(candidate.person_id, *person);
+            assert!((candidate.distance - distance).abs() < 1e-4);
+        }
+        assert!(Gallery::new(dim).search(&query, 3).is_empty());
+    }
+}

@@ -1,0 +1,401 @@
+//! The one SQLite file: people, reference templates, attendance, verification decisions,
+//! settings and a hash-chained audit log.
+//!
+//! Every write that belongs together is one transaction (an enrollment is a person and all
+//! their templates, or nothing). The file is opened in WAL mode with a busy timeout so the
+//! window and a CLI can share it; a file that is not a Vouch database is refused and never
+//! written to.
+
+mod audit;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+use serde::Serialize;
+
+pub use audit::{AuditEntry, AuditReport};
+
+/// Marks a Vouch database (`PRAGMA application_id`), "VOUC".
+const APPLICATION_ID: i32 = 0x564F_5543;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path} is not a Vouch database (it is left untouched)")]
+    Foreign { path: PathBuf },
+    #[error("the database is corrupt or unreadable ({reason}): {path}")]
+    Corrupt { reason: String, path: PathBuf },
+    #[error("the database is locked by another program; try again: {path}")]
+    Locked { path: PathBuf },
+    #[error("no person with id {0}")]
+    UnknownPerson(String),
+    #[error("a {modality} enrollment for id {external_id} already exists")]
+    Duplicate {
+        external_id: String,
+        modality: String,
+    },
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error("schema migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+}
+
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Face,
+    Signature,
+}
+
+impl Modality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Face => "face",
+            Modality::Signature => "signature",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Person {
+    pub id: i64,
+    pub name: String,
+    pub external_id: String,
+    pub modality: String,
+    pub created_at: String,
+    pub templates: usize,
+}
+
+/// A reference embedding to store.
+#[derive(Debug, Clone)]
+pub struct NewTemplate {
+    pub embedding: Vec<f32>,
+    pub quality: f32,
+    pub source_sha256: String,
+    /// PNG bytes of the aligned crop.
+    pub crop: Option<Vec<u8>>,
+}
+
+/// A stored template, as matching needs it.
+#[derive(Debug, Clone)]
+pub struct StoredTemplate {
+    pub template_id: i64,
+    pub person_id: i64,
+    pub embedding: Vec<f32>,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("schema.sql"))])
+}
+
+/// RFC 3339 in UTC to the millisecond, so that lexical order is time order.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`, migrating it to the current schema.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let existed = path.exists()
+            && std::fs::metadata(path)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false);
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify(e, path))?;
+        let mut store = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.prepare(existed)?;
+        Ok(store)
+    }
+
+    pub fn open_in_memory() -> StoreResult<Self> {
+        let mut store = Self {
+            conn: Connection::open_in_memory()?,
+            path: PathBuf::from(":memory:"),
+        };
+        store.prepare(false)?;
+        Ok(store)
+    }
+
+    fn prepare(&mut self, existed: bool) -> StoreResult<()> {
+        let path = self.path.clone();
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Reading the header first: a foreign or corrupt file fails here, before any write.
+        let application_id: i32 = self
+            .conn
+            .query_row("PRAGMA application_id", [], |row| row.get(0))
+            .map_err(|e| classify(e, &path))?;
+        if existed {
+            let tables: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+                .map_err(|e| classify(e, &path))?;
+            if application_id != APPLICATION_ID && tables > 0 {
+                return Err(StoreError::Foreign { path });
+            }
+            let check: String = self
+                .conn
+                .query_row("PRAGMA quick_check", [], |row| row.get(0))
+                .map_err(|e| classify(e, &path))?;
+            if check != "ok" {
+                return Err(StoreError::Corrupt {
+                    reason: check,
+                    path,
+                });
+            }
+        }
+        self.conn.pragma_update(None, "foreign_keys", true)?;
+        if self.path != Path::new(":memory:") {
+            self.conn
+                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+                .map_err(|e| classify(e, &path))?;
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        self.conn
+            .pragma_update(None, "application_id", APPLICATION_ID)?;
+        migrations().to_latest(&mut self.conn)?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Enrolls a person with all their templates in one transaction, with an audit row.
+    pub fn enroll(
+        &mut self,
+        name: &str,
+        external_id: &str,
+        modality: Modality,
+        model_id: &str,
+        templates: &[NewTemplate],
+        actor: &str,
+    ) -> StoreResult<i64> {
+        let tx = self.conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM people WHERE external_id = ?1 AND modality = ?2",
+                params![external_id, modality.as_str()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if exists.is_some() {
+            return Err(StoreError::Duplicate {
+                external_id: external_id.to_string(),
+                modality: modality.as_str().to_string(),
+            });
+        }
+        let at = now();
+        tx.execute(
+            "INSERT INTO people (name, external_id, modality, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, external_id, modality.as_str(), at],
+        )?;
+        let person_id = tx.last_insert_rowid();
+        for template in templates {
+            tx.execute(
+                "INSERT INTO templates (person_id, model_id, embedding, quality, source_sha256, crop, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    person_id,
+                    model_id,
+                    embedding_to_blob(&template.embedding),
+                    template.quality,
+                    template.source_sha256,
+                    template.crop,
+                    at
+                ],
+            )?;
+        }
+        audit::append(
+            &tx,
+            actor,
+            "enroll",
+            &serde_json::json!({
+                "person_id": person_id, "external_id": external_id, "name": name,
+                "modality": modality.as_str(), "templates": templates.len(), "model": model_id,
+            })
+            .to_string(),
+        )?;
+        tx.commit()?;
+        Ok(person_id)
+    }
+
+    pub fn people(&self, modality: Option<Modality>) -> StoreResult<Vec<Person>> {
+        let mut statement = self.conn.prepare(
+            "SELECT p.id, p.name, p.external_id, p.modality, p.created_at, count(t.id)
+             FROM people p LEFT JOIN templates t ON t.person_id = p.id
+             WHERE ?1 IS NULL OR p.modality = ?1
+             GROUP BY p.id ORDER BY p.name, p.id",
+        )?;
+        let rows = statement.query_map(params![modality.map(Modality::as_str)], |row| {
+            Ok(Person {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                external_id: row.get(2)?,
+                modality: row.get(3)?,
+                created_at: row.get(4)?,
+                templates: row.get::<_, i64>(5)? as usize,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn person_by_external_id(
+        &self,
+        external_id: &str,
+        modality: Modality,
+    ) -> StoreResult<Person> {
+        self.people(Some(modality))?
+            .into_iter()
+            .find(|p| p.external_id == external_id)
+            .ok_or_else(|| StoreError::UnknownPerson(external_id.to_string()))
+    }
+
+    /// Deletes a person, their templates and crops; the audit keeps a row saying so.
+    pub fn delete_person(&mut self, person_id: i64, actor: &str) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        let deleted = tx.execute("DELETE FROM people WHERE id = ?1", params![person_id])?;
+        if deleted == 0 {
+            return Err(StoreError::UnknownPerson(person_id.to_string()));
+        }
+        audit::append(
+            &tx,
+            actor,
+            "delete_person",
+            &serde_json::json!({ "person_id": person_id }).to_string(),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// All templates made by `model_id` for one modality: embeddings of other models are
+    /// never returned, so they are never compared.
+    pub fn templates(
+        &self,
+        modality: Modality,
+        model_id: &str,
+    ) -> StoreResult<Vec<StoredTemplate>> {
+        let mut statement = self.conn.prepare(
+            "SELECT t.id, t.person_id, t.embedding FROM templates t JOIN people p ON p.id = t.person_id
+             WHERE p.modality = ?1 AND t.model_id = ?2 ORDER BY t.id",
+        )?;
+        let rows = statement.query_map(params![modality.as_str(), model_id], |row| {
+            Ok(StoredTemplate {
+                template_id: row.get(0)?,
+                person_id: row.get(1)?,
+                embedding: blob_to_embedding(&row.get::<_, Vec<u8>>(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn person(&self, person_id: i64) -> StoreResult<Person> {
+        self.people(None)?
+            .into_iter()
+            .find(|p| p.id == person_id)
+            .ok_or_else(|| StoreError::UnknownPerson(person_id.to_string()))
+    }
+
+    /// One person's templates of `model_id`.
+    pub fn person_templates(
+        &self,
+        person_id: i64,
+        model_id: &str,
+    ) -> StoreResult<Vec<StoredTemplate>> {
+        let mut statement = self.conn.prepare(
+            "SELECT id, person_id, embedding FROM templates WHERE person_id = ?1 AND model_id = ?2 ORDER BY id",
+        )?;
+        let rows = statement.query_map(params![person_id, model_id], |row| {
+            Ok(StoredTemplate {
+                template_id: row.get(0)?,
+                person_id: row.get(1)?,
+                embedding: blob_to_embedding(&row.get::<_, Vec<u8>>(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A verification outcome and its audit row, together.
+    pub fn record_decision(
+        &mut self,
+        person_id: i64,
+        modality: Modality,
+        score: f32,
+        bands: crate::matching::Bands,
+        decision: crate::matching::Decision,
+        operator: &str,
+    ) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO decisions (person_id, modality, score, threshold_high, threshold_low, decision, operator, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![person_id, modality.as_str(), score, bands.high, bands.low, decision.as_str(), operator, now()],
+        )?;
+        audit::append(
+            &tx,
+            operator,
+            "verify",
+            &serde_json::json!({ "person_id": person_id, "score": score, "decision": decision.as_str() }).to_string(),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn audit_append(&mut self, actor: &str, action: &str, detail: &str) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        audit::append(&tx, actor, action, detail)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn audit_verify(&self) -> StoreResult<AuditReport> {
+        audit::verify(&self.conn)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn classify(error: rusqlite::Error, path: &Path) -> StoreError {
+    use rusqlite::ErrorCode;
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => StoreError::Foreign {
+            path: path.to_path_buf(),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            reason: error.to_string(),
+            path: path.to_path_buf(),
+        },
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
+            path: path.to_path_buf(),
+        },
+        _ => StoreError::Sql(error),
+    }
+}
+
+pub fn embedding_to_blob(embedding: &[f32]) -> Vec<u8> {
+    embedding.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub fn blob_to_embedding(blob: &[u8]) -> Vec<f32> {
+    blob.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}

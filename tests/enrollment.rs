@@ -1,0 +1,153 @@
+//! Enrollment, verification and identification through the real binary and real photos,
+//! and identification accuracy on ORL.
+
+mod common;
+
+use assert_cmd::Command;
+use common::{data, models, shared};
+use vouch::gallery::Gallery;
+use vouch::imageio::load_rgb;
+use vouch::matching::FACE_BANDS;
+
+fn vouch(db: &std::path::Path) -> Command {
+    let mut command = Command::cargo_bin("vouch").unwrap();
+    command
+        .args(["--device", "cpu", "--operator", "tester", "--db"])
+        .arg(db);
+    command
+}
+
+fn stdout_json(output: &std::process::Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn enroll_verify_identify_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let enrolled = vouch(&db)
+        .args([
+            "enroll",
+            "--name",
+            "Eileen Collins",
+            "--id",
+            "E100",
+            "--json",
+        ])
+        .arg(data("astronaut.png"))
+        .arg(data("coffee.png"))
+        .arg(data("two_faces.png"))
+        .output()
+        .unwrap();
+    let json = stdout_json(&enrolled);
+    assert_eq!(json["enrolled"], 1);
+    let reasons = String::from_utf8_lossy(&enrolled.stderr);
+    assert!(
+        reasons.contains("no face found") && reasons.contains("2 faces"),
+        "{reasons}"
+    );
+
+    let verified = stdout_json(
+        &vouch(&db)
+            .args(["verify", "--id", "E100", "--json"])
+            .arg(data("astronaut_mirrored.jpg"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(verified["decision"], "accept", "{verified}");
+    let identified = stdout_json(
+        &vouch(&db)
+            .args(["identify", "--json"])
+            .arg(data("astronaut_mirrored.jpg"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(identified[0]["external_id"], "E100");
+
+    // The same face under another id is refused as a duplicate identity.
+    let duplicate = vouch(&db)
+        .args(["enroll", "--name", "Someone", "--id", "E200"])
+        .arg(data("astronaut_mirrored.jpg"))
+        .output()
+        .unwrap();
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already matches Eileen Collins"));
+
+    let unconfirmed = vouch(&db)
+        .args(["people", "delete", "E100"])
+        .output()
+        .unwrap();
+    assert!(!unconfirmed.status.success());
+    assert!(
+        vouch(&db)
+            .args(["people", "delete", "E100", "--yes"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let people = stdout_json(
+        &vouch(&db)
+            .args(["people", "list", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(people.as_array().unwrap().len(), 0);
+    let audit = stdout_json(
+        &vouch(&db)
+            .args(["audit", "verify", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(audit["intact"], true);
+    assert_eq!(audit["rows"], 3); // enroll, verify, delete
+}
+
+/// ORL: enroll 3 photos of each of 40 people, identify the other 7.
+#[test]
+fn orl_rank_one_identification() {
+    let Some(orl) = shared("data/faces/orl", "orl_rank_one_identification") else {
+        return;
+    };
+    let embed = |subject: usize, shot: usize| {
+        let path = orl.join(format!("s{subject}/{shot}.pgm"));
+        models()
+            .main_face(&load_rgb(&path).unwrap(), "orl")
+            .ok()
+            .map(|(face, _)| face.embedding)
+    };
+    let mut gallery = Gallery::new(128);
+    for subject in 1..=40 {
+        let references: Vec<Vec<f32>> = (1..=3).filter_map(|shot| embed(subject, shot)).collect();
+        gallery.add_person(subject as i64, references.iter().map(Vec::as_slice));
+    }
+    let (mut correct, mut false_accepts, mut total, mut no_face) = (0, 0, 0, 0);
+    for subject in 1..=40 {
+        for shot in 4..=10 {
+            total += 1;
+            let Some(probe) = embed(subject, shot) else {
+                no_face += 1;
+                continue;
+            };
+            let best = gallery.search(&probe, 1)[0];
+            if best.person_id == subject as i64 {
+                correct += 1;
+            } else if best.score >= FACE_BANDS.high {
+                false_accepts += 1;
+            }
+        }
+    }
+    let rank1 = correct as f64 / total as f64;
+    eprintln!(
+        "ORL rank-1 {correct}/{total} = {:.2}% ({no_face} probes without a face), wrong top-1 in the accept band: {false_accepts}",
+        100.0 * rank1
+    );
+    // Measured 91.4% (256/280): the 92x112 grey ORL shots are far below the network's
+    // 150 px chips; this guards against regressions.
+    assert!(rank1 >= 0.90, "rank-1 {rank1}");
+}
