@@ -11,25 +11,21 @@ fn vouch() -> Command {
     command
 }
 
-fn json_of(output: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(output)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(output)))
-}
-
-#[test]
-fn embed_prints_every_face_as_json() {
-    let output = vouch()
-        .args(["face", "embed"])
-        .arg(data("two_faces.png"))
-        .arg("--json")
-        .output()
-        .unwrap();
+/// Runs `vouch ARGS --json`, which must succeed, and parses what it prints.
+fn success_json(args: &[std::ffi::OsString]) -> serde_json::Value {
+    let output = vouch().args(args).arg("--json").output().unwrap();
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let json = json_of(&output.stdout);
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+#[test]
+fn embed_prints_every_face_as_json() {
+    let json = success_json(&["face".into(), "embed".into(), data("two_faces.png").into()]);
     let faces = json["faces"].as_array().unwrap();
     assert_eq!(faces.len(), 2);
     for face in faces {
@@ -61,21 +57,18 @@ fn embed_saves_aligned_chips_on_request() {
     assert_eq!((chip.width(), chip.height()), (150, 150));
 }
 
+fn compare_json(first: &str, second: &str) -> serde_json::Value {
+    success_json(&[
+        "face".into(),
+        "compare".into(),
+        data(first).into(),
+        data(second).into(),
+    ])
+}
+
 #[test]
 fn compare_decides_same_person() {
-    let output = vouch()
-        .args(["face", "compare"])
-        .arg(data("astronaut.png"))
-        .arg(data("astronaut_mirrored.jpg"))
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json = json_of(&output.stdout);
+    let json = compare_json("astronaut.png", "astronaut_mirrored.jpg");
     let score = json["score"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&score));
     assert!(json["same_person"].as_bool().unwrap(), "{json}");
@@ -84,19 +77,10 @@ fn compare_decides_same_person() {
 
 #[test]
 fn compare_uses_the_main_face_of_several() {
-    let output = vouch()
-        .args(["face", "compare"])
-        .arg(data("two_faces.png"))
-        .arg(data("astronaut.png"))
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    assert_eq!(
+        compare_json("two_faces.png", "astronaut.png")["faces_in_first"],
+        2
     );
-    assert_eq!(json_of(&output.stdout)["faces_in_first"], 2);
 }
 
 fn fails_with(args: &[&str], needle: &str) {

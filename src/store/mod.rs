@@ -295,13 +295,7 @@ impl Store {
             "SELECT t.id, t.person_id, t.embedding FROM templates t JOIN people p ON p.id = t.person_id
              WHERE p.modality = ?1 AND t.model_id = ?2 ORDER BY t.id",
         )?;
-        let rows = statement.query_map(params![modality.as_str(), model_id], |row| {
-            Ok(StoredTemplate {
-                template_id: row.get(0)?,
-                person_id: row.get(1)?,
-                embedding: blob_to_embedding(&row.get::<_, Vec<u8>>(2)?),
-            })
-        })?;
+        let rows = statement.query_map(params![modality.as_str(), model_id], read_template)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -321,13 +315,7 @@ impl Store {
         let mut statement = self.conn.prepare(
             "SELECT id, person_id, embedding FROM templates WHERE person_id = ?1 AND model_id = ?2 ORDER BY id",
         )?;
-        let rows = statement.query_map(params![person_id, model_id], |row| {
-            Ok(StoredTemplate {
-                template_id: row.get(0)?,
-                person_id: row.get(1)?,
-                embedding: blob_to_embedding(&row.get::<_, Vec<u8>>(2)?),
-            })
-        })?;
+        let rows = statement.query_map(params![person_id, model_id], read_template)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -388,6 +376,15 @@ fn classify(error: rusqlite::Error, path: &Path) -> StoreError {
         },
         _ => StoreError::Sql(error),
     }
+}
+
+/// A row of `SELECT id, person_id, embedding FROM templates ...`.
+fn read_template(row: &rusqlite::Row) -> rusqlite::Result<StoredTemplate> {
+    Ok(StoredTemplate {
+        template_id: row.get(0)?,
+        person_id: row.get(1)?,
+        embedding: blob_to_embedding(&row.get::<_, Vec<u8>>(2)?),
+    })
 }
 
 pub fn embedding_to_blob(embedding: &[f32]) -> Vec<u8> {
