@@ -605,8 +605,10 @@ fn enroll(
     images: &[PathBuf],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let gallery =
-        Gallery::from_templates(128, &store.templates(Modality::Face, &models.model_id())?);
+    let gallery = Gallery::from_templates(
+        crate::face::recognition::EMBEDDING_DIM,
+        &store.templates(Modality::Face, &models.model_id())?,
+    );
     let mut samples = Vec::new();
     let mut rejected = Vec::new();
     for path in images {
@@ -746,8 +748,10 @@ fn identify(
     top: usize,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let gallery =
-        Gallery::from_templates(128, &store.templates(Modality::Face, &models.model_id())?);
+    let gallery = Gallery::from_templates(
+        crate::face::recognition::EMBEDDING_DIM,
+        &store.templates(Modality::Face, &models.model_id())?,
+    );
     let picture = imageio::load_rgb(image)?;
     let (face, _) = models.main_face(&picture, &image.display().to_string())?;
     let candidates = gallery

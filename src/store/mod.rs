@@ -237,13 +237,44 @@ impl Store {
     }
 
     pub fn people(&self, modality: Option<Modality>) -> StoreResult<Vec<Person>> {
-        let mut statement = self.conn.prepare(
+        self.people_where(
+            "?1 IS NULL OR p.modality = ?1",
+            &[&modality.map(Modality::as_str)],
+        )
+    }
+
+    pub fn person_by_external_id(
+        &self,
+        external_id: &str,
+        modality: Modality,
+    ) -> StoreResult<Person> {
+        self.people_where(
+            "p.external_id = ?1 AND p.modality = ?2",
+            &[&external_id, &modality.as_str()],
+        )?
+        .pop()
+        .ok_or_else(|| StoreError::UnknownPerson(external_id.to_string()))
+    }
+
+    pub fn person(&self, person_id: i64) -> StoreResult<Person> {
+        self.people_where("p.id = ?1", &[&person_id])?
+            .pop()
+            .ok_or_else(|| StoreError::UnknownPerson(person_id.to_string()))
+    }
+
+    /// People matching an SQL condition on `p` (people), with their template counts.
+    fn people_where(
+        &self,
+        condition: &str,
+        values: &[&dyn rusqlite::ToSql],
+    ) -> StoreResult<Vec<Person>> {
+        let mut statement = self.conn.prepare(&format!(
             "SELECT p.id, p.name, p.external_id, p.modality, p.created_at, count(t.id)
              FROM people p LEFT JOIN templates t ON t.person_id = p.id
-             WHERE ?1 IS NULL OR p.modality = ?1
-             GROUP BY p.id ORDER BY p.name, p.id",
-        )?;
-        let rows = statement.query_map(params![modality.map(Modality::as_str)], |row| {
+             WHERE {condition}
+             GROUP BY p.id ORDER BY p.name, p.id"
+        ))?;
+        let rows = statement.query_map(values, |row| {
             Ok(Person {
                 id: row.get(0)?,
                 name: row.get(1)?,
@@ -254,17 +285,6 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn person_by_external_id(
-        &self,
-        external_id: &str,
-        modality: Modality,
-    ) -> StoreResult<Person> {
-        self.people(Some(modality))?
-            .into_iter()
-            .find(|p| p.external_id == external_id)
-            .ok_or_else(|| StoreError::UnknownPerson(external_id.to_string()))
     }
 
     /// Deletes a person, their templates and crops; the audit keeps a row saying so.
@@ -297,13 +317,6 @@ impl Store {
         )?;
         let rows = statement.query_map(params![modality.as_str(), model_id], read_template)?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn person(&self, person_id: i64) -> StoreResult<Person> {
-        self.people(None)?
-            .into_iter()
-            .find(|p| p.id == person_id)
-            .ok_or_else(|| StoreError::UnknownPerson(person_id.to_string()))
     }
 
     /// One person's templates of `model_id`.
