@@ -99,6 +99,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Kiosk punch: identify the face and record a check-in or check-out.
+    Checkin {
+        image: PathBuf,
+        /// A repeat punch within this many minutes is ignored.
+        #[arg(long, default_value_t = 10)]
+        window_minutes: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Enrolled people.
     #[command(subcommand)]
     People(PeopleCommand),
@@ -110,6 +119,11 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum PeopleCommand {
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: String,
         #[arg(long)]
         json: bool,
     },
@@ -302,6 +316,27 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
+            })
+        }
+        Command::Checkin {
+            image,
+            window_minutes,
+            json,
+        } => checkin(
+            &load()?,
+            &mut open_store(&cli.global)?,
+            &operator(&cli.global),
+            &image,
+            chrono::Duration::minutes(window_minutes),
+            json,
+        ),
+        Command::People(PeopleCommand::Show { id, json }) => {
+            let person = open_store(&cli.global)?.person_by_external_id(&id, Modality::Face)?;
+            print_report(&person, json, |p| {
+                format!(
+                    "{} ({})\nmodality {}\nreferences {}\nenrolled {}",
+                    p.name, p.external_id, p.modality, p.templates, p.created_at
+                )
             })
         }
         Command::People(PeopleCommand::Delete { id, yes }) => {
@@ -785,5 +820,60 @@ fn identify(
             })
             .collect::<Vec<_>>()
             .join("\n")
+    })
+}
+
+#[derive(Serialize)]
+struct CheckinOutput {
+    external_id: String,
+    name: String,
+    score: f32,
+    #[serde(flatten)]
+    punch: crate::store::Punch,
+}
+
+fn checkin(
+    models: &FaceModels,
+    store: &mut Store,
+    actor: &str,
+    image: &Path,
+    repeat_window: chrono::Duration,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let gallery = Gallery::from_templates(
+        crate::face::recognition::EMBEDDING_DIM,
+        &store.templates(Modality::Face, &models.model_id())?,
+    );
+    let picture = imageio::load_rgb(image)?;
+    let (face, _) = models.main_face(&picture, &image.display().to_string())?;
+    let Some(best) = gallery.search(&face.embedding, 1).pop() else {
+        anyhow::bail!("nobody is enrolled: no check-in recorded");
+    };
+    if FACE_BANDS.decide(best.score) != crate::matching::Decision::Accept {
+        anyhow::bail!(
+            "not recognised (best score {:.3}, accept at {:.2}): no check-in recorded",
+            best.score,
+            FACE_BANDS.high
+        );
+    }
+    let person = store.person(best.person_id)?;
+    let punch = store.punch(person.id, best.score, repeat_window, actor)?;
+    let output = CheckinOutput {
+        external_id: person.external_id,
+        name: person.name,
+        score: best.score,
+        punch,
+    };
+    print_report(&output, json, |o| match &o.punch {
+        crate::store::Punch::Recorded { kind, at } => {
+            format!(
+                "check-{kind}: {} ({}) at {at}, score {:.3}",
+                o.name, o.external_id, o.score
+            )
+        }
+        crate::store::Punch::Repeat { last_kind, last_at } => format!(
+            "ignored: {} ({}) already checked {last_kind} at {last_at}",
+            o.name, o.external_id
+        ),
     })
 }

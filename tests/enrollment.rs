@@ -69,6 +69,48 @@ fn enroll_verify_identify_delete() {
     );
     assert_eq!(identified[0]["external_id"], "E100");
 
+    let first = stdout_json(
+        &vouch(&db)
+            .args(["checkin", "--json"])
+            .arg(data("astronaut_mirrored.jpg"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        (first["status"].as_str(), first["kind"].as_str()),
+        (Some("recorded"), Some("in")),
+        "{first}"
+    );
+    let repeat = stdout_json(
+        &vouch(&db)
+            .args(["checkin", "--json"])
+            .arg(data("astronaut.png"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(repeat["status"], "repeat", "{repeat}");
+    let out = stdout_json(
+        &vouch(&db)
+            .args(["checkin", "--window-minutes", "0", "--json"])
+            .arg(data("astronaut.png"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out["kind"], "out", "{out}");
+    let stranger = vouch(&db)
+        .args(["checkin"])
+        .arg(data("coffee.png"))
+        .output()
+        .unwrap();
+    assert!(!stranger.status.success());
+    let shown = stdout_json(
+        &vouch(&db)
+            .args(["people", "show", "E100", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(shown["templates"], 1);
+
     // The same face under another id is refused as a duplicate identity.
     let duplicate = vouch(&db)
         .args(["enroll", "--name", "Someone", "--id", "E200"])
@@ -105,7 +147,7 @@ fn enroll_verify_identify_delete() {
             .unwrap(),
     );
     assert_eq!(audit["intact"], true);
-    assert_eq!(audit["rows"], 3); // enroll, verify, delete
+    assert_eq!(audit["rows"], 5); // enroll, verify, two punches, delete
 }
 
 /// ORL: enroll 3 photos of each of 40 people, identify the other 7.

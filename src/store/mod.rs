@@ -70,6 +70,14 @@ pub struct Person {
     pub templates: usize,
 }
 
+/// What a check-in attempt did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Punch {
+    Recorded { kind: String, at: String },
+    Repeat { last_kind: String, last_at: String },
+}
+
 /// A reference embedding to store.
 #[derive(Debug, Clone)]
 pub struct NewTemplate {
@@ -330,6 +338,65 @@ impl Store {
         )?;
         let rows = statement.query_map(params![person_id, model_id], read_template)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records a check-in or check-out for `person_id`, unless their last punch is under
+    /// `repeat_window` old (a second look at the camera is not a second punch). The first
+    /// punch of a UTC day is "in", then they alternate.
+    pub fn punch(
+        &mut self,
+        person_id: i64,
+        score: f32,
+        repeat_window: chrono::Duration,
+        actor: &str,
+    ) -> StoreResult<Punch> {
+        let tx = self.conn.transaction()?;
+        let last: Option<(String, String)> = tx
+            .query_row(
+                "SELECT kind, at FROM attendance WHERE person_id = ?1 ORDER BY at DESC, id DESC LIMIT 1",
+                params![person_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let now = chrono::Utc::now();
+        let last_time = last.as_ref().and_then(|(_, at)| {
+            chrono::DateTime::parse_from_rfc3339(at)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        });
+        if let (Some((kind, at)), Some(time)) = (&last, last_time)
+            && now - time < repeat_window
+        {
+            return Ok(Punch::Repeat {
+                last_kind: kind.clone(),
+                last_at: at.clone(),
+            });
+        }
+        let kind = match (&last, last_time) {
+            (Some((kind, _)), Some(time))
+                if kind == "in" && time.date_naive() == now.date_naive() =>
+            {
+                "out"
+            }
+            _ => "in",
+        };
+        let at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        tx.execute(
+            "INSERT INTO attendance (person_id, kind, at, score) VALUES (?1, ?2, ?3, ?4)",
+            params![person_id, kind, at, score],
+        )?;
+        audit::append(
+            &tx,
+            actor,
+            "attendance",
+            &serde_json::json!({ "person_id": person_id, "kind": kind, "score": score })
+                .to_string(),
+        )?;
+        tx.commit()?;
+        Ok(Punch::Recorded {
+            kind: kind.to_string(),
+            at,
+        })
     }
 
     /// A verification outcome and its audit row, together.
