@@ -640,10 +640,7 @@ fn enroll(
     images: &[PathBuf],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let gallery = Gallery::from_templates(
-        crate::face::recognition::EMBEDDING_DIM,
-        &store.templates(Modality::Face, &models.model_id())?,
-    );
+    let gallery = Gallery::of_faces(store, &models.model_id())?;
     let mut samples = Vec::new();
     let mut rejected = Vec::new();
     for path in images {
@@ -776,6 +773,19 @@ struct IdentifyCandidate {
     decision: crate::matching::Decision,
 }
 
+/// The `top` enrolled people nearest to the main face of the photo, nearest first.
+fn nearest_people(
+    models: &FaceModels,
+    store: &Store,
+    image: &Path,
+    top: usize,
+) -> anyhow::Result<Vec<crate::gallery::Candidate>> {
+    let gallery = Gallery::of_faces(store, &models.model_id())?;
+    let picture = imageio::load_rgb(image)?;
+    let (face, _) = models.main_face(&picture, &image.display().to_string())?;
+    Ok(gallery.search(&face.embedding, top))
+}
+
 fn identify(
     models: &FaceModels,
     store: &Store,
@@ -783,14 +793,7 @@ fn identify(
     top: usize,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let gallery = Gallery::from_templates(
-        crate::face::recognition::EMBEDDING_DIM,
-        &store.templates(Modality::Face, &models.model_id())?,
-    );
-    let picture = imageio::load_rgb(image)?;
-    let (face, _) = models.main_face(&picture, &image.display().to_string())?;
-    let candidates = gallery
-        .search(&face.embedding, top)
+    let candidates = nearest_people(models, store, image, top)?
         .into_iter()
         .map(|c| {
             let person = store.person(c.person_id)?;
@@ -840,13 +843,7 @@ fn checkin(
     repeat_window: chrono::Duration,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let gallery = Gallery::from_templates(
-        crate::face::recognition::EMBEDDING_DIM,
-        &store.templates(Modality::Face, &models.model_id())?,
-    );
-    let picture = imageio::load_rgb(image)?;
-    let (face, _) = models.main_face(&picture, &image.display().to_string())?;
-    let Some(best) = gallery.search(&face.embedding, 1).pop() else {
+    let Some(best) = nearest_people(models, store, image, 1)?.pop() else {
         anyhow::bail!("nobody is enrolled: no check-in recorded");
     };
     if FACE_BANDS.decide(best.score) != crate::matching::Decision::Accept {

@@ -8,8 +8,9 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::face::recognition::EMBEDDING_DIM;
 use crate::matching::face_score;
-use crate::store::StoredTemplate;
+use crate::store::{Modality, Store, StoreResult, StoredTemplate};
 
 /// People per parallel task: large enough to amortise scheduling, small enough to balance.
 const PEOPLE_PER_TASK: usize = 2048;
@@ -51,6 +52,14 @@ impl Gallery {
             );
         }
         gallery
+    }
+
+    /// Every enrolled face template made by `model_id`.
+    pub fn of_faces(store: &Store, model_id: &str) -> StoreResult<Self> {
+        Ok(Self::from_templates(
+            EMBEDDING_DIM,
+            &store.templates(Modality::Face, model_id)?,
+        ))
     }
 
     /// Adds one person with all their templates (an enrollment).

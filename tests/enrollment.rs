@@ -26,6 +26,16 @@ fn stdout_json(output: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// `vouch ARGS [PHOTO] --json` on the database, which must succeed.
+fn run_json(db: &std::path::Path, args: &[&str], photo: Option<&str>) -> serde_json::Value {
+    let mut command = vouch(db);
+    command.args(args).arg("--json");
+    if let Some(name) = photo {
+        command.arg(data(name));
+    }
+    stdout_json(&command.output().unwrap())
+}
+
 #[test]
 fn enroll_verify_identify_delete() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,49 +62,27 @@ fn enroll_verify_identify_delete() {
         "{reasons}"
     );
 
-    let verified = stdout_json(
-        &vouch(&db)
-            .args(["verify", "--id", "E100", "--json"])
-            .arg(data("astronaut_mirrored.jpg"))
-            .output()
-            .unwrap(),
+    let verified = run_json(
+        &db,
+        &["verify", "--id", "E100"],
+        Some("astronaut_mirrored.jpg"),
     );
     assert_eq!(verified["decision"], "accept", "{verified}");
-    let identified = stdout_json(
-        &vouch(&db)
-            .args(["identify", "--json"])
-            .arg(data("astronaut_mirrored.jpg"))
-            .output()
-            .unwrap(),
-    );
+    let identified = run_json(&db, &["identify"], Some("astronaut_mirrored.jpg"));
     assert_eq!(identified[0]["external_id"], "E100");
 
-    let first = stdout_json(
-        &vouch(&db)
-            .args(["checkin", "--json"])
-            .arg(data("astronaut_mirrored.jpg"))
-            .output()
-            .unwrap(),
-    );
+    let first = run_json(&db, &["checkin"], Some("astronaut_mirrored.jpg"));
     assert_eq!(
         (first["status"].as_str(), first["kind"].as_str()),
         (Some("recorded"), Some("in")),
         "{first}"
     );
-    let repeat = stdout_json(
-        &vouch(&db)
-            .args(["checkin", "--json"])
-            .arg(data("astronaut.png"))
-            .output()
-            .unwrap(),
-    );
+    let repeat = run_json(&db, &["checkin"], Some("astronaut.png"));
     assert_eq!(repeat["status"], "repeat", "{repeat}");
-    let out = stdout_json(
-        &vouch(&db)
-            .args(["checkin", "--window-minutes", "0", "--json"])
-            .arg(data("astronaut.png"))
-            .output()
-            .unwrap(),
+    let out = run_json(
+        &db,
+        &["checkin", "--window-minutes", "0"],
+        Some("astronaut.png"),
     );
     assert_eq!(out["kind"], "out", "{out}");
     let stranger = vouch(&db)
@@ -103,12 +91,7 @@ fn enroll_verify_identify_delete() {
         .output()
         .unwrap();
     assert!(!stranger.status.success());
-    let shown = stdout_json(
-        &vouch(&db)
-            .args(["people", "show", "E100", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let shown = run_json(&db, &["people", "show", "E100"], None);
     assert_eq!(shown["templates"], 1);
 
     // The same face under another id is refused as a duplicate identity.
@@ -133,19 +116,9 @@ fn enroll_verify_identify_delete() {
             .status
             .success()
     );
-    let people = stdout_json(
-        &vouch(&db)
-            .args(["people", "list", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let people = run_json(&db, &["people", "list"], None);
     assert_eq!(people.as_array().unwrap().len(), 0);
-    let audit = stdout_json(
-        &vouch(&db)
-            .args(["audit", "verify", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let audit = run_json(&db, &["audit", "verify"], None);
     assert_eq!(audit["intact"], true);
     assert_eq!(audit["rows"], 5); // enroll, verify, two punches, delete
 }
