@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -13,11 +13,10 @@ use serde::Serialize;
 use crate::device::DeviceChoice;
 use crate::face::{Face, FaceModels};
 use crate::gallery::Gallery;
-use crate::matching::{
-    DEFAULT_FACE_THRESHOLD, FACE_BANDS, compare_faces, euclidean_distance, face_score,
-};
-use crate::store::{Modality, Store};
-use crate::{enroll, eval, imageio, models, perf};
+use crate::matching::{Bands, DEFAULT_FACE_THRESHOLD, compare_faces};
+use crate::store::{AttendanceRecord, Modality, Punch, Store};
+use crate::workflow::EnrollRequest;
+use crate::{eval, imageio, models, perf, workflow};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -83,6 +82,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Enroll many people from a CSV manifest (columns id,name,image; one row per
+    /// image), each person in their own transaction. Ctrl-C stops between people.
+    EnrollBatch {
+        manifest: PathBuf,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Embed every stored crop with the current model (after a model change).
+    Reembed {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decision thresholds per modality.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// Attendance as CSV or JSON, or a backup of the whole database.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Attendance from CSV or JSON, or restore a backup.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// 1:1: does the photo show the person enrolled under `--id`?
     Verify {
         #[arg(long)]
@@ -131,6 +153,69 @@ pub enum PeopleCommand {
     Delete {
         id: String,
         /// Confirm: without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SettingsCommand {
+    /// The accept / review / reject bands of each modality.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept at a score of HIGH or more, reject under LOW, send to review between.
+    SetBands {
+        #[arg(long, value_enum)]
+        modality: Modality,
+        #[arg(long)]
+        low: f32,
+        #[arg(long)]
+        high: f32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// Check-ins and check-outs, oldest first.
+    Attendance {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Only events at or after this RFC 3339 time (e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only events at or before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Output file [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// A consistent copy of the whole database (SQLite online backup; others may keep
+    /// working meanwhile).
+    Backup { out: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Attendance events from `export attendance` (CSV or JSON); repeats are skipped.
+    Attendance {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the database with a backup (checked first: it must be an intact Vouch
+    /// database with an unbroken audit log).
+    Backup {
+        file: PathBuf,
+        /// Confirm: without it nothing is replaced.
         #[arg(long)]
         yes: bool,
     },
@@ -286,12 +371,103 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
             &load()?,
             &mut open_store(&cli.global)?,
             &operator(&cli.global),
-            &name,
-            &id,
+            &EnrollRequest {
+                name,
+                external_id: id,
+                images,
+            },
             force,
-            &images,
             json,
         ),
+        Command::EnrollBatch {
+            manifest,
+            force,
+            json,
+        } => enroll_batch(
+            &load()?,
+            &mut open_store(&cli.global)?,
+            &operator(&cli.global),
+            &manifest,
+            force,
+            json,
+        ),
+        Command::Reembed { json } => reembed(
+            &load()?,
+            &mut open_store(&cli.global)?,
+            &operator(&cli.global),
+            json,
+        ),
+        Command::Settings(SettingsCommand::Show { json }) => {
+            let store = open_store(&cli.global)?;
+            let bands: Vec<(Modality, Bands)> = [Modality::Face, Modality::Signature]
+                .into_iter()
+                .map(|m| Ok((m, store.bands(m)?)))
+                .collect::<anyhow::Result<_>>()?;
+            print_report(&bands, json, |bands| {
+                bands
+                    .iter()
+                    .map(|(m, b)| {
+                        format!(
+                            "{}: accept >= {:.3}, review, reject < {:.3}",
+                            m.as_str(),
+                            b.high,
+                            b.low
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Settings(SettingsCommand::SetBands {
+            modality,
+            low,
+            high,
+        }) => {
+            open_store(&cli.global)?.set_bands(
+                modality,
+                Bands { low, high },
+                &operator(&cli.global),
+            )?;
+            println!(
+                "{}: accept >= {high}, reject < {low} (saved, audited)",
+                modality.as_str()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(ExportCommand::Attendance {
+            format,
+            from,
+            to,
+            out,
+        }) => export_attendance(
+            &open_store(&cli.global)?,
+            format,
+            from.as_deref(),
+            to.as_deref(),
+            out.as_deref(),
+        ),
+        Command::Export(ExportCommand::Backup { out }) => {
+            open_store(&cli.global)?.backup_to(&out)?;
+            println!("backup written to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(ImportCommand::Attendance { file, json }) => import_attendance(
+            &mut open_store(&cli.global)?,
+            &operator(&cli.global),
+            &file,
+            json,
+        ),
+        Command::Import(ImportCommand::Backup { file, yes }) => {
+            if !yes {
+                anyhow::bail!(
+                    "this replaces everything in the database with {}: add --yes to confirm",
+                    file.display()
+                );
+            }
+            open_store(&cli.global)?.restore_from(&file, &operator(&cli.global))?;
+            println!("restored from {}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify { id, image, json } => verify(
             &load()?,
             &mut open_store(&cli.global)?,
@@ -539,15 +715,10 @@ fn eval_pairs(
             .collect();
         pairs = same.into_iter().chain(different).collect();
     }
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} images, {eta} left")?
-            .progress_chars("=> "),
-    );
-    bar.set_message("embedding");
+    let bar = progress_bar("embedding", "images")?;
     let start = Instant::now();
-    let cancel = AtomicBool::new(false);
     let (scored, images, failed) =
-        eval::score_pairs(models, &pairs, root, &cancel, &mut |done, total| {
+        eval::score_pairs(models, &pairs, root, cancel_flag(), &mut |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         })?;
@@ -621,91 +792,82 @@ fn operator(global: &GlobalArgs) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-#[derive(Serialize)]
-struct EnrollOutput {
-    person_id: i64,
-    external_id: String,
-    enrolled: usize,
-    rejected: Vec<(PathBuf, String)>,
-}
-
-#[allow(clippy::too_many_arguments)]
 fn enroll(
     models: &FaceModels,
     store: &mut Store,
     actor: &str,
-    name: &str,
-    external_id: &str,
+    request: &EnrollRequest,
     force: bool,
-    images: &[PathBuf],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let gallery = Gallery::of_faces(store, &models.model_id())?;
-    let mut samples = Vec::new();
-    let mut rejected = Vec::new();
-    for path in images {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let picture = imageio::decode_rgb(&bytes, path)?;
-        match enroll::assess_face(models, &picture, &bytes)? {
-            Err(rejection) => rejected.push((path.clone(), rejection.to_string())),
-            Ok(sample) => {
-                if let Some(best) = gallery.search(&sample.template.embedding, 1).first()
-                    && best.score >= FACE_BANDS.high
-                    && !force
-                {
-                    let other = store.person(best.person_id)?;
-                    if other.external_id != external_id {
-                        anyhow::bail!(
-                            "{} already matches {} ({}) with score {:.3}: not enrolled (use --force if they are different people)",
-                            path.display(),
-                            other.name,
-                            other.external_id,
-                            best.score
-                        );
-                    }
-                }
-                samples.push(sample.template);
-            }
-        }
+    let mut gallery = Gallery::of_faces(store, &models.model_id())?;
+    let report = workflow::enroll_face(models, store, &mut gallery, request, force, actor)?;
+    for rejected in &report.rejected {
+        eprintln!("rejected {}: {}", rejected.path.display(), rejected.reason);
     }
-    for (path, reason) in &rejected {
-        eprintln!("rejected {}: {reason}", path.display());
-    }
-    if samples.is_empty() {
-        anyhow::bail!("no usable reference photo: nothing enrolled");
-    }
-    let person_id = store.enroll(
-        name,
-        external_id,
-        Modality::Face,
-        &models.model_id(),
-        &samples,
-        actor,
-    )?;
-    let output = EnrollOutput {
-        person_id,
-        external_id: external_id.to_string(),
-        enrolled: samples.len(),
-        rejected,
-    };
-    print_report(&output, json, |o| {
+    print_report(&report, json, |r| {
         format!(
-            "enrolled {name} ({}) with {} reference(s)",
-            o.external_id, o.enrolled
+            "enrolled {} ({}) with {} reference(s)",
+            r.name, r.external_id, r.enrolled
         )
     })
 }
 
-#[derive(Serialize)]
-struct VerifyOutput {
-    external_id: String,
-    name: String,
-    references: usize,
-    best_score: f32,
-    mean_score: f32,
-    decision: crate::matching::Decision,
-    bands: crate::matching::Bands,
+fn enroll_batch(
+    models: &FaceModels,
+    store: &mut Store,
+    actor: &str,
+    manifest: &Path,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let requests = workflow::read_manifest(manifest)?;
+    let bar = progress_bar("enrolling", "people")?;
+    let report = workflow::enroll_batch(
+        models,
+        store,
+        &requests,
+        force,
+        actor,
+        cancel_flag(),
+        &mut |p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            bar.set_message(format!("enrolling {}", p.current));
+        },
+    )?;
+    bar.finish_and_clear();
+    print_report(&report, json, |r| {
+        let mut lines = vec![format!(
+            "enrolled {} people, {} failed{}",
+            r.enrolled.len(),
+            r.failed.len(),
+            if r.not_started > 0 {
+                format!(", cancelled before {} more", r.not_started)
+            } else {
+                String::new()
+            }
+        )];
+        for failure in &r.failed {
+            lines.push(format!("  {}: {}", failure.external_id, failure.reason));
+        }
+        for enrolled in &r.enrolled {
+            for rejected in &enrolled.rejected {
+                lines.push(format!(
+                    "  {}: rejected {}: {}",
+                    enrolled.external_id,
+                    rejected.path.display(),
+                    rejected.reason
+                ));
+            }
+        }
+        lines.join("\n")
+    })?;
+    Ok(if report.failed.is_empty() && report.not_started == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn verify(
@@ -716,42 +878,16 @@ fn verify(
     image: &Path,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let person = store.person_by_external_id(external_id, Modality::Face)?;
-    let references = store.person_templates(person.id, &models.model_id())?;
-    if references.is_empty() {
-        anyhow::bail!(
-            "{} has no references made by model {}: run `vouch reembed`",
-            person.name,
-            models.model_id()
-        );
-    }
     let picture = imageio::load_rgb(image)?;
-    let (face, _) = models.main_face(&picture, &image.display().to_string())?;
-    let scores: Vec<f32> = references
-        .iter()
-        .map(|r| face_score(euclidean_distance(&face.embedding, &r.embedding)))
-        .collect();
-    let best_score = scores.iter().copied().fold(0.0, f32::max);
-    let mean_score = scores.iter().sum::<f32>() / scores.len() as f32;
-    let decision = FACE_BANDS.decide(best_score);
-    store.record_decision(
-        person.id,
-        Modality::Face,
-        best_score,
-        FACE_BANDS,
-        decision,
+    let report = workflow::verify_face(
+        models,
+        store,
+        external_id,
+        &picture,
+        &image.display().to_string(),
         actor,
     )?;
-    let output = VerifyOutput {
-        external_id: person.external_id,
-        name: person.name,
-        references: scores.len(),
-        best_score,
-        mean_score,
-        decision,
-        bands: FACE_BANDS,
-    };
-    print_report(&output, json, |o| {
+    print_report(&report, json, |o| {
         format!(
             "{}: {} ({}), best score {:.3}, mean {:.3} over {} reference(s)",
             o.decision.as_str(),
@@ -764,28 +900,6 @@ fn verify(
     })
 }
 
-#[derive(Serialize)]
-struct IdentifyCandidate {
-    external_id: String,
-    name: String,
-    score: f32,
-    distance: f32,
-    decision: crate::matching::Decision,
-}
-
-/// The `top` enrolled people nearest to the main face of the photo, nearest first.
-fn nearest_people(
-    models: &FaceModels,
-    store: &Store,
-    image: &Path,
-    top: usize,
-) -> anyhow::Result<Vec<crate::gallery::Candidate>> {
-    let gallery = Gallery::of_faces(store, &models.model_id())?;
-    let picture = imageio::load_rgb(image)?;
-    let (face, _) = models.main_face(&picture, &image.display().to_string())?;
-    Ok(gallery.search(&face.embedding, top))
-}
-
 fn identify(
     models: &FaceModels,
     store: &Store,
@@ -793,19 +907,16 @@ fn identify(
     top: usize,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let candidates = nearest_people(models, store, image, top)?
-        .into_iter()
-        .map(|c| {
-            let person = store.person(c.person_id)?;
-            Ok(IdentifyCandidate {
-                external_id: person.external_id,
-                name: person.name,
-                score: c.score,
-                distance: c.distance,
-                decision: FACE_BANDS.decide(c.score),
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let gallery = Gallery::of_faces(store, &models.model_id())?;
+    let picture = imageio::load_rgb(image)?;
+    let candidates = workflow::identify_face(
+        models,
+        store,
+        &gallery,
+        &picture,
+        &image.display().to_string(),
+        top,
+    )?;
     print_report(&candidates, json, |candidates| {
         if candidates.is_empty() {
             return "nobody is enrolled".to_string();
@@ -826,15 +937,6 @@ fn identify(
     })
 }
 
-#[derive(Serialize)]
-struct CheckinOutput {
-    external_id: String,
-    name: String,
-    score: f32,
-    #[serde(flatten)]
-    punch: crate::store::Punch,
-}
-
 fn checkin(
     models: &FaceModels,
     store: &mut Store,
@@ -843,34 +945,146 @@ fn checkin(
     repeat_window: chrono::Duration,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let Some(best) = nearest_people(models, store, image, 1)?.pop() else {
-        anyhow::bail!("nobody is enrolled: no check-in recorded");
-    };
-    if FACE_BANDS.decide(best.score) != crate::matching::Decision::Accept {
-        anyhow::bail!(
-            "not recognised (best score {:.3}, accept at {:.2}): no check-in recorded",
-            best.score,
-            FACE_BANDS.high
-        );
-    }
-    let person = store.person(best.person_id)?;
-    let punch = store.punch(person.id, best.score, repeat_window, actor)?;
-    let output = CheckinOutput {
-        external_id: person.external_id,
-        name: person.name,
-        score: best.score,
-        punch,
-    };
-    print_report(&output, json, |o| match &o.punch {
-        crate::store::Punch::Recorded { kind, at } => {
+    let gallery = Gallery::of_faces(store, &models.model_id())?;
+    let picture = imageio::load_rgb(image)?;
+    let (face, _) = models.main_face(&picture, &image.display().to_string())?;
+    let report = workflow::checkin(store, &gallery, &face.embedding, repeat_window, actor)?;
+    print_report(&report, json, |o| match &o.punch {
+        Punch::Recorded { kind, at } => {
             format!(
                 "check-{kind}: {} ({}) at {at}, score {:.3}",
                 o.name, o.external_id, o.score
             )
         }
-        crate::store::Punch::Repeat { last_kind, last_at } => format!(
+        Punch::Repeat { last_kind, last_at } => format!(
             "ignored: {} ({}) already checked {last_kind} at {last_at}",
             o.name, o.external_id
         ),
     })
+}
+
+fn reembed(
+    models: &FaceModels,
+    store: &mut Store,
+    actor: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let bar = progress_bar("re-embedding", "templates")?;
+    let report = workflow::reembed(store, models, actor, cancel_flag(), &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    })?;
+    bar.finish_and_clear();
+    print_report(&report, json, |r| {
+        format!(
+            "{} template(s) embedded by {}{}{}",
+            r.templates,
+            r.model,
+            if r.unreadable_crops > 0 {
+                format!(", {} unreadable crop(s) skipped", r.unreadable_crops)
+            } else {
+                String::new()
+            },
+            if r.cancelled {
+                " (cancelled: run again to finish)"
+            } else {
+                ""
+            }
+        )
+    })?;
+    Ok(if report.cancelled {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn progress_bar(message: &str, unit: &str) -> anyhow::Result<indicatif::ProgressBar> {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit}, {{eta}} left"
+        ))?
+        .progress_chars("=> "),
+    );
+    bar.set_message(message.to_string());
+    Ok(bar)
+}
+
+/// Set by Ctrl-C: long jobs stop at their next safe point (between transactions).
+fn cancel_flag() -> &'static AtomicBool {
+    static CANCEL: AtomicBool = AtomicBool::new(false);
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        if let Err(error) = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed)) {
+            tracing::warn!(%error, "Ctrl-C will not stop long jobs cleanly");
+        }
+    });
+    &CANCEL
+}
+
+fn export_attendance(
+    store: &Store,
+    format: ExportFormat,
+    from: Option<&str>,
+    to: Option<&str>,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let records = store.attendance(from, to)?;
+    let mut bytes = Vec::new();
+    match format {
+        ExportFormat::Json => serde_json::to_writer_pretty(&mut bytes, &records)?,
+        ExportFormat::Csv => {
+            let mut writer = csv::Writer::from_writer(&mut bytes);
+            for record in &records {
+                writer.serialize(record)?;
+            }
+            writer.flush()?;
+        }
+    }
+    match out {
+        Some(path) => {
+            write_whole_file(path, &bytes)?;
+            eprintln!("{} event(s) written to {}", records.len(), path.display());
+        }
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes beside the target and renames, so a reader never sees half a file.
+fn write_whole_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn import_attendance(
+    store: &mut Store,
+    actor: &str,
+    file: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let records: Vec<AttendanceRecord> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an attendance JSON export", file.display()))?
+    } else {
+        csv::Reader::from_reader(text.as_bytes())
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .with_context(|| {
+                format!(
+                    "{} is not an attendance CSV (columns at,kind,score,external_id,name)",
+                    file.display()
+                )
+            })?
+    };
+    let (added, skipped) = store.import_attendance(&records, actor)?;
+    print_report(
+        &serde_json::json!({ "added": added, "skipped": skipped }),
+        json,
+        |_| format!("{added} event(s) added, {skipped} already present"),
+    )
 }

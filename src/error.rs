@@ -33,6 +33,27 @@ pub enum Error {
     Invalid(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(
+        "{path} already matches {name} ({external_id}) with score {score:.3}: not enrolled (use --force if they are different people)"
+    )]
+    MatchesAnother {
+        path: PathBuf,
+        name: String,
+        external_id: String,
+        score: f32,
+    },
+    #[error("no usable reference for {0}: nothing enrolled")]
+    NothingUsable(String),
+    #[error("not recognised (best score {score:.3}, accept at {accept:.2}): nothing recorded")]
+    NotRecognised { score: f32, accept: f32 },
+    #[error("nobody is enrolled")]
+    EmptyGallery,
+    #[error("{name} has no references made by model {model}: run `vouch reembed`")]
+    NoReferences { name: String, model: String },
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -17,5 +17,6 @@ pub mod models;
 pub mod nn;
 pub mod perf;
 pub mod store;
+pub mod workflow;
 
 pub use error::{Error, Result};

@@ -52,7 +52,7 @@ impl Decision {
 }
 
 /// Accept at `high` or above, reject below `low`, review in between.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Bands {
     pub low: f32,
     pub high: f32,
@@ -64,6 +64,20 @@ pub const FACE_BANDS: Bands = Bands {
     low: DEFAULT_FACE_THRESHOLD - 0.05,
     high: DEFAULT_FACE_THRESHOLD + 0.05,
 };
+
+/// Signatures: placeholder until the signature encoder's validation sets it.
+pub const SIGNATURE_BANDS: Bands = Bands {
+    low: 0.45,
+    high: 0.55,
+};
+
+/// The bands a modality starts with, before an operator saves their own.
+pub fn default_bands(modality: crate::store::Modality) -> Bands {
+    match modality {
+        crate::store::Modality::Face => FACE_BANDS,
+        crate::store::Modality::Signature => SIGNATURE_BANDS,
+    }
+}
 
 impl Bands {
     pub fn decide(&self, score: f32) -> Decision {

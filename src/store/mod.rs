@@ -17,6 +17,8 @@ use serde::Serialize;
 
 pub use audit::{AuditEntry, AuditReport};
 
+use crate::matching::Bands;
+
 /// Marks a Vouch database (`PRAGMA application_id`), "VOUC".
 const APPLICATION_ID: i32 = 0x564F_5543;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +37,14 @@ pub enum StoreError {
     Duplicate {
         external_id: String,
         modality: String,
+    },
+    #[error("invalid value: {0}")]
+    InvalidSetting(String),
+    #[error("cannot use {path}")]
+    Io {
+        #[source]
+        source: std::io::Error,
+        path: PathBuf,
     },
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
@@ -86,6 +96,27 @@ pub struct NewTemplate {
     pub source_sha256: String,
     /// PNG bytes of the aligned crop.
     pub crop: Option<Vec<u8>>,
+}
+
+/// One attendance event as exported and imported (CSV or JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct AttendanceRecord {
+    pub at: String,
+    pub kind: String,
+    pub score: f32,
+    /// Absent when the person was deleted after the punch.
+    pub external_id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A stored template with the crop it was made from, for re-embedding.
+#[derive(Debug, Clone)]
+pub struct CropTemplate {
+    pub template_id: i64,
+    pub person_id: i64,
+    pub quality: f32,
+    pub source_sha256: String,
+    pub crop: Vec<u8>,
 }
 
 /// A stored template, as matching needs it.
@@ -216,19 +247,7 @@ impl Store {
         )?;
         let person_id = tx.last_insert_rowid();
         for template in templates {
-            tx.execute(
-                "INSERT INTO templates (person_id, model_id, embedding, quality, source_sha256, crop, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    person_id,
-                    model_id,
-                    embedding_to_blob(&template.embedding),
-                    template.quality,
-                    template.source_sha256,
-                    template.crop,
-                    at
-                ],
-            )?;
+            insert_template(&tx, person_id, model_id, template, &at)?;
         }
         audit::append(
             &tx,
@@ -439,6 +458,270 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+
+    /// The decision bands for a modality: the operator's saved setting, else the default.
+    pub fn bands(&self, modality: Modality) -> StoreResult<Bands> {
+        let saved: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                params![bands_key(modality)],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(saved
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_else(|| crate::matching::default_bands(modality)))
+    }
+
+    /// Saves the bands of a modality, with an audit row naming the old and new values.
+    pub fn set_bands(&mut self, modality: Modality, bands: Bands, actor: &str) -> StoreResult<()> {
+        if !(0.0..=1.0).contains(&bands.low)
+            || !(0.0..=1.0).contains(&bands.high)
+            || bands.low > bands.high
+        {
+            return Err(StoreError::InvalidSetting(format!(
+                "bands must satisfy 0 <= low <= high <= 1 (got low {}, high {})",
+                bands.low, bands.high
+            )));
+        }
+        let old = self.bands(modality)?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![
+                bands_key(modality),
+                serde_json::to_string(&bands).expect("bands serialise")
+            ],
+        )?;
+        audit::append(
+            &tx,
+            actor,
+            "set_bands",
+            &serde_json::json!({ "modality": modality.as_str(), "old": old, "new": bands })
+                .to_string(),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Attendance events between two RFC 3339 instants (inclusive, either open), oldest first.
+    pub fn attendance(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> StoreResult<Vec<AttendanceRecord>> {
+        let mut statement = self.conn.prepare(
+            "SELECT a.at, a.kind, a.score, p.external_id, p.name
+             FROM attendance a LEFT JOIN people p ON p.id = a.person_id
+             WHERE (?1 IS NULL OR a.at >= ?1) AND (?2 IS NULL OR a.at <= ?2)
+             ORDER BY a.at, a.id",
+        )?;
+        let rows = statement.query_map(params![from, to], |row| {
+            Ok(AttendanceRecord {
+                at: row.get(0)?,
+                kind: row.get(1)?,
+                score: row.get(2)?,
+                external_id: row.get(3)?,
+                name: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds attendance events from another kiosk or a manual sheet, all or none. An
+    /// event already present (same person, kind and time) is skipped, so importing the
+    /// same file twice changes nothing. Returns (added, skipped).
+    pub fn import_attendance(
+        &mut self,
+        records: &[AttendanceRecord],
+        actor: &str,
+    ) -> StoreResult<(usize, usize)> {
+        let tx = self.conn.transaction()?;
+        let (mut added, mut skipped) = (0, 0);
+        for (line, record) in records.iter().enumerate() {
+            let invalid =
+                |why: String| StoreError::InvalidSetting(format!("record {}: {why}", line + 1));
+            if record.kind != "in" && record.kind != "out" {
+                return Err(invalid(format!(
+                    "kind must be in or out, not {:?}",
+                    record.kind
+                )));
+            }
+            let at = chrono::DateTime::parse_from_rfc3339(&record.at)
+                .map_err(|e| invalid(format!("time {:?} is not RFC 3339: {e}", record.at)))?
+                .with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let external_id = record
+                .external_id
+                .as_deref()
+                .ok_or_else(|| invalid("no person id".to_string()))?;
+            let person_id: i64 = tx
+                .query_row(
+                    "SELECT id FROM people WHERE external_id = ?1 AND modality = 'face'",
+                    params![external_id],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| invalid(format!("nobody is enrolled with id {external_id}")))?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM attendance WHERE person_id = ?1 AND kind = ?2 AND at = ?3)",
+                params![person_id, record.kind, at],
+                |row| row.get(0),
+            )?;
+            if exists {
+                skipped += 1;
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO attendance (person_id, kind, at, score) VALUES (?1, ?2, ?3, ?4)",
+                params![person_id, record.kind, at, record.score],
+            )?;
+            added += 1;
+        }
+        audit::append(
+            &tx,
+            actor,
+            "import_attendance",
+            &serde_json::json!({ "added": added, "skipped": skipped }).to_string(),
+        )?;
+        tx.commit()?;
+        Ok((added, skipped))
+    }
+
+    /// A consistent copy of the whole database, taken with SQLite's online backup while
+    /// others may keep writing. The copy is written beside `target` and renamed into
+    /// place, so an interrupted backup never leaves a half file under that name.
+    pub fn backup_to(&self, target: &Path) -> StoreResult<()> {
+        let partial = target.with_extension("partial");
+        let _ = std::fs::remove_file(&partial);
+        {
+            let mut copy = Connection::open(&partial)?;
+            let backup = rusqlite::backup::Backup::new(&self.conn, &mut copy)?;
+            backup.run_to_completion(256, Duration::from_millis(5), None)?;
+        }
+        std::fs::rename(&partial, target).map_err(|e| StoreError::Io {
+            source: e,
+            path: target.to_path_buf(),
+        })?;
+        Ok(())
+    }
+
+    /// Replaces this database's content with a backup, after checking that the backup is
+    /// an intact Vouch database (so a wrong file cannot wipe the store).
+    pub fn restore_from(&mut self, source: &Path, actor: &str) -> StoreResult<()> {
+        let checked = Store::open_existing(source)?;
+        let report = checked.audit_verify()?;
+        if !report.intact {
+            return Err(StoreError::Corrupt {
+                reason: format!("its audit log is broken at row {:?}", report.first_bad_id),
+                path: source.to_path_buf(),
+            });
+        }
+        drop(checked);
+        self.conn
+            .restore(
+                rusqlite::MAIN_DB,
+                source,
+                None::<fn(rusqlite::backup::Progress)>,
+            )
+            .map_err(|e| classify(e, &self.path))?;
+        self.audit_append(
+            actor,
+            "restore",
+            &serde_json::json!({ "from": source.display().to_string() }).to_string(),
+        )
+    }
+
+    /// Opens a database that must already exist (it is never created).
+    pub fn open_existing(path: &Path) -> StoreResult<Self> {
+        if !path.is_file() {
+            return Err(StoreError::Io {
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                path: path.to_path_buf(),
+            });
+        }
+        Self::open(path)
+    }
+
+    /// Templates whose crop has not yet been embedded by `model_id` (the work of a
+    /// re-embedding after a model change), with their crops.
+    pub fn templates_missing_model(
+        &self,
+        modality: Modality,
+        model_id: &str,
+    ) -> StoreResult<Vec<CropTemplate>> {
+        let mut statement = self.conn.prepare(
+            "SELECT t.id, t.person_id, t.quality, t.source_sha256, t.crop
+             FROM templates t JOIN people p ON p.id = t.person_id
+             WHERE p.modality = ?1 AND t.model_id <> ?2 AND t.crop IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM templates n
+                               WHERE n.person_id = t.person_id AND n.model_id = ?2
+                                 AND n.source_sha256 = t.source_sha256)
+             GROUP BY t.person_id, t.source_sha256
+             ORDER BY t.person_id, t.id",
+        )?;
+        let rows = statement.query_map(params![modality.as_str(), model_id], |row| {
+            Ok(CropTemplate {
+                template_id: row.get(0)?,
+                person_id: row.get(1)?,
+                quality: row.get(2)?,
+                source_sha256: row.get(3)?,
+                crop: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds templates of `model_id` to existing people (re-embedding), in one transaction.
+    pub fn add_templates(
+        &mut self,
+        model_id: &str,
+        templates: &[(i64, NewTemplate)],
+        actor: &str,
+    ) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        let at = now();
+        for (person_id, template) in templates {
+            insert_template(&tx, *person_id, model_id, template, &at)?;
+        }
+        audit::append(
+            &tx,
+            actor,
+            "reembed",
+            &serde_json::json!({ "model": model_id, "templates": templates.len() }).to_string(),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn bands_key(modality: Modality) -> String {
+    format!("bands.{}", modality.as_str())
+}
+
+fn insert_template(
+    tx: &rusqlite::Transaction,
+    person_id: i64,
+    model_id: &str,
+    template: &NewTemplate,
+    at: &str,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO templates (person_id, model_id, embedding, quality, source_sha256, crop, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            person_id,
+            model_id,
+            embedding_to_blob(&template.embedding),
+            template.quality,
+            template.source_sha256,
+            template.crop,
+            at
+        ],
+    )?;
+    Ok(())
 }
 
 fn classify(error: rusqlite::Error, path: &Path) -> StoreError {

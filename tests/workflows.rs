@@ -1,0 +1,323 @@
+//! Settings, re-embedding, batch enrollment (cancelled and killed), attendance export /
+//! import, and backup / restore, on real photos and real database files.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use common::{data, models, shared};
+use vouch::enroll::assess_face;
+use vouch::imageio::load_rgb;
+use vouch::matching::{Bands, FACE_BANDS, euclidean_distance};
+use vouch::store::{Modality, Store};
+use vouch::workflow::{self, EnrollRequest};
+
+fn vouch(db: &Path) -> Command {
+    let mut command = Command::cargo_bin("vouch").unwrap();
+    command
+        .args(["--device", "cpu", "--operator", "tester", "--db"])
+        .arg(db);
+    command
+}
+
+fn succeed(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn fail(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "expected a failure");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[test]
+fn bands_are_saved_per_modality_and_audited() {
+    let mut store = Store::open_in_memory().unwrap();
+    assert_eq!(store.bands(Modality::Face).unwrap(), FACE_BANDS);
+    let strict = Bands {
+        low: 0.5,
+        high: 0.62,
+    };
+    store.set_bands(Modality::Face, strict, "operator").unwrap();
+    assert_eq!(store.bands(Modality::Face).unwrap(), strict);
+    assert_ne!(store.bands(Modality::Signature).unwrap(), strict);
+    let inverted = Bands {
+        low: 0.7,
+        high: 0.6,
+    };
+    assert!(
+        store
+            .set_bands(Modality::Face, inverted, "operator")
+            .is_err()
+    );
+    assert_eq!(store.bands(Modality::Face).unwrap(), strict);
+    let report = store.audit_verify().unwrap();
+    assert_eq!((report.rows, report.intact), (1, true));
+}
+
+#[test]
+fn reembedding_rebuilds_the_gallery_from_stored_crops() {
+    let path = data("astronaut.png");
+    let bytes = std::fs::read(&path).unwrap();
+    let sample = assess_face(models(), &load_rgb(&path).unwrap(), &bytes)
+        .unwrap()
+        .unwrap();
+    let mut store = Store::open_in_memory().unwrap();
+    let person = store
+        .enroll(
+            "Eileen",
+            "E1",
+            Modality::Face,
+            "retired-model@000000000000",
+            std::slice::from_ref(&sample.template),
+            "tester",
+        )
+        .unwrap();
+    let current = models().model_id();
+    assert!(store.person_templates(person, &current).unwrap().is_empty());
+
+    let cancel = AtomicBool::new(false);
+    let mut steps = Vec::new();
+    let report = workflow::reembed(&mut store, models(), "tester", &cancel, &mut |p| {
+        steps.push(p)
+    })
+    .unwrap();
+    assert_eq!((report.templates, report.cancelled), (1, false));
+    assert_eq!(steps.last().unwrap().done, 1);
+    let rebuilt = store.person_templates(person, &current).unwrap();
+    assert_eq!(rebuilt.len(), 1);
+    // The crop is the chip the enrollment embedded, stored losslessly.
+    let drift = euclidean_distance(&rebuilt[0].embedding, &sample.template.embedding);
+    assert!(drift < 1e-3, "re-embedded template moved by {drift}");
+
+    let again = workflow::reembed(&mut store, models(), "tester", &cancel, &mut |_| {}).unwrap();
+    assert_eq!(again.templates, 0, "a second run has nothing left to do");
+    assert!(store.audit_verify().unwrap().intact);
+}
+
+#[test]
+fn attendance_export_import_and_backup_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    succeed(
+        vouch(&db)
+            .args(["enroll", "--name", "Eileen Collins", "--id", "E100"])
+            .arg(data("astronaut.png")),
+    );
+    succeed(
+        vouch(&db)
+            .arg("checkin")
+            .arg(data("astronaut_mirrored.jpg")),
+    );
+
+    let csv_path = dir.path().join("attendance.csv");
+    succeed(
+        vouch(&db)
+            .args(["export", "attendance", "--out"])
+            .arg(&csv_path),
+    );
+    let csv_text = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(
+        csv_text.starts_with("at,kind,score,external_id,name\n"),
+        "{csv_text}"
+    );
+    assert!(csv_text.contains(",in,") && csv_text.contains("E100,Eileen Collins"));
+    let json: serde_json::Value = serde_json::from_str(&succeed(vouch(&db).args([
+        "export",
+        "attendance",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+
+    // Importing our own export changes nothing; an event from another kiosk is added.
+    assert!(
+        succeed(vouch(&db).args(["import", "attendance"]).arg(&csv_path))
+            .contains("0 event(s) added, 1 already present")
+    );
+    let other_kiosk = dir.path().join("other.csv");
+    std::fs::write(
+        &other_kiosk,
+        "at,kind,score,external_id,name\n2026-01-05T17:30:00Z,out,0.71,E100,Eileen Collins\n",
+    )
+    .unwrap();
+    succeed(vouch(&db).args(["import", "attendance"]).arg(&other_kiosk));
+    // A bad row anywhere leaves the whole file unimported.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "at,kind,score,external_id,name\n2026-01-06T08:00:00Z,in,0.8,E100,Eileen\n2026-01-06T09:00:00Z,lunch,0.8,E100,Eileen\n",
+    )
+    .unwrap();
+    assert!(fail(vouch(&db).args(["import", "attendance"]).arg(&bad)).contains("lunch"));
+    let events: serde_json::Value = serde_json::from_str(&succeed(vouch(&db).args([
+        "export",
+        "attendance",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 2);
+
+    let backup = dir.path().join("backup.db");
+    succeed(vouch(&db).args(["export", "backup"]).arg(&backup));
+    succeed(vouch(&db).args(["people", "delete", "E100", "--yes"]));
+    // A file that is not a Vouch database is refused and the store is untouched.
+    let refused = fail(
+        vouch(&db)
+            .args(["import", "backup", "--yes"])
+            .arg(data("not_an_image.png")),
+    );
+    assert!(refused.contains("not a Vouch database"), "{refused}");
+    assert!(fail(vouch(&db).args(["import", "backup"]).arg(&backup)).contains("--yes"));
+    succeed(vouch(&db).args(["import", "backup", "--yes"]).arg(&backup));
+    assert!(succeed(vouch(&db).args(["people", "list"])).contains("E100"));
+    assert!(succeed(vouch(&db).args(["audit", "verify"])).contains("intact"));
+}
+
+/// ORL as a batch-enrollment manifest: 3 shots for each of the 40 people.
+fn orl_manifest(dir: &Path, test: &str) -> Option<std::path::PathBuf> {
+    let orl = shared("data/faces/orl", test)?;
+    let mut text = String::from("id,name,image\n");
+    for subject in 1..=40 {
+        for shot in 1..=3 {
+            text.push_str(&format!(
+                "S{subject:02},Subject {subject},{}\n",
+                orl.join(format!("s{subject}/{shot}.pgm")).display()
+            ));
+        }
+    }
+    let path = dir.join("manifest.csv");
+    std::fs::write(&path, text).unwrap();
+    Some(path)
+}
+
+/// Every person present has exactly the templates their audit row says were enrolled.
+fn assert_everyone_whole(db: &Path) -> usize {
+    let store = Store::open(db).unwrap();
+    let people = store.people(None).unwrap();
+    let mut statement = store
+        .connection()
+        .prepare("SELECT detail FROM audit WHERE action = 'enroll'")
+        .unwrap();
+    let audited: Vec<serde_json::Value> = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|detail| serde_json::from_str(&detail.unwrap()).unwrap())
+        .collect();
+    assert_eq!(audited.len(), people.len());
+    for person in &people {
+        let row = audited
+            .iter()
+            .find(|a| a["external_id"] == person.external_id.as_str())
+            .unwrap();
+        assert!(person.templates > 0);
+        assert_eq!(row["templates"], person.templates as u64, "{person:?}");
+    }
+    assert!(store.audit_verify().unwrap().intact);
+    people.len()
+}
+
+#[test]
+fn a_batch_enrollment_killed_midway_leaves_everyone_whole_or_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(manifest) = orl_manifest(dir.path(), "batch_enrollment_kill") else {
+        return;
+    };
+    let db = dir.path().join("vouch.db");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vouch"))
+        .args(["--device", "cpu", "--db"])
+        .arg(&db)
+        .arg("enroll-batch")
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let enrolled = db.exists()
+            && Store::open(&db)
+                .and_then(|s| s.people(None))
+                .is_ok_and(|p| p.len() >= 3);
+        if enrolled || started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to tidy up
+    child.wait().unwrap();
+    let present = assert_everyone_whole(&db);
+    assert!(
+        (3..40).contains(&present),
+        "killed with {present} of 40 enrolled"
+    );
+
+    // Running the batch again enrolls the rest and reports the ones already there.
+    let rerun = vouch(&db)
+        .args(["enroll-batch", "--json"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&rerun.stdout).unwrap();
+    let failed = report["failed"].as_array().unwrap();
+    let already = failed
+        .iter()
+        .filter(|f| f["reason"].as_str().unwrap().contains("already exists"))
+        .count();
+    assert_eq!(already, present, "{report}");
+    let enrolled = report["enrolled"].as_array().unwrap().len();
+    assert_eq!(enrolled + failed.len(), 40);
+    assert_eq!(assert_everyone_whole(&db), present + enrolled);
+}
+
+#[test]
+fn a_cancelled_batch_enrollment_stops_between_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(manifest) = orl_manifest(dir.path(), "batch_enrollment_cancel") else {
+        return;
+    };
+    let requests = workflow::read_manifest(&manifest).unwrap();
+    assert_eq!(requests.len(), 40);
+    assert_eq!(
+        requests[0],
+        EnrollRequest {
+            name: "Subject 1".into(),
+            external_id: "S01".into(),
+            images: requests[0].images.clone(),
+        }
+    );
+    assert_eq!(requests[0].images.len(), 3);
+    let db = dir.path().join("vouch.db");
+    let mut store = Store::open(&db).unwrap();
+    let cancel = AtomicBool::new(false);
+    let report = workflow::enroll_batch(
+        models(),
+        &mut store,
+        &requests,
+        false,
+        "tester",
+        &cancel,
+        &mut |p| {
+            if p.done == 2 {
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(report.enrolled.len() + report.failed.len(), 3);
+    assert_eq!(report.not_started, 37);
+    drop(store);
+    assert_eq!(assert_everyone_whole(&db), report.enrolled.len());
+}
