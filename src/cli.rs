@@ -14,8 +14,9 @@ use crate::device::DeviceChoice;
 use crate::face::{Face, FaceModels};
 use crate::gallery::Gallery;
 use crate::matching::{Bands, DEFAULT_FACE_THRESHOLD, compare_faces};
+use crate::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
 use crate::store::{AttendanceRecord, Modality, Punch, Store};
-use crate::workflow::EnrollRequest;
+use crate::workflow::{CropEmbedder, EnrollRequest};
 use crate::{eval, imageio, models, perf, workflow};
 
 #[derive(Parser, Debug)]
@@ -42,6 +43,9 @@ pub struct GlobalArgs {
     /// Lowest detector score accepted as a face (0..1).
     #[arg(long, global = true, default_value_t = crate::face::DEFAULT_MIN_DETECTION_SCORE)]
     pub min_face_score: f32,
+    /// The signature model [default: signature_encoder.safetensors in the models folder].
+    #[arg(long, global = true)]
+    pub signature_model: Option<PathBuf>,
     /// The database [default: vouch.db in the user's data folder].
     #[arg(long, global = true)]
     pub db: Option<PathBuf>,
@@ -130,6 +134,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train a Siamese encoder on labelled scans (a new model version; the shipped one is
+    /// never overwritten). Ctrl-C stops cleanly, keeping the last finished epoch.
+    Train(TrainArgs),
+    /// Labelled scan lists (manifests) for training and evaluation.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Signature verification against references.
+    #[command(subcommand)]
+    Signature(SignatureCommand),
     /// Enrolled people.
     #[command(subcommand)]
     People(PeopleCommand),
@@ -155,6 +168,119 @@ pub enum PeopleCommand {
         /// Confirm: without it nothing is deleted.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[arg(long, value_enum)]
+    pub modality: crate::train::TrainModality,
+    /// A manifest (CSV path,identity,kind) or a folder (CEDAR layout, or one folder per
+    /// identity); repeat to combine.
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = crate::train::Loss::Triplet)]
+    pub loss: crate::train::Loss,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Fine-tune from this model instead of random weights.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    #[arg(long, default_value_t = 6e-5)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.99)]
+    pub beta2: f64,
+    /// Loss margin [default: 1.0 contrastive, 0.3 triplet].
+    #[arg(long)]
+    pub margin: Option<f32>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Steps per epoch [default: one pass over the training scans].
+    #[arg(long)]
+    pub steps_per_epoch: Option<usize>,
+    /// Identities per batch.
+    #[arg(long, default_value_t = 8)]
+    pub identities_per_batch: usize,
+    /// Share of identities held out to validate each epoch.
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_fraction: f64,
+    /// The run's folder [default: models/<modality>-<time> in the user's data folder].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatasetCommand {
+    /// Write the manifest (path,identity,kind) of a folder: CEDAR's layout or one folder
+    /// per identity.
+    Manifest {
+        dir: PathBuf,
+        /// Only identities numbered in this range, e.g. 1-30 (CEDAR writers).
+        #[arg(long, value_name = "A-B")]
+        numbered: Option<String>,
+        /// Output file [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Make N-way one-shot runs (the Omniglot runs format) from an `Alphabet/character/`
+    /// folder, skipping alphabets that also appear under --exclude (seen in training).
+    OneshotRuns {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        exclude: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        #[arg(long, default_value_t = 20)]
+        ways: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SignatureCommand {
+    /// Score a questioned signature against one or more references.
+    Compare {
+        #[arg(long = "ref", required = true)]
+        references: Vec<PathBuf>,
+        questioned: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enroll an account holder's reference signatures (all good scans in one transaction).
+    Enroll {
+        #[arg(long)]
+        name: String,
+        /// Account number.
+        #[arg(long)]
+        id: String,
+        #[arg(required = true)]
+        scans: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the signature on a scan against the account's enrolled references.
+    Verify {
+        #[arg(long)]
+        id: String,
+        scan: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Embed the enrolled signatures' stored canvases with the current signature model.
+    Reembed {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -256,6 +382,28 @@ pub enum FaceCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum EvalCommand {
+    /// Writer-independent verification: per identity, enrol the first K genuine scans and
+    /// score the other genuines, its forgeries (skilled) and other identities (random).
+    Verify {
+        #[arg(long, value_enum, default_value_t = crate::train::TrainModality::Signature)]
+        modality: crate::train::TrainModality,
+        /// CSV path,identity,kind (or a folder, read as `vouch dataset manifest` does).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Genuine references per identity; repeat for several (e.g. --refs 1 --refs 5).
+        #[arg(long, default_value = "12")]
+        refs: Vec<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// N-way one-shot classification in the standard runs format (run01..run20, each with
+    /// training/, test/ and class_labels.txt).
+    Oneshot {
+        #[arg(long)]
+        runs: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// LFW-format pair list: `Name i j` same person, `NameA i NameB j` different.
     Pairs {
         #[arg(long)]
@@ -309,7 +457,13 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
         .clone()
         .unwrap_or_else(models::default_dir);
     let Some(command) = cli.command else {
-        crate::gui::run(models_dir, cli.global.device)?;
+        crate::gui::run(crate::gui::worker::WorkerConfig::new(
+            models_dir,
+            cli.global.signature_model.clone(),
+            cli.global.db.clone().unwrap_or_else(default_db),
+            cli.global.device,
+            operator(&cli.global),
+        )?)?;
         return Ok(ExitCode::SUCCESS);
     };
     let load = || -> anyhow::Result<FaceModels> {
@@ -317,6 +471,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
         let mut models = FaceModels::load(&models_dir, &device)?;
         models.min_detection_score = cli.global.min_face_score;
         Ok(models)
+    };
+    let load_signature = || -> anyhow::Result<SignatureModel> {
+        let device = cli.global.device.open()?;
+        let path = cli
+            .global
+            .signature_model
+            .clone()
+            .unwrap_or_else(|| models_dir.join(SIGNATURE_MODEL_FILE));
+        Ok(SignatureModel::load(&path, &device)?)
     };
     match command {
         Command::Face(FaceCommand::Embed { image, chips, json }) => {
@@ -544,6 +707,80 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
                 ExitCode::FAILURE
             })
         }
+        Command::Train(args) => train(args, &cli.global),
+        Command::Dataset(DatasetCommand::Manifest { dir, numbered, out }) => {
+            dataset_manifest(&dir, numbered.as_deref(), out.as_deref())
+        }
+        Command::Dataset(DatasetCommand::OneshotRuns {
+            from,
+            out,
+            exclude,
+            runs,
+            ways,
+            seed,
+        }) => {
+            let excluded: Vec<String> = match exclude {
+                Some(dir) => std::fs::read_dir(&dir)
+                    .with_context(|| format!("cannot read {}", dir.display()))?
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let made = crate::eval::oneshot::make_runs(&from, &out, runs, ways, &excluded, seed)?;
+            println!("{made} runs written to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(EvalCommand::Verify {
+            modality,
+            manifest,
+            refs,
+            json,
+        }) => eval_verify(&load_signature()?, modality, &manifest, &refs, json),
+        Command::Eval(EvalCommand::Oneshot { runs, json }) => {
+            eval_oneshot(&load_signature()?, &runs, json)
+        }
+        Command::Signature(SignatureCommand::Compare {
+            references,
+            questioned,
+            json,
+        }) => signature_compare(
+            &load_signature()?,
+            &open_store_bands(&cli.global)?,
+            &references,
+            &questioned,
+            json,
+        ),
+        Command::Signature(SignatureCommand::Enroll {
+            name,
+            id,
+            scans,
+            json,
+        }) => signature_enroll(
+            &load_signature()?,
+            &mut open_store(&cli.global)?,
+            &operator(&cli.global),
+            &EnrollRequest {
+                name,
+                external_id: id,
+                images: scans,
+            },
+            json,
+        ),
+        Command::Signature(SignatureCommand::Verify { id, scan, json }) => signature_verify(
+            &load_signature()?,
+            &mut open_store(&cli.global)?,
+            &operator(&cli.global),
+            &id,
+            &scan,
+            json,
+        ),
+        Command::Signature(SignatureCommand::Reembed { json }) => reembed(
+            &load_signature()?,
+            &mut open_store(&cli.global)?,
+            &operator(&cli.global),
+            json,
+        ),
         Command::Models(ModelsCommand::ImportFaceapi { source, out }) => {
             let out = out.unwrap_or(models_dir);
             for path in models::faceapi::import_dir(&source, &out)? {
@@ -964,7 +1201,7 @@ fn checkin(
 }
 
 fn reembed(
-    models: &FaceModels,
+    models: &dyn CropEmbedder,
     store: &mut Store,
     actor: &str,
     json: bool,
@@ -1087,4 +1324,301 @@ fn import_attendance(
         json,
         |_| format!("{added} event(s) added, {skipped} already present"),
     )
+}
+
+/// The bands of the database when there is one; the defaults otherwise (a comparison
+/// outside any account needs no database).
+fn open_store_bands(global: &GlobalArgs) -> anyhow::Result<Bands> {
+    let path = global.db.clone().unwrap_or_else(default_db);
+    if !path.exists() {
+        return Ok(crate::matching::default_bands(Modality::Signature));
+    }
+    Ok(Store::open(&path)?.bands(Modality::Signature)?)
+}
+
+fn train(args: TrainArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    use crate::train::{TrainConfig, TrainEvent};
+    let device = global.device.open()?;
+    let mut scans = Vec::new();
+    for source in &args.data {
+        scans.extend(crate::dataset::load(source)?);
+    }
+    let out = match (&args.resume, &args.out) {
+        (Some(dir), _) | (None, Some(dir)) => dir.clone(),
+        (None, None) => default_db().with_file_name("models").join(format!(
+            "{}-{}",
+            args.modality.as_str(),
+            chrono::Utc::now().format("%Y%m%d-%H%M%S")
+        )),
+    };
+    let mut config = TrainConfig::new(args.modality, args.loss, args.epochs, out);
+    config.learning_rate = args.lr;
+    config.beta1 = args.beta1;
+    config.beta2 = args.beta2;
+    if let Some(margin) = args.margin {
+        config.margin = margin;
+    }
+    config.seed = args.seed;
+    config.steps_per_epoch = args.steps_per_epoch;
+    config.identities_per_batch = args.identities_per_batch;
+    config.validation_fraction = args.validation_fraction;
+    config.init = args.init.clone();
+    config.resume = args.resume.is_some();
+    config.command = std::env::args().collect::<Vec<_>>().join(" ");
+    let bar = progress_bar("training", "steps")?;
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, {eta} left",
+        )?
+        .progress_chars("=> "),
+    );
+    let report = crate::train::train(&config, &scans, &device, cancel_flag(), &mut |event| {
+        match event {
+            TrainEvent::Prepared {
+                train_identities,
+                train_scans,
+                validation_identities,
+                validation_scans,
+            } => bar.suspend(|| eprintln!(
+                "training on {train_scans} scans of {train_identities} identities, validating on {validation_scans} scans of {validation_identities}"
+            )),
+            TrainEvent::Step {
+                epoch,
+                step,
+                steps,
+                loss,
+            } => {
+                bar.set_prefix(epoch.to_string());
+                bar.set_length(steps as u64);
+                bar.set_position(step as u64);
+                bar.set_message(format!("{loss:.4}"));
+            }
+            TrainEvent::Epoch(summary) => bar.suspend(|| eprintln!(
+                "epoch {}: loss {:.4}, validation EER {:.2}%{}, {:.1} images/s, {:.0} s",
+                summary.epoch,
+                summary.train_loss,
+                100.0 * summary.validation_eer,
+                if summary.best { " (best so far, saved)" } else { "" },
+                summary.images_per_second,
+                summary.seconds
+            )),
+        }
+    })?;
+    bar.finish_and_clear();
+    print_report(&report, args.json, |r| {
+        let model = r
+            .model
+            .as_ref()
+            .map_or("no epoch finished".to_string(), |m| m.display().to_string());
+        format!(
+            "{}model: {model}\nbest validation EER: {}\nresume with: vouch train --resume {} ...",
+            if r.cancelled { "stopped early; " } else { "" },
+            r.best_validation_eer
+                .map_or("-".to_string(), |e| format!("{:.2}%", 100.0 * e)),
+            r.out.display()
+        )
+    })?;
+    Ok(if report.cancelled {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn dataset_manifest(
+    dir: &Path,
+    numbered: Option<&str>,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    // Absolute paths: the manifest may be read from anywhere.
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut scans = crate::dataset::load(&dir)?;
+    if let Some(range) = numbered {
+        let (low, high) = range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .with_context(|| format!("--numbered takes A-B, not {range}"))?;
+        scans = crate::dataset::numbered_between(scans, low..=high);
+    }
+    let mut bytes = Vec::new();
+    crate::dataset::write_manifest(&scans, &mut bytes)?;
+    match out {
+        Some(path) => write_whole_file(path, &bytes)?,
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct VerifyEvaluation {
+    manifest: PathBuf,
+    model: String,
+    scans: usize,
+    unreadable: Vec<(PathBuf, String)>,
+    runs: Vec<crate::eval::verification::VerificationReport>,
+}
+
+fn eval_verify(
+    model: &SignatureModel,
+    modality: crate::train::TrainModality,
+    manifest: &Path,
+    refs: &[usize],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    modality.canvas()?;
+    let scans = crate::dataset::load(manifest)?;
+    let bar = progress_bar("embedding", "scans")?;
+    let (embedded, unreadable) = crate::eval::verification::embed_scans(
+        model,
+        &scans,
+        cancel_flag(),
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    let threshold = crate::matching::default_bands(Modality::Signature).high;
+    let runs = refs
+        .iter()
+        .map(|&k| {
+            crate::eval::verification::evaluate(
+                &embedded,
+                k,
+                threshold,
+                crate::signature::score_against_references,
+            )
+        })
+        .collect();
+    let report = VerifyEvaluation {
+        manifest: manifest.to_path_buf(),
+        model: model.model_id(),
+        scans: scans.len(),
+        unreadable,
+        runs,
+    };
+    print_report(&report, json, |r| {
+        let mut lines = vec![format!(
+            "{} scans ({} unreadable), model {}",
+            r.scans,
+            r.unreadable.len(),
+            r.model
+        )];
+        let rates = |name: &str, e: &crate::eval::verification::ErrorRates| {
+            format!(
+                "  {name}: EER {:.2}% (at score {:.3}), FAR {:.2}% / FRR {:.2}% at {:.3}, AUC {:.4}, {} genuine vs {} impostor",
+                100.0 * e.eer,
+                e.eer_threshold,
+                100.0 * e.far_at_default,
+                100.0 * e.frr_at_default,
+                r.runs.first().map_or(0.0, |run| run.threshold),
+                e.auc,
+                e.genuine,
+                e.impostor
+            )
+        };
+        for run in &r.runs {
+            lines.push(format!(
+                "K={} references, {} identities:",
+                run.references, run.identities
+            ));
+            if let Some(skilled) = &run.skilled {
+                lines.push(rates("skilled", skilled));
+            }
+            lines.push(rates("random", &run.random));
+        }
+        lines.join("\n")
+    })
+}
+
+fn signature_compare(
+    model: &SignatureModel,
+    bands: &Bands,
+    references: &[PathBuf],
+    questioned: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let embeddings = references
+        .iter()
+        .map(|path| Ok(model.embed_scan(path)?.1))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (_, questioned_embedding) = model.embed_scan(questioned)?;
+    let reference_slices: Vec<&[f32]> = embeddings.iter().map(Vec::as_slice).collect();
+    let verdict = workflow::judge_signature(&reference_slices, &questioned_embedding, *bands);
+    print_report(&verdict, json, |v| {
+        let mut lines = vec![format!(
+            "{}: score {:.3} (mean of {} reference(s); accept >= {:.3}, reject < {:.3})",
+            v.decision.as_str(),
+            v.score,
+            v.reference_scores.len(),
+            v.bands.high,
+            v.bands.low
+        )];
+        for (path, score) in references.iter().zip(&v.reference_scores) {
+            lines.push(format!("  {score:.3}  {}", path.display()));
+        }
+        lines.join("\n")
+    })
+}
+
+fn signature_enroll(
+    model: &SignatureModel,
+    store: &mut Store,
+    actor: &str,
+    request: &EnrollRequest,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let report = workflow::enroll_signature(model, store, request, actor)?;
+    for rejected in &report.rejected {
+        eprintln!("rejected {}: {}", rejected.path.display(), rejected.reason);
+    }
+    print_report(&report, json, |r| {
+        format!(
+            "enrolled {} ({}) with {} reference signature(s)",
+            r.name, r.external_id, r.enrolled
+        )
+    })
+}
+
+fn signature_verify(
+    model: &SignatureModel,
+    store: &mut Store,
+    actor: &str,
+    external_id: &str,
+    scan: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let report = workflow::verify_signature(model, store, external_id, scan, actor)?;
+    print_report(&report, json, |r| {
+        format!(
+            "{}: {} ({}), score {:.3} (mean of {}: {})",
+            r.verdict.decision.as_str(),
+            r.name,
+            r.external_id,
+            r.verdict.score,
+            r.verdict.reference_scores.len(),
+            r.verdict
+                .reference_scores
+                .iter()
+                .map(|s| format!("{s:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+fn eval_oneshot(model: &SignatureModel, runs: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let report = crate::eval::oneshot::evaluate_runs(model, runs)?;
+    print_report(&report, json, |r| {
+        format!(
+            "{}-way one-shot over {} runs: accuracy {:.2}% ({} of {})",
+            r.ways,
+            r.runs,
+            100.0 * r.accuracy,
+            r.correct,
+            r.trials
+        )
+    })
 }

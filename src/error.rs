@@ -19,6 +19,8 @@ pub enum Error {
         limit: u32,
         path: PathBuf,
     },
+    #[error("no ink found: the scan looks empty: {0}")]
+    EmptyScan(String),
     #[error("no face found in {0}")]
     NoFace(String),
     #[error(

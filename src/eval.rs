@@ -1,6 +1,9 @@
 //! Evaluation on labelled pairs (LFW's `pairs.txt` format): accuracy at the best
 //! threshold, at the shipped threshold, and by k-fold cross-validation.
 
+pub mod oneshot;
+pub mod verification;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageReader, Limits, RgbImage};
 
 use crate::error::{Error, Result};
 
@@ -20,6 +20,16 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
 
 /// `path` only names the source in errors.
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    Ok(decode(bytes, path)?.into_rgb8())
+}
+
+pub fn load(path: &Path) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(e, path))?;
+    decode(&bytes, path)
+}
+
+/// Any supported format, bounded in size; `path` only names the source in errors.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
     let bad = |reason: String| Error::BadImage {
         reason,
         path: path.to_path_buf(),
@@ -55,8 +65,7 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     limits.max_image_height = Some(MAX_SIDE_PX);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     decoder.limits(limits);
-    let image = decoder.decode().map_err(|e| bad(e.to_string()))?;
-    Ok(image.into_rgb8())
+    decoder.decode().map_err(|e| bad(e.to_string()))
 }
 
 /// The JPEG decoder fills a truncated scan with grey and reports success; a half photo must

@@ -3,7 +3,9 @@
 //! Everything lives in this library; `src/main.rs` is a thin front end (the window with no
 //! arguments, the CLI with a subcommand). See ARCHITECTURE.md for the map.
 
+pub mod camera;
 pub mod cli;
+pub mod dataset;
 pub mod device;
 pub mod enroll;
 pub mod error;
@@ -12,11 +14,14 @@ pub mod face;
 pub mod gallery;
 pub mod gui;
 pub mod imageio;
+pub mod kiosk;
 pub mod matching;
 pub mod models;
 pub mod nn;
 pub mod perf;
+pub mod signature;
 pub mod store;
+pub mod train;
 pub mod workflow;
 
 pub use error::{Error, Result};

@@ -65,10 +65,14 @@ pub const FACE_BANDS: Bands = Bands {
     high: DEFAULT_FACE_THRESHOLD + 0.05,
 };
 
-/// Signatures: placeholder until the signature encoder's validation sets it.
+/// Signatures (score = 1 - distance/2, mean over the references), from the shipped
+/// encoder's validation writers (never its CEDAR test writers), with 5 references: accept
+/// from just above the skilled-forgery EER threshold (0.773), reject below the random
+/// forgery EER threshold (0.743); between them a second clerk looks. Command:
+/// `vouch eval verify --manifest validation.csv --refs 5` (see models/README.md).
 pub const SIGNATURE_BANDS: Bands = Bands {
-    low: 0.45,
-    high: 0.55,
+    low: 0.74,
+    high: 0.78,
 };
 
 /// The bands a modality starts with, before an operator saves their own.

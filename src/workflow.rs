@@ -14,7 +14,9 @@ use crate::face::FaceModels;
 use crate::gallery::{Candidate, Gallery};
 use crate::imageio;
 use crate::matching::{Bands, Decision, euclidean_distance, face_score};
+use crate::signature::{SignatureModel, score_against_references, signature_score};
 use crate::store::{Modality, NewTemplate, Punch, Store, StoreError};
+use sha2::Digest;
 
 /// One person to enroll from reference images.
 #[derive(Debug, Clone, PartialEq)]
@@ -470,4 +472,141 @@ pub fn reembed(
         current: String::new(),
     });
     Ok(report)
+}
+
+/// Enrolls an account holder's reference signatures: every scan that shows ink, in one
+/// transaction; each stored template keeps its normalised canvas for re-embedding.
+pub fn enroll_signature(
+    model: &SignatureModel,
+    store: &mut Store,
+    request: &EnrollRequest,
+    actor: &str,
+) -> Result<EnrollReport> {
+    let mut templates = Vec::new();
+    let mut rejected = Vec::new();
+    for path in &request.images {
+        let embedded = std::fs::read(path)
+            .map_err(|e| Error::io(e, path))
+            .and_then(|bytes| {
+                let (normalised, embedding) = model.embed_scan(path)?;
+                Ok((bytes, normalised, embedding))
+            })
+            .and_then(|(bytes, normalised, embedding)| {
+                Ok(NewTemplate {
+                    embedding,
+                    quality: normalised.ink_fraction,
+                    source_sha256: crate::models::hex(&sha2::Sha256::digest(&bytes)),
+                    crop: Some(png_bytes(&normalised.canvas)?),
+                })
+            });
+        match embedded {
+            Ok(template) => templates.push(template),
+            Err(error) => rejected.push(RejectedImage {
+                path: path.clone(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+    if templates.is_empty() {
+        return Err(Error::NothingUsable(request.external_id.clone()));
+    }
+    let person_id = store.enroll(
+        &request.name,
+        &request.external_id,
+        Modality::Signature,
+        &model.model_id(),
+        &templates,
+        actor,
+    )?;
+    Ok(EnrollReport {
+        person_id,
+        external_id: request.external_id.clone(),
+        name: request.name.clone(),
+        enrolled: templates.len(),
+        rejected,
+    })
+}
+
+pub fn png_bytes(image: &image::GrayImage) -> Result<Vec<u8>> {
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Error::Invalid(format!("cannot encode the crop: {e}")))?;
+    Ok(png)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureVerdict {
+    /// Score against each reference, in enrollment order.
+    pub reference_scores: Vec<f32>,
+    /// The decision score: the mean over the references.
+    pub score: f32,
+    pub decision: Decision,
+    pub bands: Bands,
+}
+
+/// Scores a questioned embedding against reference embeddings.
+pub fn judge_signature(
+    references: &[&[f32]],
+    questioned: &[f32],
+    bands: Bands,
+) -> SignatureVerdict {
+    let score = score_against_references(references, questioned);
+    SignatureVerdict {
+        reference_scores: references
+            .iter()
+            .map(|r| signature_score(r, questioned))
+            .collect(),
+        score,
+        decision: bands.decide(score),
+        bands,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureVerifyReport {
+    pub external_id: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub verdict: SignatureVerdict,
+}
+
+/// The clerk's check: a questioned scan against the account's enrolled references; the
+/// decision is recorded with its audit row.
+pub fn verify_signature(
+    model: &SignatureModel,
+    store: &mut Store,
+    external_id: &str,
+    scan: &Path,
+    actor: &str,
+) -> Result<SignatureVerifyReport> {
+    let person = store.person_by_external_id(external_id, Modality::Signature)?;
+    let references = store.person_templates(person.id, &model.model_id())?;
+    if references.is_empty() {
+        return Err(Error::NoReferences {
+            name: person.name,
+            model: model.model_id(),
+        });
+    }
+    let (_, questioned) = model.embed_scan(scan)?;
+    let reference_embeddings: Vec<&[f32]> =
+        references.iter().map(|r| r.embedding.as_slice()).collect();
+    let verdict = judge_signature(
+        &reference_embeddings,
+        &questioned,
+        store.bands(Modality::Signature)?,
+    );
+    store.record_decision(
+        person.id,
+        Modality::Signature,
+        verdict.score,
+        verdict.bands,
+        verdict.decision,
+        actor,
+    )?;
+    Ok(SignatureVerifyReport {
+        external_id: person.external_id,
+        name: person.name,
+        verdict,
+    })
 }

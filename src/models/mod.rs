@@ -34,6 +34,8 @@ pub fn default_dir() -> PathBuf {
 pub struct WeightFile {
     pub tensors: HashMap<String, Tensor>,
     pub sha256: String,
+    /// The file's `__metadata__`: provenance and metrics of a trained model.
+    pub metadata: HashMap<String, String>,
 }
 
 pub fn load_weights(path: &Path, device: &Device) -> Result<WeightFile> {
@@ -49,7 +51,57 @@ pub fn load_weights(path: &Path, device: &Device) -> Result<WeightFile> {
             reason: e.to_string(),
             path: path.to_path_buf(),
         })?;
-    Ok(WeightFile { tensors, sha256 })
+    let metadata = safetensors::SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, header)| header.metadata().clone())
+        .unwrap_or_default();
+    Ok(WeightFile {
+        tensors,
+        sha256,
+        metadata,
+    })
+}
+
+/// Writes f32 tensors and metadata as safetensors, beside the target first and then
+/// renamed into place, so a crash never leaves a half-written model under its name.
+pub fn save_weights(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let bad = |reason: String| Error::BadModel {
+        reason,
+        path: path.to_path_buf(),
+    };
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, tensor)| {
+            let values = tensor
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            Ok((
+                name.clone(),
+                tensor.dims().to_vec(),
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let views = bytes
+        .iter()
+        .map(|(name, shape, data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| bad(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(e, dir))?;
+    }
+    let partial = path.with_extension("partial");
+    safetensors::serialize_to_file(views, Some(metadata), &partial)
+        .map_err(|e| bad(e.to_string()))?;
+    std::fs::rename(&partial, path).map_err(|e| Error::io(e, path))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -697,6 +697,69 @@ impl Store {
     }
 }
 
+impl Store {
+    pub fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                params![key],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Saves a setting with an audit row.
+    pub fn set_setting(&mut self, key: &str, value: &str, actor: &str) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        audit::append(
+            &tx,
+            actor,
+            "setting",
+            &serde_json::json!({ "key": key, "value": value }).to_string(),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The first stored crop of a person (a thumbnail for lists).
+    pub fn first_crop(&self, person_id: i64) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT crop FROM templates WHERE person_id = ?1 AND crop IS NOT NULL ORDER BY id LIMIT 1",
+                params![person_id],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// A person's stored crops for one model, in enrollment order.
+    pub fn crops(&self, person_id: i64, model_id: &str) -> StoreResult<Vec<Vec<u8>>> {
+        let mut statement = self.conn.prepare(
+            "SELECT crop FROM templates WHERE person_id = ?1 AND model_id = ?2 AND crop IS NOT NULL ORDER BY id",
+        )?;
+        let rows = statement.query_map(params![person_id, model_id], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// (score, decision) of every recorded verification of a modality.
+    pub fn decisions(&self, modality: Modality) -> StoreResult<Vec<(f32, String)>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT score, decision FROM decisions WHERE modality = ?1 ORDER BY id")?;
+        let rows = statement.query_map(params![modality.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 fn bands_key(modality: Modality) -> String {
     format!("bands.{}", modality.as_str())
 }

@@ -1,0 +1,80 @@
+//! One training step of the signature encoder on CPU (forward, triplet loss with
+//! batch-hard mining, backward, Adam) for a batch of 48 real 150x220 canvases, the size
+//! `vouch train` uses (8 identities x 6 scans); images/s = 48 / median. Also the
+//! inference cost of embedding one scan's canvas.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use criterion::{Criterion, criterion_group, criterion_main};
+use rand::SeedableRng;
+use vouch::signature::canvas_tensor;
+use vouch::signature::encoder::SignatureEncoder;
+use vouch::signature::preprocess::{SIGNATURE_CANVAS, normalise};
+use vouch::train::adam::{Adam, AdamConfig};
+use vouch::train::loss::{Loss, RowLabel, batch_loss};
+
+const BATCH: usize = 48;
+
+fn canvases() -> Vec<image::GrayImage> {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/signatures");
+    (0..BATCH)
+        .map(|row| {
+            let path = data.join(format!("w{}_{}.png", row % 4 + 1, row / 4 % 4 + 1));
+            let scan = vouch::imageio::load(&path).unwrap();
+            normalise(&scan, SIGNATURE_CANVAS, "bench").unwrap().canvas
+        })
+        .collect()
+}
+
+fn training_step(c: &mut Criterion) {
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let encoder =
+        SignatureEncoder::new(VarBuilder::from_varmap(&varmap, DType::F32, &device)).unwrap();
+    let vars = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    let mut adam = Adam::new(
+        vars,
+        AdamConfig {
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.99,
+            epsilon: 1e-8,
+        },
+    )
+    .unwrap();
+    let canvases = canvases();
+    let batch: Tensor = canvas_tensor(&canvases, &device).unwrap();
+    let labels: Vec<RowLabel> = (0..BATCH)
+        .map(|row| RowLabel {
+            identity: row % 4,
+            forgery: false,
+        })
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut group = c.benchmark_group("signature");
+    group.sample_size(10);
+    group.bench_function("train_step_batch48", |b| {
+        b.iter(|| {
+            let embeddings = encoder.forward(&batch).unwrap();
+            let loss =
+                batch_loss(&embeddings, &labels, Loss::Triplet, 0.3, None, &mut rng).unwrap();
+            adam.step(&loss.backward().unwrap()).unwrap();
+        })
+    });
+    let one = canvas_tensor(&canvases[..1], &device).unwrap();
+    group.bench_function("embed_one_canvas", |b| {
+        b.iter(|| encoder.forward(&one).unwrap().detach())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, training_step);
+criterion_main!(benches);

@@ -1,0 +1,113 @@
+//! The signature desk: an account's reference signatures beside the questioned scan,
+//! a score per reference, and the verdict in the accept / review / reject bands.
+
+use eframe::egui;
+
+use super::worker::{Request, SignatureCheck};
+use super::{labelled_text, texture};
+use crate::matching::Decision;
+
+#[derive(Default)]
+pub struct DeskTab {
+    account: String,
+    scan: String,
+    pub check: Option<Result<SignatureCheck, String>>,
+    references: Vec<egui::TextureHandle>,
+    questioned: Option<egui::TextureHandle>,
+}
+
+fn grey_texture(ctx: &egui::Context, name: &str, image: &image::GrayImage) -> egui::TextureHandle {
+    // Shown as ink on paper, the way the clerk sees a cheque.
+    let rgba = image::RgbaImage::from_fn(image.width(), image.height(), |x, y| {
+        let ink = image.get_pixel(x, y).0[0];
+        image::Rgba([255 - ink, 255 - ink, 255 - ink, 255])
+    });
+    texture(ctx, name, &rgba)
+}
+
+impl DeskTab {
+    pub fn on_checked(&mut self, ctx: &egui::Context, result: Result<SignatureCheck, String>) {
+        if let Ok(check) = &result {
+            self.references = check
+                .references
+                .iter()
+                .enumerate()
+                .map(|(i, r)| grey_texture(ctx, &format!("reference-{i}"), r))
+                .collect();
+            self.questioned = Some(grey_texture(ctx, "questioned", &check.questioned));
+        }
+        self.check = Some(result);
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+        labelled_text(ui, "Account", &mut self.account);
+        ui.horizontal(|ui| {
+            labelled_text(ui, "Questioned scan", &mut self.scan);
+            let ready = !self.account.trim().is_empty() && !self.scan.trim().is_empty();
+            if ui
+                .add_enabled(ready, egui::Button::new("Verify signature"))
+                .clicked()
+            {
+                requests.push(Request::CheckSignature {
+                    external_id: self.account.trim().to_string(),
+                    scan: self.scan.trim().into(),
+                });
+            }
+        });
+        if let Some(path) = super::dropped_paths(ui.ctx()).first() {
+            self.scan = path.display().to_string();
+        }
+        match &self.check {
+            None => {
+                ui.label("Enter the account and the scan of the cheque (or drop the scan on the window).");
+            }
+            Some(Err(error)) => {
+                ui.colored_label(
+                    egui::Color32::from_rgb(200, 60, 60),
+                    format!("Cannot verify: {error}"),
+                );
+            }
+            Some(Ok(check)) => {
+                let (color, word) = match check.verdict.decision {
+                    Decision::Accept => (egui::Color32::DARK_GREEN, "GENUINE (accept)"),
+                    Decision::Review => (
+                        egui::Color32::from_rgb(200, 140, 0),
+                        "REVIEW by a second clerk",
+                    ),
+                    Decision::Reject => (egui::Color32::from_rgb(200, 60, 60), "FORGED? (reject)"),
+                };
+                ui.heading(
+                    egui::RichText::new(format!(
+                        "Verdict: {word}, score {:.3}",
+                        check.verdict.score
+                    ))
+                    .color(color),
+                );
+                ui.label(format!(
+                    "{} ({}): mean over {} references; accept at {:.3} or more, reject under {:.3}.",
+                    check.name,
+                    check.external_id,
+                    check.verdict.reference_scores.len(),
+                    check.verdict.bands.high,
+                    check.verdict.bands.low
+                ));
+                ui.horizontal_wrapped(|ui| {
+                    if let Some(questioned) = &self.questioned {
+                        ui.vertical(|ui| {
+                            ui.label("Questioned");
+                            ui.image((questioned.id(), egui::vec2(220.0, 150.0)));
+                        });
+                    }
+                    for (texture, score) in
+                        self.references.iter().zip(&check.verdict.reference_scores)
+                    {
+                        ui.vertical(|ui| {
+                            ui.label(format!("Reference: {score:.3}"));
+                            ui.image((texture.id(), egui::vec2(220.0, 150.0)));
+                        });
+                    }
+                });
+            }
+        }
+    }
+}

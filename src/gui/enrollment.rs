@@ -1,0 +1,228 @@
+//! Enrollment: reference photos (or signature scans) for a new person with live quality
+//! feedback, the duplicate-identity warning, and the people list with thumbnails, search
+//! and delete (after a confirmation).
+
+use std::path::PathBuf;
+
+use eframe::egui;
+
+use super::worker::{PersonRow, Request};
+use super::{labelled_text, texture};
+use crate::store::Modality;
+use crate::workflow::{EnrollReport, EnrollRequest};
+
+pub struct EnrollmentTab {
+    pub modality: Modality,
+    name: String,
+    external_id: String,
+    /// One path per line.
+    images: String,
+    force: bool,
+    feedback: Vec<(PathBuf, Result<String, String>)>,
+    pub outcome: Option<Result<String, String>>,
+    search: String,
+    people: Vec<(PersonRow, Option<egui::TextureHandle>)>,
+    confirm_delete: Option<(i64, String)>,
+}
+
+impl Default for EnrollmentTab {
+    fn default() -> Self {
+        Self {
+            modality: Modality::Face,
+            name: String::new(),
+            external_id: String::new(),
+            images: String::new(),
+            force: false,
+            feedback: Vec::new(),
+            outcome: None,
+            search: String::new(),
+            people: Vec::new(),
+            confirm_delete: None,
+        }
+    }
+}
+
+impl EnrollmentTab {
+    fn paths(&self) -> Vec<PathBuf> {
+        self.images
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    pub fn on_enrolled(&mut self, result: Result<EnrollReport, String>) -> Modality {
+        self.outcome = Some(result.map(|report| {
+            let mut text = format!(
+                "Enrolled {} ({}) with {} reference(s).",
+                report.name, report.external_id, report.enrolled
+            );
+            for rejected in report.rejected {
+                text.push_str(&format!(
+                    "\nRejected {}: {}",
+                    rejected.path.display(),
+                    rejected.reason
+                ));
+            }
+            text
+        }));
+        if matches!(self.outcome, Some(Ok(_))) {
+            self.name.clear();
+            self.external_id.clear();
+            self.images.clear();
+            self.feedback.clear();
+            self.force = false;
+        }
+        self.modality
+    }
+
+    pub fn on_assessed(&mut self, path: PathBuf, verdict: Result<String, String>) {
+        self.feedback.retain(|(p, _)| *p != path);
+        self.feedback.push((path, verdict));
+    }
+
+    pub fn on_people(&mut self, ctx: &egui::Context, rows: Vec<PersonRow>) {
+        self.people = rows
+            .into_iter()
+            .map(|row| {
+                let handle = row
+                    .thumbnail
+                    .as_ref()
+                    .map(|t| texture(ctx, &format!("person-{}", row.person.id), t));
+                (row, handle)
+            })
+            .collect();
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+        ui.horizontal(|ui| {
+            for (modality, title) in [
+                (Modality::Face, "Faces"),
+                (Modality::Signature, "Signatures"),
+            ] {
+                if ui
+                    .selectable_value(&mut self.modality, modality, title)
+                    .clicked()
+                {
+                    requests.push(Request::People { modality });
+                }
+            }
+        });
+        ui.columns(2, |columns| {
+            let ui = &mut columns[0];
+            ui.heading("New person");
+            labelled_text(ui, "Name", &mut self.name);
+            labelled_text(ui, "Employee or account id", &mut self.external_id);
+            let label = ui.label("Reference images (one path per line, or drop files here)");
+            ui.add(egui::TextEdit::multiline(&mut self.images).desired_rows(4))
+                .labelled_by(label.id);
+            for path in super::dropped_paths(ui.ctx()) {
+                self.images.push_str(&format!("{}\n", path.display()));
+            }
+            ui.horizontal(|ui| {
+                if self.modality == Modality::Face && ui.button("Check quality").clicked() {
+                    for path in self.paths() {
+                        requests.push(Request::AssessFace { path });
+                    }
+                }
+                ui.checkbox(
+                    &mut self.force,
+                    "Enroll even if the face matches someone else",
+                );
+            });
+            for (path, verdict) in &self.feedback {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                match verdict {
+                    Ok(text) => {
+                        ui.colored_label(egui::Color32::DARK_GREEN, format!("{name}: {text}"))
+                    }
+                    Err(text) => ui.colored_label(
+                        egui::Color32::from_rgb(200, 60, 60),
+                        format!("{name}: {text}"),
+                    ),
+                };
+            }
+            let ready = !self.name.trim().is_empty()
+                && !self.external_id.trim().is_empty()
+                && !self.paths().is_empty();
+            if ui.add_enabled(ready, egui::Button::new("Enroll")).clicked() {
+                let request = EnrollRequest {
+                    name: self.name.trim().to_string(),
+                    external_id: self.external_id.trim().to_string(),
+                    images: self.paths(),
+                };
+                requests.push(match self.modality {
+                    Modality::Face => Request::EnrollFace {
+                        request,
+                        force: self.force,
+                    },
+                    Modality::Signature => Request::EnrollSignature { request },
+                });
+            }
+            match &self.outcome {
+                Some(Ok(text)) => {
+                    ui.colored_label(egui::Color32::DARK_GREEN, text);
+                }
+                Some(Err(text)) => {
+                    ui.colored_label(
+                        egui::Color32::from_rgb(200, 60, 60),
+                        format!("Not enrolled: {text}"),
+                    );
+                }
+                None => {}
+            }
+
+            let ui = &mut columns[1];
+            ui.heading("Enrolled");
+            labelled_text(ui, "Search people", &mut self.search);
+            let needle = self.search.trim().to_lowercase();
+            egui::ScrollArea::vertical()
+                .id_salt("people")
+                .show(ui, |ui| {
+                    for (row, thumbnail) in &self.people {
+                        let person = &row.person;
+                        if !needle.is_empty()
+                            && !person.name.to_lowercase().contains(&needle)
+                            && !person.external_id.to_lowercase().contains(&needle)
+                        {
+                            continue;
+                        }
+                        ui.horizontal(|ui| {
+                            if let Some(handle) = thumbnail {
+                                ui.image((handle.id(), egui::vec2(48.0, 48.0)));
+                            }
+                            ui.label(format!(
+                                "{} ({}) · {} reference(s) · since {}",
+                                person.name,
+                                person.external_id,
+                                person.templates,
+                                &person.created_at[..10.min(person.created_at.len())]
+                            ));
+                            if ui
+                                .button(format!("Delete {}", person.external_id))
+                                .clicked()
+                            {
+                                self.confirm_delete = Some((person.id, person.name.clone()));
+                            }
+                        });
+                    }
+                });
+            if let Some((person_id, name)) = self.confirm_delete.clone() {
+                ui.separator();
+                ui.label(format!(
+                    "Delete {name} and all their references? The audit log keeps a record."
+                ));
+                ui.horizontal(|ui| {
+                    if ui.button("Confirm delete").clicked() {
+                        requests.push(Request::Delete { person_id });
+                        self.confirm_delete = None;
+                    }
+                    if ui.button("Keep").clicked() {
+                        self.confirm_delete = None;
+                    }
+                });
+            }
+        });
+    }
+}

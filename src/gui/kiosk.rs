@@ -1,0 +1,265 @@
+//! The attendance kiosk: live camera (or an image file when there is none), face boxes
+//! with names, consensus over frames plus a blink before a punch, and the punch log.
+
+use eframe::egui;
+
+use super::worker::{FaceView, Request};
+use super::{labelled_text, texture};
+use crate::camera::{CameraFeed, CameraInfo};
+use crate::kiosk::{Consensus, KioskState, face_eye_aspect_ratio};
+use crate::matching::Decision;
+use crate::workflow::CheckinReport;
+
+pub struct KioskTab {
+    cameras: Option<Result<Vec<CameraInfo>, String>>,
+    selected: usize,
+    feed: Option<CameraFeed>,
+    camera_error: Option<String>,
+    frame: Option<egui::TextureHandle>,
+    frame_size: [f32; 2],
+    faces: Vec<FaceView>,
+    in_flight: bool,
+    /// Frames from a file have no liveness to check: the punch is manual.
+    from_file: bool,
+    image_path: String,
+    consensus: Consensus,
+    state: KioskState,
+    window_minutes: i64,
+    pub log: Vec<String>,
+}
+
+impl Default for KioskTab {
+    fn default() -> Self {
+        Self {
+            cameras: None,
+            selected: 0,
+            feed: None,
+            camera_error: None,
+            frame: None,
+            frame_size: [0.0; 2],
+            faces: Vec::new(),
+            in_flight: false,
+            from_file: false,
+            image_path: String::new(),
+            consensus: Consensus::default(),
+            state: KioskState::Searching,
+            window_minutes: 10,
+            log: Vec::new(),
+        }
+    }
+}
+
+impl KioskTab {
+    pub fn live(&self) -> bool {
+        self.feed.is_some()
+    }
+
+    /// The newest camera frame, when the worker is free for it.
+    pub fn poll_camera(&mut self, ctx: &egui::Context) -> Vec<Request> {
+        let Some(feed) = &self.feed else {
+            return Vec::new();
+        };
+        let mut newest = None;
+        while let Ok(frame) = feed.frames.try_recv() {
+            newest = Some(frame);
+        }
+        match newest {
+            Some(Ok(frame)) => {
+                self.show_frame(ctx, &frame);
+                if self.in_flight {
+                    return Vec::new();
+                }
+                self.in_flight = true;
+                self.from_file = false;
+                vec![Request::Analyze { frame }]
+            }
+            Some(Err(error)) => {
+                self.camera_error = Some(error);
+                self.feed = None;
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn show_frame(&mut self, ctx: &egui::Context, frame: &image::RgbImage) {
+        let rgba = image::DynamicImage::ImageRgb8(frame.clone()).to_rgba8();
+        self.frame_size = [frame.width() as f32, frame.height() as f32];
+        self.frame = Some(texture(ctx, "kiosk-frame", &rgba));
+    }
+
+    /// The faces of the last frame; a request to punch when the kiosk is sure.
+    pub fn on_faces(&mut self, faces: Vec<FaceView>) -> Option<Request> {
+        self.in_flight = false;
+        self.faces = faces;
+        let main = self
+            .faces
+            .iter()
+            .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))?;
+        let accepted = main
+            .match_
+            .as_ref()
+            .filter(|m| m.3 == Decision::Accept)
+            .map(|m| (m.0, m.2));
+        if self.from_file {
+            self.state = KioskState::Searching;
+            return accepted.map(|_| Request::Checkin {
+                embedding: main.embedding.clone(),
+                window_minutes: self.window_minutes,
+            });
+        }
+        self.state = self
+            .consensus
+            .observe(accepted, face_eye_aspect_ratio(&main.landmarks));
+        if let KioskState::Confirmed { .. } = self.state {
+            self.consensus.reset();
+            return Some(Request::Checkin {
+                embedding: main.embedding.clone(),
+                window_minutes: self.window_minutes,
+            });
+        }
+        None
+    }
+
+    pub fn on_checkin(&mut self, result: Result<CheckinReport, String>) {
+        let line = match result {
+            Ok(report) => match report.punch {
+                crate::store::Punch::Recorded { kind, at } => format!(
+                    "{at}  check-{kind}  {} ({})  score {:.3}",
+                    report.name, report.external_id, report.score
+                ),
+                crate::store::Punch::Repeat { last_kind, last_at } => format!(
+                    "ignored repeat: {} ({}) already checked {last_kind} at {last_at}",
+                    report.name, report.external_id
+                ),
+            },
+            Err(error) => format!("no punch: {error}"),
+        };
+        self.log.insert(0, line);
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+        let cameras = self
+            .cameras
+            .get_or_insert_with(|| crate::camera::list().map_err(|e| e.to_string()))
+            .clone();
+        ui.horizontal(|ui| match &cameras {
+            Ok(list) if !list.is_empty() => {
+                let label = ui.label("Camera");
+                egui::ComboBox::from_id_salt("camera")
+                    .selected_text(list.get(self.selected).map_or("", |c| c.name.as_str()))
+                    .show_ui(ui, |ui| {
+                        for (index, camera) in list.iter().enumerate() {
+                            ui.selectable_value(&mut self.selected, index, &camera.name);
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                if self.feed.is_none() {
+                    if ui.button("Start camera").clicked() {
+                        let ctx = ui.ctx().clone();
+                        match CameraFeed::start(list[self.selected].index, move || {
+                            ctx.request_repaint()
+                        }) {
+                            Ok(feed) => {
+                                self.feed = Some(feed);
+                                self.camera_error = None;
+                            }
+                            Err(error) => self.camera_error = Some(error.to_string()),
+                        }
+                    }
+                } else if ui.button("Stop camera").clicked() {
+                    self.feed = None;
+                }
+            }
+            Ok(_) => {
+                ui.label("No camera found: check in from an image file below.");
+            }
+            Err(error) => {
+                ui.label(format!(
+                    "Cameras unavailable ({error}): check in from an image file below."
+                ));
+            }
+        });
+        if let Some(error) = &self.camera_error {
+            ui.colored_label(egui::Color32::from_rgb(200, 60, 60), error);
+        }
+        ui.horizontal(|ui| {
+            labelled_text(ui, "Image file", &mut self.image_path);
+            if ui.button("Check in from image").clicked() && !self.image_path.trim().is_empty() {
+                match crate::imageio::load_rgb(std::path::Path::new(self.image_path.trim())) {
+                    Ok(frame) => {
+                        self.show_frame(ui.ctx(), &frame);
+                        self.from_file = true;
+                        self.in_flight = true;
+                        requests.push(Request::Analyze { frame });
+                    }
+                    Err(error) => self.log.insert(0, format!("no punch: {error}")),
+                }
+            }
+            let label = ui.label("Repeat window (minutes)");
+            ui.add(egui::DragValue::new(&mut self.window_minutes).range(0..=240))
+                .labelled_by(label.id);
+        });
+        if let Some(path) = super::dropped_paths(ui.ctx()).first() {
+            self.image_path = path.display().to_string();
+        }
+        ui.label(match &self.state {
+            KioskState::Searching if self.from_file => {
+                "Image file: no liveness check; a match in the accept band punches.".to_string()
+            }
+            KioskState::Searching => "Look at the camera.".to_string(),
+            KioskState::Recognising { frames, .. } => {
+                format!("Recognising… ({frames}/{})", crate::kiosk::CONSENSUS_FRAMES)
+            }
+            KioskState::AwaitingBlink { .. } => "Please blink.".to_string(),
+            KioskState::Confirmed { .. } => "Confirmed.".to_string(),
+        });
+        ui.horizontal_top(|ui| {
+            if let Some(frame) = &self.frame {
+                let scale = (560.0 / self.frame_size[0]).min(420.0 / self.frame_size[1]);
+                let size = egui::vec2(self.frame_size[0] * scale, self.frame_size[1] * scale);
+                let response = ui.image((frame.id(), size));
+                let painter = ui.painter_at(response.rect);
+                for face in &self.faces {
+                    let rect = egui::Rect::from_min_size(
+                        response.rect.min + egui::vec2(face.bbox.x * scale, face.bbox.y * scale),
+                        egui::vec2(face.bbox.width * scale, face.bbox.height * scale),
+                    );
+                    let (color, name) = match &face.match_ {
+                        Some((_, name, score, Decision::Accept)) => {
+                            (egui::Color32::GREEN, format!("{name} {score:.2}"))
+                        }
+                        Some((_, _, score, Decision::Review)) => {
+                            (egui::Color32::YELLOW, format!("? {score:.2}"))
+                        }
+                        _ => (egui::Color32::RED, "unknown".to_string()),
+                    };
+                    painter.rect_stroke(
+                        rect,
+                        2.0,
+                        egui::Stroke::new(2.0, color),
+                        egui::StrokeKind::Outside,
+                    );
+                    painter.text(
+                        rect.left_top(),
+                        egui::Align2::LEFT_BOTTOM,
+                        name,
+                        egui::FontId::proportional(14.0),
+                        color,
+                    );
+                }
+            }
+            ui.vertical(|ui| {
+                ui.heading("Punches");
+                egui::ScrollArea::vertical()
+                    .id_salt("punches")
+                    .show(ui, |ui| {
+                        for line in &self.log {
+                            ui.label(line);
+                        }
+                    });
+            });
+        });
+    }
+}

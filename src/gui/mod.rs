@@ -1,0 +1,287 @@
+//! The desktop window: kiosk, enrollment, signature desk, threshold workbench and
+//! training. The UI thread only draws and sends requests; the models and the database
+//! live on the worker thread (`worker`), the camera and training on their own threads.
+//! Every input carries an accessible label, which is how the tests drive the window.
+
+mod desk;
+mod enrollment;
+mod kiosk;
+mod training;
+mod workbench;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use eframe::egui;
+
+use crate::device::DeviceChoice;
+use crate::store::Modality;
+use crate::workflow::Progress;
+use worker::{Reply, Request, WorkerConfig, WorkerHandle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Kiosk,
+    Enrollment,
+    SignatureDesk,
+    Thresholds,
+    Training,
+}
+
+impl Tab {
+    const ALL: [Tab; 5] = [
+        Tab::Kiosk,
+        Tab::Enrollment,
+        Tab::SignatureDesk,
+        Tab::Thresholds,
+        Tab::Training,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Tab::Kiosk => "Kiosk",
+            Tab::Enrollment => "Enrollment",
+            Tab::SignatureDesk => "Signature desk",
+            Tab::Thresholds => "Threshold workbench",
+            Tab::Training => "Training",
+        }
+    }
+}
+
+pub struct App {
+    tab: Tab,
+    worker: WorkerHandle,
+    status: String,
+    /// The last failure, shown until the next success.
+    error: Option<String>,
+    progress: Option<Progress>,
+    busy: bool,
+    kiosk: kiosk::KioskTab,
+    enrollment: enrollment::EnrollmentTab,
+    desk: desk::DeskTab,
+    workbench: workbench::WorkbenchTab,
+    training: training::TrainingTab,
+    config: WorkerConfig,
+}
+
+impl App {
+    /// Starts the worker; `ctx` is woken whenever a reply arrives.
+    pub fn new(config: WorkerConfig, ctx: &egui::Context) -> std::io::Result<Self> {
+        let wake = ctx.clone();
+        let worker = worker::spawn(config.clone(), move || wake.request_repaint())?;
+        Ok(Self {
+            tab: Tab::Kiosk,
+            worker,
+            status: "Loading models…".into(),
+            error: None,
+            progress: None,
+            busy: true,
+            kiosk: kiosk::KioskTab::default(),
+            enrollment: enrollment::EnrollmentTab::default(),
+            desk: desk::DeskTab::default(),
+            workbench: workbench::WorkbenchTab::default(),
+            training: training::TrainingTab::new(&config),
+            config,
+        })
+    }
+
+    fn send(&mut self, request: Request) {
+        match self.worker.requests.try_send(request) {
+            Ok(()) => self.busy = true,
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                self.error = Some("still working on earlier requests; try again".into());
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                self.error = Some("the worker thread has stopped; restart Vouch".into());
+            }
+        }
+    }
+
+    fn poll(&mut self, ctx: &egui::Context) {
+        while let Ok(reply) = self.worker.replies.try_recv() {
+            if !matches!(reply, Reply::Progress(_)) {
+                self.busy = false;
+                self.progress = None;
+            }
+            match reply {
+                Reply::Ready { status } => {
+                    self.status = status;
+                    self.error = None;
+                    self.send(Request::People {
+                        modality: Modality::Face,
+                    });
+                }
+                Reply::Failed { what, error } => self.error = Some(format!("{what}: {error}")),
+                Reply::Progress(progress) => self.progress = Some(progress),
+                Reply::Analyzed { faces } => {
+                    if let Some(request) = self.kiosk.on_faces(faces) {
+                        self.send(request);
+                    }
+                }
+                Reply::CheckedIn(result) => self.kiosk.on_checkin(result),
+                Reply::Enrolled(result) => {
+                    let modality = self.enrollment.on_enrolled(result);
+                    self.send(Request::People { modality });
+                }
+                Reply::Assessed { path, verdict } => self.enrollment.on_assessed(path, verdict),
+                Reply::People(rows) => self.enrollment.on_people(ctx, rows),
+                Reply::Deleted { .. } => {
+                    let modality = self.enrollment.modality;
+                    self.send(Request::People { modality });
+                }
+                Reply::SignatureChecked(result) => self.desk.on_checked(ctx, result),
+                Reply::Scores(result) => self.workbench.on_scores(result),
+                Reply::Flips { changed, total } => self.workbench.flips = Some((changed, total)),
+                Reply::BandsSaved(bands) => self.workbench.on_saved(bands),
+                Reply::Bands(bands) => self.workbench.on_bands(bands),
+                Reply::Activated(result) => self.training.on_activated(result),
+            }
+        }
+    }
+
+    /// The whole window's contents (eframe calls it every frame; tests call it directly).
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.poll(&ctx);
+        let requests = self.kiosk.poll_camera(&ctx);
+        for request in requests {
+            self.send(request);
+        }
+        self.training.poll();
+        egui::Panel::top("tabs").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                for tab in Tab::ALL {
+                    ui.selectable_value(&mut self.tab, tab, tab.title());
+                }
+            });
+        });
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                if self.busy {
+                    ui.spinner();
+                }
+                if let Some(progress) = &self.progress {
+                    let fraction = progress.done as f32 / progress.total.max(1) as f32;
+                    ui.add(
+                        egui::ProgressBar::new(fraction)
+                            .desired_width(200.0)
+                            .text(format!(
+                                "{} {}/{}",
+                                progress.current, progress.done, progress.total
+                            )),
+                    );
+                    if ui.button("Cancel").clicked() {
+                        self.worker.cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+                ui.label(&self.status);
+            });
+            if let Some(error) = &self.error {
+                ui.colored_label(
+                    egui::Color32::from_rgb(200, 60, 60),
+                    format!("Error: {error}"),
+                );
+            }
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            let mut requests = Vec::new();
+            match self.tab {
+                Tab::Kiosk => self.kiosk.ui(ui, &mut requests),
+                Tab::Enrollment => self.enrollment.ui(ui, &mut requests),
+                Tab::SignatureDesk => self.desk.ui(ui, &mut requests),
+                Tab::Thresholds => self.workbench.ui(ui, &mut requests),
+                Tab::Training => self.training.ui(ui, &mut requests, &self.config),
+            }
+            for request in requests {
+                self.send(request);
+            }
+        });
+        if self.busy || self.training.running() || self.kiosk.live() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn tab(&mut self, tab: Tab) {
+        self.tab = tab;
+    }
+
+    /// (epoch, step, steps) of a running training, for progress displays and tests.
+    pub fn training_step(&self) -> Option<(usize, usize, usize)> {
+        self.training.step
+    }
+}
+
+impl eframe::App for App {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+}
+
+/// A text field with a visible label that also names it for screen readers (and tests).
+pub(crate) fn labelled_text(ui: &mut egui::Ui, label: &str, value: &mut String) -> egui::Response {
+    ui.horizontal(|ui| {
+        let name = ui.label(label);
+        ui.text_edit_singleline(value).labelled_by(name.id)
+    })
+    .inner
+}
+
+/// Paths dropped on the window this frame.
+pub(crate) fn dropped_paths(ctx: &egui::Context) -> Vec<PathBuf> {
+    ctx.input(|i| {
+        i.raw
+            .dropped_files
+            .iter()
+            .map(|f| f.path().to_path_buf())
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect()
+    })
+}
+
+pub(crate) fn texture(
+    ctx: &egui::Context,
+    name: &str,
+    image: &image::RgbaImage,
+) -> egui::TextureHandle {
+    let size = [image.width() as usize, image.height() as usize];
+    ctx.load_texture(
+        name,
+        egui::ColorImage::from_rgba_unmultiplied(size, image.as_raw()),
+        egui::TextureOptions::LINEAR,
+    )
+}
+
+pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Vouch")
+            .with_inner_size([1100.0, 720.0]),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Vouch",
+        options,
+        Box::new(move |cc| Ok(Box::new(App::new(config, &cc.egui_ctx)?))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+impl WorkerConfig {
+    pub fn new(
+        models_dir: PathBuf,
+        signature_model: Option<PathBuf>,
+        db: PathBuf,
+        device: DeviceChoice,
+        operator: String,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            signature_model: signature_model
+                .unwrap_or_else(|| models_dir.join(crate::signature::SIGNATURE_MODEL_FILE)),
+            models_dir,
+            db,
+            device: device.open()?,
+            operator,
+        })
+    }
+}

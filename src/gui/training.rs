@@ -1,0 +1,358 @@
+//! The training tab: data (a folder or manifest, or the enrolled signatures), loss,
+//! epochs; a progress bar with live loss and validation EER, cancel; the new version's
+//! DET against the active model's on the same validation writers; activate (re-embeds
+//! the gallery, with progress).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use eframe::egui;
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+
+use super::labelled_text;
+use super::worker::{Request, WorkerConfig};
+use crate::eval::verification::{equal_error_rate, error_rates};
+use crate::train::{Loss, TrainConfig, TrainEvent, TrainModality, TrainReport};
+
+enum Message {
+    Event(TrainEvent),
+    Finished(Result<Finished, String>),
+}
+
+struct Finished {
+    report: TrainReport,
+    /// (name, genuine, impostor) for the active model and the new one.
+    comparisons: Vec<(String, Vec<f32>, Vec<f32>)>,
+}
+
+pub struct TrainingTab {
+    data: String,
+    use_enrolled: bool,
+    loss: Loss,
+    epochs: usize,
+    learning_rate: f64,
+    out_root: PathBuf,
+    cancel: Arc<AtomicBool>,
+    messages: Option<Receiver<Message>>,
+    pub step: Option<(usize, usize, usize)>,
+    losses: Vec<[f64; 2]>,
+    pub epochs_done: Vec<crate::train::EpochSummary>,
+    finished: Option<Result<Finished, String>>,
+    pub activation: Option<Result<String, String>>,
+}
+
+impl TrainingTab {
+    pub fn new(config: &WorkerConfig) -> Self {
+        Self {
+            data: String::new(),
+            use_enrolled: false,
+            loss: Loss::Contrastive,
+            epochs: 10,
+            learning_rate: 1e-3,
+            out_root: config.db.with_file_name("models"),
+            cancel: Arc::new(AtomicBool::new(false)),
+            messages: None,
+            step: None,
+            losses: Vec::new(),
+            epochs_done: Vec::new(),
+            finished: None,
+            activation: None,
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.messages.is_some()
+    }
+
+    pub fn status(&self) -> String {
+        match &self.finished {
+            Some(Ok(finished)) if finished.report.cancelled => "Training cancelled".into(),
+            Some(Ok(_)) => "Training finished".into(),
+            Some(Err(error)) => format!("Training failed: {error}"),
+            None if self.running() => "Training…".into(),
+            None => String::new(),
+        }
+    }
+
+    pub fn poll(&mut self) {
+        let Some(messages) = &self.messages else {
+            return;
+        };
+        let mut done = false;
+        while let Ok(message) = messages.try_recv() {
+            match message {
+                Message::Event(TrainEvent::Step {
+                    epoch,
+                    step,
+                    steps,
+                    loss,
+                }) => {
+                    self.step = Some((epoch, step, steps));
+                    self.losses.push([self.losses.len() as f64, loss]);
+                }
+                Message::Event(TrainEvent::Epoch(summary)) => self.epochs_done.push(summary),
+                Message::Event(TrainEvent::Prepared { .. }) => {}
+                Message::Finished(result) => {
+                    self.finished = Some(result);
+                    done = true;
+                }
+            }
+        }
+        if done {
+            self.messages = None;
+        }
+    }
+
+    fn start(&mut self, config: &WorkerConfig, ctx: &egui::Context) {
+        let out = self.out_root.join(format!(
+            "signature-{}",
+            chrono::Utc::now().format("%Y%m%d-%H%M%S")
+        ));
+        let mut train_config = TrainConfig::new(
+            TrainModality::Signature,
+            self.loss,
+            self.epochs,
+            out.clone(),
+        );
+        train_config.learning_rate = self.learning_rate;
+        train_config.init = Some(config.signature_model.clone()).filter(|p| p.is_file());
+        train_config.command = "vouch window: training tab".into();
+        let sources: Vec<PathBuf> = self
+            .data
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        let use_enrolled = self.use_enrolled;
+        let (db, device, active) = (
+            config.db.clone(),
+            config.device.clone(),
+            config.signature_model.clone(),
+        );
+        let (sender, receiver) = sync_channel(1024);
+        self.cancel.store(false, Ordering::Relaxed);
+        let cancel = self.cancel.clone();
+        let wake = ctx.clone();
+        self.messages = Some(receiver);
+        self.finished = None;
+        self.activation = None;
+        self.losses.clear();
+        self.epochs_done.clear();
+        self.step = None;
+        let spawned = std::thread::Builder::new()
+            .name("vouch-training".into())
+            .spawn(move || {
+                let run = || -> Result<Finished, String> {
+                    let mut scans = Vec::new();
+                    for source in &sources {
+                        scans.extend(crate::dataset::load(source).map_err(|e| e.to_string())?);
+                    }
+                    if use_enrolled {
+                        scans.extend(export_enrolled(&db, &out.join("enrolled")).map_err(|e| e.to_string())?);
+                    }
+                    if scans.is_empty() {
+                        return Err("no training data: name a folder or manifest, or use the enrolled signatures".into());
+                    }
+                    let report = crate::train::train(&train_config, &scans, &device, &cancel, &mut |event| {
+                        let _ = sender.try_send(Message::Event(event));
+                        wake.request_repaint();
+                    })
+                    .map_err(|e| e.to_string())?;
+                    let mut comparisons = Vec::new();
+                    for (name, path) in [("active model", Some(active.clone())), ("new model", report.model.clone())] {
+                        let Some(path) = path.filter(|p| p.is_file()) else { continue };
+                        let model = crate::signature::SignatureModel::load(&path, &device).map_err(|e| e.to_string())?;
+                        let (genuine, impostor) = crate::train::validation_scores(&model, &train_config, &scans)
+                            .map_err(|e| e.to_string())?;
+                        comparisons.push((name.to_string(), genuine, impostor));
+                    }
+                    Ok(Finished { report, comparisons })
+                };
+                let _ = sender.send(Message::Finished(run()));
+                wake.request_repaint();
+            });
+        if let Err(error) = spawned {
+            self.messages = None;
+            self.finished = Some(Err(format!("cannot start the training thread: {error}")));
+        }
+    }
+
+    pub fn on_activated(&mut self, result: Result<String, String>) {
+        self.activation = Some(result);
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>, config: &WorkerConfig) {
+        ui.heading("Train a new signature model version");
+        let label = ui.label("Training data (folders or manifests, one per line)");
+        ui.add(egui::TextEdit::multiline(&mut self.data).desired_rows(2))
+            .labelled_by(label.id);
+        ui.checkbox(
+            &mut self.use_enrolled,
+            "Also train on the enrolled signatures",
+        );
+        ui.horizontal(|ui| {
+            let label = ui.label("Loss");
+            egui::ComboBox::from_id_salt("loss")
+                .selected_text(format!("{:?}", self.loss))
+                .show_ui(ui, |ui| {
+                    for loss in [Loss::Contrastive, Loss::Triplet, Loss::Bce] {
+                        ui.selectable_value(&mut self.loss, loss, format!("{loss:?}"));
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            let label = ui.label("Epochs");
+            ui.add(egui::DragValue::new(&mut self.epochs).range(1..=500))
+                .labelled_by(label.id);
+            let label = ui.label("Learning rate");
+            ui.add(
+                egui::DragValue::new(&mut self.learning_rate)
+                    .range(1e-6..=1e-1)
+                    .speed(1e-5),
+            )
+            .labelled_by(label.id);
+        });
+        let mut out_text = self.out_root.display().to_string();
+        if labelled_text(ui, "Runs folder", &mut out_text).changed() {
+            self.out_root = PathBuf::from(out_text);
+        }
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(!self.running(), egui::Button::new("Start training"))
+                .clicked()
+            {
+                self.start(config, ui.ctx());
+            }
+            if ui
+                .add_enabled(self.running(), egui::Button::new("Cancel training"))
+                .clicked()
+            {
+                self.cancel.store(true, Ordering::Relaxed);
+            }
+            ui.label(self.status());
+        });
+        if let Some((epoch, step, steps)) = self.step {
+            ui.add(
+                egui::ProgressBar::new(step as f32 / steps.max(1) as f32).text(format!(
+                    "epoch {epoch}/{}: step {step}/{steps}",
+                    self.epochs
+                )),
+            );
+        }
+        for summary in &self.epochs_done {
+            ui.label(format!(
+                "epoch {}: loss {:.4}, validation EER {:.2}%{}",
+                summary.epoch,
+                summary.train_loss,
+                100.0 * summary.validation_eer,
+                if summary.best { " (best, saved)" } else { "" }
+            ));
+        }
+        ui.columns(2, |columns| {
+            Plot::new("loss")
+                .height(200.0)
+                .legend(Legend::default())
+                .show(&mut columns[0], |plot| {
+                    plot.line(Line::new(
+                        "loss per step",
+                        PlotPoints::from(self.losses.clone()),
+                    ));
+                    let eer: Vec<[f64; 2]> = self
+                        .epochs_done
+                        .iter()
+                        .map(|e| [e.epoch as f64, e.validation_eer])
+                        .collect();
+                    plot.line(Line::new("validation EER per epoch", PlotPoints::from(eer)));
+                });
+            if let Some(Ok(finished)) = &self.finished {
+                Plot::new("before-after")
+                    .height(200.0)
+                    .legend(Legend::default())
+                    .x_axis_label("FAR %")
+                    .y_axis_label("FRR %")
+                    .show(&mut columns[1], |plot| {
+                        for (name, genuine, impostor) in &finished.comparisons {
+                            let (eer, _) = equal_error_rate(genuine, impostor);
+                            let curve: Vec<[f64; 2]> = (0..=200)
+                                .map(|i| {
+                                    let (far, frr) =
+                                        error_rates(genuine, impostor, i as f32 / 200.0);
+                                    [100.0 * far, 100.0 * frr]
+                                })
+                                .collect();
+                            plot.line(Line::new(
+                                format!("{name} (EER {:.2}%)", 100.0 * eer),
+                                PlotPoints::from(curve),
+                            ));
+                        }
+                    });
+            }
+        });
+        if let Some(Ok(finished)) = &self.finished
+            && let Some(model) = &finished.report.model
+        {
+            ui.label(format!("New version: {}", model.display()));
+            if ui.button("Activate new model").clicked() {
+                requests.push(Request::Activate {
+                    model: model.clone(),
+                });
+            }
+        }
+        match &self.activation {
+            Some(Ok(text)) => {
+                ui.colored_label(egui::Color32::DARK_GREEN, text);
+            }
+            Some(Err(text)) => {
+                ui.colored_label(egui::Color32::from_rgb(200, 60, 60), text);
+            }
+            None => {}
+        }
+    }
+}
+
+/// Writes the enrolled signatures' stored canvases as ink-on-paper scans, one folder per
+/// account, so the training set can include them.
+fn export_enrolled(
+    db: &std::path::Path,
+    dir: &std::path::Path,
+) -> crate::Result<Vec<crate::dataset::LabelledScan>> {
+    let store = crate::store::Store::open(db)?;
+    let mut scans = Vec::new();
+    for person in store.people(Some(crate::store::Modality::Signature))? {
+        let folder = dir.join(&person.external_id);
+        std::fs::create_dir_all(&folder).map_err(|e| crate::Error::io(e, &folder))?;
+        let mut crops = Vec::new();
+        let mut statement = store
+            .connection()
+            .prepare("SELECT DISTINCT source_sha256, crop FROM templates WHERE person_id = ?1 AND crop IS NOT NULL")
+            .map_err(crate::store::StoreError::from)?;
+        let rows = statement
+            .query_map([person.id], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(crate::store::StoreError::from)?;
+        for row in rows {
+            crops.push(row.map_err(crate::store::StoreError::from)?);
+        }
+        for (sha, png) in crops {
+            let Ok(canvas) = image::load_from_memory(&png) else {
+                continue;
+            };
+            let mut paper = canvas.to_luma8();
+            image::imageops::invert(&mut paper);
+            let path = folder.join(format!("{}.png", &sha[..12.min(sha.len())]));
+            paper.save(&path).map_err(|e| {
+                crate::Error::Invalid(format!("cannot write {}: {e}", path.display()))
+            })?;
+            scans.push(crate::dataset::LabelledScan {
+                path,
+                identity: format!("enrolled-{}", person.external_id),
+                kind: crate::dataset::Kind::Genuine,
+            });
+        }
+    }
+    Ok(scans)
+}

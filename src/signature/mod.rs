@@ -1,0 +1,139 @@
+//! Handwritten signatures (and characters): scan normalisation and the Siamese encoder,
+//! loaded from a trained model file for enrollment and verification.
+
+pub mod encoder;
+pub mod preprocess;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use image::{DynamicImage, GrayImage};
+
+use crate::error::{Error, Result};
+use crate::models::load_weights;
+use crate::store::Modality;
+use crate::workflow::CropEmbedder;
+use encoder::SignatureEncoder;
+use preprocess::{Normalised, normalise};
+
+/// The shipped signature model in the models folder.
+pub const SIGNATURE_MODEL_FILE: &str = "signature_encoder.safetensors";
+/// Canvases per forward pass: large enough to use the cores, small enough for memory.
+const EMBED_BATCH: usize = 32;
+
+/// A trained encoder and the canvas it was trained on.
+pub struct SignatureModel {
+    encoder: SignatureEncoder,
+    device: Device,
+    sha256: String,
+    pub canvas: (u32, u32),
+    /// Provenance and metrics written by `vouch train`.
+    pub metadata: HashMap<String, String>,
+}
+
+impl SignatureModel {
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let weights = load_weights(path, device)?;
+        let bad = |reason: String| Error::BadModel {
+            reason,
+            path: path.to_path_buf(),
+        };
+        let canvas = parse_canvas(weights.metadata.get("canvas").map(String::as_str))
+            .ok_or_else(|| bad("no `canvas` (HxW) in its metadata".into()))?;
+        let vb = VarBuilder::from_tensors(weights.tensors, DType::F32, device);
+        let encoder = SignatureEncoder::new(vb).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            encoder,
+            device: device.clone(),
+            sha256: weights.sha256,
+            canvas,
+            metadata: weights.metadata,
+        })
+    }
+
+    /// Names the exact weights: templates made by another file are never compared.
+    pub fn model_id(&self) -> String {
+        format!("signet-lite@{}", &self.sha256[..12])
+    }
+
+    pub fn normalise(&self, scan: &DynamicImage, source: &str) -> Result<Normalised> {
+        normalise(scan, self.canvas, source)
+    }
+
+    pub fn embed_canvases(&self, canvases: &[GrayImage]) -> Result<Vec<Vec<f32>>> {
+        let mut embeddings = Vec::with_capacity(canvases.len());
+        for batch in canvases.chunks(EMBED_BATCH) {
+            let input = canvas_tensor(batch, &self.device)?;
+            embeddings.extend(self.encoder.forward(&input)?.to_vec2::<f32>()?);
+        }
+        Ok(embeddings)
+    }
+
+    /// Reads, normalises and embeds one scan.
+    pub fn embed_scan(&self, path: &Path) -> Result<(Normalised, Vec<f32>)> {
+        let scan = crate::imageio::load(path)?;
+        let normalised = self.normalise(&scan, &path.display().to_string())?;
+        let embedding = self
+            .embed_canvases(std::slice::from_ref(&normalised.canvas))?
+            .remove(0);
+        Ok((normalised, embedding))
+    }
+}
+
+fn parse_canvas(text: Option<&str>) -> Option<(u32, u32)> {
+    let (height, width) = text?.split_once('x')?;
+    Some((height.parse().ok()?, width.parse().ok()?))
+}
+
+pub fn canvas_metadata((height, width): (u32, u32)) -> String {
+    format!("{height}x{width}")
+}
+
+/// `(batch, 1, height, width)` in [0, 1].
+pub fn canvas_tensor(canvases: &[GrayImage], device: &Device) -> Result<Tensor> {
+    let (width, height) = canvases
+        .first()
+        .map(GrayImage::dimensions)
+        .ok_or_else(|| Error::Invalid("no canvas to embed".into()))?;
+    let values: Vec<f32> = canvases
+        .iter()
+        .flat_map(|c| c.as_raw().iter().map(|&v| f32::from(v) / 255.0))
+        .collect();
+    Ok(Tensor::from_vec(
+        values,
+        (canvases.len(), 1, height as usize, width as usize),
+        device,
+    )?)
+}
+
+/// Similarity of two unit embeddings in [0, 1]: 1 - distance / 2.
+pub fn signature_score(a: &[f32], b: &[f32]) -> f32 {
+    (1.0 - crate::matching::euclidean_distance(a, b) / 2.0).clamp(0.0, 1.0)
+}
+
+/// A questioned signature against a writer's references: the mean score, which weighs
+/// the writer's natural variation instead of trusting the single closest reference.
+pub fn score_against_references(references: &[&[f32]], questioned: &[f32]) -> f32 {
+    references
+        .iter()
+        .map(|r| signature_score(r, questioned))
+        .sum::<f32>()
+        / references.len().max(1) as f32
+}
+
+impl CropEmbedder for SignatureModel {
+    fn modality(&self) -> Modality {
+        Modality::Signature
+    }
+
+    fn model_id(&self) -> String {
+        SignatureModel::model_id(self)
+    }
+
+    fn embed_crops(&self, crops: &[DynamicImage]) -> Result<Vec<Vec<f32>>> {
+        let canvases: Vec<GrayImage> = crops.iter().map(DynamicImage::to_luma8).collect();
+        self.embed_canvases(&canvases)
+    }
+}

@@ -1,0 +1,266 @@
+//! From a scan of any size and format to the encoder's input: grey, background removed
+//! (Otsu), cropped to the ink, centred on a fixed canvas and inverted so ink is bright.
+//! The same steps serve signatures (150x220 canvas, as in SigNet) and handwritten
+//! characters (105x105).
+
+use image::{DynamicImage, GenericImageView, GrayImage, Luma, imageops};
+
+use crate::error::{Error, Result};
+
+/// Canvas height x width of a normalised signature.
+pub const SIGNATURE_CANVAS: (u32, u32) = (150, 220);
+/// Canvas of a handwritten character (Omniglot's native size).
+pub const CHARACTER_CANVAS: (u32, u32) = (105, 105);
+
+/// Scans are reduced to this many pixels before thresholding: more resolution only adds
+/// work, the canvas is far smaller.
+const WORKING_PIXELS: u64 = 2_000_000;
+/// Ink darker than the (blurred) paper by less than this many grey levels is no ink: a
+/// blank page. The faintest pencil signature in CEDAR stands 27 levels clear.
+const MIN_INK_CONTRAST: f64 = 15.0;
+const BLUR_SIGMA: f32 = 2.0;
+/// Fewer ink pixels than this fraction of the page: nothing was signed.
+const MIN_INK_FRACTION: f64 = 0.0005;
+/// Ink outside these quantiles of the ink's x and y positions is dust, not signature.
+const BOX_QUANTILE: f64 = 0.002;
+
+/// A normalised scan: `canvas` is what the encoder sees and what the store keeps.
+#[derive(Debug, Clone)]
+pub struct Normalised {
+    pub canvas: GrayImage,
+    pub threshold: u8,
+    pub ink_fraction: f32,
+}
+
+/// Normalises a decoded scan onto a `canvas` of (height, width); `source` names the file
+/// in errors.
+pub fn normalise(image: &DynamicImage, canvas: (u32, u32), source: &str) -> Result<Normalised> {
+    let grey = working_grey(image);
+    // Paper grain and pencil speckle average out under a blur; strokes stay dark. The
+    // threshold and the ink's box come from the blurred page (as in SigNet's
+    // preprocessing), the grey levels kept from the original.
+    let blurred = imageops::fast_blur(&grey, BLUR_SIGMA);
+    let histogram = histogram(&blurred);
+    let threshold = otsu_threshold(&histogram);
+    let (ink_mean, paper_mean) = class_means(&histogram, threshold);
+    let ink_pixels: u64 = histogram[..=threshold as usize].iter().sum();
+    let ink_fraction = ink_pixels as f64 / (grey.width() as f64 * grey.height() as f64);
+    if paper_mean - ink_mean < MIN_INK_CONTRAST || ink_fraction < MIN_INK_FRACTION {
+        return Err(Error::EmptyScan(source.to_string()));
+    }
+    let (x0, y0, x1, y1) = ink_box(&blurred, threshold);
+    let ink = imageops::crop_imm(&grey, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
+    // Paper becomes 0; ink keeps its grey level, inverted, so pressure and stroke width
+    // survive.
+    let inverted = GrayImage::from_fn(ink.width(), ink.height(), |x, y| {
+        let value = ink.get_pixel(x, y).0[0];
+        Luma([if value > threshold { 0 } else { 255 - value }])
+    });
+    Ok(Normalised {
+        canvas: centre(&inverted, canvas),
+        threshold,
+        ink_fraction: ink_fraction as f32,
+    })
+}
+
+/// Grey on white: transparency is paper, and large scans are reduced first.
+fn working_grey(image: &DynamicImage) -> GrayImage {
+    let (width, height) = image.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    let reduced;
+    let image = if pixels > WORKING_PIXELS {
+        let scale = (WORKING_PIXELS as f64 / pixels as f64).sqrt();
+        reduced = image.resize(
+            ((width as f64 * scale) as u32).max(1),
+            ((height as f64 * scale) as u32).max(1),
+            imageops::FilterType::Triangle,
+        );
+        &reduced
+    } else {
+        image
+    };
+    if !image.color().has_alpha() {
+        return image.to_luma8();
+    }
+    let rgba = image.to_rgba8();
+    GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let luma = 0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b);
+        let alpha = f32::from(a) / 255.0;
+        Luma([(luma * alpha + 255.0 * (1.0 - alpha)).round() as u8])
+    })
+}
+
+fn histogram(grey: &GrayImage) -> [u64; 256] {
+    let mut counts = [0u64; 256];
+    for pixel in grey.pixels() {
+        counts[pixel.0[0] as usize] += 1;
+    }
+    counts
+}
+
+/// Otsu's threshold: the grey level that maximises the between-class variance. Pixels at
+/// or below it are ink.
+pub fn otsu_threshold(histogram: &[u64; 256]) -> u8 {
+    let total: u64 = histogram.iter().sum();
+    let weighted_total: f64 = histogram
+        .iter()
+        .enumerate()
+        .map(|(level, &count)| level as f64 * count as f64)
+        .sum();
+    let (mut below, mut weighted_below) = (0u64, 0f64);
+    let (mut best, mut best_variance) = (0u8, -1f64);
+    for (level, &count) in histogram.iter().enumerate() {
+        below += count;
+        weighted_below += level as f64 * count as f64;
+        let above = total - below;
+        if below == 0 || above == 0 {
+            continue;
+        }
+        let mean_below = weighted_below / below as f64;
+        let mean_above = (weighted_total - weighted_below) / above as f64;
+        let variance = below as f64 * above as f64 * (mean_below - mean_above).powi(2);
+        if variance > best_variance {
+            best_variance = variance;
+            best = level as u8;
+        }
+    }
+    best
+}
+
+fn class_means(histogram: &[u64; 256], threshold: u8) -> (f64, f64) {
+    let mean = |range: std::ops::Range<usize>| {
+        let count: u64 = histogram[range.clone()].iter().sum();
+        let sum: f64 = range.map(|l| l as f64 * histogram[l] as f64).sum();
+        if count == 0 { 0.0 } else { sum / count as f64 }
+    };
+    let split = threshold as usize + 1;
+    (mean(0..split), mean(split..256))
+}
+
+/// The box holding the ink, ignoring stray specks at its edges.
+fn ink_box(grey: &GrayImage, threshold: u8) -> (u32, u32, u32, u32) {
+    let (mut columns, mut rows) = (
+        vec![0u64; grey.width() as usize],
+        vec![0u64; grey.height() as usize],
+    );
+    for (x, y, pixel) in grey.enumerate_pixels() {
+        if pixel.0[0] <= threshold {
+            columns[x as usize] += 1;
+            rows[y as usize] += 1;
+        }
+    }
+    let (x0, x1) = quantile_span(&columns);
+    let (y0, y1) = quantile_span(&rows);
+    (x0, y0, x1, y1)
+}
+
+fn quantile_span(counts: &[u64]) -> (u32, u32) {
+    let total: u64 = counts.iter().sum();
+    let cut = (total as f64 * BOX_QUANTILE) as u64;
+    let mut seen = 0;
+    let first = counts
+        .iter()
+        .position(|&c| {
+            seen += c;
+            seen > cut
+        })
+        .unwrap_or(0);
+    seen = 0;
+    let last = counts.len()
+        - 1
+        - counts
+            .iter()
+            .rev()
+            .position(|&c| {
+                seen += c;
+                seen > cut
+            })
+            .unwrap_or(0);
+    (first as u32, last.max(first) as u32)
+}
+
+/// Scales `ink` to fit the canvas, keeping its aspect ratio, and centres it.
+fn centre(ink: &GrayImage, (height, width): (u32, u32)) -> GrayImage {
+    let scale = (width as f64 / ink.width() as f64).min(height as f64 / ink.height() as f64);
+    let fitted_width = ((ink.width() as f64 * scale).round() as u32).clamp(1, width);
+    let fitted_height = ((ink.height() as f64 * scale).round() as u32).clamp(1, height);
+    let fitted = imageops::resize(
+        ink,
+        fitted_width,
+        fitted_height,
+        imageops::FilterType::Triangle,
+    );
+    let mut canvas = GrayImage::new(width, height);
+    imageops::overlay(
+        &mut canvas,
+        &fitted,
+        i64::from((width - fitted_width) / 2),
+        i64::from((height - fitted_height) / 2),
+    );
+    canvas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page_with_stroke() -> GrayImage {
+        GrayImage::from_fn(400, 300, |x, y| {
+            let on_stroke = (100..300).contains(&x) && (y as i32 - 150).abs() < 6;
+            Luma([if on_stroke { 30 } else { 235 }])
+        })
+    }
+
+    #[test]
+    fn otsu_splits_ink_from_paper() {
+        let mut histogram = [0u64; 256];
+        histogram[30] = 100;
+        histogram[235] = 10_000;
+        let threshold = otsu_threshold(&histogram);
+        assert!((30..235).contains(&threshold), "{threshold}");
+    }
+
+    #[test]
+    fn a_stroke_is_cropped_centred_and_bright() {
+        let normalised = normalise(
+            &DynamicImage::ImageLuma8(page_with_stroke()),
+            SIGNATURE_CANVAS,
+            "test",
+        )
+        .unwrap();
+        let canvas = normalised.canvas;
+        assert_eq!(canvas.dimensions(), (220, 150));
+        // The 200 px stroke fills the width; the corners are empty paper.
+        assert!(canvas.get_pixel(110, 75).0[0] > 200);
+        assert!(canvas.get_pixel(2, 75).0[0] > 100);
+        assert_eq!(canvas.get_pixel(0, 0).0[0], 0);
+    }
+
+    #[test]
+    fn a_blank_page_is_an_error() {
+        let blank = GrayImage::from_fn(300, 200, |x, y| Luma([230 + ((x * 7 + y * 13) % 9) as u8]));
+        let error = normalise(
+            &DynamicImage::ImageLuma8(blank),
+            SIGNATURE_CANVAS,
+            "blank.png",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("blank.png"), "{error}");
+    }
+
+    #[test]
+    fn a_transparent_background_is_paper() {
+        let rgba = image::RgbaImage::from_fn(400, 300, |x, y| {
+            if (100..300).contains(&x) && (y as i32 - 150).abs() < 6 {
+                image::Rgba([0, 0, 90, 255])
+            } else {
+                image::Rgba([0, 0, 0, 0])
+            }
+        });
+        let normalised =
+            normalise(&DynamicImage::ImageRgba8(rgba), SIGNATURE_CANVAS, "rgba").unwrap();
+        assert!(normalised.canvas.get_pixel(110, 75).0[0] > 200);
+        assert_eq!(normalised.canvas.get_pixel(110, 5).0[0], 0);
+    }
+}

@@ -1,0 +1,574 @@
+//! The training engine: a Siamese encoder learns from labelled scans with contrastive,
+//! triplet or BCE loss and Adam; each epoch ends with a validation EER on identities it
+//! never trains on, a checkpoint (weights and optimiser state, so a run resumes exactly)
+//! and, when validation improved, a new model version. The CLI drives it with a progress
+//! bar and Ctrl-C; the window with a progress callback and a cancel flag.
+
+pub mod adam;
+pub mod loss;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{Kind, LabelledScan};
+use crate::error::{Error, Result};
+use crate::eval::verification::equal_error_rate;
+use crate::models::{load_weights, save_weights};
+use crate::signature::encoder::SignatureEncoder;
+use crate::signature::preprocess::{CHARACTER_CANVAS, SIGNATURE_CANVAS, normalise};
+use crate::signature::{canvas_metadata, canvas_tensor, signature_score};
+use adam::{Adam, AdamConfig};
+pub use loss::Loss;
+use loss::{PairHead, RowLabel, batch_loss};
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const HISTORY_FILE: &str = "training.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainModality {
+    Signature,
+    Handwriting,
+    Face,
+}
+
+impl TrainModality {
+    pub fn canvas(self) -> Result<(u32, u32)> {
+        match self {
+            TrainModality::Signature => Ok(SIGNATURE_CANVAS),
+            TrainModality::Handwriting => Ok(CHARACTER_CANVAS),
+            TrainModality::Face => Err(Error::Invalid(
+                "fine-tuning the face network is not supported: it is the pretrained dlib ResNet, \
+                 used as published (train `signature` or `handwriting`)"
+                    .into(),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrainModality::Signature => "signature",
+            TrainModality::Handwriting => "handwriting",
+            TrainModality::Face => "face",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub modality: TrainModality,
+    pub loss: Loss,
+    pub epochs: usize,
+    pub learning_rate: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub margin: f32,
+    /// Identities per batch, genuine scans and forgeries drawn for each.
+    pub identities_per_batch: usize,
+    pub genuine_per_identity: usize,
+    pub forgeries_per_identity: usize,
+    /// Steps per epoch [default: one pass over the training scans].
+    pub steps_per_epoch: Option<usize>,
+    /// Share of identities held out for validation (never trained on).
+    pub validation_fraction: f64,
+    pub seed: u64,
+    /// Start from these weights instead of random ones (fine-tuning).
+    pub init: Option<PathBuf>,
+    /// The run's folder: checkpoint, best model, history.
+    pub out: PathBuf,
+    /// Continue the run in `out` from its checkpoint.
+    pub resume: bool,
+    /// How the run was started, written into the model file.
+    pub command: String,
+}
+
+impl TrainConfig {
+    pub fn new(modality: TrainModality, loss: Loss, epochs: usize, out: PathBuf) -> Self {
+        Self {
+            modality,
+            loss,
+            epochs,
+            learning_rate: 6e-5,
+            beta1: 0.9,
+            beta2: 0.99,
+            margin: loss.default_margin(),
+            identities_per_batch: 8,
+            genuine_per_identity: 4,
+            forgeries_per_identity: 2,
+            steps_per_epoch: None,
+            validation_fraction: 0.2,
+            seed: 1,
+            init: None,
+            out,
+            resume: false,
+            command: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochSummary {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub validation_eer: f64,
+    pub images_per_second: f64,
+    pub seconds: f64,
+    pub best: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    Prepared {
+        train_identities: usize,
+        train_scans: usize,
+        validation_identities: usize,
+        validation_scans: usize,
+    },
+    Step {
+        epoch: usize,
+        step: usize,
+        steps: usize,
+        loss: f64,
+    },
+    Epoch(EpochSummary),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub out: PathBuf,
+    /// The best model of the run (absent if no epoch finished).
+    pub model: Option<PathBuf>,
+    pub best_validation_eer: Option<f64>,
+    pub history: Vec<EpochSummary>,
+    pub cancelled: bool,
+}
+
+/// Normalised scans in memory, grouped by identity.
+struct Prepared {
+    images: Tensor,
+    identities: Vec<IdentityRows>,
+}
+
+struct IdentityRows {
+    genuine: Vec<usize>,
+    forgeries: Vec<usize>,
+}
+
+fn prepare(scans: &[&LabelledScan], canvas: (u32, u32), device: &Device) -> Result<Prepared> {
+    let canvases: Vec<image::GrayImage> = scans
+        .par_iter()
+        .map(|scan| {
+            let image = crate::imageio::load(&scan.path)?;
+            Ok(normalise(&image, canvas, &scan.path.display().to_string())?.canvas)
+        })
+        .collect::<Result<_>>()?;
+    let names = crate::dataset::identities_of(scans.iter().map(|s| s.identity.as_str()));
+    let identities = names
+        .iter()
+        .map(|name| {
+            let rows = |kind| {
+                scans
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.identity == *name && s.kind == kind)
+                    .map(|(i, _)| i)
+                    .collect()
+            };
+            IdentityRows {
+                genuine: rows(Kind::Genuine),
+                forgeries: rows(Kind::Forgery),
+            }
+        })
+        .collect();
+    Ok(Prepared {
+        images: canvas_tensor(&canvases, device)?,
+        identities,
+    })
+}
+
+/// Splits identities into (train, validation) by a seeded shuffle.
+pub fn split_identities(
+    scans: &[LabelledScan],
+    validation_fraction: f64,
+    seed: u64,
+) -> (Vec<String>, Vec<String>) {
+    let mut names = crate::dataset::identities(scans);
+    names.shuffle(&mut StdRng::seed_from_u64(seed));
+    let validation = ((names.len() as f64 * validation_fraction).round() as usize)
+        .clamp(1, names.len().saturating_sub(1).max(1));
+    let train = names.split_off(validation);
+    (train, names)
+}
+
+fn sample_batch(
+    data: &Prepared,
+    config: &TrainConfig,
+    rng: &mut StdRng,
+) -> (Vec<u32>, Vec<RowLabel>) {
+    let usable: Vec<usize> = (0..data.identities.len())
+        .filter(|&i| data.identities[i].genuine.len() >= 2)
+        .collect();
+    let chosen: Vec<usize> = usable
+        .choose_multiple(rng, config.identities_per_batch.min(usable.len()))
+        .copied()
+        .collect();
+    let (mut rows, mut labels) = (Vec::new(), Vec::new());
+    for identity in chosen {
+        let own = &data.identities[identity];
+        for (pool, count, forgery) in [
+            (&own.genuine, config.genuine_per_identity, false),
+            (&own.forgeries, config.forgeries_per_identity, true),
+        ] {
+            for &row in pool.choose_multiple(rng, count.min(pool.len())) {
+                rows.push(row as u32);
+                labels.push(RowLabel { identity, forgery });
+            }
+        }
+    }
+    (rows, labels)
+}
+
+/// Small random shifts and scalings of the canvas, so the encoder does not learn where
+/// on the page ink happens to sit.
+fn augment(images: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
+    let (_, _, height, width) = images.dims4()?;
+    let shift_x = rng.random_range(-(width as i64) / 20..=(width as i64) / 20);
+    let shift_y = rng.random_range(-(height as i64) / 20..=(height as i64) / 20);
+    let shifted = shift(images, 3, shift_x)?;
+    Ok(shift(&shifted, 2, shift_y)?)
+}
+
+/// Moves content along `dim` by `by` pixels, filling with paper (0).
+fn shift(images: &Tensor, dim: usize, by: i64) -> candle_core::Result<Tensor> {
+    let size = images.dim(dim)?;
+    let by_abs = by.unsigned_abs() as usize;
+    if by == 0 || by_abs >= size {
+        return Ok(images.clone());
+    }
+    let mut pad_shape = images.dims().to_vec();
+    pad_shape[dim] = by_abs;
+    let pad = Tensor::zeros(pad_shape, images.dtype(), images.device())?;
+    if by > 0 {
+        Tensor::cat(&[&pad, &images.narrow(dim, 0, size - by_abs)?], dim)
+    } else {
+        Tensor::cat(&[&images.narrow(dim, by_abs, size - by_abs)?, &pad], dim)
+    }
+}
+
+/// EER of the validation identities: genuine pairs against skilled forgeries and other
+/// identities' genuine scans.
+fn validation_eer(encoder: &SignatureEncoder, data: &Prepared) -> Result<f64> {
+    let count = data.images.dim(0)?;
+    let mut embeddings = Vec::with_capacity(count);
+    for start in (0..count).step_by(64) {
+        let batch = data.images.narrow(0, start, 64.min(count - start))?;
+        embeddings.extend(encoder.forward(&batch)?.detach().to_vec2::<f32>()?);
+    }
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    for (index, identity) in data.identities.iter().enumerate() {
+        for (a, &i) in identity.genuine.iter().enumerate() {
+            for &j in &identity.genuine[a + 1..] {
+                genuine.push(signature_score(&embeddings[i], &embeddings[j]));
+            }
+            for &j in &identity.forgeries {
+                impostor.push(signature_score(&embeddings[i], &embeddings[j]));
+            }
+            for other in &data.identities[index + 1..] {
+                for &j in &other.genuine {
+                    impostor.push(signature_score(&embeddings[i], &embeddings[j]));
+                }
+            }
+        }
+    }
+    Ok(equal_error_rate(&genuine, &impostor).0)
+}
+
+fn encoder_tensors(varmap: &VarMap) -> Vec<(String, Tensor)> {
+    let mut tensors: Vec<(String, Tensor)> = varmap
+        .data()
+        .lock()
+        .expect("the variable map is not poisoned")
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+fn set_var(varmap: &VarMap, name: &str, value: &Tensor) -> Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .expect("the variable map is not poisoned");
+    let var = data.get(name).expect("the name came from this map");
+    Ok(var.set(&value.to_dtype(DType::F32)?)?)
+}
+
+/// Seeded Kaiming-uniform weights and zero biases: candle cannot seed its CPU generator,
+/// and a run must be reproducible from its seed.
+fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for (name, tensor) in encoder_tensors(varmap) {
+        let dims = tensor.dims().to_vec();
+        let values: Vec<f32> = if name.ends_with("bias") {
+            vec![0.0; tensor.elem_count()]
+        } else {
+            let fan_in: usize = dims[1..].iter().product();
+            let bound = (6.0 / fan_in as f32).sqrt();
+            (0..tensor.elem_count())
+                .map(|_| rng.random_range(-bound..bound))
+                .collect()
+        };
+        set_var(
+            varmap,
+            &name,
+            &Tensor::from_vec(values, dims, tensor.device())?,
+        )?;
+    }
+    Ok(())
+}
+
+fn load_into(varmap: &VarMap, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    for (name, _) in encoder_tensors(varmap) {
+        let tensor = tensors.get(&name).ok_or_else(|| Error::BadModel {
+            reason: format!("no tensor {name}"),
+            path: path.to_path_buf(),
+        })?;
+        set_var(varmap, &name, tensor)?;
+    }
+    Ok(())
+}
+
+/// Runs (or resumes) training; `on_event` hears every step and epoch, `cancel` stops it
+/// at the next step, keeping the checkpoint of the last finished epoch.
+pub fn train(
+    config: &TrainConfig,
+    scans: &[LabelledScan],
+    device: &Device,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<TrainReport> {
+    let canvas = config.modality.canvas()?;
+    let (train_names, validation_names) =
+        split_identities(scans, config.validation_fraction, config.seed);
+    let pick = |names: &[String]| -> Vec<&LabelledScan> {
+        scans
+            .iter()
+            .filter(|s| names.contains(&s.identity))
+            .collect()
+    };
+    let (train_scans, validation_scans) = (pick(&train_names), pick(&validation_names));
+    let train_data = prepare(&train_scans, canvas, device)?;
+    let validation_data = prepare(&validation_scans, canvas, device)?;
+    on_event(TrainEvent::Prepared {
+        train_identities: train_names.len(),
+        train_scans: train_scans.len(),
+        validation_identities: validation_names.len(),
+        validation_scans: validation_scans.len(),
+    });
+
+    let varmap = VarMap::new();
+    let encoder = SignatureEncoder::new(VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+    seeded_init(&varmap, config.seed)?;
+    let mut parent = String::new();
+    if let Some(init) = &config.init {
+        let weights = load_weights(init, device)?;
+        load_into(&varmap, &weights.tensors, init)?;
+        parent = format!("signet-lite@{}", &weights.sha256[..12]);
+    }
+    let head = PairHead {
+        scale: Var::new(10f32, device)?,
+        offset: Var::new(-5f32, device)?,
+    };
+    let mut vars: Vec<(String, Var)> = {
+        let data = varmap
+            .data()
+            .lock()
+            .expect("the variable map is not poisoned");
+        let mut vars: Vec<(String, Var)> =
+            data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    };
+    if config.loss == Loss::Bce {
+        vars.push(("head.scale".into(), head.scale.clone()));
+        vars.push(("head.offset".into(), head.offset.clone()));
+    }
+    let mut optimiser = Adam::new(
+        vars,
+        AdamConfig {
+            learning_rate: config.learning_rate,
+            beta1: config.beta1,
+            beta2: config.beta2,
+            epsilon: 1e-8,
+        },
+    )?;
+
+    std::fs::create_dir_all(&config.out).map_err(|e| Error::io(e, &config.out))?;
+    let checkpoint_path = config.out.join(CHECKPOINT_FILE);
+    let model_path = config.out.join(MODEL_FILE);
+    let mut history: Vec<EpochSummary> = Vec::new();
+    if config.resume {
+        let checkpoint = load_weights(&checkpoint_path, device)?;
+        load_into(&varmap, &checkpoint.tensors, &checkpoint_path)?;
+        let steps = checkpoint
+            .metadata
+            .get("adam_steps")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        optimiser.restore(&checkpoint.tensors, steps)?;
+        history = checkpoint
+            .metadata
+            .get("history")
+            .and_then(|h| serde_json::from_str(h).ok())
+            .unwrap_or_default();
+        if let Some(recorded) = checkpoint.metadata.get("parent") {
+            parent.clone_from(recorded);
+        }
+    }
+
+    let steps = config.steps_per_epoch.unwrap_or_else(|| {
+        let per_batch = config.identities_per_batch
+            * (config.genuine_per_identity + config.forgeries_per_identity);
+        train_scans.len().div_ceil(per_batch.max(1))
+    });
+    let mut best = history
+        .iter()
+        .map(|e| e.validation_eer)
+        .fold(f64::INFINITY, f64::min);
+    let mut cancelled = false;
+    for epoch in history.len() + 1..=config.epochs {
+        let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(1_000_003) + epoch as u64);
+        let started = Instant::now();
+        let (mut loss_sum, mut images) = (0.0, 0usize);
+        for step in 1..=steps {
+            if cancel.load(Ordering::Relaxed) {
+                cancelled = true;
+                break;
+            }
+            let (rows, labels) = sample_batch(&train_data, config, &mut rng);
+            let index = Tensor::from_vec(rows.clone(), rows.len(), device)?;
+            let batch = augment(&train_data.images.index_select(&index, 0)?, &mut rng)?;
+            let embeddings = encoder.forward(&batch)?;
+            let loss = batch_loss(
+                &embeddings,
+                &labels,
+                config.loss,
+                config.margin,
+                Some(&head),
+                &mut rng,
+            )?;
+            optimiser.step(&loss.backward()?)?;
+            let value = f64::from(loss.to_scalar::<f32>()?);
+            loss_sum += value;
+            images += rows.len();
+            on_event(TrainEvent::Step {
+                epoch,
+                step,
+                steps,
+                loss: value,
+            });
+        }
+        if cancelled {
+            break;
+        }
+        let validation_eer = validation_eer(&encoder, &validation_data)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let summary = EpochSummary {
+            epoch,
+            train_loss: loss_sum / steps as f64,
+            validation_eer,
+            images_per_second: images as f64 / seconds,
+            seconds,
+            best: validation_eer < best,
+        };
+        history.push(summary.clone());
+        let mut metadata = HashMap::from([
+            ("format".to_string(), "vouch-siamese-encoder".to_string()),
+            ("modality".to_string(), config.modality.as_str().to_string()),
+            ("canvas".to_string(), canvas_metadata(canvas)),
+            (
+                "loss".to_string(),
+                format!("{:?}", config.loss).to_lowercase(),
+            ),
+            ("epoch".to_string(), epoch.to_string()),
+            ("validation_eer".to_string(), format!("{validation_eer:.5}")),
+            (
+                "validation_identities".to_string(),
+                validation_names.join(","),
+            ),
+            ("parent".to_string(), parent.clone()),
+            ("command".to_string(), config.command.clone()),
+            ("created".to_string(), crate::store::now()),
+        ]);
+        if summary.best {
+            best = validation_eer;
+            save_weights(&model_path, &encoder_tensors(&varmap), metadata.clone())?;
+        }
+        metadata.insert("adam_steps".into(), optimiser.steps().to_string());
+        metadata.insert(
+            "history".into(),
+            serde_json::to_string(&history).expect("history serialises"),
+        );
+        let mut checkpoint = encoder_tensors(&varmap);
+        checkpoint.extend(optimiser.state());
+        save_weights(&checkpoint_path, &checkpoint, metadata)?;
+        std::fs::write(
+            config.out.join(HISTORY_FILE),
+            serde_json::to_string_pretty(&serde_json::json!({
+                "config": config, "history": history,
+            }))
+            .expect("history serialises"),
+        )
+        .map_err(|e| Error::io(e, config.out.join(HISTORY_FILE)))?;
+        on_event(TrainEvent::Epoch(summary));
+    }
+    Ok(TrainReport {
+        out: config.out.clone(),
+        model: model_path.is_file().then_some(model_path),
+        best_validation_eer: best.is_finite().then_some(best),
+        history,
+        cancelled,
+    })
+}
+
+/// Genuine and impostor scores of `model` on the validation identities of `config`'s split
+/// (the same identities a run validates on), for before / after comparisons.
+pub fn validation_scores(
+    model: &crate::signature::SignatureModel,
+    config: &TrainConfig,
+    scans: &[LabelledScan],
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (_, validation_names) = split_identities(scans, config.validation_fraction, config.seed);
+    let validation: Vec<LabelledScan> = scans
+        .iter()
+        .filter(|s| validation_names.contains(&s.identity))
+        .cloned()
+        .collect();
+    let (embedded, _) = crate::eval::verification::embed_scans(
+        model,
+        &validation,
+        &AtomicBool::new(false),
+        &mut |_, _| {},
+    )?;
+    let report = crate::eval::verification::evaluate(
+        &embedded,
+        1,
+        0.5,
+        crate::signature::score_against_references,
+    );
+    let mut impostor = report.skilled_scores;
+    impostor.extend(report.random_scores);
+    Ok((report.genuine_scores, impostor))
+}

@@ -1,0 +1,272 @@
+//! The real window, driven through egui_kittest by its accessible labels: enroll from an
+//! image, punch at the kiosk from an image file, verify a cheque signature, move the
+//! threshold slider and see FAR change, start and cancel a training run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use common::{data, repo};
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+use vouch::gui::worker::WorkerConfig;
+use vouch::gui::{App, Tab};
+
+fn app(db: &Path) -> App {
+    let config = WorkerConfig {
+        models_dir: repo().join("models"),
+        signature_model: repo()
+            .join("models")
+            .join(vouch::signature::SIGNATURE_MODEL_FILE),
+        db: db.to_path_buf(),
+        device: Device::Cpu,
+        operator: "kittest".into(),
+    };
+    App::new(config, &egui::Context::default()).unwrap()
+}
+
+fn harness(db: &Path) -> Harness<'static, App> {
+    Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .build_ui_state(|ui, app: &mut App| app.show(ui), app(db))
+}
+
+/// Steps the window until `done` holds (the worker answers in the background).
+fn wait_for(harness: &mut Harness<'_, App>, what: &str, done: impl Fn(&Harness<'_, App>) -> bool) {
+    let started = Instant::now();
+    while !done(harness) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        harness.step();
+    }
+}
+
+fn shows(harness: &Harness<'_, App>, text: &str) -> bool {
+    harness.query_by_label_contains(text).is_some()
+}
+
+fn type_into(harness: &mut Harness<'_, App>, label: &str, text: &str) {
+    harness.get_by_label(label).focus();
+    harness.step();
+    harness.get_by_label(label).type_text(text);
+    harness.step();
+}
+
+fn ready(harness: &mut Harness<'_, App>) {
+    wait_for(harness, "the models to load", |h| shows(h, "face model"));
+}
+
+#[test]
+fn enroll_from_an_image_then_punch_at_the_kiosk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = harness(&dir.path().join("vouch.db"));
+    ready(&mut harness);
+    harness.get_by_label("Enrollment").click();
+    harness.step();
+    type_into(&mut harness, "Name", "Eileen Collins");
+    type_into(&mut harness, "Employee or account id", "E100");
+    type_into(
+        &mut harness,
+        "Reference images (one path per line, or drop files here)",
+        &data("astronaut.png").display().to_string(),
+    );
+    harness.get_by_label("Check quality").click();
+    wait_for(&mut harness, "quality feedback", |h| {
+        shows(h, "good: one face")
+    });
+    harness.get_by_label("Enroll").click();
+    wait_for(&mut harness, "the enrollment", |h| {
+        shows(h, "Enrolled Eileen Collins (E100)")
+    });
+    wait_for(&mut harness, "the people list", |h| {
+        shows(h, "Eileen Collins (E100) · 1 reference")
+    });
+
+    harness.get_by_label("Kiosk").click();
+    harness.step();
+    assert!(shows(&harness, "check in from an image file") || shows(&harness, "Camera"));
+    type_into(
+        &mut harness,
+        "Image file",
+        &data("astronaut_mirrored.jpg").display().to_string(),
+    );
+    harness.get_by_label("Check in from image").click();
+    wait_for(&mut harness, "the punch", |h| {
+        shows(h, "check-in  Eileen Collins (E100)")
+    });
+    harness.get_by_label("Check in from image").click();
+    wait_for(&mut harness, "the repeat", |h| {
+        shows(h, "ignored repeat: Eileen Collins")
+    });
+
+    // Delete asks first.
+    harness.get_by_label("Enrollment").click();
+    harness.step();
+    harness.get_by_label("Delete E100").click();
+    harness.step();
+    harness.get_by_label("Confirm delete").click();
+    wait_for(&mut harness, "the deletion", |h| {
+        !shows(h, "Eileen Collins (E100) ·")
+    });
+}
+
+fn enroll_signatures(db: &Path) {
+    let model = vouch::signature::SignatureModel::load(
+        &repo()
+            .join("models")
+            .join(vouch::signature::SIGNATURE_MODEL_FILE),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut store = vouch::store::Store::open(db).unwrap();
+    for writer in 1..=4 {
+        vouch::workflow::enroll_signature(
+            &model,
+            &mut store,
+            &vouch::workflow::EnrollRequest {
+                name: format!("Writer {writer}"),
+                external_id: format!("ACC-{writer}"),
+                images: (1..=3)
+                    .map(|n| data(&format!("signatures/w{writer}_{n}.png")))
+                    .collect(),
+            },
+            "setup",
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn the_signature_desk_shows_a_verdict_with_per_reference_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    enroll_signatures(&db);
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    harness.get_by_label("Signature desk").click();
+    harness.step();
+    type_into(&mut harness, "Account", "ACC-1");
+    type_into(
+        &mut harness,
+        "Questioned scan",
+        &data("signatures/w1_4.png").display().to_string(),
+    );
+    harness.get_by_label("Verify signature").click();
+    wait_for(&mut harness, "the verdict", |h| shows(h, "Verdict:"));
+    assert_eq!(
+        harness.query_all_by_label_contains("Reference: ").count(),
+        3
+    );
+    assert!(shows(&harness, "Writer 1 (ACC-1): mean over 3 references"));
+}
+
+fn far_text(harness: &Harness<'_, App>) -> String {
+    harness
+        .get_by_label_contains("manual review")
+        .accesskit_node()
+        .value()
+        .or_else(|| {
+            harness
+                .get_by_label_contains("manual review")
+                .accesskit_node()
+                .label()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn moving_the_threshold_changes_far_and_saving_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    enroll_signatures(&db);
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    harness.get_by_label("Threshold workbench").click();
+    harness.step();
+    harness.get_by_label("Signatures").click();
+    harness.step();
+    harness
+        .get_by_label("Scores from enrolled references")
+        .click();
+    wait_for(&mut harness, "scores", |h| shows(h, "genuine and"));
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::Slider, "Threshold")
+        .set_value_accesskit(0.0);
+    harness.step();
+    harness.step();
+    let accept_all = far_text(&harness);
+    assert!(accept_all.starts_with("FAR 100.00%"), "{accept_all}");
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::Slider, "Threshold")
+        .set_value_accesskit(1.0);
+    harness.step();
+    harness.step();
+    let reject_all = far_text(&harness);
+    assert!(reject_all.starts_with("FAR 0.00%"), "{reject_all}");
+    harness.get_by_label("Save threshold").click();
+    wait_for(&mut harness, "the save", |h| {
+        shows(h, "saved: accept ≥ 1.000")
+    });
+    drop(harness);
+    let store = vouch::store::Store::open(&db).unwrap();
+    let saved = store.bands(vouch::store::Modality::Signature).unwrap();
+    assert_eq!(saved.high, 1.0);
+    let audited: i64 = store
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM audit WHERE action = 'set_bands'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 1);
+}
+
+#[test]
+fn a_training_run_starts_shows_progress_and_cancels() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("signatures");
+    for writer in 1..=4 {
+        let folder = data_dir.join(format!("writer{writer}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        for n in 1..=4 {
+            std::fs::copy(
+                data(&format!("signatures/w{writer}_{n}.png")),
+                folder.join(format!("{n}.png")),
+            )
+            .unwrap();
+        }
+    }
+    let mut harness = harness(&dir.path().join("vouch.db"));
+    ready(&mut harness);
+    harness.state_mut().tab(Tab::Training);
+    harness.step();
+    type_into(
+        &mut harness,
+        "Training data (folders or manifests, one per line)",
+        &data_dir.display().to_string(),
+    );
+    harness.get_by_label("Start training").click();
+    wait_for(&mut harness, "a training step", |h| {
+        h.state().training_step().is_some()
+    });
+    harness.get_by_label("Cancel training").click();
+    wait_for(&mut harness, "the cancellation", |h| {
+        shows(h, "Training cancelled")
+    });
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        runs.len(),
+        1,
+        "one new run folder; the shipped model is untouched"
+    );
+}

@@ -1,0 +1,364 @@
+//! Signatures: scan normalisation on real scans, the shipped encoder through the CLI and
+//! the store, its accuracy on CEDAR writers it never trained on, and the training engine
+//! (progress, cancel, checkpoint, resume, new model version).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use assert_cmd::Command;
+use candle_core::Device;
+use common::{data, repo, shared};
+use vouch::dataset::{Kind, LabelledScan};
+use vouch::signature::preprocess::{SIGNATURE_CANVAS, normalise};
+use vouch::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
+use vouch::train::{Loss, TrainConfig, TrainEvent, TrainModality};
+
+fn scan(writer: u32, number: u32) -> PathBuf {
+    data(&format!("signatures/w{writer}_{number}.png"))
+}
+
+fn model() -> SignatureModel {
+    SignatureModel::load(
+        &repo().join("models").join(SIGNATURE_MODEL_FILE),
+        &Device::Cpu,
+    )
+    .expect("models/ holds the trained signature encoder")
+}
+
+fn vouch(db: &Path) -> Command {
+    let mut command = Command::cargo_bin("vouch").unwrap();
+    command
+        .args(["--device", "cpu", "--operator", "clerk", "--db"])
+        .arg(db);
+    command
+}
+
+fn json_of(command: &mut Command) -> serde_json::Value {
+    let output = command.arg("--json").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn scans_in_every_format_normalise_to_the_same_canvas() {
+    let rgba = vouch::imageio::load(&scan(1, 1)).unwrap();
+    assert!(rgba.color().has_alpha(), "the test scan is RGBA");
+    let from_png = normalise(&rgba, SIGNATURE_CANVAS, "png").unwrap().canvas;
+    // The same scan as a grey JPEG on white paper.
+    let mut flattened = image::GrayImage::new(rgba.width(), rgba.height());
+    for (x, y, pixel) in rgba.to_rgba8().enumerate_pixels() {
+        let [r, g, b, a] = pixel.0;
+        let luma = (u32::from(r) * 299 + u32::from(g) * 587 + u32::from(b) * 114) / 1000;
+        let alpha = u32::from(a);
+        flattened.put_pixel(
+            x,
+            y,
+            image::Luma([((luma * alpha + 255 * (255 - alpha)) / 255) as u8]),
+        );
+    }
+    let mut jpeg = Vec::new();
+    flattened
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    let decoded = vouch::imageio::decode(&jpeg, Path::new("scan.jpg")).unwrap();
+    let from_jpeg = normalise(&decoded, SIGNATURE_CANVAS, "jpeg")
+        .unwrap()
+        .canvas;
+    let ink = |c: &image::GrayImage| c.pixels().filter(|p| p.0[0] > 0).count() as f64;
+    let (a, b) = (ink(&from_png), ink(&from_jpeg));
+    assert!((a - b).abs() / a < 0.25, "ink pixels {a} vs {b}");
+    let similarity = vouch::signature::signature_score(
+        &model()
+            .embed_canvases(std::slice::from_ref(&from_png))
+            .unwrap()[0],
+        &model()
+            .embed_canvases(std::slice::from_ref(&from_jpeg))
+            .unwrap()[0],
+    );
+    assert!(
+        similarity > 0.9,
+        "PNG and JPEG of one scan score {similarity}"
+    );
+}
+
+#[test]
+fn an_empty_or_broken_scan_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.png");
+    image::GrayImage::from_fn(600, 300, |x, y| image::Luma([240 + ((x ^ y) % 7) as u8]))
+        .save(&blank)
+        .unwrap();
+    let db = dir.path().join("vouch.db");
+    for (file, expected) in [
+        (blank.clone(), "no ink"),
+        (data("corrupt.jpg"), "not a readable image"),
+        (data("huge_20000x20000.pgm"), "over the limit"),
+    ] {
+        let output = vouch(&db)
+            .args(["signature", "compare", "--ref"])
+            .arg(scan(1, 1))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{}: {stderr}", file.display());
+    }
+    // A batch of references with one blank scan enrolls the good ones and says why not
+    // the blank one.
+    let enrolled = vouch(&db)
+        .args([
+            "signature",
+            "enroll",
+            "--name",
+            "Wang Tao",
+            "--id",
+            "ACC-1",
+            "--json",
+        ])
+        .arg(scan(1, 1))
+        .arg(&blank)
+        .output()
+        .unwrap();
+    assert!(enrolled.status.success());
+    assert!(String::from_utf8_lossy(&enrolled.stderr).contains("no ink"));
+}
+
+/// The cross-media set has one scan per (writer, name): writer W's scan N is the name N.
+/// So the genuine questioned scan here is a re-scan (JPEG re-encoding) of the reference,
+/// and the impostor is another writer writing the same name.
+#[test]
+fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let enrolled = json_of(
+        vouch(&db)
+            .args([
+                "signature",
+                "enroll",
+                "--name",
+                "Writer One",
+                "--id",
+                "ACC-1",
+            ])
+            .arg(scan(1, 1)),
+    );
+    assert_eq!(enrolled["enrolled"], 1);
+    let rescan = dir.path().join("rescan.jpg");
+    vouch::imageio::load(&scan(1, 1))
+        .unwrap()
+        .to_luma8()
+        .save(&rescan)
+        .unwrap();
+    let genuine = json_of(
+        vouch(&db)
+            .args(["signature", "verify", "--id", "ACC-1"])
+            .arg(&rescan),
+    );
+    let other = json_of(
+        vouch(&db)
+            .args(["signature", "verify", "--id", "ACC-1"])
+            .arg(scan(2, 1)),
+    );
+    assert_eq!(genuine["reference_scores"].as_array().unwrap().len(), 1);
+    let (genuine_score, other_score) = (
+        genuine["score"].as_f64().unwrap(),
+        other["score"].as_f64().unwrap(),
+    );
+    assert!(
+        genuine_score > 0.95,
+        "a re-scan of the reference scores {genuine_score}"
+    );
+    assert!(
+        genuine_score > other_score,
+        "the re-scan {genuine_score} vs another writer's same name {other_score}"
+    );
+    let compared = json_of(
+        vouch(&db)
+            .args(["signature", "compare", "--ref"])
+            .arg(scan(3, 1))
+            .arg("--ref")
+            .arg(scan(3, 2))
+            .arg(scan(3, 3)),
+    );
+    assert_eq!(compared["reference_scores"].as_array().unwrap().len(), 2);
+    // Both verifications are decisions in the audit chain.
+    let store = vouch::store::Store::open(&db).unwrap();
+    let decisions: i64 = store
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM decisions WHERE modality = 'signature'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(decisions, 2);
+    assert!(store.audit_verify().unwrap().intact);
+}
+
+/// Writer-independent CEDAR: writers 31-40 were never seen in training.
+#[test]
+fn cedar_unseen_writers_skilled_forgery_eer() {
+    let Some(cedar) = shared(
+        "data/signatures/cedar",
+        "cedar_unseen_writers_skilled_forgery_eer",
+    ) else {
+        return;
+    };
+    let scans = vouch::dataset::numbered_between(vouch::dataset::load(&cedar).unwrap(), 31..=40);
+    assert_eq!(scans.len(), 480);
+    let model = model();
+    let (embedded, failed) = vouch::eval::verification::embed_scans(
+        &model,
+        &scans,
+        &AtomicBool::new(false),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    let report = vouch::eval::verification::evaluate(
+        &embedded,
+        12,
+        vouch::matching::SIGNATURE_BANDS.high,
+        vouch::signature::score_against_references,
+    );
+    let skilled = report.skilled.unwrap();
+    eprintln!(
+        "CEDAR 31-40, K=12: skilled EER {:.2}%, random EER {:.2}%",
+        100.0 * skilled.eer,
+        100.0 * report.random.eer
+    );
+    assert_eq!(report.identities, 10);
+    assert!(
+        skilled.eer <= SKILLED_EER_BOUND,
+        "skilled EER {}",
+        skilled.eer
+    );
+}
+
+/// Measured skilled EER of the shipped model (13.3%), plus a little room; the issue's
+/// target of 5% is not met (see models/README.md).
+const SKILLED_EER_BOUND: f64 = 0.16;
+
+fn tiny_training_set() -> Vec<LabelledScan> {
+    (1..=4)
+        .flat_map(|writer| {
+            (1..=4).map(move |number| LabelledScan {
+                path: scan(writer, number),
+                identity: format!("writer-{writer}"),
+                kind: Kind::Genuine,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn training_reports_progress_checkpoints_resumes_and_cancels() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut config = TrainConfig::new(TrainModality::Signature, Loss::Contrastive, 2, out.clone());
+    config.steps_per_epoch = Some(2);
+    config.identities_per_batch = 2;
+    config.genuine_per_identity = 3;
+    config.validation_fraction = 0.5;
+    config.learning_rate = 1e-3;
+    let scans = tiny_training_set();
+    let mut events = Vec::new();
+    let report = vouch::train::train(
+        &config,
+        &scans,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut |e| events.push(e),
+    )
+    .unwrap();
+    assert!(matches!(
+        events[0],
+        TrainEvent::Prepared {
+            train_identities: 2,
+            validation_identities: 2,
+            ..
+        }
+    ));
+    let steps = events
+        .iter()
+        .filter(|e| matches!(e, TrainEvent::Step { .. }))
+        .count();
+    assert_eq!(steps, 4);
+    assert_eq!(report.history.len(), 2);
+    assert!(
+        report
+            .history
+            .iter()
+            .all(|e| e.validation_eer.is_finite() && e.train_loss.is_finite())
+    );
+    let trained = SignatureModel::load(report.model.as_ref().unwrap(), &Device::Cpu).unwrap();
+    assert_eq!(trained.metadata["modality"], "signature");
+    assert_ne!(
+        trained.model_id(),
+        model().model_id(),
+        "a new version, not the shipped one"
+    );
+
+    // Resume to a third epoch from the checkpoint.
+    config.epochs = 3;
+    config.resume = true;
+    let resumed = vouch::train::train(
+        &config,
+        &scans,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(resumed.history.len(), 3);
+    for (kept, original) in resumed.history.iter().zip(&report.history) {
+        assert_eq!(kept.epoch, original.epoch);
+        assert!((kept.train_loss - original.train_loss).abs() < 1e-9);
+        assert!((kept.validation_eer - original.validation_eer).abs() < 1e-9);
+    }
+
+    // Cancelled during its fourth epoch: the checkpoint still holds three epochs.
+    config.epochs = 4;
+    let cancel = AtomicBool::new(false);
+    let stopped = vouch::train::train(&config, &scans, &Device::Cpu, &cancel, &mut |e| {
+        if matches!(e, TrainEvent::Step { .. }) {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    })
+    .unwrap();
+    assert!(stopped.cancelled);
+    assert_eq!(stopped.history.len(), 3);
+    let checkpoint =
+        vouch::models::load_weights(&out.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
+    let history: Vec<serde_json::Value> =
+        serde_json::from_str(&checkpoint.metadata["history"]).unwrap();
+    assert_eq!(history.len(), 3);
+}
+
+#[test]
+fn the_face_network_is_not_trainable_and_says_so() {
+    let error = vouch::train::train(
+        &TrainConfig::new(
+            TrainModality::Face,
+            Loss::Triplet,
+            1,
+            PathBuf::from("unused"),
+        ),
+        &tiny_training_set(),
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("not supported"), "{error}");
+}
