@@ -159,12 +159,16 @@ pub enum PeopleCommand {
     },
     Show {
         id: String,
+        #[arg(long, value_enum, default_value_t = Modality::Face)]
+        modality: Modality,
         #[arg(long)]
         json: bool,
     },
     /// Delete a person with their templates and crops (the audit keeps a row).
     Delete {
         id: String,
+        #[arg(long, value_enum, default_value_t = Modality::Face)]
+        modality: Modality,
         /// Confirm: without it nothing is deleted.
         #[arg(long)]
         yes: bool,
@@ -669,8 +673,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
             chrono::Duration::minutes(window_minutes),
             json,
         ),
-        Command::People(PeopleCommand::Show { id, json }) => {
-            let person = open_store(&cli.global)?.person_by_external_id(&id, Modality::Face)?;
+        Command::People(PeopleCommand::Show { id, modality, json }) => {
+            let person = open_store(&cli.global)?.person_by_external_id(&id, modality)?;
             print_report(&person, json, |p| {
                 format!(
                     "{} ({})\nmodality {}\nreferences {}\nenrolled {}",
@@ -678,9 +682,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
                 )
             })
         }
-        Command::People(PeopleCommand::Delete { id, yes }) => {
+        Command::People(PeopleCommand::Delete { id, modality, yes }) => {
             let mut store = open_store(&cli.global)?;
-            let person = store.person_by_external_id(&id, Modality::Face)?;
+            let person = store.person_by_external_id(&id, modality)?;
             if !yes {
                 anyhow::bail!(
                     "this deletes {} ({}) and all their templates: add --yes to confirm",

@@ -153,6 +153,8 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
             .arg(scan(1, 1)),
     );
     assert_eq!(enrolled["enrolled"], 1);
+    let shown = json_of(vouch(&db).args(["people", "show", "ACC-1", "--modality", "signature"]));
+    assert_eq!(shown["modality"], "signature");
     let rescan = dir.path().join("rescan.jpg");
     vouch::imageio::load(&scan(1, 1))
         .unwrap()

@@ -77,6 +77,13 @@ impl EnrollmentTab {
         self.modality
     }
 
+    pub fn add_image(&mut self, path: &std::path::Path) {
+        if !self.images.is_empty() && !self.images.ends_with('\n') {
+            self.images.push('\n');
+        }
+        self.images.push_str(&format!("{}\n", path.display()));
+    }
+
     pub fn on_assessed(&mut self, path: PathBuf, verdict: Result<String, String>) {
         self.feedback.retain(|(p, _)| *p != path);
         self.feedback.push((path, verdict));
@@ -95,7 +102,12 @@ impl EnrollmentTab {
             .collect();
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        requests: &mut Vec<Request>,
+        camera_frame: Option<&image::RgbImage>,
+    ) {
         ui.horizontal(|ui| {
             for (modality, title) in [
                 (Modality::Face, "Faces"),
@@ -118,13 +130,25 @@ impl EnrollmentTab {
             ui.add(egui::TextEdit::multiline(&mut self.images).desired_rows(4))
                 .labelled_by(label.id);
             for path in super::dropped_paths(ui.ctx()) {
-                self.images.push_str(&format!("{}\n", path.display()));
+                self.add_image(&path);
             }
             ui.horizontal(|ui| {
                 if self.modality == Modality::Face && ui.button("Check quality").clicked() {
                     for path in self.paths() {
                         requests.push(Request::AssessFace { path });
                     }
+                }
+                // Frames come from the kiosk's camera: start it on the Kiosk tab.
+                if self.modality == Modality::Face
+                    && ui
+                        .add_enabled(camera_frame.is_some(), egui::Button::new("Capture frame"))
+                        .on_disabled_hover_text("Start the camera on the Kiosk tab")
+                        .clicked()
+                    && let Some(frame) = camera_frame
+                {
+                    requests.push(Request::Capture {
+                        frame: frame.clone(),
+                    });
                 }
                 ui.checkbox(
                     &mut self.force,

@@ -26,6 +26,8 @@ pub struct KioskTab {
     state: KioskState,
     window_minutes: i64,
     pub log: Vec<String>,
+    /// The newest camera frame, for enrollment captures.
+    pub last_frame: Option<image::RgbImage>,
 }
 
 impl Default for KioskTab {
@@ -45,6 +47,7 @@ impl Default for KioskTab {
             state: KioskState::Searching,
             window_minutes: 10,
             log: Vec::new(),
+            last_frame: None,
         }
     }
 }
@@ -66,6 +69,7 @@ impl KioskTab {
         match newest {
             Some(Ok(frame)) => {
                 self.show_frame(ctx, &frame);
+                self.last_frame = Some(frame.clone());
                 if self.in_flight {
                     return Vec::new();
                 }
@@ -88,9 +92,18 @@ impl KioskTab {
         self.frame = Some(texture(ctx, "kiosk-frame", &rgba));
     }
 
-    /// The faces of the last frame; a request to punch when the kiosk is sure.
-    pub fn on_faces(&mut self, faces: Vec<FaceView>) -> Option<Request> {
+    /// The faces of the last frame (and the frame itself when it came from a file); a
+    /// request to punch when the kiosk is sure.
+    pub fn on_faces(
+        &mut self,
+        ctx: &egui::Context,
+        faces: Vec<FaceView>,
+        frame: Option<image::RgbImage>,
+    ) -> Option<Request> {
         self.in_flight = false;
+        if let Some(frame) = &frame {
+            self.show_frame(ctx, frame);
+        }
         self.faces = faces;
         let main = self
             .faces
@@ -170,6 +183,7 @@ impl KioskTab {
                     }
                 } else if ui.button("Stop camera").clicked() {
                     self.feed = None;
+                    self.last_frame = None;
                 }
             }
             Ok(_) => {
@@ -187,15 +201,11 @@ impl KioskTab {
         ui.horizontal(|ui| {
             labelled_text(ui, "Image file", &mut self.image_path);
             if ui.button("Check in from image").clicked() && !self.image_path.trim().is_empty() {
-                match crate::imageio::load_rgb(std::path::Path::new(self.image_path.trim())) {
-                    Ok(frame) => {
-                        self.show_frame(ui.ctx(), &frame);
-                        self.from_file = true;
-                        self.in_flight = true;
-                        requests.push(Request::Analyze { frame });
-                    }
-                    Err(error) => self.log.insert(0, format!("no punch: {error}")),
-                }
+                self.from_file = true;
+                self.in_flight = true;
+                requests.push(Request::AnalyzeFile {
+                    path: self.image_path.trim().into(),
+                });
             }
             let label = ui.label("Repeat window (minutes)");
             ui.add(egui::DragValue::new(&mut self.window_minutes).range(0..=240))

@@ -114,11 +114,18 @@ impl App {
                 }
                 Reply::Failed { what, error } => self.error = Some(format!("{what}: {error}")),
                 Reply::Progress(progress) => self.progress = Some(progress),
-                Reply::Analyzed { faces } => {
-                    if let Some(request) = self.kiosk.on_faces(faces) {
+                Reply::Analyzed { faces, frame } => {
+                    if let Some(request) = self.kiosk.on_faces(ctx, faces, frame) {
                         self.send(request);
                     }
                 }
+                Reply::Captured(result) => match result {
+                    Ok(path) => {
+                        self.enrollment.add_image(&path);
+                        self.send(Request::AssessFace { path });
+                    }
+                    Err(error) => self.error = Some(error),
+                },
                 Reply::CheckedIn(result) => self.kiosk.on_checkin(result),
                 Reply::Enrolled(result) => {
                     let modality = self.enrollment.on_enrolled(result);
@@ -188,7 +195,10 @@ impl App {
             let mut requests = Vec::new();
             match self.tab {
                 Tab::Kiosk => self.kiosk.ui(ui, &mut requests),
-                Tab::Enrollment => self.enrollment.ui(ui, &mut requests),
+                Tab::Enrollment => {
+                    self.enrollment
+                        .ui(ui, &mut requests, self.kiosk.last_frame.as_ref())
+                }
                 Tab::SignatureDesk => self.desk.ui(ui, &mut requests),
                 Tab::Thresholds => self.workbench.ui(ui, &mut requests),
                 Tab::Training => self.training.ui(ui, &mut requests, &self.config),
@@ -198,6 +208,7 @@ impl App {
             }
         });
         if self.busy || self.training.running() || self.kiosk.live() {
+            // The camera keeps running on the enrollment tab, for captures.
             ctx.request_repaint_after(std::time::Duration::from_millis(50));
         }
     }

@@ -24,6 +24,14 @@ pub enum Request {
     Analyze {
         frame: RgbImage,
     },
+    /// The same for an image file (decoded here, not on the UI thread).
+    AnalyzeFile {
+        path: PathBuf,
+    },
+    /// Save a camera frame as a reference photo for enrollment.
+    Capture {
+        frame: RgbImage,
+    },
     Checkin {
         embedding: Vec<f32>,
         window_minutes: i64,
@@ -113,9 +121,12 @@ pub enum Reply {
         what: &'static str,
         error: String,
     },
+    /// `frame` is the decoded image when the request named a file.
     Analyzed {
         faces: Vec<FaceView>,
+        frame: Option<RgbImage>,
     },
+    Captured(Result<PathBuf, String>),
     CheckedIn(Result<CheckinReport, String>),
     Enrolled(Result<EnrollReport, String>),
     Assessed {
@@ -271,40 +282,25 @@ impl Worker {
         let actor = self.config.operator.clone();
         let text = |e: crate::Error| e.to_string();
         match request {
-            Request::Analyze { frame } => {
-                let faces = match self.faces.analyze(&frame) {
-                    Ok(faces) => faces,
-                    Err(error) => {
-                        return send(Reply::Failed {
-                            what: "analysing the frame",
-                            error: error.to_string(),
-                        });
-                    }
-                };
-                let bands = self
-                    .store
-                    .bands(Modality::Face)
-                    .unwrap_or(crate::matching::FACE_BANDS);
-                let views = faces
-                    .into_iter()
-                    .map(|face| {
-                        let match_ =
-                            self.gallery
-                                .search(&face.embedding, 1)
-                                .first()
-                                .and_then(|c| {
-                                    let person = self.store.person(c.person_id).ok()?;
-                                    Some((c.person_id, person.name, c.score, bands.decide(c.score)))
-                                });
-                        FaceView {
-                            bbox: face.bbox,
-                            landmarks: face.landmarks,
-                            embedding: face.embedding,
-                            match_,
-                        }
-                    })
-                    .collect();
-                send(Reply::Analyzed { faces: views })
+            Request::AnalyzeFile { path } => match crate::imageio::load_rgb(&path) {
+                Ok(frame) => self.analyze(frame, true, send),
+                Err(error) => send(Reply::Failed {
+                    what: "reading the image",
+                    error: error.to_string(),
+                }),
+            },
+            Request::Analyze { frame } => self.analyze(frame, false, send),
+            Request::Capture { frame } => {
+                let dir = self.config.db.with_file_name("captures");
+                let path = dir.join(format!(
+                    "{}.png",
+                    chrono::Utc::now().format("%Y%m%d-%H%M%S%.3f")
+                ));
+                let saved = std::fs::create_dir_all(&dir)
+                    .and_then(|()| frame.save(&path).map_err(std::io::Error::other))
+                    .map(|()| path)
+                    .map_err(|e| format!("cannot save the capture in {}: {e}", dir.display()));
+                send(Reply::Captured(saved))
             }
             Request::Checkin {
                 embedding,
@@ -409,6 +405,45 @@ impl Worker {
                 send(Reply::Activated(result))
             }
         }
+    }
+
+    fn analyze(&self, frame: RgbImage, from_file: bool, send: &dyn Fn(Reply) -> bool) -> bool {
+        let faces = match self.faces.analyze(&frame) {
+            Ok(faces) => faces,
+            Err(error) => {
+                return send(Reply::Failed {
+                    what: "analysing the frame",
+                    error: error.to_string(),
+                });
+            }
+        };
+        let bands = self
+            .store
+            .bands(Modality::Face)
+            .unwrap_or(crate::matching::FACE_BANDS);
+        let views = faces
+            .into_iter()
+            .map(|face| {
+                let match_ = self
+                    .gallery
+                    .search(&face.embedding, 1)
+                    .first()
+                    .and_then(|c| {
+                        let person = self.store.person(c.person_id).ok()?;
+                        Some((c.person_id, person.name, c.score, bands.decide(c.score)))
+                    });
+                FaceView {
+                    bbox: face.bbox,
+                    landmarks: face.landmarks,
+                    embedding: face.embedding,
+                    match_,
+                }
+            })
+            .collect();
+        send(Reply::Analyzed {
+            faces: views,
+            frame: from_file.then_some(frame),
+        })
     }
 
     fn reload_gallery(&mut self) {
