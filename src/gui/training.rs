@@ -252,7 +252,7 @@ impl TrainingTab {
             ));
         }
         ui.columns(2, |columns| {
-            Plot::new("loss")
+            Plot::new("training-curves")
                 .height(200.0)
                 .legend(Legend::default())
                 .show(&mut columns[0], |plot| {
