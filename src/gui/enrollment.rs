@@ -108,19 +108,9 @@ impl EnrollmentTab {
         requests: &mut Vec<Request>,
         camera_frame: Option<&image::RgbImage>,
     ) {
-        ui.horizontal(|ui| {
-            for (modality, title) in [
-                (Modality::Face, "Faces"),
-                (Modality::Signature, "Signatures"),
-            ] {
-                if ui
-                    .selectable_value(&mut self.modality, modality, title)
-                    .clicked()
-                {
-                    requests.push(Request::People { modality });
-                }
-            }
-        });
+        if let Some(modality) = super::modality_picker(ui, &mut self.modality) {
+            requests.push(Request::People { modality });
+        }
         ui.columns(2, |columns| {
             let ui = &mut columns[0];
             ui.heading("New person");

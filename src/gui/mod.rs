@@ -238,6 +238,23 @@ pub(crate) fn labelled_text(ui: &mut egui::Ui, label: &str, value: &mut String) 
     .inner
 }
 
+/// Faces / Signatures; the newly picked modality when the operator switched.
+pub(crate) fn modality_picker(ui: &mut egui::Ui, modality: &mut Modality) -> Option<Modality> {
+    ui.horizontal(|ui| {
+        let mut picked = None;
+        for (choice, title) in [
+            (Modality::Face, "Faces"),
+            (Modality::Signature, "Signatures"),
+        ] {
+            if ui.selectable_value(modality, choice, title).clicked() {
+                picked = Some(choice);
+            }
+        }
+        picked
+    })
+    .inner
+}
+
 /// Paths dropped on the window this frame.
 pub(crate) fn dropped_paths(ctx: &egui::Context) -> Vec<PathBuf> {
     ctx.input(|i| {

@@ -77,21 +77,11 @@ impl WorkbenchTab {
                 modality: self.modality,
             });
         }
-        ui.horizontal(|ui| {
-            for (modality, title) in [
-                (Modality::Face, "Faces"),
-                (Modality::Signature, "Signatures"),
-            ] {
-                if ui
-                    .selectable_value(&mut self.modality, modality, title)
-                    .clicked()
-                {
-                    self.scores = None;
-                    self.flips = None;
-                    requests.push(Request::Bands { modality });
-                }
-            }
-        });
+        if let Some(modality) = super::modality_picker(ui, &mut self.modality) {
+            self.scores = None;
+            self.flips = None;
+            requests.push(Request::Bands { modality });
+        }
         ui.horizontal(|ui| {
             if ui.button("Scores from enrolled references").clicked() {
                 requests.push(Request::Scores {
