@@ -211,98 +211,199 @@ impl GemmConv {
     }
 
     fn forward_cpu(&self, x: &Tensor, relu: bool, out_h: usize, out_w: usize) -> Result<Tensor> {
+        use rayon::prelude::*;
         let (n, c, h, w) = x.dims4()?;
-        let (k, s, p) = (self.kernel, self.stride, self.padding);
-        let input = x.flatten_all()?.to_vec1::<f32>()?;
-        let (out_channels, depth, pixels) = (self.bias_host.len(), k * k * c, out_h * out_w);
+        let x = x.contiguous()?;
+        let (storage, layout) = x.storage_and_layout();
+        let (candle_core::Storage::Cpu(storage), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("GemmConv::forward_cpu needs a contiguous CPU tensor")
+        };
+        let input = &storage.as_slice::<f32>()?[start..end];
+        let (out_channels, pixels) = (self.bias_host.len(), out_h * out_w);
         let mut out = vec![0f32; n * out_channels * pixels];
-        let gemm_rows = |out_rows: &mut [f32], columns: &[f32]| {
-            for (row, &bias) in out_rows.chunks_exact_mut(pixels).zip(&self.bias_host) {
-                row.fill(bias);
-            }
-            // SAFETY: the buffers are row-major and hold exactly the sizes given:
-            // out [O x pixels], weight [O x depth], columns [depth x pixels].
-            unsafe {
-                gemm::gemm(
-                    out_channels,
-                    pixels,
-                    depth,
-                    out_rows.as_mut_ptr(),
-                    1,
-                    pixels as isize,
-                    true,
-                    self.weight_host.as_ptr(),
-                    1,
-                    depth as isize,
-                    columns.as_ptr(),
-                    1,
-                    pixels as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            if relu {
-                out_rows.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-        };
-        let one_image = |(image, out_image): (&[f32], &mut [f32])| {
-            let mut columns = vec![0f32; depth * pixels];
-            im2col_rows(image, &mut columns, (c, h, w), (k, s, p), (out_h, out_w));
-            gemm_rows(out_image, &columns);
-        };
         let images: Vec<_> = input
             .chunks_exact(c * h * w)
             .zip(out.chunks_exact_mut(out_channels * pixels))
             .collect();
-        // One image is faster on one core: on two, handing half of each GEMM to the
-        // other thread cost more than it saved (benches/). A batch spreads its images.
-        use rayon::prelude::*;
-        images.into_par_iter().for_each(one_image);
+        images.into_par_iter().for_each(|(image, out_image)| {
+            self.forward_image(image, out_image, (c, h, w), (out_h, out_w), relu)
+        });
         Tensor::from_vec(out, (n, out_channels, out_h, out_w), x.device())
+    }
+
+    /// One image ([C, H, W]) into `out` ([O, out_h*out_w]) as single-threaded GEMMs over
+    /// disjoint blocks of the output, one per rayon thread: bands of output rows, each
+    /// gathering its own im2col, or on small images blocks of output channels. One
+    /// fork-join per convolution; candle's and gemm's own threading split each product
+    /// too finely for a 150x150 chip on few cores (benches/).
+    fn forward_image(
+        &self,
+        image: &[f32],
+        out: &mut [f32],
+        shape: (usize, usize, usize),
+        (out_h, out_w): (usize, usize),
+        relu: bool,
+    ) {
+        let (out_channels, pixels) = (self.bias_host.len(), out_h * out_w);
+        let geometry = (self.kernel, self.stride, self.padding);
+        let depth = self.kernel * self.kernel * shape.0;
+        let tasks = rayon::current_num_threads();
+        let out_address = out.as_mut_ptr() as usize;
+        // SAFETY (for every `gemm_block` below): each task writes a disjoint rectangle
+        // of `out`, and the scope ends before `out` is used again.
+        let block = move |rows: std::ops::Range<usize>,
+                          first_pixel: usize,
+                          columns: &[f32],
+                          width: usize| unsafe {
+            self.gemm_block(
+                out_address as *mut f32,
+                pixels,
+                rows,
+                first_pixel,
+                columns,
+                width,
+                depth,
+                relu,
+            )
+        };
+        if pixels >= 64 * tasks {
+            let band = out_h.div_ceil(tasks);
+            rayon::scope(|scope| {
+                for first_y in (0..out_h).step_by(band) {
+                    let ys = first_y..(first_y + band).min(out_h);
+                    scope.spawn(move |_| {
+                        let width = ys.len() * out_w;
+                        let mut columns = vec![0f32; depth * width];
+                        let output_rows = (out_h, out_w);
+                        im2col_rows(
+                            image,
+                            &mut columns,
+                            shape,
+                            geometry,
+                            output_rows,
+                            ys.clone(),
+                        );
+                        block(0..out_channels, ys.start * out_w, &columns, width);
+                    });
+                }
+            });
+        } else {
+            let mut columns = vec![0f32; depth * pixels];
+            im2col_rows(
+                image,
+                &mut columns,
+                shape,
+                geometry,
+                (out_h, out_w),
+                0..out_h,
+            );
+            let columns = &columns;
+            let rows_per_task = out_channels.div_ceil(tasks);
+            rayon::scope(|scope| {
+                for first in (0..out_channels).step_by(rows_per_task) {
+                    let rows = first..(first + rows_per_task).min(out_channels);
+                    scope.spawn(move |_| block(rows, 0, columns, pixels));
+                }
+            });
+        }
+    }
+
+    /// `out[rows, first_pixel..first_pixel + width] = relu?(bias + weight[rows] x columns)`,
+    /// with `columns` [depth x width].
+    ///
+    /// # Safety
+    /// `out` must point to an [O x pixels] row-major buffer that no other thread writes
+    /// inside this rectangle while the call runs.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_block(
+        &self,
+        out: *mut f32,
+        pixels: usize,
+        rows: std::ops::Range<usize>,
+        first_pixel: usize,
+        columns: &[f32],
+        width: usize,
+        depth: usize,
+        relu: bool,
+    ) {
+        let corner = unsafe { out.add(rows.start * pixels + first_pixel) };
+        for (offset, &bias) in self.bias_host[rows.clone()].iter().enumerate() {
+            unsafe { std::slice::from_raw_parts_mut(corner.add(offset * pixels), width) }
+                .fill(bias);
+        }
+        unsafe {
+            gemm::gemm(
+                rows.len(),
+                width,
+                depth,
+                corner,
+                1,
+                pixels as isize,
+                true,
+                self.weight_host.as_ptr().add(rows.start * depth),
+                1,
+                depth as isize,
+                columns.as_ptr(),
+                1,
+                width as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        if relu {
+            for offset in 0..rows.len() {
+                unsafe { std::slice::from_raw_parts_mut(corner.add(offset * pixels), width) }
+                    .iter_mut()
+                    .for_each(|v| *v = v.max(0.0));
+            }
+        }
     }
 }
 
-/// im2col of one image ([C, H, W]) into `columns` ([k*k*C, out_h*out_w]) by whole-row
-/// copies, with implicit zero padding.
+/// im2col of output rows `ys` of one image ([C, H, W]) into `columns` ([k*k*C,
+/// ys.len()*out_w], rows ordered tap row, tap column, channel) by whole-row copies,
+/// with implicit zero padding (`columns` starts zeroed).
 fn im2col_rows(
     image: &[f32],
     columns: &mut [f32],
     (c, h, w): (usize, usize, usize),
     (k, s, p): (usize, usize, usize),
     (out_h, out_w): (usize, usize),
+    ys: std::ops::Range<usize>,
 ) {
-    let plane = out_h * out_w;
-    for i in 0..k {
-        for j in 0..k {
-            // Output columns whose input column (x*s + j - p) lies inside the image.
-            let first_x = p.saturating_sub(j).div_ceil(s);
-            let last_x = (w + p - j).div_ceil(s).min(out_w);
-            for channel in 0..c {
-                let source = &image[channel * h * w..(channel + 1) * h * w];
-                let row = ((i * k + j) * c + channel) * plane;
-                let target = &mut columns[row..row + plane];
-                for y in 0..out_h {
-                    let input_y = (y * s + i) as isize - p as isize;
-                    if input_y < 0 || input_y >= h as isize || first_x >= last_x {
-                        continue;
-                    }
-                    let source_row = &source[input_y as usize * w..(input_y as usize + 1) * w];
-                    let target_row = &mut target[y * out_w + first_x..y * out_w + last_x];
-                    let start = first_x * s + j - p;
-                    if s == 1 {
-                        target_row.copy_from_slice(&source_row[start..start + target_row.len()]);
-                    } else {
-                        for (out, value) in target_row
-                            .iter_mut()
-                            .zip(source_row[start..].iter().step_by(s))
-                        {
-                            *out = *value;
-                        }
-                    }
+    debug_assert!(ys.end <= out_h);
+    for (row, target) in columns.chunks_exact_mut(ys.len() * out_w).enumerate() {
+        let (tap, channel) = (row / c, row % c);
+        let (i, j) = (tap / k, tap % k);
+        // Output columns whose input column (x*s + j - p) lies inside the image.
+        let first_x = p.saturating_sub(j).div_ceil(s);
+        let last_x = (w + p - j).div_ceil(s).min(out_w);
+        if first_x >= last_x {
+            continue;
+        }
+        let source = &image[channel * h * w..(channel + 1) * h * w];
+        for (line, y) in ys.clone().enumerate() {
+            let input_y = (y * s + i) as isize - p as isize;
+            if input_y < 0 || input_y >= h as isize {
+                continue;
+            }
+            let source_row = &source[input_y as usize * w..(input_y as usize + 1) * w];
+            let target_row = &mut target[line * out_w + first_x..line * out_w + last_x];
+            let start = first_x * s + j - p;
+            if s == 1 {
+                target_row.copy_from_slice(&source_row[start..start + target_row.len()]);
+            } else {
+                for (out, value) in target_row
+                    .iter_mut()
+                    .zip(source_row[start..].iter().step_by(s))
+                {
+                    *out = *value;
                 }
             }
         }
@@ -352,9 +453,14 @@ mod tests {
     #[test]
     fn gemm_conv_matches_candle_conv2d() -> Result<()> {
         let device = Device::Cpu;
-        for (c, o, k, stride, padding, size) in
-            [(3, 8, 7, 2, 0, 23), (4, 6, 3, 1, 1, 9), (5, 7, 3, 2, 0, 10)]
-        {
+        for (c, o, k, stride, padding, size) in [
+            // Small outputs split by output channels, larger ones by bands of rows.
+            (3, 8, 7, 2, 0, 23),
+            (4, 6, 3, 1, 1, 9),
+            (5, 7, 3, 2, 0, 10),
+            (4, 5, 3, 1, 1, 19),
+            (3, 6, 7, 2, 0, 41),
+        ] {
             let x = Tensor::randn(0f32, 1.0, (2, c, size, size), &device)?;
             let weight = Tensor::randn(0f32, 1.0, (o, c, k, k), &device)?;
             let bias = Tensor::randn(0f32, 1.0, o, &device)?;
@@ -383,6 +489,7 @@ mod tests {
                     (c, h, w),
                     (k, stride, padding),
                     (out_h, out_w),
+                    0..out_h,
                 );
             }
             assert_eq!(by_ops, by_rows);

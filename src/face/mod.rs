@@ -363,7 +363,10 @@ impl FaceModels {
             )));
         }
         let input = to_input_tensor(chips, recognition::MEAN_RGB, &self.device)?;
-        Ok(self.recognition.forward(&input)?.to_vec2::<f32>()?)
+        // On a rayon worker, the convolutions' fork-joins stay inside the pool instead of
+        // waking it from outside 29 times a chip.
+        let embeddings = rayon::scope(|_| self.recognition.forward(&input))?;
+        Ok(embeddings.to_vec2::<f32>()?)
     }
 }
 
