@@ -1043,12 +1043,21 @@ fn enroll(
 ) -> anyhow::Result<ExitCode> {
     let mut gallery = Gallery::of_faces(store, &models.model_id())?;
     let report = workflow::enroll_face(models, store, &mut gallery, request, force, actor)?;
+    print_enrollment(&report, json, "reference(s)")
+}
+
+/// The images that were refused on stderr, then the enrollment.
+fn print_enrollment(
+    report: &workflow::EnrollReport,
+    json: bool,
+    references: &str,
+) -> anyhow::Result<ExitCode> {
     for rejected in &report.rejected {
         eprintln!("rejected {}: {}", rejected.path.display(), rejected.reason);
     }
-    print_report(&report, json, |r| {
+    print_report(report, json, |r| {
         format!(
-            "enrolled {} ({}) with {} reference(s)",
+            "enrolled {} ({}) with {} {references}",
             r.name, r.external_id, r.enrolled
         )
     })
@@ -1575,15 +1584,7 @@ fn signature_enroll(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let report = workflow::enroll_signature(model, store, request, actor)?;
-    for rejected in &report.rejected {
-        eprintln!("rejected {}: {}", rejected.path.display(), rejected.reason);
-    }
-    print_report(&report, json, |r| {
-        format!(
-            "enrolled {} ({}) with {} reference signature(s)",
-            r.name, r.external_id, r.enrolled
-        )
-    })
+    print_enrollment(&report, json, "reference signature(s)")
 }
 
 fn signature_verify(

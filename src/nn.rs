@@ -94,52 +94,48 @@ impl Depthwise3x3 {
         let (top, _) = same_padding(h, 3, stride);
         let (left, _) = same_padding(w, 3, stride);
         let (out_h, out_w) = (h.div_ceil(stride), w.div_ceil(stride));
-        let x = x.contiguous()?;
-        let (storage, layout) = x.storage_and_layout();
-        let (candle_core::Storage::Cpu(storage), Some((start, end))) =
-            (&*storage, layout.contiguous_offsets())
-        else {
-            candle_core::bail!("Depthwise3x3::forward_cpu needs a contiguous CPU tensor")
-        };
-        let input = &storage.as_slice::<f32>()?[start..end];
         let mut out = vec![0f32; n * c * out_h * out_w];
-        out.par_chunks_mut(out_h * out_w)
-            .zip(input.par_chunks(h * w))
-            .enumerate()
-            .for_each(|(plane, (target, source))| {
-                let taps = &self.taps_host[plane % c];
-                for (y, out_row) in target.chunks_exact_mut(out_w).enumerate() {
-                    for i in 0..3 {
-                        let Some(input_y) = (y * stride + i).checked_sub(top).filter(|&v| v < h)
-                        else {
-                            continue;
-                        };
-                        let in_row = &source[input_y * w..(input_y + 1) * w];
-                        for j in 0..3 {
-                            let weight = taps[i * 3 + j];
-                            // Output columns whose input column x*s + j - left is inside.
-                            let first_x = left.saturating_sub(j).div_ceil(stride);
-                            let last_x = (w + left - j).div_ceil(stride).min(out_w);
-                            if first_x >= last_x {
+        with_host_values(x, |input| {
+            out.par_chunks_mut(out_h * out_w)
+                .zip(input.par_chunks(h * w))
+                .enumerate()
+                .for_each(|(plane, (target, source))| {
+                    let taps = &self.taps_host[plane % c];
+                    for (y, out_row) in target.chunks_exact_mut(out_w).enumerate() {
+                        for i in 0..3 {
+                            let Some(input_y) =
+                                (y * stride + i).checked_sub(top).filter(|&v| v < h)
+                            else {
                                 continue;
-                            }
-                            let first_input = first_x * stride + j - left;
-                            let outputs = &mut out_row[first_x..last_x];
-                            if stride == 1 {
-                                let inputs = &in_row[first_input..first_input + outputs.len()];
-                                for (o, v) in outputs.iter_mut().zip(inputs) {
-                                    *o += weight * v;
+                            };
+                            let in_row = &source[input_y * w..(input_y + 1) * w];
+                            for j in 0..3 {
+                                let weight = taps[i * 3 + j];
+                                // Output columns whose input column x*s + j - left is inside.
+                                let first_x = left.saturating_sub(j).div_ceil(stride);
+                                let last_x = (w + left - j).div_ceil(stride).min(out_w);
+                                if first_x >= last_x {
+                                    continue;
                                 }
-                            } else {
-                                let inputs = in_row[first_input..].iter().step_by(stride);
-                                for (o, v) in outputs.iter_mut().zip(inputs) {
-                                    *o += weight * v;
+                                let first_input = first_x * stride + j - left;
+                                let outputs = &mut out_row[first_x..last_x];
+                                if stride == 1 {
+                                    let inputs = &in_row[first_input..first_input + outputs.len()];
+                                    for (o, v) in outputs.iter_mut().zip(inputs) {
+                                        *o += weight * v;
+                                    }
+                                } else {
+                                    let inputs = in_row[first_input..].iter().step_by(stride);
+                                    for (o, v) in outputs.iter_mut().zip(inputs) {
+                                        *o += weight * v;
+                                    }
                                 }
                             }
                         }
                     }
-                }
-            });
+                });
+            Ok(())
+        })?;
         Tensor::from_vec(out, (n, c, out_h, out_w), x.device())
     }
 
@@ -204,6 +200,19 @@ impl SeparableConv {
         let x = self.depthwise.forward(x, stride)?;
         add_channel_bias(&pointwise(&x, &self.pointwise)?, &self.bias)
     }
+}
+
+/// Runs `work` on a CPU tensor's values where they lie: copying every activation out of
+/// candle once per layer cost as much as some of the convolutions.
+fn with_host_values<R>(x: &Tensor, work: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let x = x.contiguous()?;
+    let (storage, layout) = x.storage_and_layout();
+    let (candle_core::Storage::Cpu(storage), Some((start, end))) =
+        (&*storage, layout.contiguous_offsets())
+    else {
+        candle_core::bail!("expected a contiguous tensor on the CPU")
+    };
+    work(&storage.as_slice::<f32>()?[start..end])
 }
 
 /// Global average over the spatial dimensions: [N, C, H, W] -> [N, C].
@@ -285,23 +294,18 @@ impl GemmConv {
     fn forward_cpu(&self, x: &Tensor, relu: bool, out_h: usize, out_w: usize) -> Result<Tensor> {
         use rayon::prelude::*;
         let (n, c, h, w) = x.dims4()?;
-        let x = x.contiguous()?;
-        let (storage, layout) = x.storage_and_layout();
-        let (candle_core::Storage::Cpu(storage), Some((start, end))) =
-            (&*storage, layout.contiguous_offsets())
-        else {
-            candle_core::bail!("GemmConv::forward_cpu needs a contiguous CPU tensor")
-        };
-        let input = &storage.as_slice::<f32>()?[start..end];
         let (out_channels, pixels) = (self.bias_host.len(), out_h * out_w);
         let mut out = vec![0f32; n * out_channels * pixels];
-        let images: Vec<_> = input
-            .chunks_exact(c * h * w)
-            .zip(out.chunks_exact_mut(out_channels * pixels))
-            .collect();
-        images.into_par_iter().for_each(|(image, out_image)| {
-            self.forward_image(image, out_image, (c, h, w), (out_h, out_w), relu)
-        });
+        with_host_values(x, |input| {
+            let images: Vec<_> = input
+                .chunks_exact(c * h * w)
+                .zip(out.chunks_exact_mut(out_channels * pixels))
+                .collect();
+            images.into_par_iter().for_each(|(image, out_image)| {
+                self.forward_image(image, out_image, (c, h, w), (out_h, out_w), relu)
+            });
+            Ok(())
+        })?;
         Tensor::from_vec(out, (n, out_channels, out_h, out_w), x.device())
     }
 
@@ -522,6 +526,10 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    fn largest_difference(a: Tensor, b: Tensor) -> Result<f32> {
+        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+    }
+
     #[test]
     fn depthwise_in_place_matches_tensor_ops() -> Result<()> {
         let device = Device::Cpu;
@@ -538,11 +546,7 @@ mod tests {
             let in_place = depthwise.forward_cpu(&x, stride)?;
             let by_ops = depthwise.forward_tensor_ops(&x, stride)?;
             assert_eq!(in_place.dims(), by_ops.dims(), "stride {stride}, {h}x{w}");
-            let worst = (in_place - by_ops)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
+            let worst = largest_difference(in_place, by_ops)?;
             assert!(worst < 1e-5, "stride {stride}, {h}x{w}: {worst}");
         }
         Ok(())
@@ -593,11 +597,7 @@ mod tests {
             assert_eq!(by_ops, by_rows);
             let actual = conv.forward(&x, false)?;
             assert_eq!(actual.dims(), expected.dims());
-            let worst = (actual - expected)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
+            let worst = largest_difference(actual, expected)?;
             assert!(worst < 1e-3, "k={k} s={stride} p={padding}: {worst}");
         }
         Ok(())
