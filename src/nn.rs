@@ -111,14 +111,12 @@ impl Depthwise3x3 {
                             let in_row = &source[input_y * w..(input_y + 1) * w];
                             for j in 0..3 {
                                 let weight = taps[i * 3 + j];
-                                // Output columns whose input column x*s + j - left is inside.
-                                let first_x = left.saturating_sub(j).div_ceil(stride);
-                                let last_x = (w + left - j).div_ceil(stride).min(out_w);
-                                if first_x >= last_x {
+                                let Some((inside, first_input)) =
+                                    inside_columns(w, out_w, (j, stride, left))
+                                else {
                                     continue;
-                                }
-                                let first_input = first_x * stride + j - left;
-                                let outputs = &mut out_row[first_x..last_x];
+                                };
+                                let outputs = &mut out_row[inside];
                                 if stride == 1 {
                                     let inputs = &in_row[first_input..first_input + outputs.len()];
                                     for (o, v) in outputs.iter_mut().zip(inputs) {
@@ -352,13 +350,12 @@ impl GemmConv {
                     scope.spawn(move |_| {
                         let width = ys.len() * out_w;
                         let mut columns = vec![0f32; depth * width];
-                        let output_rows = (out_h, out_w);
                         im2col_rows(
                             image,
                             &mut columns,
                             shape,
                             geometry,
-                            output_rows,
+                            (out_h, out_w),
                             ys.clone(),
                         );
                         block(0..out_channels, ys.start * out_w, &columns, width);
@@ -442,6 +439,19 @@ impl GemmConv {
     }
 }
 
+/// For kernel column `j` of a convolution with stride `s` and left padding `p` over rows
+/// of `w` inputs: the output columns whose input column x*s + j - p lies inside the row,
+/// and the first of those input columns; None when there are none.
+fn inside_columns(
+    w: usize,
+    out_w: usize,
+    (j, s, p): (usize, usize, usize),
+) -> Option<(std::ops::Range<usize>, usize)> {
+    let first_x = p.saturating_sub(j).div_ceil(s);
+    let last_x = (w + p - j).div_ceil(s).min(out_w);
+    (first_x < last_x).then(|| (first_x..last_x, first_x * s + j - p))
+}
+
 /// im2col of output rows `ys` of one image ([C, H, W]) into `columns` ([k*k*C,
 /// ys.len()*out_w], rows ordered tap row, tap column, channel) by whole-row copies,
 /// with implicit zero padding (`columns` starts zeroed).
@@ -457,12 +467,9 @@ fn im2col_rows(
     for (row, target) in columns.chunks_exact_mut(ys.len() * out_w).enumerate() {
         let (tap, channel) = (row / c, row % c);
         let (i, j) = (tap / k, tap % k);
-        // Output columns whose input column (x*s + j - p) lies inside the image.
-        let first_x = p.saturating_sub(j).div_ceil(s);
-        let last_x = (w + p - j).div_ceil(s).min(out_w);
-        if first_x >= last_x {
+        let Some((inside, start)) = inside_columns(w, out_w, (j, s, p)) else {
             continue;
-        }
+        };
         let source = &image[channel * h * w..(channel + 1) * h * w];
         for (line, y) in ys.clone().enumerate() {
             let input_y = (y * s + i) as isize - p as isize;
@@ -470,8 +477,7 @@ fn im2col_rows(
                 continue;
             }
             let source_row = &source[input_y as usize * w..(input_y as usize + 1) * w];
-            let target_row = &mut target[line * out_w + first_x..line * out_w + last_x];
-            let start = first_x * s + j - p;
+            let target_row = &mut target[line * out_w + inside.start..line * out_w + inside.end];
             if s == 1 {
                 target_row.copy_from_slice(&source_row[start..start + target_row.len()]);
             } else {

@@ -266,9 +266,7 @@ impl FaceModels {
         let mut square = RgbImage::new(canvas, canvas);
         imageops::replace(&mut square, &resized, 0, 0);
         let input = to_input_tensor(&[square], detector::MEAN_RGB, &self.device)?;
-        let output = self
-            .detector
-            .forward(&input)?
+        let output = on_the_pool(|| self.detector.forward(&input))?
             .squeeze(0)?
             .to_vec3::<f32>()?; // [25][cells][cells]
         let cells = output[0].len();
@@ -333,7 +331,7 @@ impl FaceModels {
             })
             .unzip();
         let tensor = to_input_tensor(&inputs, landmarks::MEAN_RGB, &self.device)?;
-        let output = self.landmarks.forward(&tensor)?.to_vec2::<f32>()?;
+        let output = on_the_pool(|| self.landmarks.forward(&tensor))?.to_vec2::<f32>()?;
         Ok(output
             .iter()
             .zip(&origins)
@@ -363,11 +361,15 @@ impl FaceModels {
             )));
         }
         let input = to_input_tensor(chips, recognition::MEAN_RGB, &self.device)?;
-        // On a rayon worker, the convolutions' fork-joins stay inside the pool instead of
-        // waking it from outside 29 times a chip.
-        let embeddings = rayon::scope(|_| self.recognition.forward(&input))?;
+        let embeddings = on_the_pool(|| self.recognition.forward(&input))?;
         Ok(embeddings.to_vec2::<f32>()?)
     }
+}
+
+/// Runs a network's forward pass on a rayon worker, so that its layers' fork-joins stay
+/// inside the pool instead of waking it from outside once per layer.
+fn on_the_pool<T: Send>(forward: impl FnOnce() -> T + Send) -> T {
+    rayon::scope(|_| forward())
 }
 
 /// The aligned 150x150 chip for a face's 68 landmarks.
