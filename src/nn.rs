@@ -342,37 +342,29 @@ impl GemmConv {
                 relu,
             )
         };
+        let gather = |ys: std::ops::Range<usize>| {
+            let mut columns = vec![0f32; depth * ys.len() * out_w];
+            im2col_rows(image, &mut columns, shape, geometry, (out_h, out_w), ys);
+            columns
+        };
         if pixels >= 64 * tasks {
             let band = out_h.div_ceil(tasks);
             rayon::scope(|scope| {
                 for first_y in (0..out_h).step_by(band) {
                     let ys = first_y..(first_y + band).min(out_h);
                     scope.spawn(move |_| {
-                        let width = ys.len() * out_w;
-                        let mut columns = vec![0f32; depth * width];
-                        im2col_rows(
-                            image,
-                            &mut columns,
-                            shape,
-                            geometry,
-                            (out_h, out_w),
-                            ys.clone(),
+                        let columns = gather(ys.clone());
+                        block(
+                            0..out_channels,
+                            ys.start * out_w,
+                            &columns,
+                            ys.len() * out_w,
                         );
-                        block(0..out_channels, ys.start * out_w, &columns, width);
                     });
                 }
             });
         } else {
-            let mut columns = vec![0f32; depth * pixels];
-            im2col_rows(
-                image,
-                &mut columns,
-                shape,
-                geometry,
-                (out_h, out_w),
-                0..out_h,
-            );
-            let columns = &columns;
+            let columns = &gather(0..out_h);
             let rows_per_task = out_channels.div_ceil(tasks);
             rayon::scope(|scope| {
                 for first in (0..out_channels).step_by(rows_per_task) {
