@@ -30,10 +30,14 @@ fn face_pipeline(c: &mut Criterion) {
         b.iter(|| align_chip(&image, &landmarks).unwrap())
     });
     c.bench_function("embed_chip", |b| {
-        b.iter(|| models.embed_chips(std::slice::from_ref(&chip)).unwrap())
+        b.iter(|| {
+            models
+                .network_embeddings(std::slice::from_ref(&chip))
+                .unwrap()
+        })
     });
     c.bench_function("embed_8_chips", |b| {
-        b.iter(|| models.embed_chips(&batch).unwrap())
+        b.iter(|| models.network_embeddings(&batch).unwrap())
     });
     c.bench_function("pipeline_512px", |b| {
         b.iter(|| models.analyze(&image).unwrap())

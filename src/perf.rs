@@ -57,8 +57,13 @@ pub fn time_face_pipeline(
         detect_ms: median_ms(&mut || models.detect(image).map(drop))?,
         landmarks_ms: median_ms(&mut || models.landmarks(image, &[detection]).map(drop))?,
         align_ms: median_ms(&mut || align_chip(image, &landmarks).map(drop))?,
-        embed_ms: median_ms(&mut || models.embed_chips(std::slice::from_ref(&chip)).map(drop))?,
-        embed_batch8_per_chip_ms: median_ms(&mut || models.embed_chips(&batch).map(drop))? / 8.0,
+        embed_ms: median_ms(&mut || {
+            models
+                .network_embeddings(std::slice::from_ref(&chip))
+                .map(drop)
+        })?,
+        embed_batch8_per_chip_ms: median_ms(&mut || models.network_embeddings(&batch).map(drop))?
+            / 8.0,
         pipeline_ms: median_ms(&mut || models.analyze(image).map(drop))?,
     })
 }

@@ -38,7 +38,7 @@ fn embed_prints_every_face_as_json() {
         json["model"]
             .as_str()
             .unwrap()
-            .starts_with("faceapi-dlib-resnet@")
+            .starts_with("faceapi-dlib-resnet+mirror@")
     );
 }
 

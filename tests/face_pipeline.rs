@@ -101,7 +101,7 @@ fn embeddings_match_the_independent_float_reference() {
         .keys()
         .map(|name| image::open(data(name)).unwrap().into_rgb8())
         .collect();
-    let embeddings = models().embed_chips(&chips).unwrap();
+    let embeddings = models().network_embeddings(&chips).unwrap();
     for ((name, expected), actual) in golden.iter().zip(&embeddings) {
         let worst = expected
             .iter()

@@ -14,6 +14,7 @@ use image::{RgbImage, imageops};
 use serde::Serialize;
 
 pub use align::Point;
+use align::Similarity;
 
 use crate::error::{Error, Result};
 use crate::models::{self, DETECTOR_FILE, LANDMARKS_FILE, RECOGNITION_FILE};
@@ -36,6 +37,12 @@ const DETECTION_PASSES: [(u32, u32); 2] = [(416, 416), (416, 208)];
 const MAX_CONTAINED: f32 = 0.5;
 /// Faces narrower than this have too few pixels for landmarks worth aligning on.
 const MIN_CROP_PX: u32 = 8;
+/// The landmark network's second look: a square at this place on the aligned chip
+/// (centre x, centre y, side, as fractions of the chip), where the detector's box lies
+/// on average (median over 300 LFW DevTrain photos). Detector boxes wander in size and
+/// place (their side's spread is a quarter of the face), and the network's 68 points
+/// wander with them; a crop fixed to the face steadies the alignment.
+const LANDMARK_REGION_ON_CHIP: (f64, f64, f64) = (0.4907, 0.5607, 1.032);
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct BoundingBox {
@@ -162,7 +169,10 @@ impl FaceModels {
 
     /// Identifies the embedding space: embeddings from two different ids must never be compared.
     pub fn model_id(&self) -> String {
-        format!("faceapi-dlib-resnet@{}", &self.recognition_sha256[..12])
+        format!(
+            "faceapi-dlib-resnet+mirror@{}",
+            &self.recognition_sha256[..12]
+        )
     }
 
     pub fn device(&self) -> &Device {
@@ -177,10 +187,13 @@ impl FaceModels {
         Ok(faces)
     }
 
-    /// The most prominent face (see `Face::prominence`) for 1:1 work, where the photo is
-    /// known to show its subject, and how many confident faces the photo holds. When no
-    /// face reaches `min_detection_score`, the best candidate down to `WEAK_FACE_SCORE`
-    /// stands in: the detector scores some plain frontal close-ups as low as 0.3.
+    /// The photo's subject for 1:1 work, and how many confident faces the photo holds: the
+    /// most prominent face (see `Face::prominence`) among those covering the photo's
+    /// centre, or among all when none does. A photo is framed on its subject, who is not
+    /// always the largest face: on LFW DevTrain, preferring the centre fixes 4 of 2200
+    /// pairs and breaks none. When no face reaches `min_detection_score`, the best
+    /// candidate down to `WEAK_FACE_SCORE` stands in: the detector scores some plain
+    /// frontal close-ups as low as 0.3.
     pub fn main_face(&self, image: &RgbImage, source: &str) -> Result<(Face, usize)> {
         let floor = WEAK_FACE_SCORE.min(self.min_detection_score);
         let candidates = self.detect_above(image, floor)?;
@@ -195,10 +208,8 @@ impl FaceModels {
         } else {
             confident
         };
-        let best = pool
-            .into_iter()
-            .max_by(|a, b| a.prominence().total_cmp(&b.prominence()))
-            .ok_or_else(|| Error::NoFace(source.to_string()))?;
+        let best =
+            subject(pool, image.dimensions()).ok_or_else(|| Error::NoFace(source.to_string()))?;
         let face = self.describe(image, vec![best])?.remove(0);
         Ok((face, count))
     }
@@ -299,14 +310,51 @@ impl FaceModels {
         Ok(candidates)
     }
 
-    /// 68 landmarks per detection, in image pixels, all faces in one batch.
+    /// 68 landmarks per detection, in image pixels, all faces in one batch. The network
+    /// looks twice: at the detector's box, then at the region `LANDMARK_REGION_ON_CHIP`
+    /// of the chip that the first points align.
     pub fn landmarks(&self, image: &RgbImage, detections: &[Detection]) -> Result<Vec<Vec<Point>>> {
+        let first = self.landmarks_in_boxes(image, detections)?;
+        let chip_size = recognition::CHIP_SIZE as f64;
+        let (centre_x, centre_y, side) = LANDMARK_REGION_ON_CHIP;
+        let regions: Option<Vec<Similarity>> = first
+            .iter()
+            .map(|points| {
+                let chip = align::chip_transform(points, recognition::CHIP_SIZE as u32)?;
+                let (x, y) = chip.apply(centre_x * chip_size, centre_y * chip_size);
+                let side = side * chip_size * chip.scale();
+                Some(Similarity {
+                    a: side / landmarks::INPUT_SIZE as f64,
+                    b: 0.0,
+                    tx: x - side / 2.0,
+                    ty: y - side / 2.0,
+                })
+            })
+            .collect();
+        // Points too degenerate to align on are better left as the first look found them.
+        let Some(regions) = regions else {
+            return Ok(first);
+        };
+        let size = landmarks::INPUT_SIZE as u32;
+        let crops: Vec<RgbImage> = regions
+            .iter()
+            .map(|region| align::extract_chip(image, region, size))
+            .collect();
+        self.run_landmark_net(&crops, &regions)
+    }
+
+    /// The first look: each detector box, clipped to the image and centred on a black
+    /// square, as face-api.js feeds the network.
+    fn landmarks_in_boxes(
+        &self,
+        image: &RgbImage,
+        detections: &[Detection],
+    ) -> Result<Vec<Vec<Point>>> {
         if detections.is_empty() {
             return Ok(Vec::new());
         }
         let size = landmarks::INPUT_SIZE as u32;
-        // Each crop is centred on a black square, as face-api.js feeds the network.
-        let (inputs, origins): (Vec<RgbImage>, Vec<(f32, f32, f32)>) = detections
+        let (crops, regions): (Vec<RgbImage>, Vec<Similarity>) = detections
             .iter()
             .map(|d| {
                 let (x, y, w, h) = d.bbox.clipped(image.width(), image.height());
@@ -319,36 +367,69 @@ impl FaceModels {
                     i64::from(offset_x),
                     i64::from(offset_y),
                 );
-                let input = imageops::resize(&square, size, size, imageops::FilterType::Triangle);
-                (
-                    input,
-                    (
-                        x as f32 - offset_x as f32,
-                        y as f32 - offset_y as f32,
-                        side as f32,
-                    ),
-                )
+                let crop = imageops::resize(&square, size, size, imageops::FilterType::Triangle);
+                let region = Similarity {
+                    a: f64::from(side) / f64::from(size),
+                    b: 0.0,
+                    tx: f64::from(x) - f64::from(offset_x),
+                    ty: f64::from(y) - f64::from(offset_y),
+                };
+                (crop, region)
             })
             .unzip();
-        let tensor = to_input_tensor(&inputs, landmarks::MEAN_RGB, &self.device)?;
+        self.run_landmark_net(&crops, &regions)
+    }
+
+    /// The landmark network on square crops, with the map from each crop's pixels to the
+    /// image's.
+    fn run_landmark_net(
+        &self,
+        crops: &[RgbImage],
+        to_image: &[Similarity],
+    ) -> Result<Vec<Vec<Point>>> {
+        if crops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let size = landmarks::INPUT_SIZE as f64;
+        let tensor = to_input_tensor(crops, landmarks::MEAN_RGB, &self.device)?;
         let output = on_the_pool(|| self.landmarks.forward(&tensor))?.to_vec2::<f32>()?;
         Ok(output
             .iter()
-            .zip(&origins)
-            .map(|(values, &(origin_x, origin_y, side))| {
+            .zip(to_image)
+            .map(|(values, region)| {
                 values
                     .chunks_exact(2)
-                    .map(|xy| Point {
-                        x: origin_x + xy[0] * side,
-                        y: origin_y + xy[1] * side,
+                    .map(|xy| {
+                        let (x, y) = region.apply(f64::from(xy[0]) * size, f64::from(xy[1]) * size);
+                        Point {
+                            x: x as f32,
+                            y: y as f32,
+                        }
                     })
                     .collect()
             })
             .collect())
     }
 
-    /// Embeddings of aligned 150x150 chips, in one batch.
+    /// Embeddings of aligned 150x150 chips as the store keeps them: the mean of the
+    /// network's embeddings of each chip and of its mirror image, which on LFW DevTrain
+    /// (with the centre rule and the second landmark look) judges 99.14% of the pairs
+    /// right at the best threshold against 99.00% for the chip alone.
     pub fn embed_chips(&self, chips: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let mirrors = chips.iter().map(imageops::flip_horizontal);
+        let both: Vec<RgbImage> = chips.iter().cloned().chain(mirrors).collect();
+        let embeddings = self.network_embeddings(&both)?;
+        let (plain, mirrored) = embeddings.split_at(chips.len());
+        Ok(plain
+            .iter()
+            .zip(mirrored)
+            .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect())
+            .collect())
+    }
+
+    /// The recognition network's embeddings of aligned 150x150 chips, one pass each, in
+    /// one batch.
+    pub fn network_embeddings(&self, chips: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
         if chips.is_empty() {
             return Ok(Vec::new());
         }
@@ -399,6 +480,21 @@ fn to_input_tensor(images: &[RgbImage], mean_rgb: [f32; 3], device: &Device) -> 
         (images.len(), 3, height as usize, width as usize),
         device,
     )?)
+}
+
+/// The most prominent detection among those covering the centre of a `width` x `height`
+/// photo, or among all when none does.
+fn subject(detections: Vec<Detection>, (width, height): (u32, u32)) -> Option<Detection> {
+    let (centre_x, centre_y) = (width as f32 / 2.0, height as f32 / 2.0);
+    let covers_centre = |d: &Detection| {
+        (d.bbox.x..=d.bbox.x + d.bbox.width).contains(&centre_x)
+            && (d.bbox.y..=d.bbox.y + d.bbox.height).contains(&centre_y)
+    };
+    detections.into_iter().max_by(|a, b| {
+        covers_centre(a)
+            .cmp(&covers_centre(b))
+            .then(a.prominence().total_cmp(&b.prominence()))
+    })
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -461,6 +557,17 @@ mod tests {
             score: 0.6,
         };
         assert_eq!(non_max_suppression(vec![around, face]), vec![face]);
+    }
+
+    #[test]
+    fn the_subject_is_the_face_at_the_centre_even_when_smaller() {
+        let large_off_centre = detection(0.0, 0.9);
+        let mut small_at_centre = detection(45.0, 0.8);
+        small_at_centre.bbox.width = 8.0;
+        small_at_centre.bbox.y = 45.0;
+        let pool = vec![large_off_centre, small_at_centre];
+        assert_eq!(subject(pool.clone(), (100, 100)), Some(small_at_centre));
+        assert_eq!(subject(pool, (200, 200)), Some(large_off_centre));
     }
 
     #[test]
