@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use common::{data, repo};
+use common::{data, models, repo};
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -60,6 +60,34 @@ fn type_into(harness: &mut Harness<'_, App>, label: &str, text: &str) {
 
 fn ready(harness: &mut Harness<'_, App>) {
     wait_for(harness, "the models to load", |h| shows(h, "face model"));
+}
+
+#[test]
+fn faces_enrolled_under_an_earlier_model_are_re_embedded_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let path = data("astronaut.png");
+    let sample = vouch::enroll::assess_face(
+        models(),
+        &vouch::imageio::load_rgb(&path).unwrap(),
+        &std::fs::read(&path).unwrap(),
+    )
+    .unwrap()
+    .unwrap();
+    vouch::store::Store::open(&db)
+        .unwrap()
+        .enroll(
+            "Eileen Collins",
+            "E100",
+            vouch::store::Modality::Face,
+            "retired-model@000000000000",
+            std::slice::from_ref(&sample.template),
+            "tester",
+        )
+        .unwrap();
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    assert!(shows(&harness, "1 enrolled face(s)"));
 }
 
 #[test]

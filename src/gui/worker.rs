@@ -192,6 +192,12 @@ pub fn spawn(
                     return;
                 }
             };
+            if let Err(error) = worker.catch_up_faces(&cancelled, &send) {
+                send(Reply::Failed {
+                    what: "re-embedding the enrolled faces",
+                    error,
+                });
+            }
             send(Reply::Ready {
                 status: worker.status(),
             });
@@ -246,6 +252,32 @@ impl Worker {
             gallery,
             config: config.clone(),
         })
+    }
+
+    /// Templates that only an earlier face model embedded (an update changed the weights
+    /// or the recipe) are re-embedded from their stored crops before the kiosk opens, so
+    /// nobody enrolled drops out of the gallery. A cancelled run keeps what it finished
+    /// and the next start does the rest.
+    fn catch_up_faces(
+        &mut self,
+        cancel: &AtomicBool,
+        send: &dyn Fn(Reply) -> bool,
+    ) -> Result<(), String> {
+        let actor = self.config.operator.clone();
+        let report = workflow::reembed(&mut self.store, &self.faces, &actor, cancel, &mut |p| {
+            send(Reply::Progress(p));
+        })
+        .map_err(|e| e.to_string())?;
+        if report.templates > 0 {
+            tracing::info!(
+                templates = report.templates,
+                model = %report.model,
+                "re-embedded face templates of an earlier model"
+            );
+            self.gallery = Gallery::of_faces(&self.store, &self.faces.model_id())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     fn status(&self) -> String {
