@@ -372,7 +372,8 @@ pub enum FaceCommand {
         json: bool,
     },
     /// Distance, similarity score in [0, 1] and decision for the main face of each image
-    /// (the largest, weighted by detector confidence).
+    /// (the largest, weighted by detector confidence, among the faces covering the
+    /// image's centre, or among all when none does).
     Compare {
         first: PathBuf,
         second: PathBuf,
@@ -902,7 +903,7 @@ fn face_compare(
         let picture = imageio::load_rgb(path)?;
         let (face, count) = models.main_face(&picture, &path.display().to_string())?;
         if count > 1 {
-            tracing::warn!(path = %path.display(), count, "several faces; comparing the most prominent");
+            tracing::warn!(path = %path.display(), count, "several faces; comparing the main one (central, then largest)");
         }
         Ok((face, count))
     };

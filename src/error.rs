@@ -50,7 +50,9 @@ pub enum Error {
     NothingUsable(String),
     #[error("not recognised (best score {score:.3}, accept at {accept:.2}): nothing recorded")]
     NotRecognised { score: f32, accept: f32 },
-    #[error("nobody is enrolled under the current face model (after a model update, `vouch reembed` brings the enrolled faces over)")]
+    #[error(
+        "nobody is enrolled under the current face model (after a model update, `vouch reembed` brings the enrolled faces over)"
+    )]
     EmptyGallery,
     #[error("{name} has no references made by model {model}: run `vouch reembed`")]
     NoReferences { name: String, model: String },
