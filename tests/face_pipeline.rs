@@ -214,3 +214,27 @@ fn lfw_devtest_slice_accuracy() {
     assert!(report.default_threshold_accuracy >= 0.97, "{report:?}");
     assert!(report.best_threshold_accuracy >= 0.98, "{report:?}");
 }
+
+/// The second landmark look crops a region fixed to the face, so the points barely move
+/// when the detector's box is larger and off-centre.
+#[test]
+fn landmarks_hardly_move_with_the_detector_box() {
+    let image = load_rgb(&data("astronaut.png")).unwrap();
+    let detection = models().detect(&image).unwrap()[0];
+    let mut jittered = detection;
+    jittered.bbox.width *= 1.2;
+    jittered.bbox.height *= 1.2;
+    jittered.bbox.x += 0.1 * detection.bbox.width;
+    let points = models().landmarks(&image, &[detection, jittered]).unwrap();
+    let mean_shift = points[0]
+        .iter()
+        .zip(&points[1])
+        .map(|(a, b)| (a.x - b.x).hypot(a.y - b.y))
+        .sum::<f32>()
+        / 68.0;
+    println!(
+        "mean landmark shift {mean_shift:.2} px, face {:.0} px wide",
+        detection.bbox.width
+    );
+    assert!(mean_shift < 0.01 * detection.bbox.width, "{mean_shift} px");
+}
