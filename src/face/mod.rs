@@ -4,6 +4,7 @@
 pub mod align;
 pub mod detector;
 pub mod landmarks;
+mod nhwc;
 pub mod recognition;
 
 use std::path::Path;

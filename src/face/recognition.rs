@@ -1,11 +1,14 @@
 //! The dlib face recognition ResNet (29 convolutions, 128-D output) as published in
 //! face-api.js. Each convolution is followed by a per-channel scale layer (dlib's affine
 //! layer, a frozen batch norm); it is folded into the convolution when the weights load,
-//! which saves a full pass over every activation.
+//! which saves a full pass over every activation. On the CPU the network runs on NHWC
+//! planes with direct convolutions (`nhwc`); elsewhere on candle tensors.
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
+use rayon::prelude::*;
 
+use super::nhwc::{Epilogue, PackedConv, Plane, convolve};
 use crate::nn::{GemmConv, global_average, linear};
 
 pub const CHIP_SIZE: usize = 150;
@@ -15,6 +18,9 @@ pub const EMBEDDING_DIM: usize = 128;
 /// Convolution, bias and scale layer, folded: `(conv(x) + b) * s + t` = `conv_{w*s}(x) + (b*s + t)`.
 pub struct ConvScale {
     conv: GemmConv,
+    /// The same weights for the CPU path; None when the weights live on another device.
+    packed: Option<PackedConv>,
+    padding: usize,
 }
 
 impl ConvScale {
@@ -33,13 +39,50 @@ impl ConvScale {
         let bias = ((bias * &scale)? + shift)?;
         // Strided convolutions are 'valid' in dlib; the others keep the size.
         let padding = if stride == 1 { kernel / 2 } else { 0 };
+        let packed = if weight.device().is_cpu() {
+            Some(PackedConv::new(
+                &weight.flatten_all()?.to_vec1()?,
+                &bias.to_vec1()?,
+                (out_channels, in_channels, kernel),
+                stride,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             conv: GemmConv::new(&weight, bias, stride, padding)?,
+            packed,
+            padding,
         })
     }
 
     pub fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         self.conv.forward(x, relu)
+    }
+
+    fn packed(&self) -> Result<&PackedConv> {
+        self.packed
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("weights not on the CPU".into()))
+    }
+
+    /// Into `output` (see `nhwc::convolve`).
+    fn forward_plane(
+        &self,
+        x: &Plane,
+        output: &mut Plane,
+        epilogue: Epilogue,
+        parallel: bool,
+    ) -> Result<()> {
+        let conv = self.packed()?;
+        convolve(conv, x, self.padding, output, epilogue, parallel);
+        Ok(())
+    }
+
+    /// The output plane's size for an input of `size`, and its channels.
+    fn output_shape(&self, size: usize) -> Result<(usize, usize)> {
+        let conv = self.packed()?;
+        Ok((conv.output_size(size, self.padding), conv.out_channels()))
     }
 }
 
@@ -81,6 +124,33 @@ impl ResidualBlock {
             .pad_with_zeros(3, 0, shortcut_w.saturating_sub(out_w))?;
         let shortcut = shortcut.pad_with_zeros(1, 0, out_channels - shortcut_channels)?;
         (out + shortcut)?.relu()
+    }
+
+    /// The same on an NHWC plane (square, as every plane of this network is).
+    fn forward_plane(&self, x: &Plane, parallel: bool) -> Result<Plane> {
+        let (size, _, _) = x.dims();
+        let (inner, channels) = self.conv1.output_shape(size)?;
+        let mut hidden = Plane::zeros(inner, inner, channels, 1);
+        let relu = Epilogue {
+            residual: None,
+            relu: true,
+        };
+        self.conv1.forward_plane(x, &mut hidden, relu, parallel)?;
+        // Block inputs come out of a ReLU, so their average needs none where the
+        // convolution's output does not reach (the odd sizes' last row and column).
+        let shortcut = if self.downsample {
+            x.average_pool_2x2(channels, 1)
+        } else {
+            x.clone()
+        };
+        let mut out = shortcut.clone();
+        let add_shortcut = Epilogue {
+            residual: Some(&shortcut),
+            relu: true,
+        };
+        self.conv2
+            .forward_plane(&hidden, &mut out, add_shortcut, parallel)?;
+        Ok(out)
     }
 }
 
@@ -124,6 +194,9 @@ impl FaceRecognitionNet {
 
     /// [N, 3, 150, 150] normalised -> [N, 128].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            return self.forward_cpu(x);
+        }
         let x = self.stem.forward(x, true)?; // [N, 32, 72, 72]
         let mut x = x.max_pool2d_with_stride(3, 2)?; // [N, 32, 35, 35]
         for block in &self.blocks {
@@ -131,5 +204,38 @@ impl FaceRecognitionNet {
         }
         // [N, 256, 2, 2]
         self.fc.forward(&global_average(&x)?)
+    }
+
+    /// The CPU path: each image as NHWC planes. A batch of at least one image per thread
+    /// is shared out by image; a smaller one by rows within each convolution.
+    fn forward_cpu(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let values = x.flatten_all()?.to_vec1::<f32>()?;
+        let by_image = n >= rayon::current_num_threads();
+        let embed = |image: &[f32]| -> Result<Vec<f32>> {
+            let input = Plane::from_planar(image, c, h, w);
+            let (size, channels) = self.stem.output_shape(h)?;
+            let mut stem = Plane::zeros(size, size, channels, 0);
+            let relu = Epilogue {
+                residual: None,
+                relu: true,
+            };
+            self.stem
+                .forward_plane(&input, &mut stem, relu, !by_image)?;
+            let mut x = stem.max_pool(3, 2, 1);
+            for block in &self.blocks {
+                x = block.forward_plane(&x, !by_image)?;
+            }
+            Ok(x.channel_means())
+        };
+        let images: Vec<&[f32]> = values.chunks_exact(c * h * w).collect();
+        let features: Vec<Vec<f32>> = if by_image {
+            images.into_par_iter().map(embed).collect::<Result<_>>()?
+        } else {
+            images.into_iter().map(embed).collect::<Result<_>>()?
+        };
+        let width = features.first().map_or(0, Vec::len);
+        let features = Tensor::from_vec(features.concat(), (n, width), x.device())?;
+        self.fc.forward(&features)
     }
 }
