@@ -72,10 +72,6 @@ impl PackedConv {
         }
     }
 
-    pub fn out_channels(&self) -> usize {
-        self.out_channels
-    }
-
     /// The output size along one dimension of `size` inputs with `padding` on each side.
     pub fn output_size(&self, size: usize, padding: usize) -> usize {
         (size + 2 * padding - self.kernel) / self.stride + 1
@@ -203,32 +199,60 @@ impl Plane {
 /// What happens to a convolution's sums before they are stored.
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
-    /// Added to the sums: a plane shaped like the output (a residual block's shortcut).
-    pub residual: Option<&'a Plane>,
+    /// Added to the sums: per image a plane shaped like the output (a residual block's
+    /// shortcut).
+    pub residual: Option<&'a [Plane]>,
     pub relu: bool,
 }
 
-/// `output`'s interior pixels (y, x) < the convolution's output size = the epilogue of
-/// bias + the convolution of `input` zero-padded by `padding`. `output` may be larger:
-/// its other pixels keep their values. With `parallel`, rows are shared out over the
-/// rayon pool, one contiguous run per thread.
+/// For each image of a batch: `output`'s interior pixels (y, x) < the convolution's
+/// output size = the epilogue of bias + the convolution of `input` zero-padded by
+/// `padding`. An output may be larger: its other pixels keep their values. The work is
+/// shared out over the rayon pool by blocks of output channels first, so that each block
+/// of weights is read once for the whole batch.
 pub fn convolve(
     conv: &PackedConv,
-    input: &Plane,
+    inputs: &[Plane],
     padding: usize,
-    output: &mut Plane,
+    outputs: &mut [Plane],
     epilogue: Epilogue,
-    parallel: bool,
 ) {
-    convolve_with(
-        conv,
-        input,
-        padding,
-        output,
-        epilogue,
-        parallel,
-        Kernel::fastest(),
-    )
+    convolve_with(conv, inputs, padding, outputs, epilogue, Kernel::fastest())
+}
+
+/// Checks a batch's planes against each other and a convolution's channels, and returns
+/// the addresses of the inputs', outputs' and residuals' values (0 for no residual).
+fn batch_addresses(
+    (in_channels, out_channels): (usize, usize),
+    inputs: &[Plane],
+    outputs: &mut [Plane],
+    epilogue: Epilogue,
+) -> Vec<(usize, usize, usize)> {
+    assert_eq!(inputs.len(), outputs.len());
+    let first_output = (outputs[0].dims(), outputs[0].border);
+    let residuals = epilogue
+        .residual
+        .inspect(|planes| assert_eq!(planes.len(), outputs.len()));
+    inputs
+        .iter()
+        .zip(outputs.iter_mut())
+        .enumerate()
+        .map(|(image, (input, output))| {
+            assert!(input.same_geometry(&inputs[0]));
+            assert_eq!((output.dims(), output.border), first_output);
+            assert_eq!(input.channels, in_channels);
+            assert_eq!(output.channels, out_channels);
+            let residual = residuals.map_or(0, |planes| {
+                assert!(planes[image].same_geometry(output));
+                planes[image].values.as_ptr() as usize
+            });
+            (
+                input.values.as_ptr() as usize,
+                output.values.as_mut_ptr() as usize,
+                residual,
+            )
+        })
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -271,15 +295,16 @@ struct Tile {
 
 fn convolve_with(
     conv: &PackedConv,
-    input: &Plane,
+    inputs: &[Plane],
     padding: usize,
-    output: &mut Plane,
+    outputs: &mut [Plane],
     epilogue: Epilogue,
-    parallel: bool,
     kernel: Kernel,
 ) {
-    assert_eq!(input.channels, conv.in_channels);
-    assert_eq!(output.channels, conv.out_channels);
+    let Some(input) = inputs.first() else { return };
+    let channels = (conv.in_channels, conv.out_channels);
+    let addresses = batch_addresses(channels, inputs, outputs, epilogue);
+    let output = &outputs[0];
     assert!(
         input.border >= padding,
         "the input's border holds the padding"
@@ -288,39 +313,27 @@ fn convolve_with(
     let out_h = conv.output_size(input.height, padding);
     let out_w = conv.output_size(input.width, padding);
     assert!(out_h <= output.height && out_w <= output.width);
-    if let Some(residual) = epilogue.residual {
-        assert!(residual.same_geometry(output));
-    }
-    // Tiles of equal width per row; the last starts early rather than run short, so
-    // that every tile is a full one (its overlap is computed twice, identically).
-    let tiles_per_row = out_w.div_ceil(MAX_TILE_PIXELS);
-    let tile_pixels = out_w.div_ceil(tiles_per_row);
-    let tile_starts: Vec<usize> = (0..tiles_per_row)
-        .map(|tile| (tile * tile_pixels).min(out_w - tile_pixels))
-        .collect();
+    let (tile_starts, tile_pixels) = tile_starts(out_w);
     let per_block = k * k * conv.in_channels;
     let first_window = input.border - padding;
-    let input_values = input.values.as_ptr() as usize;
-    let out_values = output.values.as_mut_ptr() as usize;
-    let residual_values = epilogue
-        .residual
-        .map_or(0, |plane| plane.values.as_ptr() as usize);
-    let output_geometry = (output.row_stride(), output.channels, output.border);
-    // Work items (block of 32 output channels, output row), block-major so that one
-    // thread's run keeps a block's weights in cache while it goes down the rows.
+    let (in_stride, out_stride) = (input.row_stride(), output.row_stride());
+    let (out_channels, out_border) = (output.channels, output.border);
+    let images = inputs.len();
+    // Work items (block of 32 output channels, image, output row), block-major.
     let run = |items: std::ops::Range<usize>| {
         for item in items {
-            let (block, y) = (item / out_h, item % out_h);
+            let block = item / (images * out_h);
+            let (image, y) = (item / out_h % images, item % out_h);
+            let (input_values, out_values, residual_values) = addresses[image];
             for &x in &tile_starts {
-                let window = (y * s + first_window) * input.row_stride()
-                    + (x * s + first_window) * input.channels;
-                let (out_stride, out_channels, out_border) = output_geometry;
+                let window =
+                    (y * s + first_window) * in_stride + (x * s + first_window) * input.channels;
                 let target =
                     (y + out_border) * out_stride + (x + out_border) * out_channels + block * LANES;
                 let tile = Tile {
                     input: (input_values as *const f32).wrapping_add(window),
                     step: s * input.channels,
-                    row_stride: input.row_stride(),
+                    row_stride: in_stride,
                     rows: k,
                     depth: k * input.channels,
                     weights: conv.weights[block * per_block..].as_ptr() as *const f32,
@@ -334,18 +347,22 @@ fn convolve_with(
                     },
                     relu: epilogue.relu,
                 };
-                // SAFETY: the asserts above keep every window inside `input` (its
-                // border holds the padding, and out_h/out_w are what fits), every
-                // output pixel inside `output` and `residual`, which share a geometry.
-                // Each item writes only its own row of its own block of channels; two
-                // tiles of a row overlap only inside one item, with equal values.
+                // SAFETY: the asserts above keep every window inside its input (whose
+                // border holds the padding, and out_h/out_w are what fits), every output
+                // pixel inside its output and residual, which share a geometry. Each item
+                // writes only its own row of its own block of channels of its own image;
+                // two tiles of a row overlap only inside one item, with equal values.
                 unsafe { run_tile(&tile, tile_pixels, kernel) };
             }
         }
     };
-    let items = conv.out_channels / LANES * out_h;
+    share_out(conv.out_channels / LANES * images * out_h, run);
+}
+
+/// Runs `run` over `0..items`, one contiguous run per rayon thread.
+fn share_out(items: usize, run: impl Fn(std::ops::Range<usize>) + Sync) {
     let threads = rayon::current_num_threads();
-    if !parallel || threads == 1 || items < 2 {
+    if threads == 1 || items < 2 {
         return run(0..items);
     }
     let per_thread = items.div_ceil(threads);
@@ -355,6 +372,359 @@ fn convolve_with(
             scope.spawn(move |_| run(first..(first + per_thread).min(items)));
         }
     });
+}
+
+/// Where the tiles of a run of `width` output pixels start, and their common width:
+/// equal tiles, the last starting early rather than running short, so that every tile is
+/// a full one (its overlap is computed twice, identically).
+fn tile_starts(width: usize) -> (Vec<usize>, usize) {
+    let tiles = width.div_ceil(MAX_TILE_PIXELS);
+    let pixels = width.div_ceil(tiles);
+    let starts = (0..tiles)
+        .map(|tile| (tile * pixels).min(width - pixels))
+        .collect();
+    (starts, pixels)
+}
+
+/// A 3x3 'same' convolution of stride 1 by Winograd's F(2x2, 3x3): each 2x2 patch of
+/// outputs from the 4x4 inputs around it with 16 multiplications per channel pair
+/// instead of 36. The 16 are 16 matrix products over all patches at once, run by the tile
+/// kernel; the transforms around them are additions, vectorised over channels.
+pub struct WinogradConv {
+    /// Per transformed position (16), per block of 32 output channels, per input channel:
+    /// the block's 32 transformed weights.
+    weights: Vec<Lanes>,
+    bias: Vec<f32>,
+    in_channels: usize,
+    out_channels: usize,
+}
+
+/// The matrix products' bias: the real one is added after the output transform.
+const NO_BIAS: Lanes = Lanes([0.0; LANES]);
+
+impl WinogradConv {
+    /// `weight` holds [O, C, 3, 3] row-major (candle's layout), `bias` [O].
+    pub fn new(weight: &[f32], bias: &[f32], (out_channels, in_channels): (usize, usize)) -> Self {
+        const G: [[f32; 3]; 4] = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        assert_eq!(weight.len(), out_channels * in_channels * 9);
+        assert_eq!(bias.len(), out_channels);
+        assert_eq!(
+            out_channels % LANES,
+            0,
+            "output channels come in blocks of {LANES}"
+        );
+        assert_eq!(
+            in_channels % 16,
+            0,
+            "the transforms take 16 channels at a time"
+        );
+        let blocks = out_channels / LANES;
+        let mut weights = vec![Lanes([0.0; LANES]); 16 * blocks * in_channels];
+        for (pair, kernel) in weight.chunks_exact(9).enumerate() {
+            let (out_channel, channel) = (pair / in_channels, pair % in_channels);
+            // G g G^T
+            for (position, a, b) in (0..16).map(|p| (p, p / 4, p % 4)) {
+                let value: f32 = (0..9)
+                    .map(|tap| G[a][tap / 3] * kernel[tap] * G[b][tap % 3])
+                    .sum();
+                let index = (position * blocks + out_channel / LANES) * in_channels + channel;
+                weights[index].0[out_channel % LANES] = value;
+            }
+        }
+        Self {
+            weights,
+            bias: bias.to_vec(),
+            in_channels,
+            out_channels,
+        }
+    }
+}
+
+/// As `convolve` with padding 1, for a `WinogradConv`.
+pub fn convolve_winograd(
+    conv: &WinogradConv,
+    inputs: &[Plane],
+    outputs: &mut [Plane],
+    epilogue: Epilogue,
+) {
+    convolve_winograd_with(conv, inputs, outputs, epilogue, Kernel::fastest())
+}
+
+fn convolve_winograd_with(
+    conv: &WinogradConv,
+    inputs: &[Plane],
+    outputs: &mut [Plane],
+    epilogue: Epilogue,
+    kernel: Kernel,
+) {
+    let Some(input) = inputs.first() else { return };
+    let channels = (conv.in_channels, conv.out_channels);
+    let addresses = batch_addresses(channels, inputs, outputs, epilogue);
+    let (h, w, channels) = input.dims();
+    assert!(input.border >= 1, "the input's border holds the padding");
+    assert!(h <= outputs[0].height && w <= outputs[0].width);
+    let out_channels = conv.out_channels;
+    let blocks = out_channels / LANES;
+    let columns = w.div_ceil(2);
+    let patches = h.div_ceil(2) * columns;
+    let geometry = Plane {
+        values: Vec::new(),
+        ..outputs[0]
+    };
+    // One tile of patches of one image per work item, transformed, multiplied and
+    // transformed back while its values are still in the core's caches.
+    // As many tiles as make the work items divide evenly over the threads (a single
+    // 8x8 image is two tiles of 8 patches, not 12 and 4).
+    let threads = rayon::current_num_threads();
+    let mut tiles = patches.div_ceil(MAX_TILE_PIXELS);
+    while !(inputs.len() * tiles).is_multiple_of(threads) && tiles < patches {
+        tiles += 1;
+    }
+    share_out(inputs.len() * tiles, |items| {
+        let mut transformed = vec![0f32; 16 * MAX_TILE_PIXELS * channels];
+        let mut products = vec![0f32; 16 * MAX_TILE_PIXELS * out_channels];
+        for item in items {
+            let (image, tile) = (item / tiles, item % tiles);
+            let tile = tile * patches / tiles..(tile + 1) * patches / tiles;
+            let count = tile.len();
+            let transformed = &mut transformed[..16 * count * channels];
+            let products = &mut products[..16 * count * out_channels];
+            let residual = epilogue.residual.map(|planes| &planes[image]);
+            // SAFETY: the local buffers hold what each call reads and writes; the output
+            // transform writes only this item's patches' pixels.
+            unsafe {
+                transform_inputs(kernel, &inputs[image], (tile.clone(), columns), transformed);
+                for position in 0..16 {
+                    for block in 0..blocks {
+                        let tile = Tile {
+                            input: transformed[position * count * channels..].as_ptr(),
+                            step: channels,
+                            row_stride: 0,
+                            rows: 1,
+                            depth: channels,
+                            weights: conv.weights[(position * blocks + block) * channels..].as_ptr()
+                                as *const f32,
+                            bias: NO_BIAS.0.as_ptr(),
+                            out: products[position * count * out_channels + block * LANES..]
+                                .as_mut_ptr(),
+                            out_step: out_channels,
+                            residual: std::ptr::null(),
+                            relu: false,
+                        };
+                        run_tile(&tile, count, kernel);
+                    }
+                }
+                transform_outputs(
+                    kernel,
+                    products,
+                    (tile, columns),
+                    &conv.bias,
+                    (&geometry, (h, w)),
+                    addresses[image].1 as *mut f32,
+                    (residual, epilogue.relu),
+                );
+            }
+        }
+    });
+}
+
+/// The patches of a tile, and how many patches make a row of the plane.
+type PatchTile = (std::ops::Range<usize>, usize);
+
+/// B^T d B for a tile of patches into `transformed` ([16][patches in the tile][C]); d is
+/// the 4x4 inputs from one pixel above and left of the patch, zero beyond the plane.
+///
+/// # Safety
+/// `kernel` must run on this CPU.
+unsafe fn transform_inputs(
+    kernel: Kernel,
+    input: &Plane,
+    tile: PatchTile,
+    transformed: &mut [f32],
+) {
+    unsafe {
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => transform_inputs_avx512(input, tile, transformed),
+            Kernel::Portable => transform_inputs_generic(input, tile, transformed),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_inputs_avx512(input: &Plane, tile: PatchTile, transformed: &mut [f32]) {
+    transform_inputs_generic(input, tile, transformed)
+}
+
+#[inline(always)]
+fn transform_inputs_generic(input: &Plane, (tile, columns): PatchTile, transformed: &mut [f32]) {
+    let channels = input.channels;
+    let count = tile.len();
+    let padded = (
+        input.height + 2 * input.border,
+        input.width + 2 * input.border,
+    );
+    let zeros = vec![0f32; channels];
+    for (index, patch) in tile.enumerate() {
+        let (row, column) = (patch / columns, patch % columns);
+        let mut d = [&zeros[..]; 16];
+        for (k, pixel) in d.iter_mut().enumerate() {
+            let y = 2 * row + k / 4 + input.border - 1;
+            let x = 2 * column + k % 4 + input.border - 1;
+            if y < padded.0 && x < padded.1 {
+                let start = y * input.row_stride() + x * channels;
+                *pixel = &input.values[start..start + channels];
+            }
+        }
+        // Fixed-size arrays throughout, so that the compiler keeps each in one vector.
+        for chunk in (0..channels).step_by(16) {
+            let mut v = [[0f32; 16]; 16];
+            for (values, pixel) in v.iter_mut().zip(&d) {
+                values.copy_from_slice(&pixel[chunk..chunk + 16]);
+            }
+            // B^T down each column, then along each row.
+            let mut t = [[0f32; 16]; 16];
+            for j in 0..4 {
+                for l in 0..16 {
+                    let (d0, d1, d2, d3) = (v[j][l], v[4 + j][l], v[8 + j][l], v[12 + j][l]);
+                    t[j][l] = d0 - d2;
+                    t[4 + j][l] = d1 + d2;
+                    t[8 + j][l] = d2 - d1;
+                    t[12 + j][l] = d1 - d3;
+                }
+            }
+            let mut u = [[0f32; 16]; 16];
+            for i in 0..4 {
+                for l in 0..16 {
+                    let (t0, t1, t2, t3) = (
+                        t[4 * i][l],
+                        t[4 * i + 1][l],
+                        t[4 * i + 2][l],
+                        t[4 * i + 3][l],
+                    );
+                    u[4 * i][l] = t0 - t2;
+                    u[4 * i + 1][l] = t1 + t2;
+                    u[4 * i + 2][l] = t2 - t1;
+                    u[4 * i + 3][l] = t1 - t3;
+                }
+            }
+            for (position, values) in u.iter().enumerate() {
+                let at = (position * count + index) * channels + chunk;
+                transformed[at..at + 16].copy_from_slice(values);
+            }
+        }
+    }
+}
+
+/// A^T m A for a tile of patches from `products` ([16][patches in the tile][O]), plus
+/// bias and the epilogue, into the output plane at `out` (whose geometry `geometry`
+/// gives), for the output pixels inside `valid` (height, width).
+///
+/// # Safety
+/// `out` must be `geometry`'s values, with no other thread writing this tile's pixels;
+/// `kernel` must run on this CPU.
+unsafe fn transform_outputs(
+    kernel: Kernel,
+    products: &[f32],
+    tile: PatchTile,
+    bias: &[f32],
+    geometry: (&Plane, (usize, usize)),
+    out: *mut f32,
+    epilogue: (Option<&Plane>, bool),
+) {
+    unsafe {
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                transform_outputs_avx512(products, tile, bias, geometry, out, epilogue)
+            }
+            Kernel::Portable => {
+                transform_outputs_generic(products, tile, bias, geometry, out, epilogue)
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_outputs_avx512(
+    products: &[f32],
+    tile: PatchTile,
+    bias: &[f32],
+    geometry: (&Plane, (usize, usize)),
+    out: *mut f32,
+    epilogue: (Option<&Plane>, bool),
+) {
+    unsafe { transform_outputs_generic(products, tile, bias, geometry, out, epilogue) }
+}
+
+#[inline(always)]
+unsafe fn transform_outputs_generic(
+    products: &[f32],
+    (tile, columns): PatchTile,
+    bias: &[f32],
+    (geometry, (valid_h, valid_w)): (&Plane, (usize, usize)),
+    out: *mut f32,
+    (residual, relu): (Option<&Plane>, bool),
+) {
+    let out_channels = bias.len();
+    let count = tile.len();
+    for (index, patch) in tile.enumerate() {
+        let (row, column) = (patch / columns, patch % columns);
+        for chunk in (0..out_channels).step_by(16) {
+            let mut m = [[0f32; 16]; 16];
+            for (position, values) in m.iter_mut().enumerate() {
+                let start = (position * count + index) * out_channels + chunk;
+                values.copy_from_slice(&products[start..start + 16]);
+            }
+            // A^T down each column, then along each row.
+            let mut s = [[0f32; 16]; 8];
+            for j in 0..4 {
+                for l in 0..16 {
+                    let (m0, m1, m2, m3) = (m[j][l], m[4 + j][l], m[8 + j][l], m[12 + j][l]);
+                    s[j][l] = m0 + m1 + m2;
+                    s[4 + j][l] = m1 - m2 - m3;
+                }
+            }
+            let mut bias_lanes = [0f32; 16];
+            bias_lanes.copy_from_slice(&bias[chunk..chunk + 16]);
+            for a in 0..2 {
+                let y = 2 * row + a;
+                for b in 0..2 {
+                    let x = 2 * column + b;
+                    if y >= valid_h || x >= valid_w {
+                        continue;
+                    }
+                    let at = geometry.index(y, x) + chunk;
+                    let mut shortcut = [0f32; 16];
+                    if let Some(residual) = residual {
+                        shortcut.copy_from_slice(&residual.values[at..at + 16]);
+                    }
+                    let mut value = [0f32; 16];
+                    for l in 0..16 {
+                        let (s0, s1, s2, s3) = (
+                            s[4 * a][l],
+                            s[4 * a + 1][l],
+                            s[4 * a + 2][l],
+                            s[4 * a + 3][l],
+                        );
+                        let sum = if b == 0 { s0 + s1 + s2 } else { s1 - s2 - s3 };
+                        value[l] = sum + bias_lanes[l] + shortcut[l];
+                        if relu {
+                            value[l] = value[l].max(0.0);
+                        }
+                    }
+                    unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), out.add(at), 16) };
+                }
+            }
+        }
+    }
 }
 
 macro_rules! by_tile_pixels {
@@ -473,7 +843,7 @@ unsafe fn tile_portable<const PIXELS: usize>(tile: &Tile) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Tensor};
+    use candle_core::{DType, Device, Tensor};
 
     fn kernels() -> Vec<Kernel> {
         let mut kernels = vec![Kernel::Portable];
@@ -496,10 +866,27 @@ mod tests {
         out
     }
 
+    /// A random image as a plane with `border`, and as a candle tensor.
+    fn random_plane(
+        (c, h, w): (usize, usize, usize),
+        border: usize,
+    ) -> candle_core::Result<(Plane, Tensor)> {
+        let x = Tensor::randn(0f32, 1.0, (1, c, h, w), &Device::Cpu)?;
+        let flat = Plane::from_planar(&x.flatten_all()?.to_vec1()?, c, h, w);
+        let mut plane = Plane::zeros(h, w, c, border);
+        for y in 0..h {
+            for x in 0..w {
+                plane.pixel_mut(y, x).copy_from_slice(flat.pixel(y, x));
+            }
+        }
+        Ok((plane, x))
+    }
+
     /// Every geometry the network uses, against candle's own conv2d, with and without
-    /// the shortcut and the ReLU, on both kernels.
+    /// the shortcut and the ReLU, on both kernels, direct and (3x3, stride 1) Winograd,
+    /// for a batch of two images whose outputs are larger than the convolution's.
     #[test]
-    fn direct_convolution_matches_candle_conv2d() -> candle_core::Result<()> {
+    fn convolutions_match_candle_conv2d() -> candle_core::Result<()> {
         let device = Device::Cpu;
         // (in, out, kernel, stride, padding, size, border)
         for (c, o, k, stride, padding, size, border) in [
@@ -510,76 +897,90 @@ mod tests {
             (16, 96, 3, 1, 1, 3, 1),
             (64, 32, 3, 2, 0, 4, 1),
         ] {
-            let x = Tensor::randn(0f32, 1.0, (1, c, size, size), &device)?;
             let weight = Tensor::randn(0f32, 0.3, (o, c, k, k), &device)?;
             let bias = Tensor::randn(0f32, 1.0, o, &device)?;
-            let expected = x
-                .conv2d(&weight, padding, stride, 1, 1)?
-                .broadcast_add(&bias.reshape((1, o, 1, 1))?)?;
-            let (_, _, out_h, out_w) = expected.dims4()?;
-            let shortcut = Tensor::randn(0f32, 1.0, (1, o, out_h, out_w), &device)?;
-            let conv = PackedConv::new(
-                &weight.flatten_all()?.to_vec1()?,
-                &bias.to_vec1()?,
-                (o, c, k),
-                stride,
-            );
-            let mut input = Plane::zeros(size, size, c, border);
-            let source = Plane::from_planar(&x.flatten_all()?.to_vec1()?, c, size, size);
-            for y in 0..size {
-                for x in 0..size {
-                    input.pixel_mut(y, x).copy_from_slice(source.pixel(y, x));
-                }
+            let (weight_values, bias_values) = (weight.flatten_all()?.to_vec1()?, bias.to_vec1()?);
+            let direct = PackedConv::new(&weight_values, &bias_values, (o, c, k), stride);
+            let winograd = (k == 3 && stride == 1)
+                .then(|| WinogradConv::new(&weight_values, &bias_values, (o, c)));
+            let out_size = direct.output_size(size, padding);
+            // One more row and column than the convolution fills, as a downsampling
+            // block's shortcut has at odd sizes.
+            let plane_size = out_size + 1;
+            let mut inputs = Vec::new();
+            let mut residuals = Vec::new();
+            let mut expected = Vec::new();
+            for _ in 0..2 {
+                let (input, x) = random_plane((c, size, size), border)?;
+                let (residual, shortcut) = random_plane((o, plane_size, plane_size), 1)?;
+                let convolved = x
+                    .conv2d(&weight, padding, stride, 1, 1)?
+                    .broadcast_add(&bias.reshape((1, o, 1, 1))?)?
+                    .pad_with_zeros(2, 0, 1)?
+                    .pad_with_zeros(3, 0, 1)?;
+                // Where the convolution does not reach the residual shows through.
+                let reached = Tensor::ones((1, o, out_size, out_size), DType::F32, &device)?
+                    .pad_with_zeros(2, 0, 1)?
+                    .pad_with_zeros(3, 0, 1)?;
+                expected.push((convolved, reached, shortcut));
+                inputs.push(input);
+                residuals.push(residual);
             }
-            let residual = {
-                let flat = Plane::from_planar(&shortcut.flatten_all()?.to_vec1()?, o, out_h, out_w);
-                let mut plane = Plane::zeros(out_h, out_w, o, 1);
-                for y in 0..out_h {
-                    for x in 0..out_w {
-                        plane.pixel_mut(y, x).copy_from_slice(flat.pixel(y, x));
-                    }
-                }
-                plane
-            };
             for kernel in kernels() {
                 for (with_residual, relu) in [(false, false), (true, true)] {
-                    let mut want = expected.clone();
-                    if with_residual {
-                        want = (want + &shortcut)?;
+                    let epilogue = Epilogue {
+                        residual: with_residual.then_some(&residuals[..]),
+                        relu,
+                    };
+                    let mut runs: Vec<(&str, Vec<Plane>)> = Vec::new();
+                    let fresh = || {
+                        if with_residual {
+                            residuals.clone()
+                        } else {
+                            vec![Plane::zeros(plane_size, plane_size, o, 1); 2]
+                        }
+                    };
+                    let mut outputs = fresh();
+                    convolve_with(&direct, &inputs, padding, &mut outputs, epilogue, kernel);
+                    runs.push(("direct", outputs));
+                    if let Some(winograd) = &winograd {
+                        let mut outputs = fresh();
+                        convolve_winograd_with(winograd, &inputs, &mut outputs, epilogue, kernel);
+                        runs.push(("winograd", outputs));
                     }
-                    if relu {
-                        want = want.relu()?;
-                    }
-                    let want = want.flatten_all()?.to_vec1::<f32>()?;
-                    for parallel in [false, true] {
-                        let mut output = Plane::zeros(out_h, out_w, o, 1);
-                        let epilogue = Epilogue {
-                            residual: with_residual.then_some(&residual),
-                            relu,
-                        };
-                        convolve_with(
-                            &conv,
-                            &input,
-                            padding,
-                            &mut output,
-                            epilogue,
-                            parallel,
-                            kernel,
-                        );
-                        let got = planar(&output);
-                        let worst = got
-                            .iter()
-                            .zip(&want)
-                            .map(|(a, b)| (a - b).abs())
-                            .fold(0.0, f32::max);
-                        assert!(
-                            worst < 1e-3,
-                            "{kernel:?} c={c} o={o} k={k} s={stride} size={size}: {worst}"
-                        );
-                        // The border stays zero: the next convolution pads with it.
-                        let interior: f32 = got.iter().map(|v| v.abs()).sum();
-                        let all: f32 = output.values.iter().map(|v| v.abs()).sum();
-                        assert!((interior - all).abs() <= 1e-3 * all.max(1.0));
+                    for (name, outputs) in runs {
+                        for (output, (convolved, reached, shortcut)) in
+                            outputs.iter().zip(&expected)
+                        {
+                            let mut want = convolved.clone();
+                            if with_residual {
+                                let outside = (1.0 - reached)?;
+                                want = ((want * reached)? + shortcut.broadcast_mul(&outside)?)?;
+                                want = (want + (shortcut * reached)?)?;
+                            }
+                            if relu {
+                                want = (want.relu()? * reached)?;
+                                if with_residual {
+                                    let outside = (1.0 - reached)?;
+                                    want = (want + (shortcut * outside)?)?;
+                                }
+                            }
+                            let want = want.flatten_all()?.to_vec1::<f32>()?;
+                            let got = planar(output);
+                            let worst = got
+                                .iter()
+                                .zip(&want)
+                                .map(|(a, b)| (a - b).abs())
+                                .fold(0.0, f32::max);
+                            assert!(
+                                worst < 1e-3,
+                                "{name} {kernel:?} c={c} o={o} k={k} s={stride} size={size}: {worst}"
+                            );
+                            // The border stays zero: the next convolution pads with it.
+                            let interior: f32 = got.iter().map(|v| v.abs()).sum();
+                            let all: f32 = output.values.iter().map(|v| v.abs()).sum();
+                            assert!((interior - all).abs() <= 1e-3 * all.max(1.0));
+                        }
                     }
                 }
             }

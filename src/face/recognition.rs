@@ -6,9 +6,8 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
-use rayon::prelude::*;
 
-use super::nhwc::{Epilogue, PackedConv, Plane, convolve};
+use super::nhwc::{Epilogue, PackedConv, Plane, WinogradConv, convolve, convolve_winograd};
 use crate::nn::{GemmConv, global_average, linear};
 
 pub const CHIP_SIZE: usize = 150;
@@ -19,9 +18,23 @@ pub const EMBEDDING_DIM: usize = 128;
 pub struct ConvScale {
     conv: GemmConv,
     /// The same weights for the CPU path; None when the weights live on another device.
-    packed: Option<PackedConv>,
+    host: Option<HostConv>,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
     padding: usize,
 }
+
+/// How a convolution runs on the CPU.
+enum HostConv {
+    Direct(PackedConv),
+    Winograd(WinogradConv),
+}
+
+/// Up to this many input channels the 3x3 convolutions of stride 1 run by Winograd's
+/// algorithm. Above it its weights (16/9 as many) outweigh the saved work: at 256
+/// channels and 4x4 pixels a convolution is little more than a pass over its weights.
+const WINOGRAD_MAX_CHANNELS: usize = 128;
 
 impl ConvScale {
     pub fn new(
@@ -39,19 +52,33 @@ impl ConvScale {
         let bias = ((bias * &scale)? + shift)?;
         // Strided convolutions are 'valid' in dlib; the others keep the size.
         let padding = if stride == 1 { kernel / 2 } else { 0 };
-        let packed = if weight.device().is_cpu() {
-            Some(PackedConv::new(
-                &weight.flatten_all()?.to_vec1()?,
-                &bias.to_vec1()?,
-                (out_channels, in_channels, kernel),
-                stride,
-            ))
+        let host = if weight.device().is_cpu() {
+            let (weight, bias) = (weight.flatten_all()?.to_vec1()?, bias.to_vec1()?);
+            Some(
+                if kernel == 3 && stride == 1 && in_channels <= WINOGRAD_MAX_CHANNELS {
+                    HostConv::Winograd(WinogradConv::new(
+                        &weight,
+                        &bias,
+                        (out_channels, in_channels),
+                    ))
+                } else {
+                    HostConv::Direct(PackedConv::new(
+                        &weight,
+                        &bias,
+                        (out_channels, in_channels, kernel),
+                        stride,
+                    ))
+                },
+            )
         } else {
             None
         };
         Ok(Self {
             conv: GemmConv::new(&weight, bias, stride, padding)?,
-            packed,
+            host,
+            out_channels,
+            kernel,
+            stride,
             padding,
         })
     }
@@ -60,29 +87,25 @@ impl ConvScale {
         self.conv.forward(x, relu)
     }
 
-    fn packed(&self) -> Result<&PackedConv> {
-        self.packed
-            .as_ref()
-            .ok_or_else(|| candle_core::Error::Msg("weights not on the CPU".into()))
-    }
-
-    /// Into `output` (see `nhwc::convolve`).
-    fn forward_plane(
+    /// Into `outputs`, one per image (see `nhwc::convolve`).
+    fn forward_planes(
         &self,
-        x: &Plane,
-        output: &mut Plane,
+        inputs: &[Plane],
+        outputs: &mut [Plane],
         epilogue: Epilogue,
-        parallel: bool,
     ) -> Result<()> {
-        let conv = self.packed()?;
-        convolve(conv, x, self.padding, output, epilogue, parallel);
+        match &self.host {
+            Some(HostConv::Winograd(conv)) => convolve_winograd(conv, inputs, outputs, epilogue),
+            Some(HostConv::Direct(conv)) => convolve(conv, inputs, self.padding, outputs, epilogue),
+            None => candle_core::bail!("the recognition weights are not on the CPU"),
+        }
         Ok(())
     }
 
     /// The output plane's size for an input of `size`, and its channels.
-    fn output_shape(&self, size: usize) -> Result<(usize, usize)> {
-        let conv = self.packed()?;
-        Ok((conv.output_size(size, self.padding), conv.out_channels()))
+    fn output_shape(&self, size: usize) -> (usize, usize) {
+        let out = (size + 2 * self.padding - self.kernel) / self.stride + 1;
+        (out, self.out_channels)
     }
 }
 
@@ -126,30 +149,33 @@ impl ResidualBlock {
         (out + shortcut)?.relu()
     }
 
-    /// The same on an NHWC plane (square, as every plane of this network is).
-    fn forward_plane(&self, x: &Plane, parallel: bool) -> Result<Plane> {
-        let (size, _, _) = x.dims();
-        let (inner, channels) = self.conv1.output_shape(size)?;
-        let mut hidden = Plane::zeros(inner, inner, channels, 1);
+    /// The same on a batch of NHWC planes (square, as every plane of this network is).
+    fn forward_planes(&self, x: &[Plane]) -> Result<Vec<Plane>> {
+        let Some(first) = x.first() else {
+            return Ok(Vec::new());
+        };
+        let (inner, channels) = self.conv1.output_shape(first.dims().0);
+        let mut hidden = vec![Plane::zeros(inner, inner, channels, 1); x.len()];
         let relu = Epilogue {
             residual: None,
             relu: true,
         };
-        self.conv1.forward_plane(x, &mut hidden, relu, parallel)?;
+        self.conv1.forward_planes(x, &mut hidden, relu)?;
         // Block inputs come out of a ReLU, so their average needs none where the
         // convolution's output does not reach (the odd sizes' last row and column).
-        let shortcut = if self.downsample {
-            x.average_pool_2x2(channels, 1)
+        let shortcut: Vec<Plane> = if self.downsample {
+            x.iter()
+                .map(|plane| plane.average_pool_2x2(channels, 1))
+                .collect()
         } else {
-            x.clone()
+            x.to_vec()
         };
         let mut out = shortcut.clone();
         let add_shortcut = Epilogue {
             residual: Some(&shortcut),
             relu: true,
         };
-        self.conv2
-            .forward_plane(&hidden, &mut out, add_shortcut, parallel)?;
+        self.conv2.forward_planes(&hidden, &mut out, add_shortcut)?;
         Ok(out)
     }
 }
@@ -206,36 +232,29 @@ impl FaceRecognitionNet {
         self.fc.forward(&global_average(&x)?)
     }
 
-    /// The CPU path: each image as NHWC planes. A batch of at least one image per thread
-    /// is shared out by image; a smaller one by rows within each convolution.
+    /// The CPU path: the batch as NHWC planes, layer by layer, each layer's work shared
+    /// out over the pool.
     fn forward_cpu(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         let values = x.flatten_all()?.to_vec1::<f32>()?;
-        let by_image = n >= rayon::current_num_threads();
-        let embed = |image: &[f32]| -> Result<Vec<f32>> {
-            let input = Plane::from_planar(image, c, h, w);
-            let (size, channels) = self.stem.output_shape(h)?;
-            let mut stem = Plane::zeros(size, size, channels, 0);
-            let relu = Epilogue {
-                residual: None,
-                relu: true,
-            };
-            self.stem
-                .forward_plane(&input, &mut stem, relu, !by_image)?;
-            let mut x = stem.max_pool(3, 2, 1);
-            for block in &self.blocks {
-                x = block.forward_plane(&x, !by_image)?;
-            }
-            Ok(x.channel_means())
+        let inputs: Vec<Plane> = values
+            .chunks_exact(c * h * w)
+            .map(|image| Plane::from_planar(image, c, h, w))
+            .collect();
+        let (size, channels) = self.stem.output_shape(h);
+        let mut stem = vec![Plane::zeros(size, size, channels, 0); n];
+        let relu = Epilogue {
+            residual: None,
+            relu: true,
         };
-        let images: Vec<&[f32]> = values.chunks_exact(c * h * w).collect();
-        let features: Vec<Vec<f32>> = if by_image {
-            images.into_par_iter().map(embed).collect::<Result<_>>()?
-        } else {
-            images.into_iter().map(embed).collect::<Result<_>>()?
-        };
-        let width = features.first().map_or(0, Vec::len);
-        let features = Tensor::from_vec(features.concat(), (n, width), x.device())?;
-        self.fc.forward(&features)
+        self.stem.forward_planes(&inputs, &mut stem, relu)?;
+        let mut planes: Vec<Plane> = stem.iter().map(|plane| plane.max_pool(3, 2, 1)).collect();
+        for block in &self.blocks {
+            planes = block.forward_planes(&planes)?;
+        }
+        let features: Vec<f32> = planes.iter().flat_map(Plane::channel_means).collect();
+        let width = features.len() / n.max(1);
+        self.fc
+            .forward(&Tensor::from_vec(features, (n, width), x.device())?)
     }
 }
