@@ -472,14 +472,16 @@ fn to_input_tensor(images: &[RgbImage], mean_rgb: [f32; 3], device: &Device) -> 
     let (width, height) = images[0].dimensions();
     let plane = (width * height) as usize;
     let mut data = vec![0f32; images.len() * 3 * plane];
-    for (image, planes) in images.iter().zip(data.chunks_exact_mut(3 * plane)) {
+    use rayon::prelude::*;
+    let batch = images.par_iter().zip(data.par_chunks_exact_mut(3 * plane));
+    batch.for_each(|(image, planes)| {
         for (index, pixel) in image.pixels().enumerate() {
             for channel in 0..3 {
                 planes[channel * plane + index] =
                     (f32::from(pixel.0[channel]) - mean_rgb[channel]) / 255.0;
             }
         }
-    }
+    });
     Ok(Tensor::from_vec(
         data,
         (images.len(), 3, height as usize, width as usize),

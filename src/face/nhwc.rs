@@ -101,6 +101,18 @@ impl Plane {
         }
     }
 
+    /// `count` zero planes: each freshly allocated (the allocator hands out zeroed pages
+    /// the cores fill in parallel), not cloned from one.
+    pub fn zeros_batch(
+        count: usize,
+        (height, width, channels): (usize, usize, usize),
+        border: usize,
+    ) -> Vec<Self> {
+        (0..count)
+            .map(|_| Self::zeros(height, width, channels, border))
+            .collect()
+    }
+
     /// From [C, H, W] planar values (one image of an NCHW tensor).
     pub fn from_planar(planar: &[f32], channels: usize, height: usize, width: usize) -> Self {
         assert_eq!(planar.len(), channels * height * width);
@@ -141,25 +153,33 @@ impl Plane {
         self.dims() == other.dims() && self.border == other.border
     }
 
-    /// `size` x `size` max pooling with `stride`, no padding, into a plane with `border`.
+    /// `size` x `size` max pooling with `stride`, no padding, into a plane with `border`;
+    /// rows shared out over the rayon pool.
     pub fn max_pool(&self, size: usize, stride: usize, border: usize) -> Plane {
+        use rayon::prelude::*;
         let out_h = (self.height - size) / stride + 1;
         let out_w = (self.width - size) / stride + 1;
         let mut out = Plane::zeros(out_h, out_w, self.channels, border);
-        for y in 0..out_h {
-            for x in 0..out_w {
-                let target = out.pixel_mut(y, x);
-                target.fill(f32::NEG_INFINITY);
-                for i in 0..size {
-                    for j in 0..size {
-                        let source = self.pixel(y * stride + i, x * stride + j);
-                        for (t, &s) in target.iter_mut().zip(source) {
-                            *t = t.max(s);
+        let (row_stride, channels) = (out.row_stride(), out.channels);
+        out.values
+            .par_chunks_mut(row_stride)
+            .skip(border)
+            .take(out_h)
+            .enumerate()
+            .for_each(|(y, row)| {
+                for x in 0..out_w {
+                    let target = &mut row[(x + border) * channels..][..channels];
+                    target.fill(f32::NEG_INFINITY);
+                    for i in 0..size {
+                        for j in 0..size {
+                            let source = self.pixel(y * stride + i, x * stride + j);
+                            for (t, &s) in target.iter_mut().zip(source) {
+                                *t = t.max(s);
+                            }
                         }
                     }
                 }
-            }
-        }
+            });
         out
     }
 
@@ -359,18 +379,32 @@ fn convolve_with(
     share_out(conv.out_channels / LANES * images * out_h, run);
 }
 
-/// Runs `run` over `0..items`, one contiguous run per rayon thread.
+/// Runs `run` over `0..items` in contiguous runs handed out as the rayon pool's threads
+/// come for them. The calling thread starts at once; a sleeping worker wakes some tens
+/// of microseconds later on a virtual machine, and with fixed halves the caller would
+/// wait that long for it at the end of every layer.
 fn share_out(items: usize, run: impl Fn(std::ops::Range<usize>) + Sync) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = rayon::current_num_threads();
     if threads == 1 || items < 2 {
         return run(0..items);
     }
-    let per_thread = items.div_ceil(threads);
-    rayon::scope(|scope| {
-        for first in (0..items).step_by(per_thread) {
-            let run = &run;
-            scope.spawn(move |_| run(first..(first + per_thread).min(items)));
+    let per_run = items.div_ceil(4 * threads);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let first = next.fetch_add(per_run, Ordering::Relaxed);
+            if first >= items {
+                break;
+            }
+            run(first..(first + per_run).min(items));
         }
+    };
+    rayon::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|_| work());
+        }
+        work();
     });
 }
 
@@ -937,7 +971,7 @@ mod tests {
                         if with_residual {
                             residuals.clone()
                         } else {
-                            vec![Plane::zeros(plane_size, plane_size, o, 1); 2]
+                            Plane::zeros_batch(2, (plane_size, plane_size, o), 1)
                         }
                     };
                     let mut outputs = fresh();

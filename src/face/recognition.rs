@@ -6,6 +6,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
+use rayon::prelude::*;
 
 use super::nhwc::{Epilogue, PackedConv, Plane, WinogradConv, convolve, convolve_winograd};
 use crate::nn::{GemmConv, global_average, linear};
@@ -155,21 +156,27 @@ impl ResidualBlock {
             return Ok(Vec::new());
         };
         let (inner, channels) = self.conv1.output_shape(first.dims().0);
-        let mut hidden = vec![Plane::zeros(inner, inner, channels, 1); x.len()];
+        let mut hidden = Plane::zeros_batch(x.len(), (inner, inner, channels), 1);
         let relu = Epilogue {
             residual: None,
             relu: true,
         };
         self.conv1.forward_planes(x, &mut hidden, relu)?;
+        if !self.downsample {
+            let mut out = Plane::zeros_batch(x.len(), (inner, inner, channels), 1);
+            let add_input = Epilogue {
+                residual: Some(x),
+                relu: true,
+            };
+            self.conv2.forward_planes(&hidden, &mut out, add_input)?;
+            return Ok(out);
+        }
         // Block inputs come out of a ReLU, so their average needs none where the
         // convolution's output does not reach (the odd sizes' last row and column).
-        let shortcut: Vec<Plane> = if self.downsample {
-            x.iter()
-                .map(|plane| plane.average_pool_2x2(channels, 1))
-                .collect()
-        } else {
-            x.to_vec()
-        };
+        let shortcut: Vec<Plane> = x
+            .par_iter()
+            .map(|plane| plane.average_pool_2x2(channels, 1))
+            .collect();
         let mut out = shortcut.clone();
         let add_shortcut = Epilogue {
             residual: Some(&shortcut),
@@ -238,17 +245,20 @@ impl FaceRecognitionNet {
         let (n, c, h, w) = x.dims4()?;
         let values = x.flatten_all()?.to_vec1::<f32>()?;
         let inputs: Vec<Plane> = values
-            .chunks_exact(c * h * w)
+            .par_chunks_exact(c * h * w)
             .map(|image| Plane::from_planar(image, c, h, w))
             .collect();
         let (size, channels) = self.stem.output_shape(h);
-        let mut stem = vec![Plane::zeros(size, size, channels, 0); n];
+        let mut stem = Plane::zeros_batch(n, (size, size, channels), 0);
         let relu = Epilogue {
             residual: None,
             relu: true,
         };
         self.stem.forward_planes(&inputs, &mut stem, relu)?;
-        let mut planes: Vec<Plane> = stem.iter().map(|plane| plane.max_pool(3, 2, 1)).collect();
+        let mut planes: Vec<Plane> = stem
+            .par_iter()
+            .map(|plane| plane.max_pool(3, 2, 1))
+            .collect();
         for block in &self.blocks {
             planes = block.forward_planes(&planes)?;
         }
