@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The embed step side by side on this machine: Vouch (candle weights, criterion bench
-# `embed_chip` and `embed_8_chips`) against onnxruntime running the same network on the
+# The embed step side by side on this machine: Vouch (its CPU path, `face::nhwc`, on the
+# weights candle loads; criterion benches `embed_chip` and `embed_8_chips`) against onnxruntime running the same network on the
 # same chip. Shared machines drift by 20% from minute to minute, so the two take turns,
 # ROUNDS times (default 5), and the table gives each side's median over the rounds.
 # Usage: benches/compare_onnxruntime.sh   (creates a Python venv under target/ once)
@@ -23,7 +23,7 @@ import json, sys
 median_ms = lambda name: json.load(open(f"target/criterion/{name}/new/estimates.json"))["median"]["point_estimate"] / 1e6
 peer = json.loads(sys.argv[1])
 print(json.dumps({
-    "candle": [median_ms("embed_chip"), median_ms("embed_8_chips") / 8],
+    "vouch": [median_ms("embed_chip"), median_ms("embed_8_chips") / 8],
     "onnxruntime": [peer["batch1_median_ms_per_chip"], peer["batch8_median_ms_per_chip"]],
     "peer_version": peer["onnxruntime"],
     "peer_embedding": peer["embedding"],
@@ -39,10 +39,10 @@ golden = json.load(open("tests/data/golden_embeddings.json"))["chip_astronaut.pn
 drift = max(abs(a - b) for a, b in zip(golden, rounds[0]["peer_embedding"]))
 print(f"onnxruntime {rounds[0]['peer_version']} (its default threads); its embedding agrees "
       f"with the float64 reference to {drift:.1e}; {len(rounds)} alternating rounds")
-print(f"{'per 150x150 chip':<18}{'candle ms':>12}{'onnxruntime ms':>16}{'ort/candle':>12}   per round")
+print(f"{'per 150x150 chip':<18}{'vouch ms':>12}{'onnxruntime ms':>16}{'ort/vouch':>12}   per round")
 for index, label in enumerate(["batch 1", "batch 8"]):
-    ours = statistics.median(r["candle"][index] for r in rounds)
+    ours = statistics.median(r["vouch"][index] for r in rounds)
     theirs = statistics.median(r["onnxruntime"][index] for r in rounds)
-    per_round = " ".join(f"{r['onnxruntime'][index] / r['candle'][index]:.2f}" for r in rounds)
+    per_round = " ".join(f"{r['onnxruntime'][index] / r['vouch'][index]:.2f}" for r in rounds)
     print(f"{label:<18}{ours:>12.2f}{theirs:>16.2f}{theirs / ours:>12.2f}   {per_round}")
 PY
