@@ -2,8 +2,9 @@
 //! zero border, every convolution computed directly by a register-tiled kernel. In NHWC
 //! one row of a k x k window is k*C consecutive floats, so the kernel reads the input
 //! where it lies: no im2col gather, no zeroed column buffers, no packing of the input,
-//! and bias, shortcut and ReLU applied while the sums are still in registers. This is
-//! the layout and the blocking onnxruntime's MLAS uses on this network (benches/).
+//! and bias, shortcut and ReLU applied while the sums are still in registers (onnxruntime's
+//! MLAS gets the same from channel-blocked NCHWc tensors). The 3x3 convolutions of stride
+//! 1 can run by Winograd's F(2x2, 3x3) instead, on the same kernel.
 
 /// Output channels per tile: two AVX-512 vectors. Every convolution of the network has a
 /// multiple of it.
