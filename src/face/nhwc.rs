@@ -241,25 +241,32 @@ pub fn convolve(
     convolve_with(conv, inputs, padding, outputs, epilogue, Kernel::fastest())
 }
 
-/// Checks a batch's planes against each other and a convolution's channels, and returns
-/// the addresses of the inputs', outputs' and residuals' values (0 for no residual).
+/// Checks a batch's planes against each other, a convolution's channels and its padding,
+/// and returns the addresses of the inputs', outputs' and residuals' values (0 for no
+/// residual); None for an empty batch.
 fn batch_addresses(
     (in_channels, out_channels): (usize, usize),
+    padding: usize,
     inputs: &[Plane],
     outputs: &mut [Plane],
     epilogue: Epilogue,
-) -> Vec<(usize, usize, usize)> {
+) -> Option<Vec<(usize, usize, usize)>> {
     assert_eq!(inputs.len(), outputs.len());
+    let first_input = inputs.first()?;
+    assert!(
+        first_input.border >= padding,
+        "the input's border holds the padding"
+    );
     let first_output = (outputs[0].dims(), outputs[0].border);
     let residuals = epilogue
         .residual
         .inspect(|planes| assert_eq!(planes.len(), outputs.len()));
-    inputs
+    let addresses = inputs
         .iter()
         .zip(outputs.iter_mut())
         .enumerate()
         .map(|(image, (input, output))| {
-            assert!(input.same_geometry(&inputs[0]));
+            assert!(input.same_geometry(first_input));
             assert_eq!((output.dims(), output.border), first_output);
             assert_eq!(input.channels, in_channels);
             assert_eq!(output.channels, out_channels);
@@ -273,7 +280,8 @@ fn batch_addresses(
                 residual,
             )
         })
-        .collect()
+        .collect();
+    Some(addresses)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -322,14 +330,11 @@ fn convolve_with(
     epilogue: Epilogue,
     kernel: Kernel,
 ) {
-    let Some(input) = inputs.first() else { return };
     let channels = (conv.in_channels, conv.out_channels);
-    let addresses = batch_addresses(channels, inputs, outputs, epilogue);
-    let output = &outputs[0];
-    assert!(
-        input.border >= padding,
-        "the input's border holds the padding"
-    );
+    let Some(addresses) = batch_addresses(channels, padding, inputs, outputs, epilogue) else {
+        return;
+    };
+    let (input, output) = (&inputs[0], &outputs[0]);
     let (k, s) = (conv.kernel, conv.stride);
     let out_h = conv.output_size(input.height, padding);
     let out_w = conv.output_size(input.width, padding);
@@ -497,11 +502,11 @@ fn convolve_winograd_with(
     epilogue: Epilogue,
     kernel: Kernel,
 ) {
-    let Some(input) = inputs.first() else { return };
     let channels = (conv.in_channels, conv.out_channels);
-    let addresses = batch_addresses(channels, inputs, outputs, epilogue);
-    let (h, w, channels) = input.dims();
-    assert!(input.border >= 1, "the input's border holds the padding");
+    let Some(addresses) = batch_addresses(channels, 1, inputs, outputs, epilogue) else {
+        return;
+    };
+    let (h, w, channels) = inputs[0].dims();
     assert!(h <= outputs[0].height && w <= outputs[0].width);
     let out_channels = conv.out_channels;
     let blocks = out_channels / LANES;
