@@ -2,7 +2,8 @@
 //! face-api.js. Each convolution is followed by a per-channel scale layer (dlib's affine
 //! layer, a frozen batch norm); it is folded into the convolution when the weights load,
 //! which saves a full pass over every activation. On the CPU the network runs on NHWC
-//! planes with direct convolutions (`nhwc`); elsewhere on candle tensors.
+//! planes with its own direct and Winograd convolutions (`nhwc`); elsewhere on candle
+//! tensors.
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
@@ -17,17 +18,17 @@ pub const EMBEDDING_DIM: usize = 128;
 
 /// Convolution, bias and scale layer, folded: `(conv(x) + b) * s + t` = `conv_{w*s}(x) + (b*s + t)`.
 pub struct ConvScale {
-    conv: GemmConv,
-    /// The same weights for the CPU path; None when the weights live on another device.
-    host: Option<HostConv>,
+    conv: Conv,
     out_channels: usize,
     kernel: usize,
     stride: usize,
     padding: usize,
 }
 
-/// How a convolution runs on the CPU.
-enum HostConv {
+/// The folded weights in the form the device runs: candle tensors off the CPU, the
+/// `nhwc` kernels' packing on it.
+enum Conv {
+    Tensors(GemmConv),
     Direct(PackedConv),
     Winograd(WinogradConv),
 }
@@ -53,30 +54,27 @@ impl ConvScale {
         let bias = ((bias * &scale)? + shift)?;
         // Strided convolutions are 'valid' in dlib; the others keep the size.
         let padding = if stride == 1 { kernel / 2 } else { 0 };
-        let host = if weight.device().is_cpu() {
+        let conv = if weight.device().is_cpu() {
             let (weight, bias) = (weight.flatten_all()?.to_vec1()?, bias.to_vec1()?);
-            Some(
-                if kernel == 3 && stride == 1 && in_channels <= WINOGRAD_MAX_CHANNELS {
-                    HostConv::Winograd(WinogradConv::new(
-                        &weight,
-                        &bias,
-                        (out_channels, in_channels),
-                    ))
-                } else {
-                    HostConv::Direct(PackedConv::new(
-                        &weight,
-                        &bias,
-                        (out_channels, in_channels, kernel),
-                        stride,
-                    ))
-                },
-            )
+            if kernel == 3 && stride == 1 && in_channels <= WINOGRAD_MAX_CHANNELS {
+                Conv::Winograd(WinogradConv::new(
+                    &weight,
+                    &bias,
+                    (out_channels, in_channels),
+                ))
+            } else {
+                Conv::Direct(PackedConv::new(
+                    &weight,
+                    &bias,
+                    (out_channels, in_channels, kernel),
+                    stride,
+                ))
+            }
         } else {
-            None
+            Conv::Tensors(GemmConv::new(&weight, bias, stride, padding)?)
         };
         Ok(Self {
-            conv: GemmConv::new(&weight, bias, stride, padding)?,
-            host,
+            conv,
             out_channels,
             kernel,
             stride,
@@ -84,8 +82,12 @@ impl ConvScale {
         })
     }
 
+    /// The tensor path, for weights off the CPU.
     pub fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        self.conv.forward(x, relu)
+        match &self.conv {
+            Conv::Tensors(conv) => conv.forward(x, relu),
+            _ => candle_core::bail!("CPU weights run on NHWC planes (forward_planes)"),
+        }
     }
 
     /// Into `outputs`, one per image (see `nhwc::convolve`).
@@ -95,10 +97,10 @@ impl ConvScale {
         outputs: &mut [Plane],
         epilogue: Epilogue,
     ) -> Result<()> {
-        match &self.host {
-            Some(HostConv::Winograd(conv)) => convolve_winograd(conv, inputs, outputs, epilogue),
-            Some(HostConv::Direct(conv)) => convolve(conv, inputs, self.padding, outputs, epilogue),
-            None => candle_core::bail!("the recognition weights are not on the CPU"),
+        match &self.conv {
+            Conv::Winograd(conv) => convolve_winograd(conv, inputs, outputs, epilogue),
+            Conv::Direct(conv) => convolve(conv, inputs, self.padding, outputs, epilogue),
+            Conv::Tensors(_) => candle_core::bail!("the recognition weights are not on the CPU"),
         }
         Ok(())
     }
