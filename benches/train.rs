@@ -1,7 +1,7 @@
 //! One training step of the signature encoder on CPU (forward, triplet loss with
 //! batch-hard mining, backward, Adam) for a batch of 48 real 150x220 canvases, the size
 //! `vouch train` uses (8 identities x 6 scans); images/s = 48 / median. Also the
-//! inference cost of embedding one scan's canvas.
+//! inference cost of one scan's canvas: the embedding and the stroke descriptor.
 
 use std::path::PathBuf;
 
@@ -72,6 +72,9 @@ fn training_step(c: &mut Criterion) {
     let one = canvas_tensor(&canvases[..1], &device).unwrap();
     group.bench_function("embed_one_canvas", |b| {
         b.iter(|| encoder.forward(&one).unwrap().detach())
+    });
+    group.bench_function("describe_one_canvas", |b| {
+        b.iter(|| vouch::signature::descriptor::describe(&canvases[0]))
     });
     group.finish();
 }

@@ -451,6 +451,21 @@ pub enum ModelsCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Fit the signature scorer (how the embedding and the stroke descriptor are weighed)
+    /// of a signature model on writers with skilled forgeries, and write the model with it.
+    FitScorer {
+        /// The signature model whose encoder is kept.
+        model: PathBuf,
+        /// Labelled scans (manifest or folder); writers without forgeries are skipped.
+        #[arg(long, required = true)]
+        data: Vec<PathBuf>,
+        /// Genuine scans enrolled per writer while fitting.
+        #[arg(long, default_value_t = 12)]
+        refs: usize,
+        /// Output file (may be the input).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode> {
@@ -791,6 +806,24 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
             for path in models::faceapi::import_dir(&source, &out)? {
                 println!("wrote {}", path.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models(ModelsCommand::FitScorer {
+            model,
+            data,
+            refs,
+            out,
+        }) => {
+            let mut scans = Vec::new();
+            for source in &data {
+                scans.extend(crate::dataset::load(source)?);
+            }
+            let (_, unusable) = crate::signature::fit_scorer(&model, &scans, refs, &out)?;
+            for (path, reason) in &unusable {
+                eprintln!("skipped {}: {reason}", path.display());
+            }
+            let fitted = crate::signature::SignatureModel::load(&out, &candle_core::Device::Cpu)?;
+            println!("wrote {} ({})", out.display(), fitted.model_id());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -1498,12 +1531,7 @@ fn eval_verify(
     let runs = refs
         .iter()
         .map(|&k| {
-            crate::eval::verification::evaluate(
-                &embedded,
-                k,
-                threshold,
-                crate::signature::score_against_references,
-            )
+            crate::eval::verification::evaluate(&embedded, k, threshold, |r, q| model.score(r, q))
         })
         .collect();
     let report = VerifyEvaluation {
@@ -1560,10 +1588,11 @@ fn signature_compare(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (_, questioned_embedding) = model.embed_scan(questioned)?;
     let reference_slices: Vec<&[f32]> = embeddings.iter().map(Vec::as_slice).collect();
-    let verdict = workflow::judge_signature(&reference_slices, &questioned_embedding, *bands);
+    let verdict =
+        workflow::judge_signature(model, &reference_slices, &questioned_embedding, *bands);
     print_report(&verdict, json, |v| {
         let mut lines = vec![format!(
-            "{}: score {:.3} (mean of {} reference(s); accept >= {:.3}, reject < {:.3})",
+            "{}: score {:.3} (against {} reference(s); accept >= {:.3}, reject < {:.3})",
             v.decision.as_str(),
             v.score,
             v.reference_scores.len(),

@@ -65,14 +65,14 @@ pub const FACE_BANDS: Bands = Bands {
     high: DEFAULT_FACE_THRESHOLD + 0.05,
 };
 
-/// Signatures (score = 1 - distance/2, mean over the references), from the shipped
-/// encoder's validation writers (never its CEDAR test writers), with 5 references: accept
-/// from just above the skilled-forgery EER threshold (0.773), reject below the random
-/// forgery EER threshold (0.743); between them a second clerk looks. Command:
-/// `vouch eval verify --manifest validation.csv --refs 5` (see models/README.md).
+/// Signatures (score = the fitted scorer's probability that the account holder signed),
+/// from the scorer's own fitting writers (CEDAR 1-30, never the test writers 31-40): accept
+/// from just above their skilled-forgery EER threshold with 12 references (0.433), reject
+/// below it with 5 references (0.304); between them a second clerk looks. Command:
+/// `vouch eval verify --manifest cedar-1-30.csv --refs 5 --refs 12` (see models/README.md).
 pub const SIGNATURE_BANDS: Bands = Bands {
-    low: 0.74,
-    high: 0.78,
+    low: 0.30,
+    high: 0.45,
 };
 
 /// The bands a modality starts with, before an operator saves their own.

@@ -14,7 +14,7 @@ use crate::face::FaceModels;
 use crate::gallery::{Candidate, Gallery};
 use crate::imageio;
 use crate::matching::{Bands, Decision, euclidean_distance, face_score};
-use crate::signature::{SignatureModel, score_against_references, signature_score};
+use crate::signature::SignatureModel;
 use crate::store::{Modality, NewTemplate, Punch, Store, StoreError};
 use sha2::Digest;
 
@@ -539,23 +539,24 @@ pub fn png_bytes(image: &image::GrayImage) -> Result<Vec<u8>> {
 pub struct SignatureVerdict {
     /// Score against each reference, in enrollment order.
     pub reference_scores: Vec<f32>,
-    /// The decision score: the mean over the references.
+    /// The decision score, over all the references together.
     pub score: f32,
     pub decision: Decision,
     pub bands: Bands,
 }
 
-/// Scores a questioned embedding against reference embeddings.
+/// Scores a questioned template against reference templates with `model`'s scorer.
 pub fn judge_signature(
+    model: &SignatureModel,
     references: &[&[f32]],
     questioned: &[f32],
     bands: Bands,
 ) -> SignatureVerdict {
-    let score = score_against_references(references, questioned);
+    let score = model.score(references, questioned);
     SignatureVerdict {
         reference_scores: references
             .iter()
-            .map(|r| signature_score(r, questioned))
+            .map(|r| model.score(std::slice::from_ref(r), questioned))
             .collect(),
         score,
         decision: bands.decide(score),
@@ -592,6 +593,7 @@ pub fn verify_signature(
     let reference_embeddings: Vec<&[f32]> =
         references.iter().map(|r| r.embedding.as_slice()).collect();
     let verdict = judge_signature(
+        model,
         &reference_embeddings,
         &questioned,
         store.bands(Modality::Signature)?,

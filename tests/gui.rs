@@ -191,7 +191,10 @@ fn the_signature_desk_shows_a_verdict_with_per_reference_scores() {
         harness.query_all_by_label_contains("Reference: ").count(),
         3
     );
-    assert!(shows(&harness, "Writer 1 (ACC-1): mean over 3 references"));
+    assert!(shows(
+        &harness,
+        "Writer 1 (ACC-1): scored against 3 references"
+    ));
 }
 
 fn far_text(harness: &Harness<'_, App>) -> String {

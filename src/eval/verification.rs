@@ -237,7 +237,7 @@ pub fn embed_scans<'a>(
         if good.is_empty() {
             continue;
         }
-        for (scan, embedding) in good_scans.into_iter().zip(model.embed_canvases(&good)?) {
+        for (scan, embedding) in good_scans.into_iter().zip(model.templates(&good)?) {
             embedded.push(EmbeddedScan {
                 identity: &scan.identity,
                 kind: scan.kind,

@@ -84,7 +84,7 @@ impl DeskTab {
                     .color(color),
                 );
                 ui.label(format!(
-                    "{} ({}): mean over {} references; accept at {:.3} or more, reject under {:.3}.",
+                    "{} ({}): scored against {} references; accept at {:.3} or more, reject under {:.3}.",
                     check.name,
                     check.external_id,
                     check.verdict.reference_scores.len(),

@@ -14,7 +14,7 @@ use crate::eval::verification::{EmbeddedScan, embed_scans, evaluate};
 use crate::face::FaceModels;
 use crate::gallery::Gallery;
 use crate::matching::{Bands, Decision};
-use crate::signature::{SignatureModel, score_against_references};
+use crate::signature::SignatureModel;
 use crate::store::{Modality, Person, Store};
 use crate::workflow::{self, CheckinReport, EnrollReport, EnrollRequest, Progress};
 
@@ -558,7 +558,7 @@ impl Worker {
                 }));
             })
             .map_err(|e| e.to_string())?;
-            let report = evaluate(&embedded, 5, 0.5, score_against_references);
+            let report = evaluate(&embedded, 5, 0.5, |r, q| model.score(r, q));
             let mut impostor = report.skilled_scores.clone();
             impostor.extend(&report.random_scores);
             return Ok(ScoreSet {
@@ -567,12 +567,16 @@ impl Worker {
                 source: format!("{} (K=5 references)", manifest.display()),
             });
         }
-        type Score = fn(&[&[f32]], &[f32]) -> f32;
+        let face_score = |r: &[&[f32]], q: &[f32]| {
+            crate::matching::face_score(crate::matching::euclidean_distance(r[0], q))
+        };
+        type Score<'a> = &'a dyn Fn(&[&[f32]], &[f32]) -> f32;
         let (model_id, score): (String, Score) = match modality {
-            Modality::Face => (self.faces.model_id(), |r, q| {
-                crate::matching::face_score(crate::matching::euclidean_distance(r[0], q))
-            }),
-            Modality::Signature => (self.signatures()?.model_id(), score_against_references),
+            Modality::Face => (self.faces.model_id(), &face_score),
+            Modality::Signature => {
+                let model = self.signatures()?;
+                (model.model_id(), &move |r, q| model.score(r, q))
+            }
         };
         let templates = self
             .store

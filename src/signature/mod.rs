@@ -1,7 +1,9 @@
 //! Handwritten signatures (and characters): scan normalisation and the Siamese encoder,
 //! loaded from a trained model file for enrollment and verification.
 
+pub mod descriptor;
 pub mod encoder;
+pub mod fusion;
 pub mod preprocess;
 
 use std::collections::HashMap;
@@ -15,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::models::load_weights;
 use crate::store::Modality;
 use crate::workflow::CropEmbedder;
-use encoder::SignatureEncoder;
+use encoder::{EMBEDDING_DIM, SignatureEncoder};
+use fusion::{ScoreFusion, WriterTemplates};
 use preprocess::{Normalised, normalise};
 
 /// The shipped signature model in the models folder.
@@ -23,9 +26,11 @@ pub const SIGNATURE_MODEL_FILE: &str = "signature_encoder.safetensors";
 /// Canvases per forward pass: large enough to use the cores, small enough for memory.
 const EMBED_BATCH: usize = 32;
 
-/// A trained encoder and the canvas it was trained on.
+/// A trained encoder, the canvas it was trained on and, once fitted, the scorer that
+/// weighs its embedding with the stroke descriptor.
 pub struct SignatureModel {
     encoder: SignatureEncoder,
+    fusion: Option<ScoreFusion>,
     device: Device,
     sha256: String,
     pub canvas: (u32, u32),
@@ -42,10 +47,12 @@ impl SignatureModel {
         };
         let canvas = parse_canvas(weights.metadata.get("canvas").map(String::as_str))
             .ok_or_else(|| bad("no `canvas` (HxW) in its metadata".into()))?;
+        let fusion = ScoreFusion::from_tensors(&weights.tensors).map_err(|e| bad(e.to_string()))?;
         let vb = VarBuilder::from_tensors(weights.tensors, DType::F32, device);
         let encoder = SignatureEncoder::new(vb).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             encoder,
+            fusion,
             device: device.clone(),
             sha256: weights.sha256,
             canvas,
@@ -71,15 +78,113 @@ impl SignatureModel {
         Ok(embeddings)
     }
 
-    /// Reads, normalises and embeds one scan.
+    /// What the store keeps and the scorer compares: the embedding followed by the stroke
+    /// descriptor of each canvas.
+    pub fn templates(&self, canvases: &[GrayImage]) -> Result<Vec<Vec<f32>>> {
+        use rayon::prelude::*;
+        let descriptors: Vec<Vec<f32>> = canvases.par_iter().map(descriptor::describe).collect();
+        Ok(self
+            .embed_canvases(canvases)?
+            .into_iter()
+            .zip(descriptors)
+            .map(|(mut template, descriptor)| {
+                template.extend(descriptor);
+                template
+            })
+            .collect())
+    }
+
+    /// Reads, normalises and describes one scan (its template).
     pub fn embed_scan(&self, path: &Path) -> Result<(Normalised, Vec<f32>)> {
         let scan = crate::imageio::load(path)?;
         let normalised = self.normalise(&scan, &path.display().to_string())?;
-        let embedding = self
-            .embed_canvases(std::slice::from_ref(&normalised.canvas))?
+        let template = self
+            .templates(std::slice::from_ref(&normalised.canvas))?
             .remove(0);
-        Ok((normalised, embedding))
+        Ok((normalised, template))
     }
+
+    /// A questioned template against a writer's reference templates, in [0, 1]: the fitted
+    /// scorer's probability that the writer signed; a model without one (a fresh training
+    /// run on data without forgeries) falls back to the mean embedding similarity.
+    pub fn score(&self, references: &[&[f32]], questioned: &[f32]) -> f32 {
+        let template = EMBEDDING_DIM + descriptor::DESCRIPTOR_LEN;
+        if questioned.len() != template || references.iter().any(|r| r.len() != template) {
+            tracing::warn!(
+                "a signature template of the wrong length scores 0 (expected {template} values)"
+            );
+            return 0.0;
+        }
+        if let Some(fusion) = &self.fusion {
+            return fusion.score(references, questioned);
+        }
+        references
+            .iter()
+            .map(|r| signature_score(&r[..EMBEDDING_DIM], &questioned[..EMBEDDING_DIM]))
+            .sum::<f32>()
+            / references.len().max(1) as f32
+    }
+
+    pub fn has_fitted_scorer(&self) -> bool {
+        self.fusion.is_some()
+    }
+}
+
+/// Fits the scorer of the model at `path` on labelled scans (writers with skilled
+/// forgeries, the first `references` genuine enrolled) and writes the model with it to
+/// `out`. Returns the scorer and how many scans could not be used.
+pub fn fit_scorer(
+    path: &Path,
+    scans: &[crate::dataset::LabelledScan],
+    references: usize,
+    out: &Path,
+) -> Result<(ScoreFusion, crate::eval::verification::Unusable)> {
+    let device = Device::Cpu;
+    let model = SignatureModel::load(path, &device)?;
+    let (embedded, unusable) = crate::eval::verification::embed_scans(
+        &model,
+        scans,
+        &std::sync::atomic::AtomicBool::new(false),
+        &mut |_, _| {},
+    )?;
+    let identities = crate::dataset::identities_of(embedded.iter().map(|s| s.identity));
+    let of_kind = |identity: &str, kind| -> Vec<&[f32]> {
+        embedded
+            .iter()
+            .filter(|s| s.identity == identity && s.kind == kind)
+            .map(|s| s.embedding.as_slice())
+            .collect()
+    };
+    let writers: Vec<WriterTemplates> = identities
+        .iter()
+        .map(|identity| WriterTemplates {
+            genuine: of_kind(identity, crate::dataset::Kind::Genuine),
+            forgeries: of_kind(identity, crate::dataset::Kind::Forgery),
+        })
+        .collect();
+    let fusion = ScoreFusion::fit(&writers, references)?;
+    let weights = load_weights(path, &device)?;
+    let mut tensors: Vec<(String, Tensor)> = weights
+        .tensors
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("fusion."))
+        .collect();
+    tensors.extend(fusion.tensors()?);
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut metadata = weights.metadata;
+    metadata.insert(
+        "scorer".into(),
+        format!(
+            "logistic regression on embedding and descriptor distances, fitted on {} writers \
+             with skilled forgeries, {references} references each",
+            writers
+                .iter()
+                .filter(|w| w.genuine.len() > references && !w.forgeries.is_empty())
+                .count()
+        ),
+    );
+    crate::models::save_weights(out, &tensors, metadata)?;
+    Ok((fusion, unusable))
 }
 
 fn parse_canvas(text: Option<&str>) -> Option<(u32, u32)> {
@@ -113,16 +218,6 @@ pub fn signature_score(a: &[f32], b: &[f32]) -> f32 {
     (1.0 - crate::matching::euclidean_distance(a, b) / 2.0).clamp(0.0, 1.0)
 }
 
-/// A questioned signature against a writer's references: the mean score, which weighs
-/// the writer's natural variation instead of trusting the single closest reference.
-pub fn score_against_references(references: &[&[f32]], questioned: &[f32]) -> f32 {
-    references
-        .iter()
-        .map(|r| signature_score(r, questioned))
-        .sum::<f32>()
-        / references.len().max(1) as f32
-}
-
 impl CropEmbedder for SignatureModel {
     fn modality(&self) -> Modality {
         Modality::Signature
@@ -134,6 +229,6 @@ impl CropEmbedder for SignatureModel {
 
     fn embed_crops(&self, crops: &[DynamicImage]) -> Result<Vec<Vec<f32>>> {
         let canvases: Vec<GrayImage> = crops.iter().map(DynamicImage::to_luma8).collect();
-        self.embed_canvases(&canvases)
+        self.templates(&canvases)
     }
 }

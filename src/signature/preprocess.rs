@@ -51,10 +51,17 @@ pub fn normalise(image: &DynamicImage, canvas: (u32, u32), source: &str) -> Resu
     let (x0, y0, x1, y1) = ink_box(&blurred, threshold);
     let ink = imageops::crop_imm(&grey, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
     // Paper becomes 0; ink keeps its grey level, inverted, so pressure and stroke width
-    // survive.
+    // survive. The level is read against the paper's, not absolute: a brighter scanner or
+    // a tinted cheque must not look like a different pen.
+    let to_white = 255.0 / paper_mean.max(1.0);
     let inverted = GrayImage::from_fn(ink.width(), ink.height(), |x, y| {
         let value = ink.get_pixel(x, y).0[0];
-        Luma([if value > threshold { 0 } else { 255 - value }])
+        let relative = (f64::from(value) * to_white).min(255.0);
+        Luma([if value > threshold {
+            0
+        } else {
+            (255.0 - relative).round() as u8
+        }])
     });
     Ok(Normalised {
         canvas: centre(&inverted, canvas),

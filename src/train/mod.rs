@@ -534,6 +534,9 @@ pub fn train(
         .map_err(|e| Error::io(e, config.out.join(HISTORY_FILE)))?;
         on_event(TrainEvent::Epoch(summary));
     }
+    if config.modality == TrainModality::Signature && !cancelled && model_path.is_file() {
+        fit_signature_scorer(&model_path, &train_scans);
+    }
     Ok(TrainReport {
         out: config.out.clone(),
         model: model_path.is_file().then_some(model_path),
@@ -542,6 +545,19 @@ pub fn train(
         cancelled,
     })
 }
+
+/// The best model's scorer, fitted on the training writers that have skilled forgeries.
+/// Without such writers the model keeps the plain embedding score, which is not an error.
+fn fit_signature_scorer(model_path: &Path, train_scans: &[&LabelledScan]) {
+    let scans: Vec<LabelledScan> = train_scans.iter().map(|&s| s.clone()).collect();
+    match crate::signature::fit_scorer(model_path, &scans, SCORER_REFERENCES, model_path) {
+        Ok(_) => tracing::info!("fitted the signature scorer into {}", model_path.display()),
+        Err(error) => tracing::warn!("the model keeps the plain embedding score: {error}"),
+    }
+}
+
+/// References per writer while fitting the scorer: the enrollment of 12.
+const SCORER_REFERENCES: usize = 12;
 
 /// Genuine and impostor scores of `model` on the validation identities of `config`'s split
 /// (the same identities a run validates on), for before / after comparisons.
@@ -562,12 +578,7 @@ pub fn validation_scores(
         &AtomicBool::new(false),
         &mut |_, _| {},
     )?;
-    let report = crate::eval::verification::evaluate(
-        &embedded,
-        1,
-        0.5,
-        crate::signature::score_against_references,
-    );
+    let report = crate::eval::verification::evaluate(&embedded, 1, 0.5, |r, q| model.score(r, q));
     let mut impostor = report.skilled_scores;
     impostor.extend(report.random_scores);
     Ok((report.genuine_scores, impostor))

@@ -1,0 +1,317 @@
+//! The verdict on a questioned signature weighs four comparisons with the writer's
+//! references (the Siamese embedding, ink levels, stroke directions, stroke texture), each
+//! as the mean distance, the nearest distance and the mean relative to how much the
+//! references differ among themselves (a writer who varies a lot earns slack). A logistic
+//! regression, fitted on writers with skilled forgeries, turns the twelve numbers into the
+//! probability that the writer signed.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+
+use super::descriptor::Block;
+use super::encoder::EMBEDDING_DIM;
+use crate::error::{Error, Result};
+
+const BLOCKS: usize = 1 + Block::ALL.len();
+/// Per block: mean distance, nearest distance, mean distance over the references' spread.
+pub const FEATURES: usize = 3 * BLOCKS;
+/// sklearn's `C`: the inverse strength of the L2 penalty on the weights. Chosen by
+/// 6-fold cross-validation over the training writers (never the test writers).
+const INVERSE_PENALTY: f64 = 0.1;
+const NEWTON_STEPS: usize = 30;
+const TENSOR_NAMES: [&str; 5] = [
+    "fusion.mean",
+    "fusion.scale",
+    "fusion.weight",
+    "fusion.bias",
+    "fusion.typical_spread",
+];
+
+/// Distance of two templates (embedding, then descriptor) in each block.
+fn block_distances(a: &[f32], b: &[f32]) -> [f32; BLOCKS] {
+    let mut distances = [0f32; BLOCKS];
+    distances[0] = crate::matching::euclidean_distance(&a[..EMBEDDING_DIM], &b[..EMBEDDING_DIM]);
+    for (slot, block) in distances[1..].iter_mut().zip(Block::ALL) {
+        *slot = block.distance(&a[EMBEDDING_DIM..], &b[EMBEDDING_DIM..]);
+    }
+    distances
+}
+
+/// Mean distance between the references in each block; `None` for a single reference.
+fn reference_spread(references: &[&[f32]]) -> Option<[f32; BLOCKS]> {
+    let mut sum = [0f32; BLOCKS];
+    let mut pairs = 0;
+    for (i, a) in references.iter().enumerate() {
+        for b in &references[i + 1..] {
+            for (s, d) in sum.iter_mut().zip(block_distances(a, b)) {
+                *s += d;
+            }
+            pairs += 1;
+        }
+    }
+    (pairs > 0).then(|| sum.map(|s| s / pairs as f32))
+}
+
+fn features(references: &[&[f32]], questioned: &[f32], spread: [f32; BLOCKS]) -> [f32; FEATURES] {
+    let mut mean = [0f32; BLOCKS];
+    let mut nearest = [f32::INFINITY; BLOCKS];
+    for reference in references {
+        for (block, d) in block_distances(reference, questioned)
+            .into_iter()
+            .enumerate()
+        {
+            mean[block] += d / references.len() as f32;
+            nearest[block] = nearest[block].min(d);
+        }
+    }
+    let mut out = [0f32; FEATURES];
+    for block in 0..BLOCKS {
+        out[block] = mean[block];
+        out[BLOCKS + block] = nearest[block];
+        out[2 * BLOCKS + block] = mean[block] / spread[block].max(1e-6);
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreFusion {
+    mean: Vec<f32>,
+    scale: Vec<f32>,
+    weight: Vec<f32>,
+    bias: f32,
+    /// The references' spread of a typical writer, standing in when only one is enrolled.
+    typical_spread: [f32; BLOCKS],
+}
+
+/// One writer's templates for fitting: genuine in enrollment order, and forgeries.
+pub struct WriterTemplates<'a> {
+    pub genuine: Vec<&'a [f32]>,
+    pub forgeries: Vec<&'a [f32]>,
+}
+
+impl ScoreFusion {
+    /// Probability in [0, 1] that the writer of `references` signed `questioned`.
+    pub fn score(&self, references: &[&[f32]], questioned: &[f32]) -> f32 {
+        if references.is_empty() {
+            return 0.0;
+        }
+        let spread = reference_spread(references).unwrap_or(self.typical_spread);
+        let logit = features(references, questioned, spread)
+            .iter()
+            .zip(&self.mean)
+            .zip(&self.scale)
+            .zip(&self.weight)
+            .map(|(((f, m), s), w)| (f - m) / s * w)
+            .sum::<f32>()
+            + self.bias;
+        1.0 / (1.0 + (-logit).exp())
+    }
+
+    /// Fits on every writer with more than `references` genuine templates and at least one
+    /// forgery: the first `references` genuine are enrolled, the other genuine are the
+    /// positives and the forgeries the negatives.
+    pub fn fit(writers: &[WriterTemplates], references: usize) -> Result<Self> {
+        let usable: Vec<&WriterTemplates> = writers
+            .iter()
+            .filter(|w| w.genuine.len() > references && !w.forgeries.is_empty())
+            .collect();
+        if usable.len() < 2 || references < 2 {
+            return Err(Error::Invalid(format!(
+                "fitting the signature scorer needs at least 2 writers with more than {references} \
+                 genuine scans and some skilled forgeries, and at least 2 references (found {} writers)",
+                usable.len()
+            )));
+        }
+        let spreads: Vec<[f32; BLOCKS]> = usable
+            .iter()
+            .map(|w| reference_spread(&w.genuine[..references]).expect("two or more references"))
+            .collect();
+        let typical_spread = std::array::from_fn(|block| {
+            spreads.iter().map(|s| s[block]).sum::<f32>() / spreads.len() as f32
+        });
+        let (mut rows, mut labels) = (Vec::new(), Vec::new());
+        for (writer, spread) in usable.iter().zip(&spreads) {
+            let enrolled = &writer.genuine[..references];
+            for (questioned, label) in writer.genuine[references..]
+                .iter()
+                .map(|q| (q, 1.0))
+                .chain(writer.forgeries.iter().map(|q| (q, 0.0)))
+            {
+                rows.push(features(enrolled, questioned, *spread).map(f64::from));
+                labels.push(label);
+            }
+        }
+        let (mean, scale) = standardisation(&rows);
+        let standardised: Vec<[f64; FEATURES]> = rows
+            .iter()
+            .map(|r| std::array::from_fn(|j| (r[j] - mean[j]) / scale[j]))
+            .collect();
+        let (weight, bias) = logistic_regression(&standardised, &labels);
+        Ok(Self {
+            mean: mean.iter().map(|&v| v as f32).collect(),
+            scale: scale.iter().map(|&v| v as f32).collect(),
+            weight: weight.iter().map(|&v| v as f32).collect(),
+            bias: bias as f32,
+            typical_spread,
+        })
+    }
+
+    /// The fitted numbers as named tensors, stored beside the encoder's weights.
+    pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let values: [Vec<f32>; 5] = [
+            self.mean.clone(),
+            self.scale.clone(),
+            self.weight.clone(),
+            vec![self.bias],
+            self.typical_spread.to_vec(),
+        ];
+        TENSOR_NAMES
+            .iter()
+            .zip(values)
+            .map(|(name, v)| {
+                let length = v.len();
+                Ok((name.to_string(), Tensor::from_vec(v, length, &Device::Cpu)?))
+            })
+            .collect()
+    }
+
+    /// The fitted scorer of a model file, if it has one.
+    pub fn from_tensors(tensors: &HashMap<String, Tensor>) -> Result<Option<Self>> {
+        if !TENSOR_NAMES.iter().any(|n| tensors.contains_key(*n)) {
+            return Ok(None);
+        }
+        let read = |name: &str, length: usize| -> Result<Vec<f32>> {
+            let values = tensors
+                .get(name)
+                .ok_or_else(|| Error::Invalid(format!("the scorer has no {name}")))?
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            if values.len() != length || values.iter().any(|v| !v.is_finite()) {
+                return Err(Error::Invalid(format!(
+                    "{name} holds {} values, expected {length} finite ones",
+                    values.len()
+                )));
+            }
+            Ok(values)
+        };
+        let spread = read(TENSOR_NAMES[4], BLOCKS)?;
+        Ok(Some(Self {
+            mean: read(TENSOR_NAMES[0], FEATURES)?,
+            scale: read(TENSOR_NAMES[1], FEATURES)?,
+            weight: read(TENSOR_NAMES[2], FEATURES)?,
+            bias: read(TENSOR_NAMES[3], 1)?[0],
+            typical_spread: std::array::from_fn(|i| spread[i]),
+        }))
+    }
+}
+
+fn standardisation(rows: &[[f64; FEATURES]]) -> ([f64; FEATURES], [f64; FEATURES]) {
+    let n = rows.len() as f64;
+    let mean: [f64; FEATURES] = std::array::from_fn(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n);
+    let scale = std::array::from_fn(|j| {
+        let variance = rows.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n;
+        variance.sqrt().max(1e-9)
+    });
+    (mean, scale)
+}
+
+/// L2-penalised logistic regression (the intercept unpenalised) by Newton's method: the
+/// problem is small and convex, so a few exact steps beat tuning a step size.
+fn logistic_regression(rows: &[[f64; FEATURES]], labels: &[f64]) -> ([f64; FEATURES], f64) {
+    const N: usize = FEATURES + 1;
+    let mut theta = [0f64; N];
+    let penalty = 1.0 / INVERSE_PENALTY;
+    for _ in 0..NEWTON_STEPS {
+        let mut gradient = [0f64; N];
+        let mut hessian = [[0f64; N]; N];
+        for (row, &label) in rows.iter().zip(labels) {
+            let x: [f64; N] = std::array::from_fn(|j| if j < FEATURES { row[j] } else { 1.0 });
+            let logit: f64 = x.iter().zip(&theta).map(|(a, b)| a * b).sum();
+            let p = 1.0 / (1.0 + (-logit).exp());
+            let curvature = (p * (1.0 - p)).max(1e-12);
+            for i in 0..N {
+                gradient[i] += (p - label) * x[i];
+                for j in 0..N {
+                    hessian[i][j] += curvature * x[i] * x[j];
+                }
+            }
+        }
+        for i in 0..FEATURES {
+            gradient[i] += penalty * theta[i];
+            hessian[i][i] += penalty;
+        }
+        let step = solve(hessian, gradient);
+        theta.iter_mut().zip(step).for_each(|(t, s)| *t -= s);
+        if step.iter().map(|s| s.abs()).fold(0.0, f64::max) < 1e-10 {
+            break;
+        }
+    }
+    (std::array::from_fn(|j| theta[j]), theta[FEATURES])
+}
+
+/// Gaussian elimination with partial pivoting; the penalised Hessian is positive definite.
+fn solve<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N]) -> [f64; N] {
+    for column in 0..N {
+        let pivot = (column..N)
+            .max_by(|&i, &j| a[i][column].abs().total_cmp(&a[j][column].abs()))
+            .expect("a non-empty range");
+        a.swap(column, pivot);
+        b.swap(column, pivot);
+        for row in column + 1..N {
+            let factor = a[row][column] / a[column][column];
+            let pivot_row = a[column];
+            for (value, pivot) in a[row][column..].iter_mut().zip(&pivot_row[column..]) {
+                *value -= factor * pivot;
+            }
+            b[row] -= factor * b[column];
+        }
+    }
+    let mut x = [0f64; N];
+    for row in (0..N).rev() {
+        let rest: f64 = (row + 1..N).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - rest) / a[row][row];
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newton_solves_a_separable_problem_and_the_penalty_bounds_the_weights() {
+        use rand::{Rng, SeedableRng};
+        // Label 1 when the first feature is positive; the others are noise.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let rows: Vec<[f64; FEATURES]> = (0..2000)
+            .map(|_| std::array::from_fn(|_| rng.random_range(-1.0..1.0)))
+            .collect();
+        let labels: Vec<f64> = rows.iter().map(|r| f64::from(r[0] > 0.0)).collect();
+        let (weight, _) = logistic_regression(&rows, &labels);
+        assert!(weight[0] > 1.0, "{weight:?}");
+        assert!(
+            weight[1..].iter().all(|w| w.abs() < weight[0] / 3.0),
+            "{weight:?}"
+        );
+        assert!(
+            weight[0] < 100.0,
+            "the penalty keeps a separable fit finite: {weight:?}"
+        );
+    }
+
+    #[test]
+    fn the_scorer_survives_its_own_tensors() {
+        let fusion = ScoreFusion {
+            mean: (0..FEATURES).map(|i| i as f32).collect(),
+            scale: vec![2.0; FEATURES],
+            weight: vec![-0.5; FEATURES],
+            bias: 1.5,
+            typical_spread: [0.3, 0.05, 0.8, 1.4],
+        };
+        let tensors: HashMap<String, Tensor> = fusion.tensors().unwrap().into_iter().collect();
+        assert_eq!(ScoreFusion::from_tensors(&tensors).unwrap(), Some(fusion));
+        assert_eq!(ScoreFusion::from_tensors(&HashMap::new()).unwrap(), None);
+    }
+}
