@@ -1458,10 +1458,11 @@ fn train(args: TrainArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map_or("no epoch finished".to_string(), |m| m.display().to_string());
         format!(
-            "{}model: {model}\nbest validation EER: {}\nresume with: vouch train --resume {} ...",
+            "{}model: {model}\nbest validation EER: {}\nscorer: {}\nresume with: vouch train --resume {} ...",
             if r.cancelled { "stopped early; " } else { "" },
             r.best_validation_eer
                 .map_or("-".to_string(), |e| format!("{:.2}%", 100.0 * e)),
+            r.scorer.as_deref().unwrap_or("-"),
             r.out.display()
         )
     })?;

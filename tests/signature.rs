@@ -309,6 +309,39 @@ fn tiny_training_set() -> Vec<LabelledScan> {
         .collect()
 }
 
+/// A run on writers with skilled forgeries ends with the scorer fitted into its model.
+#[test]
+fn a_training_run_on_forgeries_fits_its_scorer() {
+    let Some(scans) = cedar_writers(1..=4, "a_training_run_on_forgeries_fits_its_scorer") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TrainConfig::new(
+        TrainModality::Signature,
+        Loss::Contrastive,
+        1,
+        dir.path().join("run"),
+    );
+    config.steps_per_epoch = Some(1);
+    config.validation_fraction = 0.25;
+    let report = vouch::train::train(
+        &config,
+        &scans,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(report.scorer.as_deref().unwrap().starts_with("fitted"));
+    let trained = SignatureModel::load(report.model.as_ref().unwrap(), &Device::Cpu).unwrap();
+    assert!(trained.has_fitted_scorer());
+    assert!(
+        trained.metadata["scorer"].contains("fitted on 3 writers"),
+        "{:?}",
+        trained.metadata.get("scorer")
+    );
+}
+
 #[test]
 fn training_reports_progress_checkpoints_resumes_and_cancels() {
     let dir = tempfile::tempdir().unwrap();
@@ -351,6 +384,10 @@ fn training_reports_progress_checkpoints_resumes_and_cancels() {
     );
     let trained = SignatureModel::load(report.model.as_ref().unwrap(), &Device::Cpu).unwrap();
     assert_eq!(trained.metadata["modality"], "signature");
+    assert!(
+        !trained.has_fitted_scorer(),
+        "no forgeries to fit a scorer on: the plain embedding score stays"
+    );
     assert_ne!(
         trained.model_id(),
         model().model_id(),

@@ -152,6 +152,8 @@ pub struct TrainReport {
     pub best_validation_eer: Option<f64>,
     pub history: Vec<EpochSummary>,
     pub cancelled: bool,
+    /// How the model scores signatures: its fitted scorer, or why it has none.
+    pub scorer: Option<String>,
 }
 
 /// Normalised scans in memory, grouped by identity.
@@ -534,10 +536,11 @@ pub fn train(
         .map_err(|e| Error::io(e, config.out.join(HISTORY_FILE)))?;
         on_event(TrainEvent::Epoch(summary));
     }
-    if config.modality == TrainModality::Signature && !cancelled && model_path.is_file() {
-        fit_signature_scorer(&model_path, &train_scans);
-    }
+    let scorer =
+        (config.modality == TrainModality::Signature && !cancelled && model_path.is_file())
+            .then(|| fit_signature_scorer(&model_path, &train_scans));
     Ok(TrainReport {
+        scorer,
         out: config.out.clone(),
         model: model_path.is_file().then_some(model_path),
         best_validation_eer: best.is_finite().then_some(best),
@@ -548,11 +551,13 @@ pub fn train(
 
 /// The best model's scorer, fitted on the training writers that have skilled forgeries.
 /// Without such writers the model keeps the plain embedding score, which is not an error.
-fn fit_signature_scorer(model_path: &Path, train_scans: &[&LabelledScan]) {
+fn fit_signature_scorer(model_path: &Path, train_scans: &[&LabelledScan]) -> String {
     let scans: Vec<LabelledScan> = train_scans.iter().map(|&s| s.clone()).collect();
     match crate::signature::fit_scorer(model_path, &scans, SCORER_REFERENCES, model_path) {
-        Ok(_) => tracing::info!("fitted the signature scorer into {}", model_path.display()),
-        Err(error) => tracing::warn!("the model keeps the plain embedding score: {error}"),
+        Ok(_) => format!(
+            "fitted on the training writers with forgeries ({SCORER_REFERENCES} references each)"
+        ),
+        Err(error) => format!("none, the plain embedding score stays: {error}"),
     }
 }
 
