@@ -309,6 +309,17 @@ fn tiny_training_set() -> Vec<LabelledScan> {
         .collect()
 }
 
+fn train_quietly(config: &TrainConfig, scans: &[LabelledScan]) -> vouch::train::TrainReport {
+    vouch::train::train(
+        config,
+        scans,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
 /// A run on writers with skilled forgeries ends with the scorer fitted into its model.
 #[test]
 fn a_training_run_on_forgeries_fits_its_scorer() {
@@ -324,14 +335,7 @@ fn a_training_run_on_forgeries_fits_its_scorer() {
     );
     config.steps_per_epoch = Some(1);
     config.validation_fraction = 0.25;
-    let report = vouch::train::train(
-        &config,
-        &scans,
-        &Device::Cpu,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let report = train_quietly(&config, &scans);
     assert!(report.scorer.as_deref().unwrap().starts_with("fitted"));
     let trained = SignatureModel::load(report.model.as_ref().unwrap(), &Device::Cpu).unwrap();
     assert!(trained.has_fitted_scorer());
@@ -397,14 +401,7 @@ fn training_reports_progress_checkpoints_resumes_and_cancels() {
     // Resume to a third epoch from the checkpoint.
     config.epochs = 3;
     config.resume = true;
-    let resumed = vouch::train::train(
-        &config,
-        &scans,
-        &Device::Cpu,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let resumed = train_quietly(&config, &scans);
     assert_eq!(resumed.history.len(), 3);
     for (kept, original) in resumed.history.iter().zip(&report.history) {
         assert_eq!(kept.epoch, original.epoch);

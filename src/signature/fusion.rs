@@ -90,6 +90,14 @@ pub struct WriterTemplates<'a> {
     pub forgeries: Vec<&'a [f32]>,
 }
 
+impl WriterTemplates<'_> {
+    /// Whether fitting can use this writer: genuine left over after enrolling
+    /// `references`, and forgeries to tell apart.
+    pub fn can_fit(&self, references: usize) -> bool {
+        self.genuine.len() > references && !self.forgeries.is_empty()
+    }
+}
+
 impl ScoreFusion {
     /// Probability in [0, 1] that the writer of `references` signed `questioned`.
     pub fn score(&self, references: &[&[f32]], questioned: &[f32]) -> f32 {
@@ -112,10 +120,8 @@ impl ScoreFusion {
     /// forgery: the first `references` genuine are enrolled, the other genuine are the
     /// positives and the forgeries the negatives.
     pub fn fit(writers: &[WriterTemplates], references: usize) -> Result<Self> {
-        let usable: Vec<&WriterTemplates> = writers
-            .iter()
-            .filter(|w| w.genuine.len() > references && !w.forgeries.is_empty())
-            .collect();
+        let usable: Vec<&WriterTemplates> =
+            writers.iter().filter(|w| w.can_fit(references)).collect();
         if usable.len() < 2 || references < 2 {
             return Err(Error::Invalid(format!(
                 "fitting the signature scorer needs at least 2 writers with more than {references} \

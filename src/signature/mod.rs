@@ -177,10 +177,7 @@ pub fn fit_scorer(
         format!(
             "logistic regression on embedding and descriptor distances, fitted on {} writers \
              with skilled forgeries, {references} references each",
-            writers
-                .iter()
-                .filter(|w| w.genuine.len() > references && !w.forgeries.is_empty())
-                .count()
+            writers.iter().filter(|w| w.can_fit(references)).count()
         ),
     );
     crate::models::save_weights(out, &tensors, metadata)?;
