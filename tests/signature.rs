@@ -252,8 +252,8 @@ fn cedar_unseen_writers_skilled_forgery_eer() {
     );
 }
 
-/// Measured skilled EER of the shipped model with its fitted scorer (5.21%), plus a
-/// little room; the target is 5% (see models/README.md).
+/// Measured skilled EER of the shipped model with its fitted scorer (5.00%, the issue's
+/// target), plus a little room for float sums in another order (see models/README.md).
 const SKILLED_EER_BOUND: f64 = 0.06;
 
 /// The shipped scorer is what `vouch models fit-scorer` makes from the shipped encoder on
@@ -443,4 +443,81 @@ fn the_face_network_is_not_trainable_and_says_so() {
     )
     .unwrap_err();
     assert!(error.to_string().contains("not supported"), "{error}");
+}
+
+/// The scorer gives slack to an account whose references differ among themselves. However
+/// far that goes, someone else's hand must not pass: here each test writer's three
+/// references are three different names, and every other writer's scan is questioned.
+#[test]
+fn another_writer_is_never_accepted_even_against_references_that_disagree() {
+    let model = model();
+    let templates_of = |writer: u32, numbers: &[u32]| {
+        let canvases: Vec<_> = numbers
+            .iter()
+            .map(|&n| {
+                model
+                    .normalise(&vouch::imageio::load(&scan(writer, n)).unwrap(), "scan")
+                    .unwrap()
+                    .canvas
+            })
+            .collect();
+        model.templates(&canvases).unwrap()
+    };
+    for writer in 1..=4 {
+        let references = templates_of(writer, &[1, 2, 3]);
+        let references: Vec<&[f32]> = references.iter().map(Vec::as_slice).collect();
+        for other in (1..=4).filter(|&o| o != writer) {
+            let score = model.score(&references, &templates_of(other, &[4])[0]);
+            assert!(
+                score < vouch::matching::SIGNATURE_BANDS.high,
+                "writer {other}'s scan scores {score} against writer {writer}'s references"
+            );
+        }
+    }
+}
+
+/// The same on the cross-media writers the encoder held out for validation (named in the
+/// model's metadata): references are a writer's scans 1-3 (three names), impostors every
+/// other held-out writer's scan 4.
+#[test]
+fn writers_the_encoder_never_saw_are_not_accepted_as_one_another() {
+    let test = "writers_the_encoder_never_saw_are_not_accepted_as_one_another";
+    let Some(root) = shared("data/signatures/crossmedia-paper", test) else {
+        return;
+    };
+    let model = model();
+    let held_out: Vec<String> = model.metadata["validation_identities"]
+        .split(',')
+        .filter(|id| !id.starts_with("cedar"))
+        .map(str::to_string)
+        .collect();
+    assert!(held_out.len() >= 20, "{held_out:?}");
+    let template = |writer: &str, number: u32| -> Vec<f32> {
+        let folder = root.join(writer);
+        let path = ["png", "jpg"]
+            .iter()
+            .map(|ext| folder.join(format!("{number}.{ext}")))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("no scan {number} in {}", folder.display()));
+        model.embed_scan(&path).unwrap().1
+    };
+    let fourth: Vec<Vec<f32>> = held_out.iter().map(|w| template(w, 4)).collect();
+    let (mut accepted, mut impostors) = (0, 0);
+    for (index, writer) in held_out.iter().enumerate() {
+        let references: Vec<Vec<f32>> = (1..=3).map(|n| template(writer, n)).collect();
+        let references: Vec<&[f32]> = references.iter().map(Vec::as_slice).collect();
+        for (other, questioned) in fourth.iter().enumerate().filter(|(o, _)| *o != index) {
+            let score = model.score(&references, questioned);
+            if score >= vouch::matching::SIGNATURE_BANDS.high {
+                accepted += 1;
+                eprintln!("{} accepted as {writer}: {score}", held_out[other]);
+            }
+            impostors += 1;
+        }
+    }
+    eprintln!("{accepted} of {impostors} impostors accepted");
+    assert!(
+        accepted * 100 <= impostors,
+        "{accepted} of {impostors} impostors accepted"
+    );
 }

@@ -83,11 +83,12 @@ impl DeskTab {
                     ))
                     .color(color),
                 );
+                let references = check.verdict.reference_scores.len();
                 ui.label(format!(
-                    "{} ({}): scored against {} references; accept at {:.3} or more, reject under {:.3}.",
+                    "{} ({}): scored against {references} reference{}; accept at {:.3} or more, reject under {:.3}.",
                     check.name,
                     check.external_id,
-                    check.verdict.reference_scores.len(),
+                    if references == 1 { "" } else { "s" },
                     check.verdict.bands.high,
                     check.verdict.bands.low
                 ));

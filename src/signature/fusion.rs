@@ -1,17 +1,18 @@
-//! The verdict on a questioned signature weighs four comparisons with the writer's
-//! references (the Siamese embedding, ink levels, stroke directions, stroke texture), each
-//! as the mean distance, the nearest distance and the mean relative to how much the
-//! references differ among themselves (a writer who varies a lot earns slack). A logistic
-//! regression, fitted on writers with skilled forgeries, turns the twelve numbers into the
-//! probability that the writer signed.
+//! The verdict on a questioned signature weighs five comparisons with the writer's
+//! references (the Siamese embedding, ink levels, stroke directions, stroke texture, grey-
+//! level co-occurrence), each as the mean distance, the nearest distance and the mean
+//! relative to how much the references differ among themselves (a writer who varies a lot
+//! earns slack). A logistic regression, fitted on writers with skilled forgeries, turns the
+//! fifteen numbers into the probability that the writer signed.
 
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
-use super::descriptor::Block;
+use super::descriptor::{Block, COOCCURRENCE};
 use super::encoder::EMBEDDING_DIM;
 use crate::error::{Error, Result};
+use crate::matching::euclidean_distance;
 
 const BLOCKS: usize = 1 + Block::ALL.len();
 /// Per block: mean distance, nearest distance, mean distance over the references' spread.
@@ -20,26 +21,84 @@ pub const FEATURES: usize = 3 * BLOCKS;
 /// 6-fold cross-validation over the training writers (never the test writers).
 const INVERSE_PENALTY: f64 = 0.1;
 const NEWTON_STEPS: usize = 30;
-const TENSOR_NAMES: [&str; 5] = [
+/// The scorer's tensors are named with this prefix in the model file.
+pub const FUSION_PREFIX: &str = "fusion.";
+const TENSOR_NAMES: [&str; 7] = [
     "fusion.mean",
     "fusion.scale",
     "fusion.weight",
     "fusion.bias",
     "fusion.typical_spread",
+    "fusion.cooccurrence_mean",
+    "fusion.cooccurrence_scale",
 ];
 
-/// Distance of two templates (embedding, then descriptor) in each block.
-fn block_distances(a: &[f32], b: &[f32]) -> [f32; BLOCKS] {
+/// The co-occurrence statistics differ in scale a hundredfold; each is standardised over
+/// the fitting scans so that contrast alone does not decide the distance.
+#[derive(Debug, Clone, PartialEq)]
+struct CooccurrenceStandard {
+    mean: Vec<f32>,
+    scale: Vec<f32>,
+}
+
+/// A template as the scorer compares it: the embedding, and the descriptor with its
+/// co-occurrence statistics standardised.
+struct Prepared<'a> {
+    embedding: &'a [f32],
+    descriptor: Vec<f32>,
+}
+
+impl CooccurrenceStandard {
+    fn fit(templates: &[&[f32]]) -> Self {
+        let values = |i: usize| templates.iter().map(move |t| f64::from(t[i]));
+        let n = templates.len().max(1) as f64;
+        let (mut mean, mut scale) = (Vec::new(), Vec::new());
+        for i in cooccurrence_in_template() {
+            let m = values(i).sum::<f64>() / n;
+            let variance = values(i).map(|v| (v - m).powi(2)).sum::<f64>() / n;
+            mean.push(m as f32);
+            scale.push(variance.sqrt().max(1e-6) as f32);
+        }
+        Self { mean, scale }
+    }
+
+    fn prepare<'a>(&self, template: &'a [f32]) -> Prepared<'a> {
+        let mut descriptor = template[EMBEDDING_DIM..].to_vec();
+        for ((value, mean), scale) in descriptor[Block::Cooccurrence.range()]
+            .iter_mut()
+            .zip(&self.mean)
+            .zip(&self.scale)
+        {
+            *value = (*value - mean) / scale;
+        }
+        Prepared {
+            embedding: &template[..EMBEDDING_DIM],
+            descriptor,
+        }
+    }
+
+    fn prepare_all<'a>(&self, templates: &[&'a [f32]]) -> Vec<Prepared<'a>> {
+        templates.iter().map(|t| self.prepare(t)).collect()
+    }
+}
+
+fn cooccurrence_in_template() -> std::ops::Range<usize> {
+    let block = Block::Cooccurrence.range();
+    EMBEDDING_DIM + block.start..EMBEDDING_DIM + block.end
+}
+
+/// Distance of two prepared templates in each block.
+fn block_distances(a: &Prepared, b: &Prepared) -> [f32; BLOCKS] {
     let mut distances = [0f32; BLOCKS];
-    distances[0] = crate::matching::euclidean_distance(&a[..EMBEDDING_DIM], &b[..EMBEDDING_DIM]);
+    distances[0] = euclidean_distance(a.embedding, b.embedding);
     for (slot, block) in distances[1..].iter_mut().zip(Block::ALL) {
-        *slot = block.distance(&a[EMBEDDING_DIM..], &b[EMBEDDING_DIM..]);
+        *slot = block.distance(&a.descriptor, &b.descriptor);
     }
     distances
 }
 
 /// Mean distance between the references in each block; `None` for a single reference.
-fn reference_spread(references: &[&[f32]]) -> Option<[f32; BLOCKS]> {
+fn reference_spread(references: &[Prepared]) -> Option<[f32; BLOCKS]> {
     let mut sum = [0f32; BLOCKS];
     let mut pairs = 0;
     for (i, a) in references.iter().enumerate() {
@@ -53,7 +112,11 @@ fn reference_spread(references: &[&[f32]]) -> Option<[f32; BLOCKS]> {
     (pairs > 0).then(|| sum.map(|s| s / pairs as f32))
 }
 
-fn features(references: &[&[f32]], questioned: &[f32], spread: [f32; BLOCKS]) -> [f32; FEATURES] {
+fn features(
+    references: &[Prepared],
+    questioned: &Prepared,
+    spread: [f32; BLOCKS],
+) -> [f32; FEATURES] {
     let mut mean = [0f32; BLOCKS];
     let mut nearest = [f32::INFINITY; BLOCKS];
     for reference in references {
@@ -82,6 +145,7 @@ pub struct ScoreFusion {
     bias: f32,
     /// The references' spread of a typical writer, standing in when only one is enrolled.
     typical_spread: [f32; BLOCKS],
+    cooccurrence: CooccurrenceStandard,
 }
 
 /// One writer's templates for fitting: genuine in enrollment order, and forgeries.
@@ -104,8 +168,9 @@ impl ScoreFusion {
         if references.is_empty() {
             return 0.0;
         }
-        let spread = reference_spread(references).unwrap_or(self.typical_spread);
-        let logit = features(references, questioned, spread)
+        let references = self.cooccurrence.prepare_all(references);
+        let spread = reference_spread(&references).unwrap_or(self.typical_spread);
+        let logit = features(&references, &self.cooccurrence.prepare(questioned), spread)
             .iter()
             .zip(&self.mean)
             .zip(&self.scale)
@@ -129,20 +194,37 @@ impl ScoreFusion {
                 usable.len()
             )));
         }
-        let spreads: Vec<[f32; BLOCKS]> = usable
+        let cooccurrence = CooccurrenceStandard::fit(
+            &usable
+                .iter()
+                .flat_map(|w| w.genuine.iter().chain(&w.forgeries).copied())
+                .collect::<Vec<_>>(),
+        );
+        let prepared: Vec<(Vec<Prepared>, Vec<Prepared>)> = usable
             .iter()
-            .map(|w| reference_spread(&w.genuine[..references]).expect("two or more references"))
+            .map(|w| {
+                (
+                    cooccurrence.prepare_all(&w.genuine),
+                    cooccurrence.prepare_all(&w.forgeries),
+                )
+            })
+            .collect();
+        let spreads: Vec<[f32; BLOCKS]> = prepared
+            .iter()
+            .map(|(genuine, _)| {
+                reference_spread(&genuine[..references]).expect("two or more references")
+            })
             .collect();
         let typical_spread = std::array::from_fn(|block| {
             spreads.iter().map(|s| s[block]).sum::<f32>() / spreads.len() as f32
         });
         let (mut rows, mut labels) = (Vec::new(), Vec::new());
-        for (writer, spread) in usable.iter().zip(&spreads) {
-            let enrolled = &writer.genuine[..references];
-            for (questioned, label) in writer.genuine[references..]
+        for ((genuine, forgeries), spread) in prepared.iter().zip(&spreads) {
+            let enrolled = &genuine[..references];
+            for (questioned, label) in genuine[references..]
                 .iter()
                 .map(|q| (q, 1.0))
-                .chain(writer.forgeries.iter().map(|q| (q, 0.0)))
+                .chain(forgeries.iter().map(|q| (q, 0.0)))
             {
                 rows.push(features(enrolled, questioned, *spread).map(f64::from));
                 labels.push(label);
@@ -160,17 +242,20 @@ impl ScoreFusion {
             weight: weight.iter().map(|&v| v as f32).collect(),
             bias: bias as f32,
             typical_spread,
+            cooccurrence,
         })
     }
 
     /// The fitted numbers as named tensors, stored beside the encoder's weights.
     pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        let values: [Vec<f32>; 5] = [
+        let values: [Vec<f32>; 7] = [
             self.mean.clone(),
             self.scale.clone(),
             self.weight.clone(),
             vec![self.bias],
             self.typical_spread.to_vec(),
+            self.cooccurrence.mean.clone(),
+            self.cooccurrence.scale.clone(),
         ];
         TENSOR_NAMES
             .iter()
@@ -190,7 +275,12 @@ impl ScoreFusion {
         let read = |name: &str, length: usize| -> Result<Vec<f32>> {
             let values = tensors
                 .get(name)
-                .ok_or_else(|| Error::Invalid(format!("the scorer has no {name}")))?
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "the scorer has no {name} (a scorer from an older Vouch: fit it again \
+                         with `vouch models fit-scorer`)"
+                    ))
+                })?
                 .to_dtype(candle_core::DType::F32)?
                 .flatten_all()?
                 .to_vec1::<f32>()?;
@@ -209,6 +299,10 @@ impl ScoreFusion {
             weight: read(TENSOR_NAMES[2], FEATURES)?,
             bias: read(TENSOR_NAMES[3], 1)?[0],
             typical_spread: std::array::from_fn(|i| spread[i]),
+            cooccurrence: CooccurrenceStandard {
+                mean: read(TENSOR_NAMES[5], COOCCURRENCE)?,
+                scale: read(TENSOR_NAMES[6], COOCCURRENCE)?,
+            },
         }))
     }
 }
@@ -314,10 +408,38 @@ mod tests {
             scale: vec![2.0; FEATURES],
             weight: vec![-0.5; FEATURES],
             bias: 1.5,
-            typical_spread: [0.3, 0.05, 0.8, 1.4],
+            typical_spread: [0.3, 0.05, 0.8, 1.4, 2.0],
+            cooccurrence: CooccurrenceStandard {
+                mean: (0..COOCCURRENCE).map(|i| i as f32 / 10.0).collect(),
+                scale: vec![0.5; COOCCURRENCE],
+            },
         };
         let tensors: HashMap<String, Tensor> = fusion.tensors().unwrap().into_iter().collect();
         assert_eq!(ScoreFusion::from_tensors(&tensors).unwrap(), Some(fusion));
         assert_eq!(ScoreFusion::from_tensors(&HashMap::new()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_scorer_from_before_the_cooccurrence_block_is_refused_with_the_way_out() {
+        let fusion = ScoreFusion {
+            mean: vec![0.0; FEATURES],
+            scale: vec![1.0; FEATURES],
+            weight: vec![1.0; FEATURES],
+            bias: 0.0,
+            typical_spread: [1.0; BLOCKS],
+            cooccurrence: CooccurrenceStandard {
+                mean: vec![0.0; COOCCURRENCE],
+                scale: vec![1.0; COOCCURRENCE],
+            },
+        };
+        let older: HashMap<String, Tensor> = fusion
+            .tensors()
+            .unwrap()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("fusion.cooccurrence"))
+            .collect();
+        let error = ScoreFusion::from_tensors(&older).unwrap_err().to_string();
+        assert!(error.contains("fusion.cooccurrence_mean"), "{error}");
+        assert!(error.contains("vouch models fit-scorer"), "{error}");
     }
 }

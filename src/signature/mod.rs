@@ -14,17 +14,19 @@ use candle_nn::VarBuilder;
 use image::{DynamicImage, GrayImage};
 
 use crate::error::{Error, Result};
-use crate::models::load_weights;
+use crate::models::{WeightFile, load_weights};
 use crate::store::Modality;
 use crate::workflow::CropEmbedder;
 use encoder::{EMBEDDING_DIM, SignatureEncoder};
-use fusion::{ScoreFusion, WriterTemplates};
+use fusion::{FUSION_PREFIX, ScoreFusion, WriterTemplates};
 use preprocess::{Normalised, normalise};
 
 /// The shipped signature model in the models folder.
 pub const SIGNATURE_MODEL_FILE: &str = "signature_encoder.safetensors";
 /// Canvases per forward pass: large enough to use the cores, small enough for memory.
 const EMBED_BATCH: usize = 32;
+/// A stored template: the embedding, then the stroke descriptor.
+pub const TEMPLATE_LEN: usize = EMBEDDING_DIM + descriptor::DESCRIPTOR_LEN;
 
 /// A trained encoder, the canvas it was trained on and, once fitted, the scorer that
 /// weighs its embedding with the stroke descriptor.
@@ -40,7 +42,10 @@ pub struct SignatureModel {
 
 impl SignatureModel {
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let weights = load_weights(path, device)?;
+        Self::from_weights(load_weights(path, device)?, path, device)
+    }
+
+    fn from_weights(weights: WeightFile, path: &Path, device: &Device) -> Result<Self> {
         let bad = |reason: String| Error::BadModel {
             reason,
             path: path.to_path_buf(),
@@ -108,10 +113,9 @@ impl SignatureModel {
     /// scorer's probability that the writer signed; a model without one (a fresh training
     /// run on data without forgeries) falls back to the mean embedding similarity.
     pub fn score(&self, references: &[&[f32]], questioned: &[f32]) -> f32 {
-        let template = EMBEDDING_DIM + descriptor::DESCRIPTOR_LEN;
-        if questioned.len() != template || references.iter().any(|r| r.len() != template) {
+        if questioned.len() != TEMPLATE_LEN || references.iter().any(|r| r.len() != TEMPLATE_LEN) {
             tracing::warn!(
-                "a signature template of the wrong length scores 0 (expected {template} values)"
+                "a signature template of the wrong length scores 0 (expected {TEMPLATE_LEN} values)"
             );
             return 0.0;
         }
@@ -140,7 +144,14 @@ pub fn fit_scorer(
     out: &Path,
 ) -> Result<(ScoreFusion, crate::eval::verification::Unusable)> {
     let device = Device::Cpu;
-    let model = SignatureModel::load(path, &device)?;
+    // The scorer being replaced plays no part, and may be one this version cannot read.
+    let mut weights = load_weights(path, &device)?;
+    weights
+        .tensors
+        .retain(|name, _| !name.starts_with(FUSION_PREFIX));
+    let encoder_tensors = weights.tensors.clone();
+    let mut metadata = weights.metadata.clone();
+    let model = SignatureModel::from_weights(weights, path, &device)?;
     let (embedded, unusable) = crate::eval::verification::embed_scans(
         &model,
         scans,
@@ -163,15 +174,9 @@ pub fn fit_scorer(
         })
         .collect();
     let fusion = ScoreFusion::fit(&writers, references)?;
-    let weights = load_weights(path, &device)?;
-    let mut tensors: Vec<(String, Tensor)> = weights
-        .tensors
-        .into_iter()
-        .filter(|(name, _)| !name.starts_with("fusion."))
-        .collect();
+    let mut tensors: Vec<(String, Tensor)> = encoder_tensors.into_iter().collect();
     tensors.extend(fusion.tensors()?);
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut metadata = weights.metadata;
     metadata.insert(
         "scorer".into(),
         format!(
