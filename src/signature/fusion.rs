@@ -50,14 +50,11 @@ struct Prepared<'a> {
 
 impl CooccurrenceStandard {
     fn fit(templates: &[&[f32]]) -> Self {
-        let values = |i: usize| templates.iter().map(move |t| f64::from(t[i]));
-        let n = templates.len().max(1) as f64;
         let (mut mean, mut scale) = (Vec::new(), Vec::new());
         for i in cooccurrence_in_template() {
-            let m = values(i).sum::<f64>() / n;
-            let variance = values(i).map(|v| (v - m).powi(2)).sum::<f64>() / n;
+            let (m, spread) = mean_and_spread(templates.iter().map(|t| f64::from(t[i])));
             mean.push(m as f32);
-            scale.push(variance.sqrt().max(1e-6) as f32);
+            scale.push(spread.max(1e-6) as f32);
         }
         Self { mean, scale }
     }
@@ -308,13 +305,20 @@ impl ScoreFusion {
 }
 
 fn standardisation(rows: &[[f64; FEATURES]]) -> ([f64; FEATURES], [f64; FEATURES]) {
-    let n = rows.len() as f64;
-    let mean: [f64; FEATURES] = std::array::from_fn(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n);
-    let scale = std::array::from_fn(|j| {
-        let variance = rows.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n;
-        variance.sqrt().max(1e-9)
-    });
-    (mean, scale)
+    let columns: [(f64, f64); FEATURES] =
+        std::array::from_fn(|j| mean_and_spread(rows.iter().map(|r| r[j])));
+    (
+        columns.map(|(mean, _)| mean),
+        columns.map(|(_, spread)| spread.max(1e-9)),
+    )
+}
+
+/// Mean and population standard deviation.
+fn mean_and_spread(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = values.clone().count().max(1) as f64;
+    let mean = values.clone().sum::<f64>() / n;
+    let variance = values.map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, variance.sqrt())
 }
 
 /// L2-penalised logistic regression (the intercept unpenalised) by Newton's method: the
