@@ -206,7 +206,7 @@ fn cooccurrence(canvas: &GrayImage) -> [f32; COOCCURRENCE] {
         for y in 0.max(-down)..height.min(height - down) {
             for x in 0.max(-across)..width.min(width - across) {
                 let (i, j) = (level(x, y), level(x + across, y + down));
-                // Most pairs are paper on paper; counting them would only be undone.
+                // Paper on paper, most of the canvas, is left out before it is counted.
                 if i + j > 0 {
                     matrix[i][j] += 1.0;
                     matrix[j][i] += 1.0;
