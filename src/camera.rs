@@ -1,10 +1,9 @@
 //! The webcam, through nokhwa: the list of cameras, and a named thread that grabs RGB
-//! frames into a one-slot channel (the kiosk always analyses the newest frame; older
-//! ones are dropped rather than queued).
+//! frames into a one-frame slot. Each new frame replaces the one before it, so the kiosk
+//! always analyses the newest frame; frames it had no time for are dropped, not queued.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use image::RgbImage;
@@ -35,37 +34,47 @@ pub fn list() -> Result<Vec<CameraInfo>> {
         .collect())
 }
 
+/// A frame, or why the camera could not give one.
+pub type Grabbed = std::result::Result<RgbImage, String>;
+
 /// A running camera; dropping it stops the thread and releases the device.
 pub struct CameraFeed {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    pub frames: Receiver<std::result::Result<RgbImage, String>>,
+    newest: Arc<Mutex<Option<Grabbed>>>,
 }
 
 impl CameraFeed {
     /// Opens camera `index`; `on_frame` is called after each frame (to wake the window).
     pub fn start(index: u32, on_frame: impl Fn() + Send + 'static) -> Result<Self> {
-        let (sender, frames) = sync_channel(1);
+        let newest = Arc::new(Mutex::new(None));
+        let slot = newest.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("vouch-camera".into())
-            .spawn(move || grab(index, &sender, &stopping, &on_frame))
+            .spawn(move || grab(index, &slot, &stopping, &on_frame))
             .map_err(|e| Error::Device(format!("cannot start the camera thread: {e}")))?;
         Ok(Self {
             stop,
             thread: Some(thread),
-            frames,
+            newest,
         })
+    }
+
+    /// The newest frame since the last call, if any.
+    pub fn take_newest(&self) -> Option<Grabbed> {
+        self.newest.lock().ok()?.take()
     }
 }
 
-fn grab(
-    index: u32,
-    sender: &SyncSender<std::result::Result<RgbImage, String>>,
-    stop: &AtomicBool,
-    on_frame: &dyn Fn(),
-) {
+fn grab(index: u32, slot: &Mutex<Option<Grabbed>>, stop: &AtomicBool, on_frame: &dyn Fn()) {
+    let deliver = |grabbed: Grabbed| {
+        if let Ok(mut newest) = slot.lock() {
+            *newest = Some(grabbed);
+        }
+        on_frame();
+    };
     let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::AbsoluteHighestFrameRate);
     let opened = nokhwa::Camera::new(CameraIndex::Index(index), format).and_then(|mut camera| {
         camera.open_stream()?;
@@ -74,8 +83,7 @@ fn grab(
     let mut camera = match opened {
         Ok(camera) => camera,
         Err(error) => {
-            let _ = sender.send(Err(format!("cannot open camera {index}: {error}")));
-            on_frame();
+            deliver(Err(format!("cannot open camera {index}: {error}")));
             return;
         }
     };
@@ -85,11 +93,7 @@ fn grab(
             .and_then(|buffer| buffer.decode_image::<RgbFormat>())
             .map_err(|e| format!("camera {index}: {e}"));
         let failed = frame.is_err();
-        match sender.try_send(frame) {
-            Ok(()) => on_frame(),
-            Err(TrySendError::Full(_)) => {}
-            Err(TrySendError::Disconnected(_)) => break,
-        }
+        deliver(frame);
         if failed {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }

@@ -8,7 +8,6 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::face::{FaceModels, align_chip};
-use crate::models::hex;
 use crate::store::NewTemplate;
 
 /// Narrower faces carry too little detail to enrol: the chip would be mostly upsampled.
@@ -89,7 +88,7 @@ pub fn assess_face(
         template: NewTemplate {
             embedding: face.embedding.clone(),
             quality: face.detection_score,
-            source_sha256: hex(&Sha256::digest(source_bytes)),
+            source_sha256: hex::encode(Sha256::digest(source_bytes)),
             crop: Some(png),
         },
         sharpness,

@@ -36,7 +36,7 @@ pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
     #[error(
         "{path} already matches {name} ({external_id}) with score {score:.3}: not enrolled (use --force if they are different people)"
     )]
@@ -61,6 +61,38 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the database can fail with; kept here, below the store, so every layer can name it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path} is not a Vouch database (it is left untouched)")]
+    Foreign { path: PathBuf },
+    #[error("the database is corrupt or unreadable ({reason}): {path}")]
+    Corrupt { reason: String, path: PathBuf },
+    #[error("the database is locked by another program; try again: {path}")]
+    Locked { path: PathBuf },
+    #[error("no person with id {0}")]
+    UnknownPerson(String),
+    #[error("a {modality} enrollment for id {external_id} already exists")]
+    Duplicate {
+        external_id: String,
+        modality: crate::types::Modality,
+    },
+    #[error("invalid value: {0}")]
+    InvalidSetting(String),
+    #[error("cannot use {path}")]
+    Io {
+        #[source]
+        source: std::io::Error,
+        path: PathBuf,
+    },
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error("schema migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+}
+
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
 
 impl Error {
     pub fn io(source: std::io::Error, path: impl Into<PathBuf>) -> Self {

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::face::recognition::EMBEDDING_DIM;
 use crate::matching::face_score;
-use crate::store::{Modality, Store, StoreResult, StoredTemplate};
+use crate::store::{Store, StoreResult, StoredTemplate};
+use crate::types::Modality;
 
 /// People per parallel task: large enough to amortise scheduling, small enough to balance.
 const PEOPLE_PER_TASK: usize = 2048;

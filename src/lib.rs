@@ -5,6 +5,7 @@
 
 pub mod camera;
 pub mod cli;
+pub mod context;
 pub mod dataset;
 pub mod device;
 pub mod enroll;
@@ -22,6 +23,7 @@ pub mod perf;
 pub mod signature;
 pub mod store;
 pub mod train;
+pub mod types;
 pub mod workflow;
 
 pub use error::{Error, Result};

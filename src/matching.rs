@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use crate::types::{Bands, Modality};
+
 /// Distance at which the score reaches 0 (twice dlib's 0.6 same-person distance, so the
 /// classic threshold sits at a score of 0.5).
 pub const FACE_DISTANCE_AT_ZERO_SCORE: f32 = 1.2;
@@ -32,32 +34,6 @@ pub fn face_distance_for_score(score: f32) -> f32 {
     (1.0 - score) * FACE_DISTANCE_AT_ZERO_SCORE
 }
 
-/// The three outcomes of a verification: accept, send to a person, reject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Accept,
-    Review,
-    Reject,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Accept => "accept",
-            Decision::Review => "review",
-            Decision::Reject => "reject",
-        }
-    }
-}
-
-/// Accept at `high` or above, reject below `low`, review in between.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
-pub struct Bands {
-    pub low: f32,
-    pub high: f32,
-}
-
 /// Faces: a band of +-0.05 score (+-0.06 distance) around the default threshold, where
 /// LFW DevTrain's same and different pairs overlap most.
 pub const FACE_BANDS: Bands = Bands {
@@ -76,22 +52,10 @@ pub const SIGNATURE_BANDS: Bands = Bands {
 };
 
 /// The bands a modality starts with, before an operator saves their own.
-pub fn default_bands(modality: crate::store::Modality) -> Bands {
+pub fn default_bands(modality: Modality) -> Bands {
     match modality {
-        crate::store::Modality::Face => FACE_BANDS,
-        crate::store::Modality::Signature => SIGNATURE_BANDS,
-    }
-}
-
-impl Bands {
-    pub fn decide(&self, score: f32) -> Decision {
-        if score >= self.high {
-            Decision::Accept
-        } else if score < self.low {
-            Decision::Reject
-        } else {
-            Decision::Review
-        }
+        Modality::Face => FACE_BANDS,
+        Modality::Signature => SIGNATURE_BANDS,
     }
 }
 
@@ -126,6 +90,8 @@ mod tests {
         assert!(face_score(0.4) > face_score(0.5));
         assert!((face_distance_for_score(face_score(0.37)) - 0.37).abs() < 1e-6);
     }
+
+    use crate::types::Decision;
 
     #[test]
     fn bands_split_scores_three_ways() {

@@ -393,11 +393,16 @@ impl GemmConv {
         depth: usize,
         relu: bool,
     ) {
+        // SAFETY: `rows` and `first_pixel..first_pixel + width` lie inside the [O x pixels]
+        // buffer the caller promised, so every address below stays inside it.
         let corner = unsafe { out.add(rows.start * pixels + first_pixel) };
         for (offset, &bias) in self.bias_host[rows.clone()].iter().enumerate() {
+            // SAFETY: row `offset` of the rectangle, which only this call writes.
             unsafe { std::slice::from_raw_parts_mut(corner.add(offset * pixels), width) }
                 .fill(bias);
         }
+        // SAFETY: the destination is the rectangle above (row stride `pixels`); the
+        // weights are `rows` x `depth` inside `weight_host`, the columns `depth` x `width`.
         unsafe {
             gemm::gemm(
                 rows.len(),
@@ -423,6 +428,7 @@ impl GemmConv {
         }
         if relu {
             for offset in 0..rows.len() {
+                // SAFETY: as for the bias rows above.
                 unsafe { std::slice::from_raw_parts_mut(corner.add(offset * pixels), width) }
                     .iter_mut()
                     .for_each(|v| *v = v.max(0.0));

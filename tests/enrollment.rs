@@ -4,17 +4,13 @@
 mod common;
 
 use assert_cmd::Command;
-use common::{data, models, shared};
+use common::{data, json_of, models, shared, vouch_on};
 use vouch::gallery::Gallery;
 use vouch::imageio::load_rgb;
 use vouch::matching::FACE_BANDS;
 
 fn vouch(db: &std::path::Path) -> Command {
-    let mut command = Command::cargo_bin("vouch").unwrap();
-    command
-        .args(["--device", "cpu", "--operator", "tester", "--db"])
-        .arg(db);
-    command
+    vouch_on(db, "tester")
 }
 
 fn stdout_json(output: &std::process::Output) -> serde_json::Value {
@@ -33,7 +29,7 @@ fn run_json(db: &std::path::Path, args: &[&str], photo: Option<&str>) -> serde_j
     if let Some(name) = photo {
         command.arg(data(name));
     }
-    stdout_json(&command.output().unwrap())
+    json_of(&mut command)
 }
 
 #[test]

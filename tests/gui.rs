@@ -8,30 +8,31 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use common::{data, models, repo};
+use common::{data, json_of, models, repo, vouch_on};
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
-use vouch::gui::worker::WorkerConfig;
+use vouch::context::Context;
 use vouch::gui::{App, Tab};
+use vouch::types::Modality;
 
-fn app(db: &Path) -> App {
-    let config = WorkerConfig {
+fn context(db: &Path) -> Context {
+    Context {
         models_dir: repo().join("models"),
-        signature_model: repo()
-            .join("models")
-            .join(vouch::signature::SIGNATURE_MODEL_FILE),
+        signature_model: None,
         db: db.to_path_buf(),
         device: Device::Cpu,
         operator: "kittest".into(),
-    };
-    App::new(config, &egui::Context::default()).unwrap()
+        min_face_score: vouch::face::DEFAULT_MIN_DETECTION_SCORE,
+    }
 }
 
+/// The real `App` as eframe runs it: `logic`, then `ui`, every frame.
 fn harness(db: &Path) -> Harness<'static, App> {
+    let context = context(db);
     Harness::builder()
         .with_size(egui::vec2(1200.0, 800.0))
-        .build_ui_state(|ui, app: &mut App| app.show(ui), app(db))
+        .build_eframe(move |cc| App::new(context, &cc.egui_ctx).unwrap())
 }
 
 /// Steps the window until `done` holds (the worker answers in the background).
@@ -79,7 +80,7 @@ fn faces_enrolled_under_an_earlier_model_are_re_embedded_at_start() {
         .enroll(
             "Eileen Collins",
             "E100",
-            vouch::store::Modality::Face,
+            Modality::Face,
             "retired-model@000000000000",
             std::slice::from_ref(&sample.template),
             "tester",
@@ -170,6 +171,20 @@ fn enroll_signatures(db: &Path) {
     }
 }
 
+/// Types an account and a scan at the signature desk and waits for the verdict.
+fn verify_at_the_desk(harness: &mut Harness<'_, App>, account: &str, scan: &str) {
+    harness.get_by_label("Signature desk").click();
+    harness.step();
+    type_into(harness, "Account", account);
+    type_into(
+        harness,
+        "Questioned scan",
+        &data(scan).display().to_string(),
+    );
+    harness.get_by_label("Verify signature").click();
+    wait_for(harness, "the verdict", |h| shows(h, "Verdict:"));
+}
+
 #[test]
 fn the_signature_desk_shows_a_verdict_with_per_reference_scores() {
     let dir = tempfile::tempdir().unwrap();
@@ -177,16 +192,7 @@ fn the_signature_desk_shows_a_verdict_with_per_reference_scores() {
     enroll_signatures(&db);
     let mut harness = harness(&db);
     ready(&mut harness);
-    harness.get_by_label("Signature desk").click();
-    harness.step();
-    type_into(&mut harness, "Account", "ACC-1");
-    type_into(
-        &mut harness,
-        "Questioned scan",
-        &data("signatures/w1_4.png").display().to_string(),
-    );
-    harness.get_by_label("Verify signature").click();
-    wait_for(&mut harness, "the verdict", |h| shows(h, "Verdict:"));
+    verify_at_the_desk(&mut harness, "ACC-1", "signatures/w1_4.png");
     assert_eq!(
         harness.query_all_by_label_contains("Reference: ").count(),
         3
@@ -246,10 +252,10 @@ fn moving_the_threshold_changes_far_and_saving_is_audited() {
     });
     drop(harness);
     let store = vouch::store::Store::open(&db).unwrap();
-    let saved = store.bands(vouch::store::Modality::Signature).unwrap();
+    let saved = store.bands(Modality::Signature).unwrap();
     assert_eq!(saved.high, 1.0);
-    let audited: i64 = store
-        .connection()
+    let audited: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
         .query_row(
             "SELECT count(*) FROM audit WHERE action = 'set_bands'",
             [],
@@ -262,18 +268,7 @@ fn moving_the_threshold_changes_far_and_saving_is_audited() {
 #[test]
 fn a_training_run_starts_shows_progress_and_cancels() {
     let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("signatures");
-    for writer in 1..=4 {
-        let folder = data_dir.join(format!("writer{writer}"));
-        std::fs::create_dir_all(&folder).unwrap();
-        for n in 1..=4 {
-            std::fs::copy(
-                data(&format!("signatures/w{writer}_{n}.png")),
-                folder.join(format!("{n}.png")),
-            )
-            .unwrap();
-        }
-    }
+    let data_dir = common::writer_folders(dir.path());
     let mut harness = harness(&dir.path().join("vouch.db"));
     ready(&mut harness);
     harness.state_mut().tab(Tab::Training);
@@ -300,4 +295,125 @@ fn a_training_run_starts_shows_progress_and_cancels() {
         1,
         "one new run folder; the shipped model is untouched"
     );
+}
+
+#[test]
+fn after_activation_the_cli_and_the_desk_score_with_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    enroll_signatures(&db);
+    // A second version of the model: the shipped weights under another identity.
+    let shipped = repo()
+        .join("models")
+        .join(vouch::signature::SIGNATURE_MODEL_FILE);
+    let weights = vouch::models::load_weights(&shipped, &Device::Cpu).unwrap();
+    let mut metadata = weights.metadata.clone();
+    metadata.insert("note".into(), "a second version, for a test".into());
+    let mut tensors: Vec<_> = weights.tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let version = dir.path().join("signature-v2.safetensors");
+    vouch::models::save_weights(&version, &tensors, metadata).unwrap();
+    // The training tab's Activate makes this call.
+    let mut store = vouch::store::Store::open(&db).unwrap();
+    let (_, activation) = vouch::workflow::activate_signature_model(
+        &mut store,
+        &version,
+        &Device::Cpu,
+        "tester",
+        &std::sync::atomic::AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    // The training tab fine-tunes from what the context names.
+    assert_eq!(
+        context(&db).signature_model_path(Some(&store)).unwrap(),
+        std::path::absolute(&version).unwrap()
+    );
+    drop(store);
+    let shipped_id = vouch::signature::SignatureModel::load(&shipped, &Device::Cpu)
+        .unwrap()
+        .model_id();
+    assert_ne!(activation.model, shipped_id);
+
+    let cli = json_of(
+        vouch_on(&db, "tester")
+            .args(["signature", "verify", "--id", "ACC-1", "--json"])
+            .arg(data("signatures/w1_4.png")),
+    );
+    assert_eq!(cli["model"], activation.model.as_str(), "{cli}");
+
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    assert!(shows(
+        &harness,
+        &format!("signature model {}", activation.model)
+    ));
+    verify_at_the_desk(&mut harness, "ACC-1", "signatures/w1_4.png");
+    assert!(shows(&harness, &format!("by {}", activation.model)));
+}
+
+#[test]
+fn a_photo_of_two_people_punches_the_same_person_from_the_cli_and_the_window() {
+    let test = "a_photo_of_two_people_punches_the_same_person_from_the_cli_and_the_window";
+    let dir = tempfile::tempdir().unwrap();
+    let Some(photo) = common::two_people_photo(dir.path(), 5, test) else {
+        return;
+    };
+    let orl = common::shared("data/faces/orl/s1", test).unwrap();
+    let mut references = Vec::new();
+    for shot in 1..=3 {
+        let path = dir.path().join(format!("orl_s1_{shot}.png"));
+        common::enlarged_orl(&orl.join(format!("{shot}.pgm")), 3)
+            .save(&path)
+            .unwrap();
+        references.push(path);
+    }
+    // The premise: the largest face is not the photo's subject.
+    let picture = vouch::imageio::load_rgb(&photo).unwrap();
+    let faces = common::models().analyze(&picture).unwrap();
+    let largest = (0..faces.len())
+        .max_by(|&a, &b| faces[a].bbox.area().total_cmp(&faces[b].bbox.area()))
+        .unwrap();
+    let subject = vouch::face::subject_index(&faces, picture.dimensions()).unwrap();
+    assert_ne!(
+        largest,
+        subject,
+        "{:?}",
+        faces.iter().map(|f| f.bbox).collect::<Vec<_>>()
+    );
+    let db_cli = dir.path().join("cli.db");
+    let db_window = dir.path().join("window.db");
+    for db in [&db_cli, &db_window] {
+        json_of(
+            vouch_on(db, "tester")
+                .args([
+                    "enroll",
+                    "--name",
+                    "Eileen Collins",
+                    "--id",
+                    "E100",
+                    "--json",
+                ])
+                .arg(data("astronaut.png")),
+        );
+        json_of(
+            vouch_on(db, "tester")
+                .args(["enroll", "--name", "ORL One", "--id", "ORL-1", "--json"])
+                .args(&references),
+        );
+    }
+    let punched = json_of(
+        vouch_on(&db_cli, "tester")
+            .arg("checkin")
+            .arg(&photo)
+            .arg("--json"),
+    );
+    assert_eq!(punched["external_id"], "ORL-1", "{punched}");
+
+    let mut harness = harness(&db_window);
+    ready(&mut harness);
+    type_into(&mut harness, "Image file", &photo.display().to_string());
+    harness.get_by_label("Check in from image").click();
+    wait_for(&mut harness, "the punch", |h| shows(h, "check-in  "));
+    assert!(shows(&harness, "check-in  ORL One (ORL-1)"));
 }

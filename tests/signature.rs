@@ -28,21 +28,12 @@ fn model() -> SignatureModel {
 }
 
 fn vouch(db: &Path) -> Command {
-    let mut command = Command::cargo_bin("vouch").unwrap();
-    command
-        .args(["--device", "cpu", "--operator", "clerk", "--db"])
-        .arg(db);
-    command
+    common::vouch_on(db, "clerk")
 }
 
+/// `COMMAND --json`, which must succeed.
 fn json_of(command: &mut Command) -> serde_json::Value {
-    let output = command.arg("--json").output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    common::json_of(command.arg("--json"))
 }
 
 #[test]
@@ -195,8 +186,8 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
     assert_eq!(compared["reference_scores"].as_array().unwrap().len(), 2);
     // Both verifications are decisions in the audit chain.
     let store = vouch::store::Store::open(&db).unwrap();
-    let decisions: i64 = store
-        .connection()
+    let decisions: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
         .query_row(
             "SELECT count(*) FROM decisions WHERE modality = 'signature'",
             [],
@@ -270,7 +261,7 @@ fn the_shipped_scorer_is_reproduced_from_cedar_1_to_30() {
     let refitted_path = dir.path().join("refitted.safetensors");
     let shipped_path = repo().join("models").join(SIGNATURE_MODEL_FILE);
     let (_, unusable) =
-        vouch::signature::fit_scorer(&shipped_path, &scans, 12, &refitted_path).unwrap();
+        vouch::train::fit_scorer(&shipped_path, &scans, 12, &refitted_path).unwrap();
     assert!(unusable.is_empty(), "{unusable:?}");
     let (shipped, refitted) = (
         model(),
@@ -519,5 +510,34 @@ fn writers_the_encoder_never_saw_are_not_accepted_as_one_another() {
     assert!(
         accepted * 100 <= impostors,
         "{accepted} of {impostors} impostors accepted"
+    );
+}
+
+#[test]
+fn a_training_run_writes_beside_the_database_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = common::writer_folders(dir.path());
+    let db = dir.path().join("site").join("vouch.db");
+    let report = common::json_of(
+        vouch(&db)
+            .args([
+                "train",
+                "--modality",
+                "signature",
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "1",
+                "--identities-per-batch",
+                "2",
+                "--json",
+                "--data",
+            ])
+            .arg(&data_dir),
+    );
+    let out = std::path::PathBuf::from(report["out"].as_str().unwrap());
+    assert_eq!(
+        out.parent().unwrap(),
+        dir.path().join("site").join("models")
     );
 }

@@ -4,8 +4,9 @@ mod common;
 
 use std::path::Path;
 
-use vouch::matching::{Decision, FACE_BANDS};
-use vouch::store::{Modality, NewTemplate, Store, StoreError};
+use vouch::matching::FACE_BANDS;
+use vouch::store::{NewTemplate, Store, StoreError};
+use vouch::types::{Decision, Modality};
 
 fn template(seed: f32) -> NewTemplate {
     NewTemplate {
@@ -104,19 +105,13 @@ fn the_audit_chain_finds_edited_and_deleted_rows() {
                     .enroll(id, id, Modality::Face, "m", &[template(i as f32)], "tester")
                     .unwrap();
             }
-            // The triggers refuse edits through SQL.
+            // The triggers refuse edits through SQL, from any client.
+            let sql = rusqlite::Connection::open(&path).unwrap();
             assert!(
-                store
-                    .connection()
-                    .execute("UPDATE audit SET actor = 'x' WHERE id = 1", [])
+                sql.execute("UPDATE audit SET actor = 'x' WHERE id = 1", [])
                     .is_err()
             );
-            assert!(
-                store
-                    .connection()
-                    .execute("DELETE FROM audit WHERE id = 3", [])
-                    .is_err()
-            );
+            assert!(sql.execute("DELETE FROM audit WHERE id = 3", []).is_err());
         }
         tamper(&path, sql);
         let report = Store::open(&path).unwrap().audit_verify().unwrap();

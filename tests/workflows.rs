@@ -9,30 +9,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use common::{data, models, shared};
+use common::{data, models, shared, stdout_of, vouch_on};
 use vouch::enroll::assess_face;
 use vouch::imageio::load_rgb;
-use vouch::matching::{Bands, FACE_BANDS, euclidean_distance};
-use vouch::store::{Modality, Store};
+use vouch::matching::{FACE_BANDS, euclidean_distance};
+use vouch::store::Store;
+use vouch::types::{Bands, Modality};
 use vouch::workflow::{self, EnrollRequest};
-
-fn vouch(db: &Path) -> Command {
-    let mut command = Command::cargo_bin("vouch").unwrap();
-    command
-        .args(["--device", "cpu", "--operator", "tester", "--db"])
-        .arg(db);
-    command
-}
-
-fn succeed(command: &mut Command) -> String {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 fn fail(command: &mut Command) -> String {
     let output = command.output().unwrap();
@@ -109,20 +92,20 @@ fn reembedding_rebuilds_the_gallery_from_stored_crops() {
 fn attendance_export_import_and_backup_restore() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vouch.db");
-    succeed(
-        vouch(&db)
+    stdout_of(
+        vouch_on(&db, "tester")
             .args(["enroll", "--name", "Eileen Collins", "--id", "E100"])
             .arg(data("astronaut.png")),
     );
-    succeed(
-        vouch(&db)
+    stdout_of(
+        vouch_on(&db, "tester")
             .arg("checkin")
             .arg(data("astronaut_mirrored.jpg")),
     );
 
     let csv_path = dir.path().join("attendance.csv");
-    succeed(
-        vouch(&db)
+    stdout_of(
+        vouch_on(&db, "tester")
             .args(["export", "attendance", "--out"])
             .arg(&csv_path),
     );
@@ -132,7 +115,7 @@ fn attendance_export_import_and_backup_restore() {
         "{csv_text}"
     );
     assert!(csv_text.contains(",in,") && csv_text.contains("E100,Eileen Collins"));
-    let json: serde_json::Value = serde_json::from_str(&succeed(vouch(&db).args([
+    let json: serde_json::Value = serde_json::from_str(&stdout_of(vouch_on(&db, "tester").args([
         "export",
         "attendance",
         "--format",
@@ -143,8 +126,12 @@ fn attendance_export_import_and_backup_restore() {
 
     // Importing our own export changes nothing; an event from another kiosk is added.
     assert!(
-        succeed(vouch(&db).args(["import", "attendance"]).arg(&csv_path))
-            .contains("0 event(s) added, 1 already present")
+        stdout_of(
+            vouch_on(&db, "tester")
+                .args(["import", "attendance"])
+                .arg(&csv_path)
+        )
+        .contains("0 event(s) added, 1 already present")
     );
     let other_kiosk = dir.path().join("other.csv");
     std::fs::write(
@@ -152,7 +139,11 @@ fn attendance_export_import_and_backup_restore() {
         "at,kind,score,external_id,name\n2026-01-05T17:30:00Z,out,0.71,E100,Eileen Collins\n",
     )
     .unwrap();
-    succeed(vouch(&db).args(["import", "attendance"]).arg(&other_kiosk));
+    stdout_of(
+        vouch_on(&db, "tester")
+            .args(["import", "attendance"])
+            .arg(&other_kiosk),
+    );
     // A bad row anywhere leaves the whole file unimported.
     let bad = dir.path().join("bad.csv");
     std::fs::write(
@@ -160,30 +151,53 @@ fn attendance_export_import_and_backup_restore() {
         "at,kind,score,external_id,name\n2026-01-06T08:00:00Z,in,0.8,E100,Eileen\n2026-01-06T09:00:00Z,lunch,0.8,E100,Eileen\n",
     )
     .unwrap();
-    assert!(fail(vouch(&db).args(["import", "attendance"]).arg(&bad)).contains("lunch"));
-    let events: serde_json::Value = serde_json::from_str(&succeed(vouch(&db).args([
-        "export",
-        "attendance",
-        "--format",
-        "json",
-    ])))
-    .unwrap();
+    assert!(
+        fail(
+            vouch_on(&db, "tester")
+                .args(["import", "attendance"])
+                .arg(&bad)
+        )
+        .contains("lunch")
+    );
+    let events: serde_json::Value =
+        serde_json::from_str(&stdout_of(vouch_on(&db, "tester").args([
+            "export",
+            "attendance",
+            "--format",
+            "json",
+        ])))
+        .unwrap();
     assert_eq!(events.as_array().unwrap().len(), 2);
 
     let backup = dir.path().join("backup.db");
-    succeed(vouch(&db).args(["export", "backup"]).arg(&backup));
-    succeed(vouch(&db).args(["people", "delete", "E100", "--yes"]));
+    stdout_of(
+        vouch_on(&db, "tester")
+            .args(["export", "backup"])
+            .arg(&backup),
+    );
+    stdout_of(vouch_on(&db, "tester").args(["people", "delete", "E100", "--yes"]));
     // A file that is not a Vouch database is refused and the store is untouched.
     let refused = fail(
-        vouch(&db)
+        vouch_on(&db, "tester")
             .args(["import", "backup", "--yes"])
             .arg(data("not_an_image.png")),
     );
     assert!(refused.contains("not a Vouch database"), "{refused}");
-    assert!(fail(vouch(&db).args(["import", "backup"]).arg(&backup)).contains("--yes"));
-    succeed(vouch(&db).args(["import", "backup", "--yes"]).arg(&backup));
-    assert!(succeed(vouch(&db).args(["people", "list"])).contains("E100"));
-    assert!(succeed(vouch(&db).args(["audit", "verify"])).contains("intact"));
+    assert!(
+        fail(
+            vouch_on(&db, "tester")
+                .args(["import", "backup"])
+                .arg(&backup)
+        )
+        .contains("--yes")
+    );
+    stdout_of(
+        vouch_on(&db, "tester")
+            .args(["import", "backup", "--yes"])
+            .arg(&backup),
+    );
+    assert!(stdout_of(vouch_on(&db, "tester").args(["people", "list"])).contains("E100"));
+    assert!(stdout_of(vouch_on(&db, "tester").args(["audit", "verify"])).contains("intact"));
 }
 
 /// ORL as a batch-enrollment manifest: 3 shots for each of the 40 people.
@@ -207,8 +221,8 @@ fn orl_manifest(dir: &Path, test: &str) -> Option<std::path::PathBuf> {
 fn assert_everyone_whole(db: &Path) -> usize {
     let store = Store::open(db).unwrap();
     let people = store.people(None).unwrap();
-    let mut statement = store
-        .connection()
+    let sql = rusqlite::Connection::open(db).unwrap();
+    let mut statement = sql
         .prepare("SELECT detail FROM audit WHERE action = 'enroll'")
         .unwrap();
     let audited: Vec<serde_json::Value> = statement
@@ -265,7 +279,7 @@ fn a_batch_enrollment_killed_midway_leaves_everyone_whole_or_absent() {
     );
 
     // Running the batch again enrolls the rest and reports the ones already there.
-    let rerun = vouch(&db)
+    let rerun = vouch_on(&db, "tester")
         .args(["enroll-batch", "--json"])
         .arg(&manifest)
         .output()

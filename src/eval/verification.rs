@@ -2,10 +2,15 @@
 //! threshold, and the writer-independent signature protocol (enrol the first K genuine
 //! scans of each identity, score the rest).
 
+use std::sync::atomic::AtomicBool;
+
 use serde::Serialize;
 
-use crate::dataset::Kind;
-use crate::matching::Bands;
+use crate::dataset::{Kind, LabelledScan};
+use crate::error::{Error, Result};
+use crate::signature::SignatureModel;
+use crate::store::{PastDecision, StoredTemplate};
+use crate::types::Bands;
 
 /// Equal error rate and the threshold where FAR and FRR cross (a score at or above the
 /// threshold is accepted).
@@ -32,6 +37,16 @@ pub fn error_rates(genuine: &[f32], impostor: &[f32], threshold: f32) -> (f64, f
     let far = impostor.iter().filter(|&&s| s >= threshold).count() as f64 / impostor.len() as f64;
     let frr = genuine.iter().filter(|&&s| s < threshold).count() as f64 / genuine.len() as f64;
     (far, frr)
+}
+
+/// (FAR %, FRR %) as the threshold sweeps [0, 1] in 200 steps: a DET curve to plot.
+pub fn det_percentages(genuine: &[f32], impostor: &[f32]) -> Vec<[f64; 2]> {
+    (0..=200)
+        .map(|i| {
+            let (far, frr) = error_rates(genuine, impostor, i as f32 / 200.0);
+            [100.0 * far, 100.0 * frr]
+        })
+        .collect()
 }
 
 /// Area under the ROC curve: the chance that a random genuine score beats a random
@@ -195,26 +210,26 @@ pub fn operating_point(genuine: &[f32], impostor: &[f32], bands: Bands) -> Opera
     }
 }
 
-/// Embeds every scan of a manifest with the signature model (in parallel batches);
-/// scans that cannot be read or show no ink are returned with their error instead.
 /// Scans that could not be used, with the reason.
 pub type Unusable = Vec<(std::path::PathBuf, String)>;
 
+/// Embeds every scan of a manifest with the signature model (in parallel batches);
+/// scans that cannot be read or show no ink are returned with their error instead.
 pub fn embed_scans<'a>(
-    model: &crate::signature::SignatureModel,
-    scans: &'a [crate::dataset::LabelledScan],
-    cancel: &std::sync::atomic::AtomicBool,
+    model: &SignatureModel,
+    scans: &'a [LabelledScan],
+    cancel: &AtomicBool,
     progress: &mut dyn FnMut(usize, usize),
-) -> crate::Result<(Vec<EmbeddedScan<'a>>, Unusable)> {
+) -> Result<(Vec<EmbeddedScan<'a>>, Unusable)> {
     use rayon::prelude::*;
     let mut embedded = Vec::new();
     let mut failed = Vec::new();
     for (index, chunk) in scans.chunks(64).enumerate() {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(crate::Error::Cancelled);
+            return Err(Error::Cancelled);
         }
         progress(index * 64, scans.len());
-        let canvases: Vec<crate::Result<image::GrayImage>> = chunk
+        let canvases: Vec<Result<image::GrayImage>> = chunk
             .par_iter()
             .map(|scan| {
                 let image = crate::imageio::load(&scan.path)?;
@@ -249,9 +264,163 @@ pub fn embed_scans<'a>(
     Ok((embedded, failed))
 }
 
+/// Genuine and impostor scores for the threshold workbench, and where they came from.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreSet {
+    pub genuine: Vec<f32>,
+    /// Skilled forgeries of the identity itself (signatures from a labelled manifest).
+    pub skilled: Vec<f32>,
+    /// Other identities.
+    pub random: Vec<f32>,
+    pub source: String,
+}
+
+impl ScoreSet {
+    /// Every impostor score, skilled then random.
+    pub fn impostor(&self) -> Vec<f32> {
+        self.skilled.iter().chain(&self.random).copied().collect()
+    }
+}
+
+/// References enrolled per identity when the workbench scores a labelled manifest: a
+/// typical account's references.
+pub const WORKBENCH_REFERENCES: usize = 5;
+
+/// Scores of a labelled manifest by the enrol-K protocol (`evaluate`), with the signature
+/// model's scorer.
+pub fn manifest_scores(
+    model: &SignatureModel,
+    scans: &[LabelledScan],
+    references: usize,
+    bands: Bands,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ScoreSet> {
+    let (embedded, _) = embed_scans(model, scans, cancel, progress)?;
+    let report = evaluate(&embedded, references, bands.high, |r, q| model.score(r, q));
+    Ok(ScoreSet {
+        genuine: report.genuine_scores,
+        skilled: report.skilled_scores,
+        random: report.random_scores,
+        source: format!("{references} references"),
+    })
+}
+
+/// Scores from the enrolled gallery itself: each person's first reference against their
+/// other references (genuine) and against everyone else's (impostor).
+pub fn gallery_scores(
+    templates: &[StoredTemplate],
+    bands: Bands,
+    score: impl Fn(&[&[f32]], &[f32]) -> f32,
+) -> Result<ScoreSet> {
+    let names: Vec<String> = templates.iter().map(|t| t.person_id.to_string()).collect();
+    let scans: Vec<EmbeddedScan> = templates
+        .iter()
+        .zip(&names)
+        .map(|(t, name)| EmbeddedScan {
+            identity: name,
+            kind: Kind::Genuine,
+            embedding: t.embedding.clone(),
+        })
+        .collect();
+    let report = evaluate(&scans, 1, bands.high, score);
+    if report.genuine_scores.is_empty() {
+        return Err(Error::Invalid(
+            "too few references: enroll people with two or more references, or load a labelled manifest"
+                .into(),
+        ));
+    }
+    Ok(ScoreSet {
+        genuine: report.genuine_scores,
+        skilled: Vec::new(),
+        random: report.random_scores,
+        source: "enrolled references".into(),
+    })
+}
+
+/// What new bands would do to the decisions already recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Replay {
+    pub total: usize,
+    /// Decisions the new bands would make differently.
+    pub changed: usize,
+    /// Of those, how many would now be accepts.
+    pub now_accepted: usize,
+}
+
+pub fn replay(past: &[PastDecision], bands: Bands) -> Replay {
+    let flipped: Vec<_> = past
+        .iter()
+        .map(|p| (p.decision, bands.decide(p.score)))
+        .filter(|(before, after)| before != after)
+        .collect();
+    Replay {
+        total: past.len(),
+        changed: flipped.len(),
+        now_accepted: flipped
+            .iter()
+            .filter(|(_, after)| *after == crate::types::Decision::Accept)
+            .count(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Decision;
+
+    #[test]
+    fn replay_counts_what_new_bands_change() {
+        let past = [
+            (0.9, Decision::Accept),
+            (0.5, Decision::Review),
+            (0.2, Decision::Reject),
+            (0.52, Decision::Review),
+        ]
+        .map(|(score, decision)| PastDecision { score, decision });
+        let same = Bands {
+            low: 0.45,
+            high: 0.55,
+        };
+        assert_eq!(replay(&past, same).changed, 0);
+        let looser = Bands {
+            low: 0.1,
+            high: 0.51,
+        };
+        assert_eq!(
+            replay(&past, looser),
+            Replay {
+                total: 4,
+                changed: 2,
+                now_accepted: 1
+            }
+        );
+    }
+
+    #[test]
+    fn gallery_scores_need_two_references_and_keep_identities_apart() {
+        let template = |person_id, value: f32| StoredTemplate {
+            template_id: 0,
+            person_id,
+            embedding: vec![value],
+        };
+        let score = |r: &[&[f32]], q: &[f32]| 1.0 - (r[0][0] - q[0]).abs();
+        let bands = Bands {
+            low: 0.4,
+            high: 0.5,
+        };
+        assert!(gallery_scores(&[template(1, 0.0), template(2, 1.0)], bands, score).is_err());
+        let set = gallery_scores(
+            &[template(1, 0.0), template(1, 0.1), template(2, 0.9)],
+            bands,
+            score,
+        )
+        .unwrap();
+        assert_eq!(set.genuine.len(), 1);
+        assert!((set.genuine[0] - 0.9).abs() < 1e-6);
+        assert!(set.skilled.is_empty());
+        assert_eq!(set.impostor().len(), set.random.len());
+    }
 
     #[test]
     fn separated_scores_have_no_error_and_full_auc() {

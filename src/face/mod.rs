@@ -18,7 +18,8 @@ pub use align::Point;
 use align::Similarity;
 
 use crate::error::{Error, Result};
-use crate::models::{self, DETECTOR_FILE, LANDMARKS_FILE, RECOGNITION_FILE};
+use crate::models::{self, CropEmbedder, DETECTOR_FILE, LANDMARKS_FILE, RECOGNITION_FILE};
+use crate::types::Modality;
 use detector::TinyFaceDetector;
 use landmarks::Landmark68Net;
 use recognition::FaceRecognitionNet;
@@ -209,8 +210,12 @@ impl FaceModels {
         } else {
             confident
         };
-        let best =
-            subject(pool, image.dimensions()).ok_or_else(|| Error::NoFace(source.to_string()))?;
+        let best = subject_of(
+            pool.iter().map(|d| (d.bbox, d.prominence())),
+            image.dimensions(),
+        )
+        .map(|index| pool[index])
+        .ok_or_else(|| Error::NoFace(source.to_string()))?;
         let face = self.describe(image, vec![best])?.remove(0);
         Ok((face, count))
     }
@@ -452,6 +457,21 @@ impl FaceModels {
     }
 }
 
+impl CropEmbedder for FaceModels {
+    fn modality(&self) -> Modality {
+        Modality::Face
+    }
+
+    fn model_id(&self) -> String {
+        FaceModels::model_id(self)
+    }
+
+    fn embed_crops(&self, crops: &[image::DynamicImage]) -> Result<Vec<Vec<f32>>> {
+        let chips: Vec<RgbImage> = crops.iter().map(|c| c.to_rgb8()).collect();
+        self.embed_chips(&chips)
+    }
+}
+
 /// Runs a network's forward pass on a rayon worker, so that its layers' fork-joins stay
 /// inside the pool instead of waking it from outside once per layer.
 fn on_the_pool<T: Send>(forward: impl FnOnce() -> T + Send) -> T {
@@ -489,19 +509,30 @@ fn to_input_tensor(images: &[RgbImage], mean_rgb: [f32; 3], device: &Device) -> 
     )?)
 }
 
-/// The most prominent detection among those covering the centre of a `width` x `height`
-/// photo, or among all when none does.
-fn subject(detections: Vec<Detection>, (width, height): (u32, u32)) -> Option<Detection> {
+/// The photo's subject among `faces` (see `FaceModels::main_face`): the kiosk and every
+/// check-in use this rule, so a photo of two people punches the same one everywhere.
+pub fn subject_index(faces: &[Face], dimensions: (u32, u32)) -> Option<usize> {
+    subject_of(faces.iter().map(|f| (f.bbox, f.prominence())), dimensions)
+}
+
+/// The index of the most prominent of (box, prominence) among those covering the centre
+/// of a `width` x `height` photo, or among all when none does.
+fn subject_of(
+    boxes: impl Iterator<Item = (BoundingBox, f32)>,
+    (width, height): (u32, u32),
+) -> Option<usize> {
     let (centre_x, centre_y) = (width as f32 / 2.0, height as f32 / 2.0);
-    let covers_centre = |d: &Detection| {
-        (d.bbox.x..=d.bbox.x + d.bbox.width).contains(&centre_x)
-            && (d.bbox.y..=d.bbox.y + d.bbox.height).contains(&centre_y)
+    let covers_centre = |b: &BoundingBox| {
+        (b.x..=b.x + b.width).contains(&centre_x) && (b.y..=b.y + b.height).contains(&centre_y)
     };
-    detections.into_iter().max_by(|a, b| {
-        covers_centre(a)
-            .cmp(&covers_centre(b))
-            .then(a.prominence().total_cmp(&b.prominence()))
-    })
+    boxes
+        .enumerate()
+        .max_by(|(_, (a, a_prominence)), (_, (b, b_prominence))| {
+            covers_centre(a)
+                .cmp(&covers_centre(b))
+                .then(a_prominence.total_cmp(b_prominence))
+        })
+        .map(|(index, _)| index)
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -572,9 +603,10 @@ mod tests {
         let mut small_at_centre = detection(45.0, 0.8);
         small_at_centre.bbox.width = 8.0;
         small_at_centre.bbox.y = 45.0;
-        let pool = vec![large_off_centre, small_at_centre];
-        assert_eq!(subject(pool.clone(), (100, 100)), Some(small_at_centre));
-        assert_eq!(subject(pool, (200, 200)), Some(large_off_centre));
+        let pool = [large_off_centre, small_at_centre];
+        let boxes = || pool.iter().map(|d| (d.bbox, d.prominence()));
+        assert_eq!(subject_of(boxes(), (100, 100)), Some(1));
+        assert_eq!(subject_of(boxes(), (200, 200)), Some(0));
     }
 
     #[test]

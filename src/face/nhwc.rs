@@ -587,6 +587,7 @@ unsafe fn transform_inputs(
     tile: PatchTile,
     transformed: &mut [f32],
 ) {
+    // SAFETY: the caller checked that `kernel` runs on this CPU.
     unsafe {
         match kernel {
             #[cfg(target_arch = "x86_64")]
@@ -596,6 +597,10 @@ unsafe fn transform_inputs(
     }
 }
 
+/// The generic transform compiled for AVX-512, so its loops vectorise 16 wide.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn transform_inputs_avx512(input: &Plane, tile: PatchTile, transformed: &mut [f32]) {
@@ -678,6 +683,7 @@ unsafe fn transform_outputs(
     out: *mut f32,
     epilogue: (Option<&Plane>, bool),
 ) {
+    // SAFETY: what the caller promised is what each variant needs.
     unsafe {
         match kernel {
             #[cfg(target_arch = "x86_64")]
@@ -691,6 +697,8 @@ unsafe fn transform_outputs(
     }
 }
 
+/// # Safety
+/// As `transform_outputs`, on a CPU with AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn transform_outputs_avx512(
@@ -701,9 +709,12 @@ unsafe fn transform_outputs_avx512(
     out: *mut f32,
     epilogue: (Option<&Plane>, bool),
 ) {
+    // SAFETY: passed on from this function's own contract.
     unsafe { transform_outputs_generic(products, tile, bias, geometry, out, epilogue) }
 }
 
+/// # Safety
+/// As `transform_outputs`.
 #[inline(always)]
 unsafe fn transform_outputs_generic(
     products: &[f32],
@@ -760,6 +771,8 @@ unsafe fn transform_outputs_generic(
                             value[l] = value[l].max(0.0);
                         }
                     }
+                    // SAFETY: `at` is a pixel of `geometry` inside `valid`, and `out` holds
+                    // `geometry`'s values, which no other thread writes for this patch.
                     unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), out.add(at), 16) };
                 }
             }
@@ -791,6 +804,7 @@ macro_rules! by_tile_pixels {
 /// Every address the tile names must be valid for its reads and writes, and `kernel` must
 /// run on this CPU.
 unsafe fn run_tile(tile: &Tile, pixels: usize, kernel: Kernel) {
+    // SAFETY: passed on from this function's own contract.
     unsafe {
         match kernel {
             #[cfg(target_arch = "x86_64")]
@@ -806,6 +820,8 @@ unsafe fn run_tile(tile: &Tile, pixels: usize, kernel: Kernel) {
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_avx512<const PIXELS: usize>(tile: &Tile) {
     use std::arch::x86_64::*;
+    // SAFETY: the tile's addresses are valid (the caller's contract) and 64-byte aligned
+    // where loaded aligned (weights and bias are packed so at load).
     unsafe {
         let bias = [_mm512_load_ps(tile.bias), _mm512_load_ps(tile.bias.add(16))];
         let mut sums = [bias; PIXELS];
@@ -846,6 +862,8 @@ unsafe fn tile_avx512<const PIXELS: usize>(tile: &Tile) {
 /// # Safety
 /// As `run_tile`.
 unsafe fn tile_portable<const PIXELS: usize>(tile: &Tile) {
+    // SAFETY: the tile's addresses are valid for what it reads and writes (the caller's
+    // contract); bias and weights hold whole blocks of `LANES`.
     unsafe {
         let bias = *(tile.bias as *const [f32; LANES]);
         let mut sums = [bias; PIXELS];

@@ -3,15 +3,16 @@
 
 use eframe::egui;
 
-use super::worker::{Request, SignatureCheck};
+use super::worker::Request;
 use super::{labelled_text, texture};
-use crate::matching::Decision;
+use crate::types::Decision;
+use crate::workflow::SignatureVerifyReport;
 
 #[derive(Default)]
 pub struct DeskTab {
     account: String,
     scan: String,
-    pub check: Option<Result<SignatureCheck, String>>,
+    pub check: Option<Result<SignatureVerifyReport, String>>,
     references: Vec<egui::TextureHandle>,
     questioned: Option<egui::TextureHandle>,
 }
@@ -26,15 +27,19 @@ fn grey_texture(ctx: &egui::Context, name: &str, image: &image::GrayImage) -> eg
 }
 
 impl DeskTab {
-    pub fn on_checked(&mut self, ctx: &egui::Context, result: Result<SignatureCheck, String>) {
+    pub fn on_checked(
+        &mut self,
+        ctx: &egui::Context,
+        result: Result<SignatureVerifyReport, String>,
+    ) {
         if let Ok(check) = &result {
             self.references = check
-                .references
+                .reference_canvases
                 .iter()
                 .enumerate()
                 .map(|(i, r)| grey_texture(ctx, &format!("reference-{i}"), r))
                 .collect();
-            self.questioned = Some(grey_texture(ctx, "questioned", &check.questioned));
+            self.questioned = Some(grey_texture(ctx, "questioned", &check.questioned_canvas));
         }
         self.check = Some(result);
     }
@@ -85,10 +90,11 @@ impl DeskTab {
                 );
                 let references = check.verdict.reference_scores.len();
                 ui.label(format!(
-                    "{} ({}): scored against {references} reference{}; accept at {:.3} or more, reject under {:.3}.",
+                    "{} ({}): scored against {references} reference{} by {}; accept at {:.3} or more, reject under {:.3}.",
                     check.name,
                     check.external_id,
                     if references == 1 { "" } else { "s" },
+                    check.model,
                     check.verdict.bands.high,
                     check.verdict.bands.low
                 ));

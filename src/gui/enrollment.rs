@@ -8,7 +8,7 @@ use eframe::egui;
 
 use super::worker::{PersonRow, Request};
 use super::{labelled_text, texture};
-use crate::store::Modality;
+use crate::types::Modality;
 use crate::workflow::{EnrollReport, EnrollRequest};
 
 pub struct EnrollmentTab {
@@ -112,131 +112,139 @@ impl EnrollmentTab {
             requests.push(Request::People { modality });
         }
         ui.columns(2, |columns| {
-            let ui = &mut columns[0];
-            ui.heading("New person");
-            labelled_text(ui, "Name", &mut self.name);
-            labelled_text(ui, "Employee or account id", &mut self.external_id);
-            let label = ui.label("Reference images (one path per line, or drop files here)");
-            ui.add(egui::TextEdit::multiline(&mut self.images).desired_rows(4))
-                .labelled_by(label.id);
-            for path in super::dropped_paths(ui.ctx()) {
-                self.add_image(&path);
-            }
-            ui.horizontal(|ui| {
-                if self.modality == Modality::Face && ui.button("Check quality").clicked() {
-                    for path in self.paths() {
-                        requests.push(Request::AssessFace { path });
-                    }
+            self.new_person_ui(&mut columns[0], requests, camera_frame);
+            self.people_ui(&mut columns[1], requests);
+        });
+    }
+
+    fn new_person_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        requests: &mut Vec<Request>,
+        camera_frame: Option<&image::RgbImage>,
+    ) {
+        ui.heading("New person");
+        labelled_text(ui, "Name", &mut self.name);
+        labelled_text(ui, "Employee or account id", &mut self.external_id);
+        let label = ui.label("Reference images (one path per line, or drop files here)");
+        ui.add(egui::TextEdit::multiline(&mut self.images).desired_rows(4))
+            .labelled_by(label.id);
+        for path in super::dropped_paths(ui.ctx()) {
+            self.add_image(&path);
+        }
+        ui.horizontal(|ui| {
+            if self.modality == Modality::Face && ui.button("Check quality").clicked() {
+                for path in self.paths() {
+                    requests.push(Request::AssessFace { path });
                 }
-                // Frames come from the kiosk's camera: start it on the Kiosk tab.
-                if self.modality == Modality::Face
-                    && ui
-                        .add_enabled(camera_frame.is_some(), egui::Button::new("Capture frame"))
-                        .on_disabled_hover_text("Start the camera on the Kiosk tab")
-                        .clicked()
-                    && let Some(frame) = camera_frame
-                {
-                    requests.push(Request::Capture {
-                        frame: frame.clone(),
+            }
+            // Frames come from the kiosk's camera: start it on the Kiosk tab.
+            if self.modality == Modality::Face
+                && ui
+                    .add_enabled(camera_frame.is_some(), egui::Button::new("Capture frame"))
+                    .on_disabled_hover_text("Start the camera on the Kiosk tab")
+                    .clicked()
+                && let Some(frame) = camera_frame
+            {
+                requests.push(Request::Capture {
+                    frame: frame.clone(),
+                });
+            }
+            ui.checkbox(
+                &mut self.force,
+                "Enroll even if the face matches someone else",
+            );
+        });
+        for (path, verdict) in &self.feedback {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            match verdict {
+                Ok(text) => ui.colored_label(egui::Color32::DARK_GREEN, format!("{name}: {text}")),
+                Err(text) => ui.colored_label(
+                    egui::Color32::from_rgb(200, 60, 60),
+                    format!("{name}: {text}"),
+                ),
+            };
+        }
+        let ready = !self.name.trim().is_empty()
+            && !self.external_id.trim().is_empty()
+            && !self.paths().is_empty();
+        if ui.add_enabled(ready, egui::Button::new("Enroll")).clicked() {
+            let request = EnrollRequest {
+                name: self.name.trim().to_string(),
+                external_id: self.external_id.trim().to_string(),
+                images: self.paths(),
+            };
+            requests.push(match self.modality {
+                Modality::Face => Request::EnrollFace {
+                    request,
+                    force: self.force,
+                },
+                Modality::Signature => Request::EnrollSignature { request },
+            });
+        }
+        match &self.outcome {
+            Some(Ok(text)) => {
+                ui.colored_label(egui::Color32::DARK_GREEN, text);
+            }
+            Some(Err(text)) => {
+                ui.colored_label(
+                    egui::Color32::from_rgb(200, 60, 60),
+                    format!("Not enrolled: {text}"),
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn people_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+        ui.heading("Enrolled");
+        labelled_text(ui, "Search people", &mut self.search);
+        let needle = self.search.trim().to_lowercase();
+        egui::ScrollArea::vertical()
+            .id_salt("people")
+            .show(ui, |ui| {
+                for (row, thumbnail) in &self.people {
+                    let person = &row.person;
+                    if !needle.is_empty()
+                        && !person.name.to_lowercase().contains(&needle)
+                        && !person.external_id.to_lowercase().contains(&needle)
+                    {
+                        continue;
+                    }
+                    ui.horizontal(|ui| {
+                        if let Some(handle) = thumbnail {
+                            ui.image((handle.id(), egui::vec2(48.0, 48.0)));
+                        }
+                        ui.label(format!(
+                            "{} ({}) · {} reference(s) · since {}",
+                            person.name,
+                            person.external_id,
+                            person.templates,
+                            &person.created_at[..10.min(person.created_at.len())]
+                        ));
+                        if ui
+                            .button(format!("Delete {}", person.external_id))
+                            .clicked()
+                        {
+                            self.confirm_delete = Some((person.id, person.name.clone()));
+                        }
                     });
                 }
-                ui.checkbox(
-                    &mut self.force,
-                    "Enroll even if the face matches someone else",
-                );
             });
-            for (path, verdict) in &self.feedback {
-                let name = path.file_name().unwrap_or_default().to_string_lossy();
-                match verdict {
-                    Ok(text) => {
-                        ui.colored_label(egui::Color32::DARK_GREEN, format!("{name}: {text}"))
-                    }
-                    Err(text) => ui.colored_label(
-                        egui::Color32::from_rgb(200, 60, 60),
-                        format!("{name}: {text}"),
-                    ),
-                };
-            }
-            let ready = !self.name.trim().is_empty()
-                && !self.external_id.trim().is_empty()
-                && !self.paths().is_empty();
-            if ui.add_enabled(ready, egui::Button::new("Enroll")).clicked() {
-                let request = EnrollRequest {
-                    name: self.name.trim().to_string(),
-                    external_id: self.external_id.trim().to_string(),
-                    images: self.paths(),
-                };
-                requests.push(match self.modality {
-                    Modality::Face => Request::EnrollFace {
-                        request,
-                        force: self.force,
-                    },
-                    Modality::Signature => Request::EnrollSignature { request },
-                });
-            }
-            match &self.outcome {
-                Some(Ok(text)) => {
-                    ui.colored_label(egui::Color32::DARK_GREEN, text);
+        if let Some((person_id, name)) = self.confirm_delete.clone() {
+            ui.separator();
+            ui.label(format!(
+                "Delete {name} and all their references? The audit log keeps a record."
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Confirm delete").clicked() {
+                    requests.push(Request::Delete { person_id });
+                    self.confirm_delete = None;
                 }
-                Some(Err(text)) => {
-                    ui.colored_label(
-                        egui::Color32::from_rgb(200, 60, 60),
-                        format!("Not enrolled: {text}"),
-                    );
+                if ui.button("Keep").clicked() {
+                    self.confirm_delete = None;
                 }
-                None => {}
-            }
-
-            let ui = &mut columns[1];
-            ui.heading("Enrolled");
-            labelled_text(ui, "Search people", &mut self.search);
-            let needle = self.search.trim().to_lowercase();
-            egui::ScrollArea::vertical()
-                .id_salt("people")
-                .show(ui, |ui| {
-                    for (row, thumbnail) in &self.people {
-                        let person = &row.person;
-                        if !needle.is_empty()
-                            && !person.name.to_lowercase().contains(&needle)
-                            && !person.external_id.to_lowercase().contains(&needle)
-                        {
-                            continue;
-                        }
-                        ui.horizontal(|ui| {
-                            if let Some(handle) = thumbnail {
-                                ui.image((handle.id(), egui::vec2(48.0, 48.0)));
-                            }
-                            ui.label(format!(
-                                "{} ({}) · {} reference(s) · since {}",
-                                person.name,
-                                person.external_id,
-                                person.templates,
-                                &person.created_at[..10.min(person.created_at.len())]
-                            ));
-                            if ui
-                                .button(format!("Delete {}", person.external_id))
-                                .clicked()
-                            {
-                                self.confirm_delete = Some((person.id, person.name.clone()));
-                            }
-                        });
-                    }
-                });
-            if let Some((person_id, name)) = self.confirm_delete.clone() {
-                ui.separator();
-                ui.label(format!(
-                    "Delete {name} and all their references? The audit log keeps a record."
-                ));
-                ui.horizontal(|ui| {
-                    if ui.button("Confirm delete").clicked() {
-                        requests.push(Request::Delete { person_id });
-                        self.confirm_delete = None;
-                    }
-                    if ui.button("Keep").clicked() {
-                        self.confirm_delete = None;
-                    }
-                });
-            }
-        });
+            });
+        }
     }
 }

@@ -3,11 +3,12 @@
 
 use eframe::egui;
 
-use super::worker::{FaceView, Request};
+use super::worker::{FaceView, Match, Request};
 use super::{labelled_text, texture};
 use crate::camera::{CameraFeed, CameraInfo};
 use crate::kiosk::{Consensus, KioskState, face_eye_aspect_ratio};
-use crate::matching::Decision;
+use crate::store::Punch;
+use crate::types::Decision;
 use crate::workflow::CheckinReport;
 
 pub struct KioskTab {
@@ -62,11 +63,7 @@ impl KioskTab {
         let Some(feed) = &self.feed else {
             return Vec::new();
         };
-        let mut newest = None;
-        while let Ok(frame) = feed.frames.try_recv() {
-            newest = Some(frame);
-        }
-        match newest {
+        match feed.take_newest() {
             Some(Ok(frame)) => {
                 self.show_frame(ctx, &frame);
                 self.last_frame = Some(frame.clone());
@@ -93,11 +90,13 @@ impl KioskTab {
     }
 
     /// The faces of the last frame (and the frame itself when it came from a file); a
-    /// request to punch when the kiosk is sure.
+    /// request to punch when the kiosk is sure of the frame's subject. A file's punch is
+    /// made by the worker itself, as `vouch checkin` makes it.
     pub fn on_faces(
         &mut self,
         ctx: &egui::Context,
         faces: Vec<FaceView>,
+        subject: Option<usize>,
         frame: Option<image::RgbImage>,
     ) -> Option<Request> {
         self.in_flight = false;
@@ -105,22 +104,19 @@ impl KioskTab {
             self.show_frame(ctx, frame);
         }
         self.faces = faces;
-        let main = self
-            .faces
-            .iter()
-            .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))?;
-        let accepted = main
-            .match_
-            .as_ref()
-            .filter(|m| m.3 == Decision::Accept)
-            .map(|m| (m.0, m.2));
         if self.from_file {
             self.state = KioskState::Searching;
-            return accepted.map(|_| Request::Checkin {
-                embedding: main.embedding.clone(),
-                window_minutes: self.window_minutes,
-            });
+            return None;
         }
+        let Some(main) = subject.and_then(|index| self.faces.get(index)) else {
+            self.state = self.consensus.observe(None, None);
+            return None;
+        };
+        let accepted = main
+            .nearest
+            .as_ref()
+            .filter(|m| m.decision == Decision::Accept)
+            .map(|m| (m.person_id, m.score));
         self.state = self
             .consensus
             .observe(accepted, face_eye_aspect_ratio(&main.landmarks));
@@ -137,11 +133,11 @@ impl KioskTab {
     pub fn on_checkin(&mut self, result: Result<CheckinReport, String>) {
         let line = match result {
             Ok(report) => match report.punch {
-                crate::store::Punch::Recorded { kind, at } => format!(
+                Punch::Recorded { kind, at } => format!(
                     "{at}  check-{kind}  {} ({})  score {:.3}",
                     report.name, report.external_id, report.score
                 ),
-                crate::store::Punch::Repeat { last_kind, last_at } => format!(
+                Punch::Repeat { last_kind, last_at } => format!(
                     "ignored repeat: {} ({}) already checked {last_kind} at {last_at}",
                     report.name, report.external_id
                 ),
@@ -152,6 +148,36 @@ impl KioskTab {
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+        self.camera_ui(ui);
+        self.file_ui(ui, requests);
+        ui.label(match &self.state {
+            KioskState::Searching if self.from_file => {
+                "Image file: no liveness check; the photo's subject punches when matched in the accept band.".to_string()
+            }
+            KioskState::Searching => "Look at the camera.".to_string(),
+            KioskState::Recognising { frames, .. } => {
+                format!("Recognising… ({frames}/{})", crate::kiosk::CONSENSUS_FRAMES)
+            }
+            KioskState::AwaitingBlink { .. } => "Please blink.".to_string(),
+            KioskState::Confirmed { .. } => "Confirmed.".to_string(),
+        });
+        ui.horizontal_top(|ui| {
+            self.frame_ui(ui);
+            ui.vertical(|ui| {
+                ui.heading("Punches");
+                egui::ScrollArea::vertical()
+                    .id_salt("punches")
+                    .show(ui, |ui| {
+                        for line in &self.log {
+                            ui.label(line);
+                        }
+                    });
+            });
+        });
+    }
+
+    /// The camera picker and start/stop, or why there is no camera.
+    fn camera_ui(&mut self, ui: &mut egui::Ui) {
         let cameras = self
             .cameras
             .get_or_insert_with(|| crate::camera::list().map_err(|e| e.to_string()))
@@ -198,13 +224,17 @@ impl KioskTab {
         if let Some(error) = &self.camera_error {
             ui.colored_label(egui::Color32::from_rgb(200, 60, 60), error);
         }
+    }
+
+    fn file_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
         ui.horizontal(|ui| {
             labelled_text(ui, "Image file", &mut self.image_path);
             if ui.button("Check in from image").clicked() && !self.image_path.trim().is_empty() {
                 self.from_file = true;
                 self.in_flight = true;
-                requests.push(Request::AnalyzeFile {
+                requests.push(Request::CheckinFile {
                     path: self.image_path.trim().into(),
+                    window_minutes: self.window_minutes,
                 });
             }
             let label = ui.label("Repeat window (minutes)");
@@ -214,62 +244,48 @@ impl KioskTab {
         if let Some(path) = super::dropped_paths(ui.ctx()).first() {
             self.image_path = path.display().to_string();
         }
-        ui.label(match &self.state {
-            KioskState::Searching if self.from_file => {
-                "Image file: no liveness check; a match in the accept band punches.".to_string()
-            }
-            KioskState::Searching => "Look at the camera.".to_string(),
-            KioskState::Recognising { frames, .. } => {
-                format!("Recognising… ({frames}/{})", crate::kiosk::CONSENSUS_FRAMES)
-            }
-            KioskState::AwaitingBlink { .. } => "Please blink.".to_string(),
-            KioskState::Confirmed { .. } => "Confirmed.".to_string(),
-        });
-        ui.horizontal_top(|ui| {
-            if let Some(frame) = &self.frame {
-                let scale = (560.0 / self.frame_size[0]).min(420.0 / self.frame_size[1]);
-                let size = egui::vec2(self.frame_size[0] * scale, self.frame_size[1] * scale);
-                let response = ui.image((frame.id(), size));
-                let painter = ui.painter_at(response.rect);
-                for face in &self.faces {
-                    let rect = egui::Rect::from_min_size(
-                        response.rect.min + egui::vec2(face.bbox.x * scale, face.bbox.y * scale),
-                        egui::vec2(face.bbox.width * scale, face.bbox.height * scale),
-                    );
-                    let (color, name) = match &face.match_ {
-                        Some((_, name, score, Decision::Accept)) => {
-                            (egui::Color32::GREEN, format!("{name} {score:.2}"))
-                        }
-                        Some((_, _, score, Decision::Review)) => {
-                            (egui::Color32::YELLOW, format!("? {score:.2}"))
-                        }
-                        _ => (egui::Color32::RED, "unknown".to_string()),
-                    };
-                    painter.rect_stroke(
-                        rect,
-                        2.0,
-                        egui::Stroke::new(2.0, color),
-                        egui::StrokeKind::Outside,
-                    );
-                    painter.text(
-                        rect.left_top(),
-                        egui::Align2::LEFT_BOTTOM,
+    }
+
+    /// The last frame with a box and a name on each face.
+    fn frame_ui(&self, ui: &mut egui::Ui) {
+        if let Some(frame) = &self.frame {
+            let scale = (560.0 / self.frame_size[0]).min(420.0 / self.frame_size[1]);
+            let size = egui::vec2(self.frame_size[0] * scale, self.frame_size[1] * scale);
+            let response = ui.image((frame.id(), size));
+            let painter = ui.painter_at(response.rect);
+            for face in &self.faces {
+                let rect = egui::Rect::from_min_size(
+                    response.rect.min + egui::vec2(face.bbox.x * scale, face.bbox.y * scale),
+                    egui::vec2(face.bbox.width * scale, face.bbox.height * scale),
+                );
+                let (color, name) = match &face.nearest {
+                    Some(Match {
                         name,
-                        egui::FontId::proportional(14.0),
-                        color,
-                    );
-                }
+                        score,
+                        decision: Decision::Accept,
+                        ..
+                    }) => (egui::Color32::GREEN, format!("{name} {score:.2}")),
+                    Some(Match {
+                        score,
+                        decision: Decision::Review,
+                        ..
+                    }) => (egui::Color32::YELLOW, format!("? {score:.2}")),
+                    _ => (egui::Color32::RED, "unknown".to_string()),
+                };
+                painter.rect_stroke(
+                    rect,
+                    2.0,
+                    egui::Stroke::new(2.0, color),
+                    egui::StrokeKind::Outside,
+                );
+                painter.text(
+                    rect.left_top(),
+                    egui::Align2::LEFT_BOTTOM,
+                    name,
+                    egui::FontId::proportional(14.0),
+                    color,
+                );
             }
-            ui.vertical(|ui| {
-                ui.heading("Punches");
-                egui::ScrollArea::vertical()
-                    .id_salt("punches")
-                    .show(ui, |ui| {
-                        for line in &self.log {
-                            ui.label(line);
-                        }
-                    });
-            });
-        });
+        }
     }
 }

@@ -15,10 +15,10 @@ use std::sync::atomic::Ordering;
 
 use eframe::egui;
 
-use crate::device::DeviceChoice;
-use crate::store::Modality;
+use crate::context::Context;
+use crate::types::Modality;
 use crate::workflow::Progress;
-use worker::{Reply, Request, WorkerConfig, WorkerHandle};
+use worker::{Reply, Request, WorkerHandle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
@@ -62,14 +62,14 @@ pub struct App {
     desk: desk::DeskTab,
     workbench: workbench::WorkbenchTab,
     training: training::TrainingTab,
-    config: WorkerConfig,
 }
 
 impl App {
     /// Starts the worker; `ctx` is woken whenever a reply arrives.
-    pub fn new(config: WorkerConfig, ctx: &egui::Context) -> std::io::Result<Self> {
+    pub fn new(context: Context, ctx: &egui::Context) -> std::io::Result<Self> {
         let wake = ctx.clone();
-        let worker = worker::spawn(config.clone(), move || wake.request_repaint())?;
+        let training = training::TrainingTab::new(&context);
+        let worker = worker::spawn(context, move || wake.request_repaint())?;
         Ok(Self {
             tab: Tab::Kiosk,
             worker,
@@ -81,8 +81,7 @@ impl App {
             enrollment: enrollment::EnrollmentTab::default(),
             desk: desk::DeskTab::default(),
             workbench: workbench::WorkbenchTab::default(),
-            training: training::TrainingTab::new(&config),
-            config,
+            training,
         })
     }
 
@@ -98,118 +97,95 @@ impl App {
         }
     }
 
-    fn poll(&mut self, ctx: &egui::Context) {
+    fn send_all(&mut self, requests: Vec<Request>) {
+        for request in requests {
+            self.send(request);
+        }
+    }
+
+    /// Everything the worker answered since the last frame.
+    fn take_replies(&mut self, ctx: &egui::Context) {
         while let Ok(reply) = self.worker.replies.try_recv() {
             if !matches!(reply, Reply::Progress(_)) {
                 self.busy = false;
                 self.progress = None;
             }
-            match reply {
-                Reply::Ready { status } => {
-                    self.status = status;
-                    self.error = None;
-                    self.send(Request::People {
-                        modality: Modality::Face,
-                    });
-                }
-                Reply::Failed { what, error } => self.error = Some(format!("{what}: {error}")),
-                Reply::Progress(progress) => self.progress = Some(progress),
-                Reply::Analyzed { faces, frame } => {
-                    if let Some(request) = self.kiosk.on_faces(ctx, faces, frame) {
-                        self.send(request);
-                    }
-                }
-                Reply::Captured(result) => match result {
-                    Ok(path) => {
-                        self.enrollment.add_image(&path);
-                        self.send(Request::AssessFace { path });
-                    }
-                    Err(error) => self.error = Some(error),
-                },
-                Reply::CheckedIn(result) => self.kiosk.on_checkin(result),
-                Reply::Enrolled(result) => {
-                    let modality = self.enrollment.on_enrolled(result);
-                    self.send(Request::People { modality });
-                }
-                Reply::Assessed { path, verdict } => self.enrollment.on_assessed(path, verdict),
-                Reply::People(rows) => self.enrollment.on_people(ctx, rows),
-                Reply::Deleted { .. } => {
-                    let modality = self.enrollment.modality;
-                    self.send(Request::People { modality });
-                }
-                Reply::SignatureChecked(result) => self.desk.on_checked(ctx, result),
-                Reply::Scores(result) => self.workbench.on_scores(result),
-                Reply::Flips { changed, total } => self.workbench.flips = Some((changed, total)),
-                Reply::BandsSaved(bands) => self.workbench.on_saved(bands),
-                Reply::Bands(bands) => self.workbench.on_bands(bands),
-                Reply::Activated(result) => self.training.on_activated(result),
-            }
+            self.on_reply(ctx, reply);
         }
     }
 
-    /// The whole window's contents (eframe calls it every frame; tests call it directly).
-    pub fn show(&mut self, ui: &mut egui::Ui) {
-        let ctx = ui.ctx().clone();
-        self.poll(&ctx);
-        let requests = self.kiosk.poll_camera(&ctx);
-        for request in requests {
-            self.send(request);
+    fn on_reply(&mut self, ctx: &egui::Context, reply: Reply) {
+        match reply {
+            Reply::Ready { status } => {
+                self.status = status;
+                self.error = None;
+                self.send(Request::People {
+                    modality: Modality::Face,
+                });
+            }
+            Reply::Failed { what, error } => self.error = Some(format!("{what}: {error}")),
+            Reply::Progress(progress) => self.progress = Some(progress),
+            Reply::Analyzed {
+                faces,
+                subject,
+                frame,
+            } => {
+                if let Some(request) = self.kiosk.on_faces(ctx, faces, subject, frame) {
+                    self.send(request);
+                }
+            }
+            Reply::Captured(Ok(path)) => {
+                self.enrollment.add_image(&path);
+                self.send(Request::AssessFace { path });
+            }
+            Reply::Captured(Err(error)) => self.error = Some(error),
+            Reply::CheckedIn(result) => self.kiosk.on_checkin(result),
+            Reply::Enrolled(result) => {
+                let modality = self.enrollment.on_enrolled(result);
+                self.send(Request::People { modality });
+            }
+            Reply::Assessed { path, verdict } => self.enrollment.on_assessed(path, verdict),
+            Reply::People(rows) => self.enrollment.on_people(ctx, rows),
+            Reply::Deleted { .. } => {
+                let modality = self.enrollment.modality;
+                self.send(Request::People { modality });
+            }
+            Reply::SignatureChecked(result) => self.desk.on_checked(ctx, result),
+            Reply::Scores(result) => self.workbench.on_scores(result),
+            Reply::Replayed(replay) => self.workbench.replay = Some(replay),
+            Reply::BandsSaved(bands) => self.workbench.on_saved(bands),
+            Reply::Bands(bands) => self.workbench.on_bands(bands),
+            Reply::TrainingPrepared(result) => self.training.on_prepared(ctx, result),
+            Reply::Activated(result) => self.training.on_activated(result),
         }
-        self.training.poll();
-        egui::Panel::top("tabs").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                for tab in Tab::ALL {
-                    ui.selectable_value(&mut self.tab, tab, tab.title());
-                }
-            });
-        });
-        egui::Panel::bottom("status").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                if self.busy {
-                    ui.spinner();
-                }
-                if let Some(progress) = &self.progress {
-                    let fraction = progress.done as f32 / progress.total.max(1) as f32;
-                    ui.add(
-                        egui::ProgressBar::new(fraction)
-                            .desired_width(200.0)
-                            .text(format!(
-                                "{} {}/{}",
-                                progress.current, progress.done, progress.total
-                            )),
-                    );
-                    if ui.button("Cancel").clicked() {
-                        self.worker.cancel.store(true, Ordering::Relaxed);
-                    }
-                }
-                ui.label(&self.status);
-            });
-            if let Some(error) = &self.error {
-                ui.colored_label(
-                    egui::Color32::from_rgb(200, 60, 60),
-                    format!("Error: {error}"),
+    }
+
+    fn status_bar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            if self.busy {
+                ui.spinner();
+            }
+            if let Some(progress) = &self.progress {
+                let fraction = progress.done as f32 / progress.total.max(1) as f32;
+                ui.add(
+                    egui::ProgressBar::new(fraction)
+                        .desired_width(200.0)
+                        .text(format!(
+                            "{} {}/{}",
+                            progress.current, progress.done, progress.total
+                        )),
                 );
-            }
-        });
-        egui::CentralPanel::default().show(ui, |ui| {
-            let mut requests = Vec::new();
-            match self.tab {
-                Tab::Kiosk => self.kiosk.ui(ui, &mut requests),
-                Tab::Enrollment => {
-                    self.enrollment
-                        .ui(ui, &mut requests, self.kiosk.last_frame.as_ref())
+                if ui.button("Cancel").clicked() {
+                    self.worker.cancel.store(true, Ordering::Relaxed);
                 }
-                Tab::SignatureDesk => self.desk.ui(ui, &mut requests),
-                Tab::Thresholds => self.workbench.ui(ui, &mut requests),
-                Tab::Training => self.training.ui(ui, &mut requests, &self.config),
             }
-            for request in requests {
-                self.send(request);
-            }
+            ui.label(&self.status);
         });
-        if self.busy || self.training.running() || self.kiosk.live() {
-            // The camera keeps running on the enrollment tab, for captures.
-            ctx.request_repaint_after(std::time::Duration::from_millis(50));
+        if let Some(error) = &self.error {
+            ui.colored_label(
+                egui::Color32::from_rgb(200, 60, 60),
+                format!("Error: {error}"),
+            );
         }
     }
 
@@ -224,8 +200,41 @@ impl App {
 }
 
 impl eframe::App for App {
+    /// Runs even while the window is minimised: the worker's replies, the camera's frames
+    /// and the training run's events are taken here, never only while drawing.
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.take_replies(ctx);
+        let camera_requests = self.kiosk.poll_camera(ctx);
+        self.send_all(camera_requests);
+        self.training.poll();
+        if self.busy || self.training.running() || self.kiosk.live() {
+            // The camera keeps running on the enrollment tab, for captures.
+            ctx.request_repaint_after(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Draws, and sends what the operator asked for.
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        self.show(ui);
+        egui::Panel::top("tabs").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                for tab in Tab::ALL {
+                    ui.selectable_value(&mut self.tab, tab, tab.title());
+                }
+            });
+        });
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar_ui(ui));
+        let mut requests = Vec::new();
+        egui::CentralPanel::default().show(ui, |ui| match self.tab {
+            Tab::Kiosk => self.kiosk.ui(ui, &mut requests),
+            Tab::Enrollment => {
+                self.enrollment
+                    .ui(ui, &mut requests, self.kiosk.last_frame.as_ref())
+            }
+            Tab::SignatureDesk => self.desk.ui(ui, &mut requests),
+            Tab::Thresholds => self.workbench.ui(ui, &mut requests),
+            Tab::Training => self.training.ui(ui, &mut requests),
+        });
+        self.send_all(requests);
     }
 }
 
@@ -280,7 +289,7 @@ pub(crate) fn texture(
     )
 }
 
-pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
+pub fn run(context: Context) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Vouch")
@@ -290,26 +299,7 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
     eframe::run_native(
         "Vouch",
         options,
-        Box::new(move |cc| Ok(Box::new(App::new(config, &cc.egui_ctx)?))),
+        Box::new(move |cc| Ok(Box::new(App::new(context, &cc.egui_ctx)?))),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
-}
-
-impl WorkerConfig {
-    pub fn new(
-        models_dir: PathBuf,
-        signature_model: Option<PathBuf>,
-        db: PathBuf,
-        device: DeviceChoice,
-        operator: String,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
-            signature_model: signature_model
-                .unwrap_or_else(|| models_dir.join(crate::signature::SIGNATURE_MODEL_FILE)),
-            models_dir,
-            db,
-            device: device.open()?,
-            operator,
-        })
-    }
 }

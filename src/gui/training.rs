@@ -11,10 +11,14 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
+use candle_core::Device;
+
 use super::labelled_text;
-use super::worker::{Request, WorkerConfig};
-use crate::eval::verification::{equal_error_rate, error_rates};
+use super::worker::{Request, TrainingInputs};
+use crate::context::Context;
+use crate::eval::verification::{det_percentages, equal_error_rate};
 use crate::train::{Loss, TrainConfig, TrainEvent, TrainModality, TrainReport};
+use crate::workflow::Activation;
 
 enum Message {
     Event(TrainEvent),
@@ -34,24 +38,29 @@ pub struct TrainingTab {
     epochs: usize,
     learning_rate: f64,
     out_root: PathBuf,
+    device: Device,
+    /// The run's folder while the worker prepares its inputs.
+    preparing: Option<PathBuf>,
     cancel: Arc<AtomicBool>,
     messages: Option<Receiver<Message>>,
     pub step: Option<(usize, usize, usize)>,
     losses: Vec<[f64; 2]>,
     pub epochs_done: Vec<crate::train::EpochSummary>,
     finished: Option<Result<Finished, String>>,
-    pub activation: Option<Result<String, String>>,
+    pub activation: Option<Result<Activation, String>>,
 }
 
 impl TrainingTab {
-    pub fn new(config: &WorkerConfig) -> Self {
+    pub fn new(context: &Context) -> Self {
         Self {
             data: String::new(),
             use_enrolled: false,
             loss: Loss::Contrastive,
             epochs: 10,
             learning_rate: 1e-3,
-            out_root: config.db.with_file_name("models"),
+            out_root: context.runs_dir(),
+            device: context.device.clone(),
+            preparing: None,
             cancel: Arc::new(AtomicBool::new(false)),
             messages: None,
             step: None,
@@ -63,7 +72,7 @@ impl TrainingTab {
     }
 
     pub fn running(&self) -> bool {
-        self.messages.is_some()
+        self.messages.is_some() || self.preparing.is_some()
     }
 
     pub fn status(&self) -> String {
@@ -105,19 +114,36 @@ impl TrainingTab {
         }
     }
 
-    fn start(&mut self, config: &WorkerConfig, ctx: &egui::Context) {
+    /// The first half of a start: the worker names the active model (and writes out the
+    /// enrolled signatures when asked), then `on_prepared` starts the run.
+    fn request_start(&mut self, requests: &mut Vec<Request>) {
         let out = self.out_root.join(format!(
             "signature-{}",
             chrono::Utc::now().format("%Y%m%d-%H%M%S")
         ));
-        let mut train_config = TrainConfig::new(
-            TrainModality::Signature,
-            self.loss,
-            self.epochs,
-            out.clone(),
-        );
+        requests.push(Request::PrepareTraining {
+            enrolled_dir: self.use_enrolled.then(|| out.join("enrolled")),
+        });
+        self.preparing = Some(out);
+        self.finished = None;
+        self.activation = None;
+    }
+
+    pub fn on_prepared(&mut self, ctx: &egui::Context, inputs: Result<TrainingInputs, String>) {
+        let Some(out) = self.preparing.take() else {
+            return;
+        };
+        match inputs {
+            Ok(inputs) => self.start(out, inputs, ctx),
+            Err(error) => self.finished = Some(Err(error)),
+        }
+    }
+
+    fn start(&mut self, out: PathBuf, inputs: TrainingInputs, ctx: &egui::Context) {
+        let mut train_config =
+            TrainConfig::new(TrainModality::Signature, self.loss, self.epochs, out);
         train_config.learning_rate = self.learning_rate;
-        train_config.init = Some(config.signature_model.clone()).filter(|p| p.is_file());
+        train_config.init = Some(inputs.active_model.clone()).filter(|p| p.is_file());
         train_config.command = "vouch window: training tab".into();
         let sources: Vec<PathBuf> = self
             .data
@@ -126,52 +152,30 @@ impl TrainingTab {
             .filter(|l| !l.is_empty())
             .map(PathBuf::from)
             .collect();
-        let use_enrolled = self.use_enrolled;
-        let (db, device, active) = (
-            config.db.clone(),
-            config.device.clone(),
-            config.signature_model.clone(),
-        );
+        let device = self.device.clone();
         let (sender, receiver) = sync_channel(1024);
         self.cancel.store(false, Ordering::Relaxed);
         let cancel = self.cancel.clone();
         let wake = ctx.clone();
         self.messages = Some(receiver);
-        self.finished = None;
-        self.activation = None;
         self.losses.clear();
         self.epochs_done.clear();
         self.step = None;
         let spawned = std::thread::Builder::new()
             .name("vouch-training".into())
             .spawn(move || {
-                let run = || -> Result<Finished, String> {
-                    let mut scans = Vec::new();
-                    for source in &sources {
-                        scans.extend(crate::dataset::load(source).map_err(|e| e.to_string())?);
-                    }
-                    if use_enrolled {
-                        scans.extend(export_enrolled(&db, &out.join("enrolled")).map_err(|e| e.to_string())?);
-                    }
-                    if scans.is_empty() {
-                        return Err("no training data: name a folder or manifest, or use the enrolled signatures".into());
-                    }
-                    let report = crate::train::train(&train_config, &scans, &device, &cancel, &mut |event| {
+                let result = run_training(
+                    &train_config,
+                    &sources,
+                    inputs,
+                    &device,
+                    &cancel,
+                    &mut |event| {
                         let _ = sender.try_send(Message::Event(event));
                         wake.request_repaint();
-                    })
-                    .map_err(|e| e.to_string())?;
-                    let mut comparisons = Vec::new();
-                    for (name, path) in [("active model", Some(active.clone())), ("new model", report.model.clone())] {
-                        let Some(path) = path.filter(|p| p.is_file()) else { continue };
-                        let model = crate::signature::SignatureModel::load(&path, &device).map_err(|e| e.to_string())?;
-                        let (genuine, impostor) = crate::train::validation_scores(&model, &train_config, &scans)
-                            .map_err(|e| e.to_string())?;
-                        comparisons.push((name.to_string(), genuine, impostor));
-                    }
-                    Ok(Finished { report, comparisons })
-                };
-                let _ = sender.send(Message::Finished(run()));
+                    },
+                );
+                let _ = sender.send(Message::Finished(result));
                 wake.request_repaint();
             });
         if let Err(error) = spawned {
@@ -180,12 +184,22 @@ impl TrainingTab {
         }
     }
 
-    pub fn on_activated(&mut self, result: Result<String, String>) {
+    pub fn on_activated(&mut self, result: Result<Activation, String>) {
         self.activation = Some(result);
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>, config: &WorkerConfig) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
         ui.heading("Train a new signature model version");
+        self.settings_ui(ui);
+        self.run_ui(ui, requests);
+        ui.columns(2, |columns| {
+            self.curves_ui(&mut columns[0]);
+            self.before_after_ui(&mut columns[1]);
+        });
+        self.activation_ui(ui, requests);
+    }
+
+    fn settings_ui(&mut self, ui: &mut egui::Ui) {
         let label = ui.label("Training data (folders or manifests, one per line)");
         ui.add(egui::TextEdit::multiline(&mut self.data).desired_rows(2))
             .labelled_by(label.id);
@@ -219,12 +233,16 @@ impl TrainingTab {
         if labelled_text(ui, "Runs folder", &mut out_text).changed() {
             self.out_root = PathBuf::from(out_text);
         }
+    }
+
+    /// Start and cancel, the progress of the running epoch, and each finished epoch.
+    fn run_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(!self.running(), egui::Button::new("Start training"))
                 .clicked()
             {
-                self.start(config, ui.ctx());
+                self.request_start(requests);
             }
             if ui
                 .add_enabled(self.running(), egui::Button::new("Cancel training"))
@@ -251,46 +269,48 @@ impl TrainingTab {
                 if summary.best { " (best, saved)" } else { "" }
             ));
         }
-        ui.columns(2, |columns| {
-            Plot::new("training-curves")
-                .height(200.0)
-                .legend(Legend::default())
-                .show(&mut columns[0], |plot| {
+    }
+
+    fn curves_ui(&self, ui: &mut egui::Ui) {
+        Plot::new("training-curves")
+            .height(200.0)
+            .legend(Legend::default())
+            .show(ui, |plot| {
+                plot.line(Line::new(
+                    "loss per step",
+                    PlotPoints::from(self.losses.clone()),
+                ));
+                let eer: Vec<[f64; 2]> = self
+                    .epochs_done
+                    .iter()
+                    .map(|e| [e.epoch as f64, e.validation_eer])
+                    .collect();
+                plot.line(Line::new("validation EER per epoch", PlotPoints::from(eer)));
+            });
+    }
+
+    /// The DET of the active model and of the new one on the run's validation writers.
+    fn before_after_ui(&self, ui: &mut egui::Ui) {
+        let Some(Ok(finished)) = &self.finished else {
+            return;
+        };
+        Plot::new("before-after")
+            .height(200.0)
+            .legend(Legend::default())
+            .x_axis_label("FAR %")
+            .y_axis_label("FRR %")
+            .show(ui, |plot| {
+                for (name, genuine, impostor) in &finished.comparisons {
+                    let (eer, _) = equal_error_rate(genuine, impostor);
                     plot.line(Line::new(
-                        "loss per step",
-                        PlotPoints::from(self.losses.clone()),
+                        format!("{name} (EER {:.2}%)", 100.0 * eer),
+                        PlotPoints::from(det_percentages(genuine, impostor)),
                     ));
-                    let eer: Vec<[f64; 2]> = self
-                        .epochs_done
-                        .iter()
-                        .map(|e| [e.epoch as f64, e.validation_eer])
-                        .collect();
-                    plot.line(Line::new("validation EER per epoch", PlotPoints::from(eer)));
-                });
-            if let Some(Ok(finished)) = &self.finished {
-                Plot::new("before-after")
-                    .height(200.0)
-                    .legend(Legend::default())
-                    .x_axis_label("FAR %")
-                    .y_axis_label("FRR %")
-                    .show(&mut columns[1], |plot| {
-                        for (name, genuine, impostor) in &finished.comparisons {
-                            let (eer, _) = equal_error_rate(genuine, impostor);
-                            let curve: Vec<[f64; 2]> = (0..=200)
-                                .map(|i| {
-                                    let (far, frr) =
-                                        error_rates(genuine, impostor, i as f32 / 200.0);
-                                    [100.0 * far, 100.0 * frr]
-                                })
-                                .collect();
-                            plot.line(Line::new(
-                                format!("{name} (EER {:.2}%)", 100.0 * eer),
-                                PlotPoints::from(curve),
-                            ));
-                        }
-                    });
-            }
-        });
+                }
+            });
+    }
+
+    fn activation_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
         if let Some(Ok(finished)) = &self.finished
             && let Some(model) = &finished.report.model
         {
@@ -302,8 +322,14 @@ impl TrainingTab {
             }
         }
         match &self.activation {
-            Some(Ok(text)) => {
-                ui.colored_label(egui::Color32::DARK_GREEN, text);
+            Some(Ok(activation)) => {
+                ui.colored_label(
+                    egui::Color32::DARK_GREEN,
+                    format!(
+                        "{} is active; {} template(s) re-embedded",
+                        activation.model, activation.reembedded
+                    ),
+                );
             }
             Some(Err(text)) => {
                 ui.colored_label(egui::Color32::from_rgb(200, 60, 60), text);
@@ -313,46 +339,44 @@ impl TrainingTab {
     }
 }
 
-/// Writes the enrolled signatures' stored canvases as ink-on-paper scans, one folder per
-/// account, so the training set can include them.
-fn export_enrolled(
-    db: &std::path::Path,
-    dir: &std::path::Path,
-) -> crate::Result<Vec<crate::dataset::LabelledScan>> {
-    let store = crate::store::Store::open(db)?;
+/// The training thread's work: load the scans, train, then score the active model and
+/// the new one on the run's validation identities for the before / after plot.
+fn run_training(
+    config: &TrainConfig,
+    sources: &[PathBuf],
+    inputs: TrainingInputs,
+    device: &Device,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<Finished, String> {
     let mut scans = Vec::new();
-    for person in store.people(Some(crate::store::Modality::Signature))? {
-        let folder = dir.join(&person.external_id);
-        std::fs::create_dir_all(&folder).map_err(|e| crate::Error::io(e, &folder))?;
-        let mut crops = Vec::new();
-        let mut statement = store
-            .connection()
-            .prepare("SELECT DISTINCT source_sha256, crop FROM templates WHERE person_id = ?1 AND crop IS NOT NULL")
-            .map_err(crate::store::StoreError::from)?;
-        let rows = statement
-            .query_map([person.id], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(crate::store::StoreError::from)?;
-        for row in rows {
-            crops.push(row.map_err(crate::store::StoreError::from)?);
-        }
-        for (sha, png) in crops {
-            let Ok(canvas) = image::load_from_memory(&png) else {
-                continue;
-            };
-            let mut paper = canvas.to_luma8();
-            image::imageops::invert(&mut paper);
-            let path = folder.join(format!("{}.png", &sha[..12.min(sha.len())]));
-            paper.save(&path).map_err(|e| {
-                crate::Error::Invalid(format!("cannot write {}: {e}", path.display()))
-            })?;
-            scans.push(crate::dataset::LabelledScan {
-                path,
-                identity: format!("enrolled-{}", person.external_id),
-                kind: crate::dataset::Kind::Genuine,
-            });
-        }
+    for source in sources {
+        scans.extend(crate::dataset::load(source).map_err(|e| e.to_string())?);
     }
-    Ok(scans)
+    scans.extend(inputs.enrolled);
+    if scans.is_empty() {
+        return Err(
+            "no training data: name a folder or manifest, or use the enrolled signatures".into(),
+        );
+    }
+    let report =
+        crate::train::train(config, &scans, device, cancel, on_event).map_err(|e| e.to_string())?;
+    let mut comparisons = Vec::new();
+    for (name, path) in [
+        ("active model", Some(inputs.active_model)),
+        ("new model", report.model.clone()),
+    ] {
+        let Some(path) = path.filter(|p| p.is_file()) else {
+            continue;
+        };
+        let model =
+            crate::signature::SignatureModel::load(&path, device).map_err(|e| e.to_string())?;
+        let (genuine, impostor) =
+            crate::train::validation_scores(&model, config, &scans).map_err(|e| e.to_string())?;
+        comparisons.push((name.to_string(), genuine, impostor));
+    }
+    Ok(Finished {
+        report,
+        comparisons,
+    })
 }

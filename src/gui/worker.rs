@@ -1,32 +1,39 @@
 //! The window's one worker thread: it owns the models and the database, takes requests
 //! from a bounded channel and answers on another, waking the window after each answer.
-//! The UI thread never decodes an image, runs a network or touches SQLite.
+//! The UI thread never decodes an image, runs a network or touches SQLite; the worker
+//! never waits on the UI for progress (a progress report that finds the channel full is
+//! dropped: the next one says more).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
-use candle_core::Device;
 use image::RgbImage;
 
-use crate::eval::verification::{EmbeddedScan, embed_scans, evaluate};
+use crate::context::Context;
+use crate::dataset::LabelledScan;
+use crate::eval::verification::{self, Replay, ScoreSet, WORKBENCH_REFERENCES};
 use crate::face::FaceModels;
 use crate::gallery::Gallery;
-use crate::matching::{Bands, Decision};
+use crate::matching::{euclidean_distance, face_score};
 use crate::signature::SignatureModel;
-use crate::store::{Modality, Person, Store};
-use crate::workflow::{self, CheckinReport, EnrollReport, EnrollRequest, Progress};
+use crate::store::{Person, Store};
+use crate::types::{Bands, Decision, Modality};
+use crate::workflow::{
+    self, Activation, CheckinReport, EnrollReport, EnrollRequest, Progress, SignatureVerifyReport,
+};
 
 /// Requests the worker serves, one at a time, in order.
 pub enum Request {
-    /// Find, embed and name the faces of a frame (kiosk).
+    /// Find, embed and name the faces of a camera frame (kiosk).
     Analyze {
         frame: RgbImage,
     },
-    /// The same for an image file (decoded here, not on the UI thread).
-    AnalyzeFile {
+    /// Punch from an image file, as `vouch checkin` does (the file is decoded here).
+    CheckinFile {
         path: PathBuf,
+        window_minutes: i64,
     },
     /// Save a camera frame as a reference photo for enrollment.
     Capture {
@@ -63,8 +70,8 @@ pub enum Request {
         modality: Modality,
         manifest: Option<PathBuf>,
     },
-    /// How many recorded decisions the bands would change.
-    Flips {
+    /// What the bands would change among the recorded decisions.
+    Replay {
         modality: Modality,
         bands: Bands,
     },
@@ -75,10 +82,24 @@ pub enum Request {
     Bands {
         modality: Modality,
     },
+    /// What a training run starts from: the active model, and the enrolled signatures
+    /// written out as scans under `enrolled_dir` when asked for.
+    PrepareTraining {
+        enrolled_dir: Option<PathBuf>,
+    },
     /// Make a newly trained signature model the active one and re-embed the gallery.
     Activate {
         model: PathBuf,
     },
+}
+
+/// The nearest enrolled person to a face.
+#[derive(Debug, Clone)]
+pub struct Match {
+    pub person_id: i64,
+    pub name: String,
+    pub score: f32,
+    pub decision: Decision,
 }
 
 #[derive(Debug, Clone)]
@@ -86,8 +107,8 @@ pub struct FaceView {
     pub bbox: crate::face::BoundingBox,
     pub landmarks: Vec<crate::face::Point>,
     pub embedding: Vec<f32>,
-    /// The nearest enrolled person, if anyone is enrolled.
-    pub match_: Option<(i64, String, f32, Decision)>,
+    /// `None` when nobody is enrolled.
+    pub nearest: Option<Match>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,19 +119,9 @@ pub struct PersonRow {
 }
 
 #[derive(Debug, Clone)]
-pub struct SignatureCheck {
-    pub name: String,
-    pub external_id: String,
-    pub references: Vec<image::GrayImage>,
-    pub questioned: image::GrayImage,
-    pub verdict: workflow::SignatureVerdict,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct ScoreSet {
-    pub genuine: Vec<f32>,
-    pub impostor: Vec<f32>,
-    pub source: String,
+pub struct TrainingInputs {
+    pub active_model: PathBuf,
+    pub enrolled: Vec<LabelledScan>,
 }
 
 pub enum Reply {
@@ -121,9 +132,11 @@ pub enum Reply {
         what: &'static str,
         error: String,
     },
-    /// `frame` is the decoded image when the request named a file.
+    /// `subject` is the frame's subject (`face::subject_index`); `frame` is the decoded
+    /// image when the request named a file.
     Analyzed {
         faces: Vec<FaceView>,
+        subject: Option<usize>,
         frame: Option<RgbImage>,
     },
     Captured(Result<PathBuf, String>),
@@ -137,16 +150,14 @@ pub enum Reply {
     Deleted {
         person_id: i64,
     },
-    SignatureChecked(Result<SignatureCheck, String>),
+    SignatureChecked(Result<SignatureVerifyReport, String>),
     Progress(Progress),
     Scores(Result<ScoreSet, String>),
-    Flips {
-        changed: usize,
-        total: usize,
-    },
+    Replayed(Replay),
     BandsSaved(Bands),
     Bands(Bands),
-    Activated(Result<String, String>),
+    TrainingPrepared(Result<TrainingInputs, String>),
+    Activated(Result<Activation, String>),
 }
 
 pub struct WorkerHandle {
@@ -155,55 +166,63 @@ pub struct WorkerHandle {
     pub cancel: Arc<AtomicBool>,
 }
 
-/// Where the worker finds its models and database.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    pub models_dir: PathBuf,
-    pub signature_model: PathBuf,
-    pub db: PathBuf,
-    pub device: Device,
-    pub operator: String,
+/// The worker's side of the reply channel.
+struct Outbox<W: Fn()> {
+    replies: SyncSender<Reply>,
+    wake: W,
+}
+
+impl<W: Fn()> Outbox<W> {
+    /// Sends a result; false when the window has gone.
+    fn send(&self, reply: Reply) -> bool {
+        let delivered = self.replies.send(reply).is_ok();
+        (self.wake)();
+        delivered
+    }
+
+    fn progress(&self, progress: Progress) {
+        match self.replies.try_send(Reply::Progress(progress)) {
+            Ok(()) => (self.wake)(),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {}
+        }
+    }
 }
 
 /// Starts the worker; `wake` is called after every reply.
-pub fn spawn(
-    config: WorkerConfig,
-    wake: impl Fn() + Send + 'static,
-) -> std::io::Result<WorkerHandle> {
+pub fn spawn(context: Context, wake: impl Fn() + Send + 'static) -> std::io::Result<WorkerHandle> {
     let (requests, inbox) = sync_channel::<Request>(8);
-    let (outbox, replies) = sync_channel::<Reply>(64);
+    let (replies_tx, replies) = sync_channel::<Reply>(64);
     let cancel = Arc::new(AtomicBool::new(false));
     let cancelled = cancel.clone();
     std::thread::Builder::new()
         .name("vouch-worker".into())
         .spawn(move || {
-            let send = |reply: Reply| {
-                let delivered = outbox.send(reply).is_ok();
-                wake();
-                delivered
+            let outbox = Outbox {
+                replies: replies_tx,
+                wake,
             };
-            let mut worker = match Worker::open(&config) {
+            let mut worker = match Worker::open(&context) {
                 Ok(worker) => worker,
                 Err(error) => {
-                    send(Reply::Failed {
+                    outbox.send(Reply::Failed {
                         what: "starting",
                         error,
                     });
                     return;
                 }
             };
-            if let Err(error) = worker.catch_up_faces(&cancelled, &send) {
-                send(Reply::Failed {
+            if let Err(error) = worker.catch_up_faces(&cancelled, &outbox) {
+                outbox.send(Reply::Failed {
                     what: "re-embedding the enrolled faces",
                     error,
                 });
             }
-            send(Reply::Ready {
+            outbox.send(Reply::Ready {
                 status: worker.status(),
             });
             for request in inbox {
                 cancelled.store(false, std::sync::atomic::Ordering::Relaxed);
-                if !worker.serve(request, &cancelled, &send) {
+                if !worker.serve(request, &cancelled, &outbox) {
                     break;
                 }
             }
@@ -217,40 +236,35 @@ pub fn spawn(
 
 struct Worker {
     faces: FaceModels,
-    signatures: Option<SignatureModel>,
-    signature_error: Option<String>,
+    signatures: Result<SignatureModel, String>,
     store: Store,
     gallery: Gallery,
-    config: WorkerConfig,
+    context: Context,
+}
+
+fn text(error: crate::Error) -> String {
+    error.to_string()
+}
+
+/// The loaded signature model, or why there is none.
+fn signature_model(loaded: &Result<SignatureModel, String>) -> Result<&SignatureModel, String> {
+    loaded
+        .as_ref()
+        .map_err(|error| format!("no signature model: {error}"))
 }
 
 impl Worker {
-    fn open(config: &WorkerConfig) -> Result<Self, String> {
-        let faces =
-            FaceModels::load(&config.models_dir, &config.device).map_err(|e| e.to_string())?;
-        if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        let store = Store::open(&config.db).map_err(|e| e.to_string())?;
-        let active = store
-            .setting("model.signature")
-            .ok()
-            .flatten()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| config.signature_model.clone());
-        let (signatures, signature_error) = match SignatureModel::load(&active, &config.device) {
-            Ok(model) => (Some(model), None),
-            Err(error) => (None, Some(error.to_string())),
-        };
+    fn open(context: &Context) -> Result<Self, String> {
+        let faces = context.load_faces().map_err(text)?;
+        let store = context.open_store().map_err(text)?;
+        let signatures = context.load_signature_model(Some(&store)).map_err(text);
         let gallery = Gallery::of_faces(&store, &faces.model_id()).map_err(|e| e.to_string())?;
         Ok(Self {
             faces,
             signatures,
-            signature_error,
             store,
             gallery,
-            config: config.clone(),
+            context: context.clone(),
         })
     }
 
@@ -261,30 +275,31 @@ impl Worker {
     fn catch_up_faces(
         &mut self,
         cancel: &AtomicBool,
-        send: &dyn Fn(Reply) -> bool,
+        outbox: &Outbox<impl Fn()>,
     ) -> Result<(), String> {
-        let actor = self.config.operator.clone();
-        let report = workflow::reembed(&mut self.store, &self.faces, &actor, cancel, &mut |p| {
-            send(Reply::Progress(p));
-        })
-        .map_err(|e| e.to_string())?;
+        let report = workflow::reembed(
+            &mut self.store,
+            &self.faces,
+            &self.context.operator,
+            cancel,
+            &mut |p| outbox.progress(p),
+        )
+        .map_err(text)?;
         if report.templates > 0 {
             tracing::info!(
                 templates = report.templates,
                 model = %report.model,
                 "re-embedded face templates of an earlier model"
             );
-            self.gallery = Gallery::of_faces(&self.store, &self.faces.model_id())
-                .map_err(|e| e.to_string())?;
+            self.reload_gallery()?;
         }
         Ok(())
     }
 
     fn status(&self) -> String {
-        let signature = match (&self.signatures, &self.signature_error) {
-            (Some(model), _) => model.model_id(),
-            (None, Some(error)) => format!("not loaded ({error})"),
-            (None, None) => "not loaded".into(),
+        let signature = match &self.signatures {
+            Ok(model) => model.model_id(),
+            Err(error) => format!("not loaded ({error})"),
         };
         format!(
             "Database {} · face model {} · signature model {} · {} enrolled face(s)",
@@ -295,49 +310,30 @@ impl Worker {
         )
     }
 
-    fn signatures(&self) -> Result<&SignatureModel, String> {
-        self.signatures.as_ref().ok_or_else(|| {
-            format!(
-                "no signature model: {}",
-                self.signature_error.as_deref().unwrap_or("not loaded")
-            )
-        })
-    }
-
     /// Serves one request; false when the window has gone.
-    fn serve(
-        &mut self,
-        request: Request,
-        cancel: &AtomicBool,
-        send: &dyn Fn(Reply) -> bool,
-    ) -> bool {
-        let actor = self.config.operator.clone();
-        let text = |e: crate::Error| e.to_string();
-        match request {
-            Request::AnalyzeFile { path } => match crate::imageio::load_rgb(&path) {
-                Ok(frame) => self.analyze(frame, true, send),
-                Err(error) => send(Reply::Failed {
-                    what: "reading the image",
-                    error: error.to_string(),
-                }),
-            },
-            Request::Analyze { frame } => self.analyze(frame, false, send),
-            Request::Capture { frame } => {
-                let dir = self.config.db.with_file_name("captures");
-                let path = dir.join(format!(
-                    "{}.png",
-                    chrono::Utc::now().format("%Y%m%d-%H%M%S%.3f")
-                ));
-                let saved = std::fs::create_dir_all(&dir)
-                    .and_then(|()| frame.save(&path).map_err(std::io::Error::other))
-                    .map(|()| path)
-                    .map_err(|e| format!("cannot save the capture in {}: {e}", dir.display()));
-                send(Reply::Captured(saved))
+    fn serve(&mut self, request: Request, cancel: &AtomicBool, outbox: &Outbox<impl Fn()>) -> bool {
+        let actor = self.context.operator.clone();
+        let reply = match request {
+            Request::Analyze { frame } => self.analyze(frame, false),
+            Request::CheckinFile {
+                path,
+                window_minutes,
+            } => {
+                let analyzed = self.analyze_file(&path);
+                let failed = matches!(analyzed, Reply::Failed { .. });
+                if !outbox.send(analyzed) {
+                    return false;
+                }
+                if failed {
+                    return true;
+                }
+                Reply::CheckedIn(self.checkin_file(&path, window_minutes, &actor))
             }
+            Request::Capture { frame } => Reply::Captured(self.capture(&frame)),
             Request::Checkin {
                 embedding,
                 window_minutes,
-            } => send(Reply::CheckedIn(
+            } => Reply::CheckedIn(
                 workflow::checkin(
                     &mut self.store,
                     &self.gallery,
@@ -346,9 +342,9 @@ impl Worker {
                     &actor,
                 )
                 .map_err(text),
-            )),
-            Request::EnrollFace { request, force } => {
-                let result = workflow::enroll_face(
+            ),
+            Request::EnrollFace { request, force } => Reply::Enrolled(
+                workflow::enroll_face(
                     &self.faces,
                     &mut self.store,
                     &mut self.gallery,
@@ -356,132 +352,180 @@ impl Worker {
                     force,
                     &actor,
                 )
-                .map_err(text);
-                send(Reply::Enrolled(result))
-            }
+                .map_err(text),
+            ),
             Request::EnrollSignature { request } => {
-                let result = match &self.signatures {
-                    Some(model) => {
-                        workflow::enroll_signature(model, &mut self.store, &request, &actor)
-                            .map_err(text)
-                    }
-                    None => Err(self.signatures().err().unwrap_or_default()),
-                };
-                send(Reply::Enrolled(result))
+                let store = &mut self.store;
+                Reply::Enrolled(signature_model(&self.signatures).and_then(|model| {
+                    workflow::enroll_signature(model, store, &request, &actor).map_err(text)
+                }))
             }
             Request::AssessFace { path } => {
-                let verdict = std::fs::read(&path)
-                    .map_err(|e| crate::Error::io(e, &path))
-                    .and_then(|bytes| {
-                        let picture = crate::imageio::decode_rgb(&bytes, &path)?;
-                        crate::enroll::assess_face(&self.faces, &picture, &bytes)
-                    })
-                    .map_err(text)
-                    .and_then(|assessed| match assessed {
-                        Ok(sample) => {
-                            Ok(format!("good: one face, sharpness {:.0}", sample.sharpness))
-                        }
-                        Err(rejection) => Err(rejection.to_string()),
-                    });
-                send(Reply::Assessed { path, verdict })
+                let verdict = self.assess(&path);
+                Reply::Assessed { path, verdict }
             }
             Request::People { modality } => match self.people(modality) {
-                Ok(rows) => send(Reply::People(rows)),
-                Err(error) => send(Reply::Failed {
+                Ok(rows) => Reply::People(rows),
+                Err(error) => Reply::Failed {
                     what: "listing people",
                     error,
-                }),
+                },
             },
-            Request::Delete { person_id } => match self.store.delete_person(person_id, &actor) {
-                Ok(()) => {
-                    self.reload_gallery();
-                    send(Reply::Deleted { person_id })
+            Request::Delete { person_id } => {
+                match self
+                    .store
+                    .delete_person(person_id, &actor)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| self.reload_gallery())
+                {
+                    Ok(()) => Reply::Deleted { person_id },
+                    Err(error) => Reply::Failed {
+                        what: "deleting",
+                        error,
+                    },
                 }
-                Err(error) => send(Reply::Failed {
-                    what: "deleting",
-                    error: error.to_string(),
-                }),
-            },
-            Request::CheckSignature { external_id, scan } => send(Reply::SignatureChecked(
-                self.check_signature(&external_id, &scan, &actor),
-            )),
-            Request::Scores { modality, manifest } => {
-                let scores = self.scores(modality, manifest, cancel, send);
-                send(Reply::Scores(scores))
             }
-            Request::Flips { modality, bands } => match self.flips(modality, bands) {
-                Ok((changed, total)) => send(Reply::Flips { changed, total }),
-                Err(error) => send(Reply::Failed {
-                    what: "counting decisions",
-                    error,
-                }),
+            Request::CheckSignature { external_id, scan } => {
+                let store = &mut self.store;
+                Reply::SignatureChecked(signature_model(&self.signatures).and_then(|model| {
+                    workflow::verify_signature(model, store, &external_id, &scan, &actor)
+                        .map_err(text)
+                }))
+            }
+            Request::Scores { modality, manifest } => {
+                Reply::Scores(self.scores(modality, manifest, cancel, outbox))
+            }
+            Request::Replay { modality, bands } => match self.store.decisions(modality) {
+                Ok(past) => Reply::Replayed(verification::replay(&past, bands)),
+                Err(error) => Reply::Failed {
+                    what: "reading past decisions",
+                    error: error.to_string(),
+                },
             },
             Request::SaveBands { modality, bands } => {
                 match self.store.set_bands(modality, bands, &actor) {
-                    Ok(()) => send(Reply::BandsSaved(bands)),
-                    Err(error) => send(Reply::Failed {
+                    Ok(()) => Reply::BandsSaved(bands),
+                    Err(error) => Reply::Failed {
                         what: "saving the threshold",
                         error: error.to_string(),
-                    }),
+                    },
                 }
             }
             Request::Bands { modality } => match self.store.bands(modality) {
-                Ok(bands) => send(Reply::Bands(bands)),
-                Err(error) => send(Reply::Failed {
+                Ok(bands) => Reply::Bands(bands),
+                Err(error) => Reply::Failed {
                     what: "reading the threshold",
                     error: error.to_string(),
-                }),
+                },
             },
-            Request::Activate { model } => {
-                let result = self.activate(&model, &actor, cancel, send);
-                send(Reply::Activated(result))
+            Request::PrepareTraining { enrolled_dir } => {
+                Reply::TrainingPrepared(self.prepare_training(enrolled_dir))
             }
-        }
+            Request::Activate { model } => Reply::Activated(self.activate(&model, cancel, outbox)),
+        };
+        outbox.send(reply)
     }
 
-    fn analyze(&self, frame: RgbImage, from_file: bool, send: &dyn Fn(Reply) -> bool) -> bool {
+    fn analyze(&self, frame: RgbImage, from_file: bool) -> Reply {
         let faces = match self.faces.analyze(&frame) {
             Ok(faces) => faces,
             Err(error) => {
-                return send(Reply::Failed {
+                return Reply::Failed {
                     what: "analysing the frame",
                     error: error.to_string(),
-                });
+                };
             }
         };
         let bands = self
             .store
             .bands(Modality::Face)
             .unwrap_or(crate::matching::FACE_BANDS);
+        let subject = crate::face::subject_index(&faces, frame.dimensions());
         let views = faces
             .into_iter()
             .map(|face| {
-                let match_ = self
+                let nearest = self
                     .gallery
                     .search(&face.embedding, 1)
                     .first()
                     .and_then(|c| {
                         let person = self.store.person(c.person_id).ok()?;
-                        Some((c.person_id, person.name, c.score, bands.decide(c.score)))
+                        Some(Match {
+                            person_id: c.person_id,
+                            name: person.name,
+                            score: c.score,
+                            decision: bands.decide(c.score),
+                        })
                     });
                 FaceView {
                     bbox: face.bbox,
                     landmarks: face.landmarks,
                     embedding: face.embedding,
-                    match_,
+                    nearest,
                 }
             })
             .collect();
-        send(Reply::Analyzed {
+        Reply::Analyzed {
             faces: views,
+            subject,
             frame: from_file.then_some(frame),
-        })
+        }
     }
 
-    fn reload_gallery(&mut self) {
-        if let Ok(gallery) = Gallery::of_faces(&self.store, &self.faces.model_id()) {
-            self.gallery = gallery;
+    fn analyze_file(&self, path: &std::path::Path) -> Reply {
+        match crate::imageio::load_rgb(path) {
+            Ok(frame) => self.analyze(frame, true),
+            Err(error) => Reply::Failed {
+                what: "reading the image",
+                error: error.to_string(),
+            },
         }
+    }
+
+    fn checkin_file(
+        &mut self,
+        path: &std::path::Path,
+        window_minutes: i64,
+        actor: &str,
+    ) -> Result<CheckinReport, String> {
+        let picture = crate::imageio::load_rgb(path).map_err(text)?;
+        workflow::checkin_photo(
+            &self.faces,
+            &mut self.store,
+            &self.gallery,
+            &picture,
+            &path.display().to_string(),
+            chrono::Duration::minutes(window_minutes),
+            actor,
+        )
+        .map_err(text)
+    }
+
+    fn capture(&self, frame: &RgbImage) -> Result<PathBuf, String> {
+        let dir = self.context.captures_dir();
+        let path = dir.join(format!(
+            "{}.png",
+            chrono::Utc::now().format("%Y%m%d-%H%M%S%.3f")
+        ));
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| frame.save(&path).map_err(std::io::Error::other))
+            .map(|()| path)
+            .map_err(|e| format!("cannot save the capture in {}: {e}", dir.display()))
+    }
+
+    fn assess(&self, path: &std::path::Path) -> Result<String, String> {
+        let bytes = std::fs::read(path).map_err(|e| text(crate::Error::io(e, path)))?;
+        let picture = crate::imageio::decode_rgb(&bytes, path).map_err(text)?;
+        match crate::enroll::assess_face(&self.faces, &picture, &bytes).map_err(text)? {
+            Ok(sample) => Ok(format!("good: one face, sharpness {:.0}", sample.sharpness)),
+            Err(rejection) => Err(rejection.to_string()),
+        }
+    }
+
+    fn reload_gallery(&mut self) -> Result<(), String> {
+        self.gallery =
+            Gallery::of_faces(&self.store, &self.faces.model_id()).map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     fn people(&self, modality: Modality) -> Result<Vec<PersonRow>, String> {
@@ -504,141 +548,92 @@ impl Worker {
             .collect())
     }
 
-    fn check_signature(
-        &mut self,
-        external_id: &str,
-        scan: &std::path::Path,
-        actor: &str,
-    ) -> Result<SignatureCheck, String> {
-        let model = self
-            .signatures
-            .as_ref()
-            .ok_or("no signature model loaded")?;
-        let report = workflow::verify_signature(model, &mut self.store, external_id, scan, actor)
-            .map_err(|e| e.to_string())?;
-        let person = self
-            .store
-            .person_by_external_id(external_id, Modality::Signature)
-            .map_err(|e| e.to_string())?;
-        let references = self
-            .store
-            .crops(person.id, &model.model_id())
-            .map_err(|e| e.to_string())?
-            .iter()
-            .filter_map(|png| image::load_from_memory(png).ok().map(|i| i.to_luma8()))
-            .collect();
-        let questioned = model.embed_scan(scan).map_err(|e| e.to_string())?.0.canvas;
-        Ok(SignatureCheck {
-            name: report.name,
-            external_id: report.external_id,
-            references,
-            questioned,
-            verdict: report.verdict,
-        })
-    }
-
     /// Genuine and impostor scores: from a labelled manifest (signatures), or else from
-    /// the enrolled gallery itself (pairs of one person's references against pairs of
-    /// different people's).
+    /// the enrolled gallery itself.
     fn scores(
         &self,
         modality: Modality,
         manifest: Option<PathBuf>,
         cancel: &AtomicBool,
-        send: &dyn Fn(Reply) -> bool,
+        outbox: &Outbox<impl Fn()>,
     ) -> Result<ScoreSet, String> {
+        let bands = self.store.bands(modality).map_err(|e| e.to_string())?;
         if let Some(manifest) = manifest {
-            let model = self.signatures()?;
-            let scans = crate::dataset::load(&manifest).map_err(|e| e.to_string())?;
-            let (embedded, _) = embed_scans(model, &scans, cancel, &mut |done, total| {
-                send(Reply::Progress(Progress {
-                    done,
-                    total,
-                    current: "embedding scans".into(),
-                }));
-            })
-            .map_err(|e| e.to_string())?;
-            let report = evaluate(&embedded, 5, 0.5, |r, q| model.score(r, q));
-            let mut impostor = report.skilled_scores.clone();
-            impostor.extend(&report.random_scores);
-            return Ok(ScoreSet {
-                genuine: report.genuine_scores,
-                impostor,
-                source: format!("{} (K=5 references)", manifest.display()),
-            });
+            let model = signature_model(&self.signatures)?;
+            let scans = crate::dataset::load(&manifest).map_err(text)?;
+            let mut set = verification::manifest_scores(
+                model,
+                &scans,
+                WORKBENCH_REFERENCES,
+                bands,
+                cancel,
+                &mut |done, total| {
+                    outbox.progress(Progress {
+                        done,
+                        total,
+                        current: "embedding scans".into(),
+                    })
+                },
+            )
+            .map_err(text)?;
+            set.source = format!("{} ({})", manifest.display(), set.source);
+            return Ok(set);
         }
-        let face_score = |r: &[&[f32]], q: &[f32]| {
-            crate::matching::face_score(crate::matching::euclidean_distance(r[0], q))
+        let templates = |model_id: String| {
+            self.store
+                .templates(modality, &model_id)
+                .map_err(|e| e.to_string())
         };
-        type Score<'a> = &'a dyn Fn(&[&[f32]], &[f32]) -> f32;
-        let (model_id, score): (String, Score) = match modality {
-            Modality::Face => (self.faces.model_id(), &face_score),
+        match modality {
+            Modality::Face => verification::gallery_scores(
+                &templates(self.faces.model_id())?,
+                bands,
+                |references, questioned| face_score(euclidean_distance(references[0], questioned)),
+            ),
             Modality::Signature => {
-                let model = self.signatures()?;
-                (model.model_id(), &move |r, q| model.score(r, q))
+                let model = signature_model(&self.signatures)?;
+                verification::gallery_scores(&templates(model.model_id())?, bands, |r, q| {
+                    model.score(r, q)
+                })
             }
-        };
-        let templates = self
-            .store
-            .templates(modality, &model_id)
-            .map_err(|e| e.to_string())?;
-        let names: Vec<String> = templates.iter().map(|t| t.person_id.to_string()).collect();
-        let scans: Vec<EmbeddedScan> = templates
-            .iter()
-            .zip(&names)
-            .map(|(t, name)| EmbeddedScan {
-                identity: name,
-                kind: crate::dataset::Kind::Genuine,
-                embedding: t.embedding.clone(),
-            })
-            .collect();
-        let report = evaluate(&scans, 1, 0.5, score);
-        if report.genuine_scores.is_empty() {
-            return Err("too few references: enroll people with two or more references, or load a labelled manifest".into());
         }
-        Ok(ScoreSet {
-            genuine: report.genuine_scores,
-            impostor: report.random_scores,
-            source: format!("enrolled {} references", modality.as_str()),
-        })
+        .map_err(text)
     }
 
-    fn flips(&self, modality: Modality, bands: Bands) -> Result<(usize, usize), String> {
-        let past = self.store.decisions(modality).map_err(|e| e.to_string())?;
-        let changed = past
-            .iter()
-            .filter(|(score, decision)| bands.decide(*score).as_str() != decision)
-            .count();
-        Ok((changed, past.len()))
+    fn prepare_training(&self, enrolled_dir: Option<PathBuf>) -> Result<TrainingInputs, String> {
+        let active_model = self
+            .context
+            .signature_model_path(Some(&self.store))
+            .map_err(text)?;
+        let enrolled = match enrolled_dir {
+            Some(dir) => workflow::export_enrolled_signatures(&self.store, &dir).map_err(text)?,
+            None => Vec::new(),
+        };
+        Ok(TrainingInputs {
+            active_model,
+            enrolled,
+        })
     }
 
     fn activate(
         &mut self,
         model: &std::path::Path,
-        actor: &str,
         cancel: &AtomicBool,
-        send: &dyn Fn(Reply) -> bool,
-    ) -> Result<String, String> {
-        let loaded = SignatureModel::load(model, &self.config.device).map_err(|e| e.to_string())?;
-        let report = workflow::reembed(&mut self.store, &loaded, actor, cancel, &mut |p| {
-            send(Reply::Progress(p));
-        })
-        .map_err(|e| e.to_string())?;
-        if report.cancelled {
-            return Err(format!(
-                "cancelled after {} templates; the previous model stays active",
-                report.templates
-            ));
-        }
-        self.store
-            .set_setting("model.signature", &model.display().to_string(), actor)
-            .map_err(|e| e.to_string())?;
-        let id = loaded.model_id();
-        self.signatures = Some(loaded);
-        self.signature_error = None;
-        Ok(format!(
-            "{id} is active; {} template(s) re-embedded",
-            report.templates
-        ))
+        outbox: &Outbox<impl Fn()>,
+    ) -> Result<Activation, String> {
+        let (loaded, activation) = workflow::activate_signature_model(
+            &mut self.store,
+            model,
+            &self.context.device,
+            &self.context.operator,
+            cancel,
+            &mut |p| outbox.progress(p),
+        )
+        .map_err(|error| match error {
+            crate::Error::Cancelled => "cancelled; the previous model stays active".to_string(),
+            other => other.to_string(),
+        })?;
+        self.signatures = Ok(loaded);
+        Ok(activation)
     }
 }

@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::types::Modality;
 
 pub const DETECTOR_FILE: &str = "tiny_face_detector.safetensors";
 pub const LANDMARKS_FILE: &str = "face_landmark_68.safetensors";
@@ -29,6 +30,16 @@ pub fn default_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
+/// A model that embeds the crops stored with templates (aligned face chips, normalised
+/// signature canvases), so a new model version can rebuild the gallery without the
+/// original photos.
+pub trait CropEmbedder {
+    fn modality(&self) -> Modality;
+    /// Names the embedding space: templates of two ids are never compared.
+    fn model_id(&self) -> String;
+    fn embed_crops(&self, crops: &[image::DynamicImage]) -> Result<Vec<Vec<f32>>>;
+}
+
 /// A loaded weight file and the identity of its exact bytes, so that every embedding can
 /// say which model made it.
 pub struct WeightFile {
@@ -45,7 +56,7 @@ pub fn load_weights(path: &Path, device: &Device) -> Result<WeightFile> {
         },
         _ => Error::io(e, path),
     })?;
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = hex::encode(Sha256::digest(&bytes));
     let tensors =
         candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| Error::BadModel {
             reason: e.to_string(),
@@ -102,8 +113,4 @@ pub fn save_weights(
     safetensors::serialize_to_file(views, Some(metadata), &partial)
         .map_err(|e| bad(e.to_string()))?;
     std::fs::rename(&partial, path).map_err(|e| Error::io(e, path))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -14,11 +14,10 @@ use candle_nn::VarBuilder;
 use image::{DynamicImage, GrayImage};
 
 use crate::error::{Error, Result};
-use crate::models::{WeightFile, load_weights};
-use crate::store::Modality;
-use crate::workflow::CropEmbedder;
+use crate::models::{CropEmbedder, WeightFile, load_weights};
+use crate::types::Modality;
 use encoder::{EMBEDDING_DIM, SignatureEncoder};
-use fusion::{FUSION_PREFIX, ScoreFusion, WriterTemplates};
+use fusion::ScoreFusion;
 use preprocess::{Normalised, normalise};
 
 /// The shipped signature model in the models folder.
@@ -45,7 +44,7 @@ impl SignatureModel {
         Self::from_weights(load_weights(path, device)?, path, device)
     }
 
-    fn from_weights(weights: WeightFile, path: &Path, device: &Device) -> Result<Self> {
+    pub(crate) fn from_weights(weights: WeightFile, path: &Path, device: &Device) -> Result<Self> {
         let bad = |reason: String| Error::BadModel {
             reason,
             path: path.to_path_buf(),
@@ -132,61 +131,6 @@ impl SignatureModel {
     pub fn has_fitted_scorer(&self) -> bool {
         self.fusion.is_some()
     }
-}
-
-/// Fits the scorer of the model at `path` on labelled scans (writers with skilled
-/// forgeries, the first `references` genuine enrolled) and writes the model with it to
-/// `out`. Returns the scorer and how many scans could not be used.
-pub fn fit_scorer(
-    path: &Path,
-    scans: &[crate::dataset::LabelledScan],
-    references: usize,
-    out: &Path,
-) -> Result<(ScoreFusion, crate::eval::verification::Unusable)> {
-    let device = Device::Cpu;
-    // The scorer being replaced plays no part, and may be one this version cannot read.
-    let mut weights = load_weights(path, &device)?;
-    weights
-        .tensors
-        .retain(|name, _| !name.starts_with(FUSION_PREFIX));
-    let encoder_tensors = weights.tensors.clone();
-    let mut metadata = weights.metadata.clone();
-    let model = SignatureModel::from_weights(weights, path, &device)?;
-    let (embedded, unusable) = crate::eval::verification::embed_scans(
-        &model,
-        scans,
-        &std::sync::atomic::AtomicBool::new(false),
-        &mut |_, _| {},
-    )?;
-    let identities = crate::dataset::identities_of(embedded.iter().map(|s| s.identity));
-    let of_kind = |identity: &str, kind| -> Vec<&[f32]> {
-        embedded
-            .iter()
-            .filter(|s| s.identity == identity && s.kind == kind)
-            .map(|s| s.embedding.as_slice())
-            .collect()
-    };
-    let writers: Vec<WriterTemplates> = identities
-        .iter()
-        .map(|identity| WriterTemplates {
-            genuine: of_kind(identity, crate::dataset::Kind::Genuine),
-            forgeries: of_kind(identity, crate::dataset::Kind::Forgery),
-        })
-        .collect();
-    let fusion = ScoreFusion::fit(&writers, references)?;
-    let mut tensors: Vec<(String, Tensor)> = encoder_tensors.into_iter().collect();
-    tensors.extend(fusion.tensors()?);
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    metadata.insert(
-        "scorer".into(),
-        format!(
-            "logistic regression on embedding and descriptor distances, fitted on {} writers \
-             with skilled forgeries, {references} references each",
-            writers.iter().filter(|w| w.can_fit(references)).count()
-        ),
-    );
-    crate::models::save_weights(out, &tensors, metadata)?;
-    Ok((fusion, unusable))
 }
 
 fn parse_canvas(text: Option<&str>) -> Option<(u32, u32)> {

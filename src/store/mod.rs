@@ -15,67 +15,21 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
 
+pub use crate::error::{StoreError, StoreResult};
 pub use audit::{AuditEntry, AuditReport};
 
-use crate::matching::Bands;
+use crate::types::{Bands, Decision, Modality, PunchKind};
 
 /// Marks a Vouch database (`PRAGMA application_id`), "VOUC".
 const APPLICATION_ID: i32 = 0x564F_5543;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{path} is not a Vouch database (it is left untouched)")]
-    Foreign { path: PathBuf },
-    #[error("the database is corrupt or unreadable ({reason}): {path}")]
-    Corrupt { reason: String, path: PathBuf },
-    #[error("the database is locked by another program; try again: {path}")]
-    Locked { path: PathBuf },
-    #[error("no person with id {0}")]
-    UnknownPerson(String),
-    #[error("a {modality} enrollment for id {external_id} already exists")]
-    Duplicate {
-        external_id: String,
-        modality: String,
-    },
-    #[error("invalid value: {0}")]
-    InvalidSetting(String),
-    #[error("cannot use {path}")]
-    Io {
-        #[source]
-        source: std::io::Error,
-        path: PathBuf,
-    },
-    #[error(transparent)]
-    Sql(#[from] rusqlite::Error),
-    #[error("schema migration failed: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
-}
-
-pub type StoreResult<T> = std::result::Result<T, StoreError>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Modality {
-    Face,
-    Signature,
-}
-
-impl Modality {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Modality::Face => "face",
-            Modality::Signature => "signature",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Person {
     pub id: i64,
     pub name: String,
     pub external_id: String,
-    pub modality: String,
+    pub modality: Modality,
     pub created_at: String,
     pub templates: usize,
 }
@@ -84,8 +38,30 @@ pub struct Person {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Punch {
-    Recorded { kind: String, at: String },
-    Repeat { last_kind: String, last_at: String },
+    Recorded {
+        kind: PunchKind,
+        at: String,
+    },
+    Repeat {
+        last_kind: PunchKind,
+        last_at: String,
+    },
+}
+
+/// A verification recorded earlier: what a change of bands would be replayed on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PastDecision {
+    pub score: f32,
+    pub decision: Decision,
+}
+
+/// A stored reference crop with whose it is, for training on the enrolled references.
+#[derive(Debug, Clone)]
+pub struct ReferenceCrop {
+    pub external_id: String,
+    pub source_sha256: String,
+    /// PNG bytes.
+    pub crop: Vec<u8>,
 }
 
 /// A reference embedding to store.
@@ -102,7 +78,7 @@ pub struct NewTemplate {
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AttendanceRecord {
     pub at: String,
-    pub kind: String,
+    pub kind: PunchKind,
     pub score: f32,
     /// Absent when the person was deleted after the punch.
     pub external_id: Option<String>,
@@ -230,20 +206,20 @@ impl Store {
         let exists: Option<i64> = tx
             .query_row(
                 "SELECT id FROM people WHERE external_id = ?1 AND modality = ?2",
-                params![external_id, modality.as_str()],
+                params![external_id, modality],
                 |row| row.get(0),
             )
             .optional()?;
         if exists.is_some() {
             return Err(StoreError::Duplicate {
                 external_id: external_id.to_string(),
-                modality: modality.as_str().to_string(),
+                modality,
             });
         }
         let at = now();
         tx.execute(
             "INSERT INTO people (name, external_id, modality, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, external_id, modality.as_str(), at],
+            params![name, external_id, modality, at],
         )?;
         let person_id = tx.last_insert_rowid();
         for template in templates {
@@ -255,7 +231,7 @@ impl Store {
             "enroll",
             &serde_json::json!({
                 "person_id": person_id, "external_id": external_id, "name": name,
-                "modality": modality.as_str(), "templates": templates.len(), "model": model_id,
+                "modality": modality, "templates": templates.len(), "model": model_id,
             })
             .to_string(),
         )?;
@@ -264,10 +240,7 @@ impl Store {
     }
 
     pub fn people(&self, modality: Option<Modality>) -> StoreResult<Vec<Person>> {
-        self.people_where(
-            "?1 IS NULL OR p.modality = ?1",
-            &[&modality.map(Modality::as_str)],
-        )
+        self.people_where("?1 IS NULL OR p.modality = ?1", &[&modality])
     }
 
     pub fn person_by_external_id(
@@ -277,7 +250,7 @@ impl Store {
     ) -> StoreResult<Person> {
         self.people_where(
             "p.external_id = ?1 AND p.modality = ?2",
-            &[&external_id, &modality.as_str()],
+            &[&external_id, &modality],
         )?
         .pop()
         .ok_or_else(|| StoreError::UnknownPerson(external_id.to_string()))
@@ -342,7 +315,7 @@ impl Store {
             "SELECT t.id, t.person_id, t.embedding FROM templates t JOIN people p ON p.id = t.person_id
              WHERE p.modality = ?1 AND t.model_id = ?2 ORDER BY t.id",
         )?;
-        let rows = statement.query_map(params![modality.as_str(), model_id], read_template)?;
+        let rows = statement.query_map(params![modality, model_id], read_template)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -370,7 +343,7 @@ impl Store {
         actor: &str,
     ) -> StoreResult<Punch> {
         let tx = self.conn.transaction()?;
-        let last: Option<(String, String)> = tx
+        let last: Option<(PunchKind, String)> = tx
             .query_row(
                 "SELECT kind, at FROM attendance WHERE person_id = ?1 ORDER BY at DESC, id DESC LIMIT 1",
                 params![person_id],
@@ -387,17 +360,15 @@ impl Store {
             && now - time < repeat_window
         {
             return Ok(Punch::Repeat {
-                last_kind: kind.clone(),
+                last_kind: *kind,
                 last_at: at.clone(),
             });
         }
         let kind = match (&last, last_time) {
-            (Some((kind, _)), Some(time))
-                if kind == "in" && time.date_naive() == now.date_naive() =>
-            {
-                "out"
+            (Some((PunchKind::In, _)), Some(time)) if time.date_naive() == now.date_naive() => {
+                PunchKind::Out
             }
-            _ => "in",
+            _ => PunchKind::In,
         };
         let at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         tx.execute(
@@ -412,10 +383,7 @@ impl Store {
                 .to_string(),
         )?;
         tx.commit()?;
-        Ok(Punch::Recorded {
-            kind: kind.to_string(),
-            at,
-        })
+        Ok(Punch::Recorded { kind, at })
     }
 
     /// A verification outcome and its audit row, together.
@@ -424,15 +392,15 @@ impl Store {
         person_id: i64,
         modality: Modality,
         score: f32,
-        bands: crate::matching::Bands,
-        decision: crate::matching::Decision,
+        bands: Bands,
+        decision: Decision,
         operator: &str,
     ) -> StoreResult<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO decisions (person_id, modality, score, threshold_high, threshold_low, decision, operator, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![person_id, modality.as_str(), score, bands.high, bands.low, decision.as_str(), operator, now()],
+            params![person_id, modality, score, bands.high, bands.low, decision.as_str(), operator, now()],
         )?;
         audit::append(
             &tx,
@@ -455,10 +423,6 @@ impl Store {
         audit::verify(&self.conn)
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     /// The decision bands for a modality: the operator's saved setting, else the default.
     pub fn bands(&self, modality: Modality) -> StoreResult<Bands> {
         let saved: Option<String> = self
@@ -476,10 +440,7 @@ impl Store {
 
     /// Saves the bands of a modality, with an audit row naming the old and new values.
     pub fn set_bands(&mut self, modality: Modality, bands: Bands, actor: &str) -> StoreResult<()> {
-        if !(0.0..=1.0).contains(&bands.low)
-            || !(0.0..=1.0).contains(&bands.high)
-            || bands.low > bands.high
-        {
+        if !bands.is_valid() {
             return Err(StoreError::InvalidSetting(format!(
                 "bands must satisfy 0 <= low <= high <= 1 (got low {}, high {})",
                 bands.low, bands.high
@@ -499,8 +460,7 @@ impl Store {
             &tx,
             actor,
             "set_bands",
-            &serde_json::json!({ "modality": modality.as_str(), "old": old, "new": bands })
-                .to_string(),
+            &serde_json::json!({ "modality": modality, "old": old, "new": bands }).to_string(),
         )?;
         tx.commit()?;
         Ok(())
@@ -543,12 +503,6 @@ impl Store {
         for (line, record) in records.iter().enumerate() {
             let invalid =
                 |why: String| StoreError::InvalidSetting(format!("record {}: {why}", line + 1));
-            if record.kind != "in" && record.kind != "out" {
-                return Err(invalid(format!(
-                    "kind must be in or out, not {:?}",
-                    record.kind
-                )));
-            }
             let at = chrono::DateTime::parse_from_rfc3339(&record.at)
                 .map_err(|e| invalid(format!("time {:?} is not RFC 3339: {e}", record.at)))?
                 .with_timezone(&chrono::Utc)
@@ -662,7 +616,7 @@ impl Store {
              GROUP BY t.person_id, t.source_sha256
              ORDER BY t.person_id, t.id",
         )?;
-        let rows = statement.query_map(params![modality.as_str(), model_id], |row| {
+        let rows = statement.query_map(params![modality, model_id], |row| {
             Ok(CropTemplate {
                 template_id: row.get(0)?,
                 person_id: row.get(1)?,
@@ -748,20 +702,43 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// (score, decision) of every recorded verification of a modality.
-    pub fn decisions(&self, modality: Modality) -> StoreResult<Vec<(f32, String)>> {
+    /// Every recorded verification of a modality, oldest first.
+    pub fn decisions(&self, modality: Modality) -> StoreResult<Vec<PastDecision>> {
         let mut statement = self
             .conn
             .prepare("SELECT score, decision FROM decisions WHERE modality = ?1 ORDER BY id")?;
-        let rows = statement.query_map(params![modality.as_str()], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+        let rows = statement.query_map(params![modality], |row| {
+            Ok(PastDecision {
+                score: row.get(0)?,
+                decision: row.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Each enrolled reference crop of a modality once (a re-embedded template shares its
+    /// crop with the template it came from), with the person's id.
+    pub fn reference_crops(&self, modality: Modality) -> StoreResult<Vec<ReferenceCrop>> {
+        let mut statement = self.conn.prepare(
+            "SELECT p.external_id, t.source_sha256, t.crop
+             FROM templates t JOIN people p ON p.id = t.person_id
+             WHERE p.modality = ?1 AND t.crop IS NOT NULL
+             GROUP BY t.person_id, t.source_sha256
+             ORDER BY p.external_id, min(t.id)",
+        )?;
+        let rows = statement.query_map(params![modality], |row| {
+            Ok(ReferenceCrop {
+                external_id: row.get(0)?,
+                source_sha256: row.get(1)?,
+                crop: row.get(2)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
 fn bands_key(modality: Modality) -> String {
-    format!("bands.{}", modality.as_str())
+    format!("bands.{}", modality)
 }
 
 fn insert_template(
@@ -822,3 +799,32 @@ pub fn blob_to_embedding(blob: &[u8]) -> Vec<f32> {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
 }
+
+/// The words the store writes as TEXT; anything else read back (an edited file) is an
+/// error, never a default.
+macro_rules! text_column {
+    ($type:ty, $what:literal) => {
+        impl rusqlite::types::ToSql for $type {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $type {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let text = value.as_str()?;
+                <$type>::parse(text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!(concat!("not a ", $what, ": {:?}"), text).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+
+text_column!(Modality, "modality");
+text_column!(Decision, "decision");
+text_column!(PunchKind, "punch kind");

@@ -6,6 +6,7 @@
 
 pub mod adam;
 pub mod loss;
+mod scorer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use crate::signature::{canvas_metadata, canvas_tensor, signature_score};
 use adam::{Adam, AdamConfig};
 pub use loss::Loss;
 use loss::{PairHead, RowLabel, batch_loss};
+pub use scorer::fit_scorer;
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -380,98 +382,170 @@ pub fn train(
         validation_scans: validation_scans.len(),
     });
 
-    let varmap = VarMap::new();
-    let encoder = SignatureEncoder::new(VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-    seeded_init(&varmap, config.seed)?;
-    let mut parent = String::new();
-    if let Some(init) = &config.init {
-        let weights = load_weights(init, device)?;
-        load_into(&varmap, &weights.tensors, init)?;
-        parent = format!("signet-lite@{}", &weights.sha256[..12]);
-    }
-    let head = PairHead {
-        scale: Var::new(10f32, device)?,
-        offset: Var::new(-5f32, device)?,
-    };
-    let mut vars: Vec<(String, Var)> = {
-        let data = varmap
-            .data()
-            .lock()
-            .expect("the variable map is not poisoned");
-        let mut vars: Vec<(String, Var)> =
-            data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        vars
-    };
-    if config.loss == Loss::Bce {
-        vars.push(("head.scale".into(), head.scale.clone()));
-        vars.push(("head.offset".into(), head.offset.clone()));
-    }
-    let mut optimiser = Adam::new(
-        vars,
-        AdamConfig {
-            learning_rate: config.learning_rate,
-            beta1: config.beta1,
-            beta2: config.beta2,
-            epsilon: 1e-8,
-        },
-    )?;
-
     std::fs::create_dir_all(&config.out).map_err(|e| Error::io(e, &config.out))?;
-    let checkpoint_path = config.out.join(CHECKPOINT_FILE);
-    let model_path = config.out.join(MODEL_FILE);
-    let mut history: Vec<EpochSummary> = Vec::new();
-    if config.resume {
-        let checkpoint = load_weights(&checkpoint_path, device)?;
-        load_into(&varmap, &checkpoint.tensors, &checkpoint_path)?;
-        let steps = checkpoint
-            .metadata
-            .get("adam_steps")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        optimiser.restore(&checkpoint.tensors, steps)?;
-        history = checkpoint
-            .metadata
-            .get("history")
-            .and_then(|h| serde_json::from_str(h).ok())
-            .unwrap_or_default();
-        if let Some(recorded) = checkpoint.metadata.get("parent") {
-            parent.clone_from(recorded);
-        }
-    }
-
+    let mut run = Run::start(config, device)?;
     let steps = config.steps_per_epoch.unwrap_or_else(|| {
         let per_batch = config.identities_per_batch
             * (config.genuine_per_identity + config.forgeries_per_identity);
         train_scans.len().div_ceil(per_batch.max(1))
     });
-    let mut best = history
+    let mut best = run
+        .history
         .iter()
         .map(|e| e.validation_eer)
         .fold(f64::INFINITY, f64::min);
     let mut cancelled = false;
-    for epoch in history.len() + 1..=config.epochs {
-        let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(1_000_003) + epoch as u64);
+    for epoch in run.history.len() + 1..=config.epochs {
         let started = Instant::now();
+        let Some((train_loss, images)) =
+            run.epoch(config, epoch, steps, &train_data, cancel, on_event)?
+        else {
+            cancelled = true;
+            break;
+        };
+        let validation_eer = validation_eer(&run.encoder, &validation_data)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let summary = EpochSummary {
+            epoch,
+            train_loss,
+            validation_eer,
+            images_per_second: images as f64 / seconds,
+            seconds,
+            best: validation_eer < best,
+        };
+        if summary.best {
+            best = validation_eer;
+        }
+        run.history.push(summary.clone());
+        run.save(config, &summary, canvas, &validation_names)?;
+        on_event(TrainEvent::Epoch(summary));
+    }
+    let model_path = config.out.join(MODEL_FILE);
+    let scorer =
+        (config.modality == TrainModality::Signature && !cancelled && model_path.is_file())
+            .then(|| fit_signature_scorer(&model_path, &train_scans));
+    Ok(TrainReport {
+        scorer,
+        out: config.out.clone(),
+        model: model_path.is_file().then_some(model_path),
+        best_validation_eer: best.is_finite().then_some(best),
+        history: run.history,
+        cancelled,
+    })
+}
+
+/// What a run carries from epoch to epoch: the encoder's variables, the optimiser and
+/// the history so far.
+struct Run {
+    varmap: VarMap,
+    encoder: SignatureEncoder,
+    head: PairHead,
+    optimiser: Adam,
+    /// The model this run was fine-tuned from, if any.
+    parent: String,
+    history: Vec<EpochSummary>,
+}
+
+impl Run {
+    /// Fresh seeded weights, or `config.init`'s; with `config.resume`, the checkpoint's
+    /// weights, optimiser moments and history.
+    fn start(config: &TrainConfig, device: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let encoder = SignatureEncoder::new(VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+        seeded_init(&varmap, config.seed)?;
+        let mut parent = String::new();
+        if let Some(init) = &config.init {
+            let weights = load_weights(init, device)?;
+            load_into(&varmap, &weights.tensors, init)?;
+            parent = format!("signet-lite@{}", &weights.sha256[..12]);
+        }
+        let head = PairHead {
+            scale: Var::new(10f32, device)?,
+            offset: Var::new(-5f32, device)?,
+        };
+        let mut vars: Vec<(String, Var)> = {
+            let data = varmap
+                .data()
+                .lock()
+                .expect("the variable map is not poisoned");
+            let mut vars: Vec<(String, Var)> =
+                data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            vars
+        };
+        if config.loss == Loss::Bce {
+            vars.push(("head.scale".into(), head.scale.clone()));
+            vars.push(("head.offset".into(), head.offset.clone()));
+        }
+        let mut optimiser = Adam::new(
+            vars,
+            AdamConfig {
+                learning_rate: config.learning_rate,
+                beta1: config.beta1,
+                beta2: config.beta2,
+                epsilon: 1e-8,
+            },
+        )?;
+        let mut history = Vec::new();
+        if config.resume {
+            let checkpoint_path = config.out.join(CHECKPOINT_FILE);
+            let checkpoint = load_weights(&checkpoint_path, device)?;
+            load_into(&varmap, &checkpoint.tensors, &checkpoint_path)?;
+            let steps = checkpoint
+                .metadata
+                .get("adam_steps")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            optimiser.restore(&checkpoint.tensors, steps)?;
+            history = checkpoint
+                .metadata
+                .get("history")
+                .and_then(|h| serde_json::from_str(h).ok())
+                .unwrap_or_default();
+            if let Some(recorded) = checkpoint.metadata.get("parent") {
+                parent.clone_from(recorded);
+            }
+        }
+        Ok(Self {
+            varmap,
+            encoder,
+            head,
+            optimiser,
+            parent,
+            history,
+        })
+    }
+
+    /// One epoch of `steps` steps: (mean loss, images seen), or `None` when cancelled.
+    fn epoch(
+        &mut self,
+        config: &TrainConfig,
+        epoch: usize,
+        steps: usize,
+        data: &Prepared,
+        cancel: &AtomicBool,
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Result<Option<(f64, usize)>> {
+        let device = data.images.device();
+        let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(1_000_003) + epoch as u64);
         let (mut loss_sum, mut images) = (0.0, 0usize);
         for step in 1..=steps {
             if cancel.load(Ordering::Relaxed) {
-                cancelled = true;
-                break;
+                return Ok(None);
             }
-            let (rows, labels) = sample_batch(&train_data, config, &mut rng);
+            let (rows, labels) = sample_batch(data, config, &mut rng);
             let index = Tensor::from_vec(rows.clone(), rows.len(), device)?;
-            let batch = augment(&train_data.images.index_select(&index, 0)?, &mut rng)?;
-            let embeddings = encoder.forward(&batch)?;
+            let batch = augment(&data.images.index_select(&index, 0)?, &mut rng)?;
+            let embeddings = self.encoder.forward(&batch)?;
             let loss = batch_loss(
                 &embeddings,
                 &labels,
                 config.loss,
                 config.margin,
-                Some(&head),
+                Some(&self.head),
                 &mut rng,
             )?;
-            optimiser.step(&loss.backward()?)?;
+            self.optimiser.step(&loss.backward()?)?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             loss_sum += value;
             images += rows.len();
@@ -482,20 +556,17 @@ pub fn train(
                 loss: value,
             });
         }
-        if cancelled {
-            break;
-        }
-        let validation_eer = validation_eer(&encoder, &validation_data)?;
-        let seconds = started.elapsed().as_secs_f64();
-        let summary = EpochSummary {
-            epoch,
-            train_loss: loss_sum / steps as f64,
-            validation_eer,
-            images_per_second: images as f64 / seconds,
-            seconds,
-            best: validation_eer < best,
-        };
-        history.push(summary.clone());
+        Ok(Some((loss_sum / steps as f64, images)))
+    }
+
+    /// The epoch's checkpoint and history, and the model itself when it is the best yet.
+    fn save(
+        &self,
+        config: &TrainConfig,
+        summary: &EpochSummary,
+        canvas: (u32, u32),
+        validation_names: &[String],
+    ) -> Result<()> {
         let mut metadata = HashMap::from([
             ("format".to_string(), "vouch-siamese-encoder".to_string()),
             ("modality".to_string(), config.modality.as_str().to_string()),
@@ -504,56 +575,50 @@ pub fn train(
                 "loss".to_string(),
                 format!("{:?}", config.loss).to_lowercase(),
             ),
-            ("epoch".to_string(), epoch.to_string()),
-            ("validation_eer".to_string(), format!("{validation_eer:.5}")),
+            ("epoch".to_string(), summary.epoch.to_string()),
+            (
+                "validation_eer".to_string(),
+                format!("{:.5}", summary.validation_eer),
+            ),
             (
                 "validation_identities".to_string(),
                 validation_names.join(","),
             ),
-            ("parent".to_string(), parent.clone()),
+            ("parent".to_string(), self.parent.clone()),
             ("command".to_string(), config.command.clone()),
             ("created".to_string(), crate::store::now()),
         ]);
         if summary.best {
-            best = validation_eer;
-            save_weights(&model_path, &encoder_tensors(&varmap), metadata.clone())?;
+            save_weights(
+                &config.out.join(MODEL_FILE),
+                &encoder_tensors(&self.varmap),
+                metadata.clone(),
+            )?;
         }
-        metadata.insert("adam_steps".into(), optimiser.steps().to_string());
+        metadata.insert("adam_steps".into(), self.optimiser.steps().to_string());
         metadata.insert(
             "history".into(),
-            serde_json::to_string(&history).expect("history serialises"),
+            serde_json::to_string(&self.history).expect("history serialises"),
         );
-        let mut checkpoint = encoder_tensors(&varmap);
-        checkpoint.extend(optimiser.state());
-        save_weights(&checkpoint_path, &checkpoint, metadata)?;
+        let mut checkpoint = encoder_tensors(&self.varmap);
+        checkpoint.extend(self.optimiser.state());
+        save_weights(&config.out.join(CHECKPOINT_FILE), &checkpoint, metadata)?;
         std::fs::write(
             config.out.join(HISTORY_FILE),
             serde_json::to_string_pretty(&serde_json::json!({
-                "config": config, "history": history,
+                "config": config, "history": self.history,
             }))
             .expect("history serialises"),
         )
-        .map_err(|e| Error::io(e, config.out.join(HISTORY_FILE)))?;
-        on_event(TrainEvent::Epoch(summary));
+        .map_err(|e| Error::io(e, config.out.join(HISTORY_FILE)))
     }
-    let scorer =
-        (config.modality == TrainModality::Signature && !cancelled && model_path.is_file())
-            .then(|| fit_signature_scorer(&model_path, &train_scans));
-    Ok(TrainReport {
-        scorer,
-        out: config.out.clone(),
-        model: model_path.is_file().then_some(model_path),
-        best_validation_eer: best.is_finite().then_some(best),
-        history,
-        cancelled,
-    })
 }
 
 /// The best model's scorer, fitted on the training writers that have skilled forgeries.
 /// Without such writers the model keeps the plain embedding score, which is not an error.
 fn fit_signature_scorer(model_path: &Path, train_scans: &[&LabelledScan]) -> String {
     let scans: Vec<LabelledScan> = train_scans.iter().map(|&s| s.clone()).collect();
-    match crate::signature::fit_scorer(model_path, &scans, SCORER_REFERENCES, model_path) {
+    match fit_scorer(model_path, &scans, SCORER_REFERENCES, model_path) {
         Ok(_) => format!(
             "fitted on the training writers with forgeries ({SCORER_REFERENCES} references each)"
         ),

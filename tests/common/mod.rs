@@ -41,3 +41,81 @@ pub fn shared(relative: &str, test: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// A photo of two different people where the rules can disagree: the astronaut large at
+/// the left edge, and ORL subject 1 (shot `shot`, enlarged) smaller at the centre. The
+/// subject of the photo is the face at its centre. `None` without ../shared.
+pub fn two_people_photo(dir: &Path, shot: u32, test: &str) -> Option<PathBuf> {
+    let orl = shared(&format!("data/faces/orl/s1/{shot}.pgm"), test)?;
+    let mut canvas = image::RgbImage::from_pixel(960, 600, image::Rgb([128, 128, 128]));
+    let astronaut = image::open(data("astronaut.png")).unwrap().to_rgb8();
+    image::imageops::replace(&mut canvas, &astronaut, 0, 44);
+    let centre = enlarged_orl(&orl, 2);
+    let (w, h) = centre.dimensions();
+    image::imageops::replace(
+        &mut canvas,
+        &centre,
+        i64::from(480 - w / 2),
+        i64::from(300 - h / 2),
+    );
+    let path = dir.join(format!("two_people_{shot}.png"));
+    canvas.save(&path).unwrap();
+    Some(path)
+}
+
+/// An ORL shot (92x112 grey) enlarged `factor` times as RGB, so its face is wide enough
+/// to enrol.
+pub fn enlarged_orl(path: &Path, factor: u32) -> image::RgbImage {
+    let grey = image::open(path).unwrap().to_rgb8();
+    image::imageops::resize(
+        &grey,
+        grey.width() * factor,
+        grey.height() * factor,
+        image::imageops::FilterType::CatmullRom,
+    )
+}
+
+/// The binary on the CPU with a database, acting as `operator`.
+pub fn vouch_on(db: &Path, operator: &str) -> assert_cmd::Command {
+    let mut command = assert_cmd::Command::cargo_bin("vouch").unwrap();
+    command
+        .args(["--device", "cpu", "--operator", operator, "--db"])
+        .arg(db);
+    command
+}
+
+/// What a command that must succeed printed on stdout (the test fails with its stderr
+/// otherwise).
+pub fn stdout_of(command: &mut assert_cmd::Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The JSON a command that must succeed printed.
+pub fn json_of(command: &mut assert_cmd::Command) -> serde_json::Value {
+    let stdout = stdout_of(command);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Scans 1-4 of writers 1-4 (tests/data/signatures) as a training folder under `dir`,
+/// one folder per writer.
+pub fn writer_folders(dir: &Path) -> PathBuf {
+    let root = dir.join("scans");
+    for writer in 1..=4 {
+        let folder = root.join(format!("writer{writer}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        for n in 1..=4 {
+            std::fs::copy(
+                data(&format!("signatures/w{writer}_{n}.png")),
+                folder.join(format!("{n}.png")),
+            )
+            .unwrap();
+        }
+    }
+    root
+}

@@ -1,0 +1,255 @@
+//! `vouch eval ...`: accuracy on labelled data (face pairs, signature verification,
+//! one-shot runs).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::{cancel_flag, print_report, progress_bar};
+use crate::context::Context;
+use crate::face::FaceModels;
+use crate::matching::DEFAULT_FACE_THRESHOLD;
+use crate::signature::SignatureModel;
+use crate::types::Modality;
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Writer-independent verification: per identity, enrol the first K genuine scans and
+    /// score the other genuines, its forgeries (skilled) and other identities (random).
+    Verify {
+        #[arg(long, value_enum, default_value_t = crate::train::TrainModality::Signature)]
+        modality: crate::train::TrainModality,
+        /// CSV path,identity,kind (or a folder, read as `vouch dataset manifest` does).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Genuine references per identity; repeat for several (e.g. --refs 1 --refs 5).
+        #[arg(long, default_value = "12")]
+        refs: Vec<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// N-way one-shot classification in the standard runs format (run01..run20, each with
+    /// training/, test/ and class_labels.txt).
+    Oneshot {
+        #[arg(long)]
+        runs: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// LFW-format pair list: `Name i j` same person, `NameA i NameB j` different.
+    Pairs {
+        #[arg(long)]
+        pairs: PathBuf,
+        /// Folder with `Name/Name_0001.jpg` images.
+        #[arg(long)]
+        root: PathBuf,
+        /// Also report k-fold accuracy (threshold chosen on the other folds).
+        #[arg(long)]
+        folds: Option<usize>,
+        /// Only the first N same and first N different pairs.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: EvalCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    match command {
+        EvalCommand::Pairs {
+            pairs,
+            root,
+            folds,
+            limit,
+            json,
+        } => eval_pairs(&context.load_faces()?, &pairs, &root, folds, limit, json),
+        EvalCommand::Verify {
+            modality,
+            manifest,
+            refs,
+            json,
+        } => eval_verify(&signature_model(context)?, modality, &manifest, &refs, json),
+        EvalCommand::Oneshot { runs, json } => {
+            eval_oneshot(&signature_model(context)?, &runs, json)
+        }
+    }
+}
+
+/// The signature model in force for the database, when there is one.
+fn signature_model(context: &Context) -> anyhow::Result<SignatureModel> {
+    Ok(context.load_signature_model(context.existing_store()?.as_ref())?)
+}
+
+fn eval_pairs(
+    models: &FaceModels,
+    pairs_file: &Path,
+    root: &Path,
+    folds: Option<usize>,
+    limit: Option<usize>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(pairs_file)
+        .with_context(|| format!("cannot read {}", pairs_file.display()))?;
+    let mut pairs = crate::eval::parse_pairs(&text)?;
+    if let Some(limit) = limit {
+        let same: Vec<_> = pairs
+            .iter()
+            .filter(|p| p.same)
+            .take(limit)
+            .cloned()
+            .collect();
+        let different: Vec<_> = pairs
+            .iter()
+            .filter(|p| !p.same)
+            .take(limit)
+            .cloned()
+            .collect();
+        pairs = same.into_iter().chain(different).collect();
+    }
+    let bar = progress_bar("embedding", "images")?;
+    let start = Instant::now();
+    let (scored, images, failed) =
+        crate::eval::score_pairs(models, &pairs, root, cancel_flag(), &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+    bar.finish_and_clear();
+    let report = crate::eval::report(
+        &scored,
+        images,
+        failed,
+        DEFAULT_FACE_THRESHOLD,
+        folds,
+        start.elapsed().as_secs_f64(),
+    );
+    print_report(&report, json, |r| {
+        let mut text = format!(
+            "{} pairs ({} same, {} different), {} images, {} without a detected face\nbest threshold: distance {:.3}, accuracy {:.2}%\ndefault threshold: distance {:.3}, accuracy {:.2}%",
+            r.pairs,
+            r.same_pairs,
+            r.different_pairs,
+            r.images,
+            r.failed_detections,
+            r.best_threshold_distance,
+            100.0 * r.best_threshold_accuracy,
+            r.default_threshold_distance,
+            100.0 * r.default_threshold_accuracy
+        );
+        if let (Some(k), Some(mean), Some(std)) =
+            (r.folds, r.fold_accuracy_mean, r.fold_accuracy_std)
+        {
+            text.push_str(&format!(
+                "\n{k}-fold accuracy: {:.2}% ± {:.2}",
+                100.0 * mean,
+                100.0 * std
+            ));
+        }
+        for error in &r.worst_errors {
+            let distance = error
+                .distance
+                .map_or("no face".to_string(), |d| format!("{d:.3}"));
+            let truth = if error.same { "same" } else { "different" };
+            text.push_str(&format!(
+                "\n  wrong: {} vs {} ({truth}, distance {distance})",
+                error.first, error.second
+            ));
+        }
+        text.push_str(&format!("\n{:.1} s", r.seconds));
+        text
+    })
+}
+
+#[derive(Serialize)]
+struct VerifyEvaluation {
+    manifest: PathBuf,
+    model: String,
+    scans: usize,
+    unreadable: Vec<(PathBuf, String)>,
+    runs: Vec<crate::eval::verification::VerificationReport>,
+}
+
+fn eval_verify(
+    model: &SignatureModel,
+    modality: crate::train::TrainModality,
+    manifest: &Path,
+    refs: &[usize],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    modality.canvas()?;
+    let scans = crate::dataset::load(manifest)?;
+    let bar = progress_bar("embedding", "scans")?;
+    let (embedded, unreadable) = crate::eval::verification::embed_scans(
+        model,
+        &scans,
+        cancel_flag(),
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    let threshold = crate::matching::default_bands(Modality::Signature).high;
+    let runs = refs
+        .iter()
+        .map(|&k| {
+            crate::eval::verification::evaluate(&embedded, k, threshold, |r, q| model.score(r, q))
+        })
+        .collect();
+    let report = VerifyEvaluation {
+        manifest: manifest.to_path_buf(),
+        model: model.model_id(),
+        scans: scans.len(),
+        unreadable,
+        runs,
+    };
+    print_report(&report, json, |r| {
+        let mut lines = vec![format!(
+            "{} scans ({} unreadable), model {}",
+            r.scans,
+            r.unreadable.len(),
+            r.model
+        )];
+        let rates = |name: &str, e: &crate::eval::verification::ErrorRates| {
+            format!(
+                "  {name}: EER {:.2}% (at score {:.3}), FAR {:.2}% / FRR {:.2}% at {:.3}, AUC {:.4}, {} genuine vs {} impostor",
+                100.0 * e.eer,
+                e.eer_threshold,
+                100.0 * e.far_at_default,
+                100.0 * e.frr_at_default,
+                r.runs.first().map_or(0.0, |run| run.threshold),
+                e.auc,
+                e.genuine,
+                e.impostor
+            )
+        };
+        for run in &r.runs {
+            lines.push(format!(
+                "K={} references, {} identities:",
+                run.references, run.identities
+            ));
+            if let Some(skilled) = &run.skilled {
+                lines.push(rates("skilled", skilled));
+            }
+            lines.push(rates("random", &run.random));
+        }
+        lines.join("\n")
+    })
+}
+
+fn eval_oneshot(model: &SignatureModel, runs: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let report = crate::eval::oneshot::evaluate_runs(model, runs)?;
+    print_report(&report, json, |r| {
+        format!(
+            "{}-way one-shot over {} runs: accuracy {:.2}% ({} of {})",
+            r.ways,
+            r.runs,
+            100.0 * r.accuracy,
+            r.correct,
+            r.trials
+        )
+    })
+}

@@ -1,0 +1,204 @@
+//! `vouch face ...` and `vouch bench face`: one photo's faces, two photos compared, and
+//! the pipeline's speed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::print_report;
+use crate::context::Context;
+use crate::face::{Face, FaceModels};
+use crate::matching::{DEFAULT_FACE_THRESHOLD, compare_faces};
+use crate::{imageio, perf};
+
+#[derive(Subcommand, Debug)]
+pub enum FaceCommand {
+    /// Every face in the image: box, detector score, 68 landmarks, 128-D embedding.
+    Embed {
+        image: PathBuf,
+        /// Also save each face's aligned 150x150 chip as DIR/<image stem>_face<N>.png.
+        #[arg(long, value_name = "DIR")]
+        chips: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Distance, similarity score in [0, 1] and decision for the main face of each image
+    /// (the largest, weighted by detector confidence, among the faces covering the
+    /// image's centre, or among all when none does).
+    Compare {
+        first: PathBuf,
+        second: PathBuf,
+        /// Decision threshold on the score.
+        #[arg(long, default_value_t = DEFAULT_FACE_THRESHOLD)]
+        threshold: f32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Median milliseconds for detect, landmarks, align, embed and the whole pipeline.
+    Face {
+        /// Photo with one face [default: tests/data/astronaut.png].
+        #[arg(long)]
+        image: Option<PathBuf>,
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: FaceCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    let models = context.load_faces()?;
+    match command {
+        FaceCommand::Embed { image, chips, json } => {
+            face_embed(&models, &image, chips.as_deref(), json)
+        }
+        FaceCommand::Compare {
+            first,
+            second,
+            threshold,
+            json,
+        } => face_compare(&models, &first, &second, threshold, json),
+    }
+}
+
+pub fn bench(command: BenchCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    let BenchCommand::Face {
+        image,
+        iterations,
+        json,
+    } = command;
+    let image = image.unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/astronaut.png")
+    });
+    let picture = imageio::load_rgb(&image)?;
+    let timings = perf::time_face_pipeline(&context.load_faces()?, &picture, iterations)?;
+    print_report(&timings, json, |t| {
+        format!(
+            "device {}, {}x{} image, median of {}:\n  detect {:.2} ms\n  landmarks {:.2} ms\n  align {:.2} ms\n  embed {:.2} ms (batch of 8: {:.2} ms per chip)\n  whole pipeline {:.2} ms",
+            t.device,
+            t.image_width,
+            t.image_height,
+            t.iterations,
+            t.detect_ms,
+            t.landmarks_ms,
+            t.align_ms,
+            t.embed_ms,
+            t.embed_batch8_per_chip_ms,
+            t.pipeline_ms
+        )
+    })
+}
+
+#[derive(Serialize)]
+struct EmbedOutput<'a> {
+    image: &'a Path,
+    width: u32,
+    height: u32,
+    model: String,
+    faces: Vec<Face>,
+}
+
+fn face_embed(
+    models: &FaceModels,
+    image: &Path,
+    chips: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let picture = imageio::load_rgb(image)?;
+    let faces = models.analyze(&picture)?;
+    if faces.is_empty() {
+        return Err(crate::Error::NoFace(image.display().to_string()).into());
+    }
+    if let Some(dir) = chips {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let stem = image.file_stem().unwrap_or_default().to_string_lossy();
+        for (index, face) in faces.iter().enumerate() {
+            let path = dir.join(format!("{stem}_face{index}.png"));
+            crate::face::align_chip(&picture, &face.landmarks)?
+                .save(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    let output = EmbedOutput {
+        image,
+        width: picture.width(),
+        height: picture.height(),
+        model: models.model_id(),
+        faces,
+    };
+    print_report(&output, json, |o| {
+        let mut lines = vec![format!(
+            "{} face(s) in {} ({}x{})",
+            o.faces.len(),
+            o.image.display(),
+            o.width,
+            o.height
+        )];
+        for (index, face) in o.faces.iter().enumerate() {
+            lines.push(format!(
+                "  #{index}: box x={:.0} y={:.0} w={:.0} h={:.0}, score {:.3}, embedding [{:.4}, {:.4}, {:.4}, ...]",
+                face.bbox.x, face.bbox.y, face.bbox.width, face.bbox.height, face.detection_score,
+                face.embedding[0], face.embedding[1], face.embedding[2]
+            ));
+        }
+        lines.join("\n")
+    })
+}
+
+#[derive(Serialize)]
+struct CompareOutput<'a> {
+    first: &'a Path,
+    second: &'a Path,
+    faces_in_first: usize,
+    faces_in_second: usize,
+    model: String,
+    #[serde(flatten)]
+    comparison: crate::matching::Comparison,
+    decision: &'static str,
+}
+
+fn face_compare(
+    models: &FaceModels,
+    first: &Path,
+    second: &Path,
+    threshold: f32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let main_face = |path: &Path| -> anyhow::Result<(Face, usize)> {
+        let picture = imageio::load_rgb(path)?;
+        let (face, count) = models.main_face(&picture, &path.display().to_string())?;
+        if count > 1 {
+            tracing::warn!(path = %path.display(), count, "several faces; comparing the main one (central, then largest)");
+        }
+        Ok((face, count))
+    };
+    let (a, faces_in_first) = main_face(first)?;
+    let (b, faces_in_second) = main_face(second)?;
+    let comparison = compare_faces(&a.embedding, &b.embedding, threshold);
+    let output = CompareOutput {
+        first,
+        second,
+        faces_in_first,
+        faces_in_second,
+        model: models.model_id(),
+        comparison,
+        decision: if comparison.same_person {
+            "same person"
+        } else {
+            "different people"
+        },
+    };
+    print_report(&output, json, |o| {
+        format!(
+            "{}: distance {:.4}, score {:.3} (threshold {:.3})",
+            o.decision, o.comparison.distance, o.comparison.score, o.comparison.threshold
+        )
+    })
+}

@@ -1,0 +1,231 @@
+//! The headless front end: `vouch <subcommand>`; with no subcommand the window opens.
+//! The global options are resolved once into a `Context`; each command group has its own
+//! module with small handlers, and `run` only dispatches.
+
+mod eval;
+mod face;
+mod people;
+mod records;
+mod signature;
+mod train;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::device::DeviceChoice;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vouch",
+    version,
+    about = "Biometric enrollment and verification"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Where the networks run.
+    #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Folder with the model weights [default: $VOUCH_MODELS, or the models/ that ships with vouch].
+    #[arg(long, global = true)]
+    pub models: Option<PathBuf>,
+    /// Lowest detector score accepted as a face (0..1).
+    #[arg(long, global = true, default_value_t = crate::face::DEFAULT_MIN_DETECTION_SCORE)]
+    pub min_face_score: f32,
+    /// The signature model [default: the one activated in the database, else
+    /// signature_encoder.safetensors in the models folder].
+    #[arg(long, global = true)]
+    pub signature_model: Option<PathBuf>,
+    /// The database [default: vouch.db in the user's data folder].
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    /// Who is acting, for the audit log [default: $USER].
+    #[arg(long, global = true)]
+    pub operator: Option<String>,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl GlobalArgs {
+    /// The options every command works under, resolved once.
+    pub fn context(&self) -> anyhow::Result<Context> {
+        Ok(Context {
+            models_dir: self
+                .models
+                .clone()
+                .unwrap_or_else(crate::models::default_dir),
+            signature_model: self.signature_model.clone(),
+            db: self.db.clone().unwrap_or_else(Context::default_db),
+            device: self.device.open()?,
+            operator: self
+                .operator
+                .clone()
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".to_string()),
+            min_face_score: self.min_face_score,
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Face detection, embedding and 1:1 comparison.
+    #[command(subcommand)]
+    Face(face::FaceCommand),
+    /// Accuracy on labelled data.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
+    /// Speed of the pipeline stages on this machine.
+    #[command(subcommand)]
+    Bench(face::BenchCommand),
+    /// Model weights.
+    #[command(subcommand)]
+    Models(train::ModelsCommand),
+    /// Enroll a person from reference photos (one transaction: all good photos or nothing).
+    Enroll(people::EnrollArgs),
+    /// Enroll many people from a CSV manifest (columns id,name,image; one row per
+    /// image), each person in their own transaction. Ctrl-C stops between people.
+    EnrollBatch(people::EnrollBatchArgs),
+    /// Embed every stored face crop with the current model (after a model change).
+    Reembed(JsonArgs),
+    /// Decision thresholds per modality.
+    #[command(subcommand)]
+    Settings(records::SettingsCommand),
+    /// Attendance as CSV or JSON, or a backup of the whole database.
+    #[command(subcommand)]
+    Export(records::ExportCommand),
+    /// Attendance from CSV or JSON, or restore a backup.
+    #[command(subcommand)]
+    Import(records::ImportCommand),
+    /// 1:1: does the photo show the person enrolled under `--id`?
+    Verify(people::VerifyArgs),
+    /// 1:N: who among the enrolled is this?
+    Identify(people::IdentifyArgs),
+    /// Kiosk punch: identify the photo's subject and record a check-in or check-out.
+    Checkin(people::CheckinArgs),
+    /// Train a Siamese encoder on labelled scans (a new model version; the shipped one is
+    /// never overwritten). Ctrl-C stops cleanly, keeping the last finished epoch.
+    Train(train::TrainArgs),
+    /// Labelled scan lists (manifests) for training and evaluation.
+    #[command(subcommand)]
+    Dataset(train::DatasetCommand),
+    /// Signature verification against references.
+    #[command(subcommand)]
+    Signature(signature::SignatureCommand),
+    /// Enrolled people.
+    #[command(subcommand)]
+    People(people::PeopleCommand),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(records::AuditCommand),
+}
+
+/// Commands whose only option is the output format.
+#[derive(Args, Debug)]
+pub struct JsonArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse_from(args);
+    init_logging(cli.global.verbose);
+    let context = cli.global.context()?;
+    let Some(command) = cli.command else {
+        crate::gui::run(context)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    match command {
+        Command::Face(command) => face::run(command, &context),
+        Command::Bench(command) => face::bench(command, &context),
+        Command::Eval(command) => eval::run(command, &context),
+        Command::Models(command) => train::models(command, &context),
+        Command::Train(args) => train::train(args, &context),
+        Command::Dataset(command) => train::dataset(command),
+        Command::Enroll(args) => people::enroll(args, &context),
+        Command::EnrollBatch(args) => people::enroll_batch(args, &context),
+        Command::Reembed(args) => people::reembed(args, &context),
+        Command::Verify(args) => people::verify(args, &context),
+        Command::Identify(args) => people::identify(args, &context),
+        Command::Checkin(args) => people::checkin(args, &context),
+        Command::People(command) => people::run(command, &context),
+        Command::Signature(command) => signature::run(command, &context),
+        Command::Settings(command) => records::settings(command, &context),
+        Command::Export(command) => records::export(command, &context),
+        Command::Import(command) => records::import(command, &context),
+        Command::Audit(command) => records::audit(command, &context),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A second call (tests run several CLIs in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn print_report<T: Serialize>(
+    value: &T,
+    json: bool,
+    text: impl Fn(&T) -> String,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        println!("{}", text(value));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(message: &str, unit: &str) -> anyhow::Result<indicatif::ProgressBar> {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit}, {{eta}} left"
+        ))?
+        .progress_chars("=> "),
+    );
+    bar.set_message(message.to_string());
+    Ok(bar)
+}
+
+/// Set by Ctrl-C: long jobs stop at their next safe point (between transactions).
+fn cancel_flag() -> &'static AtomicBool {
+    static CANCEL: AtomicBool = AtomicBool::new(false);
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        if let Err(error) = ctrlc::set_handler(|| CANCEL.store(true, Ordering::Relaxed)) {
+            tracing::warn!(%error, "Ctrl-C will not stop long jobs cleanly");
+        }
+    });
+    &CANCEL
+}
+
+/// Writes beside the target and renames, so a reader never sees half a file.
+fn write_whole_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,354 @@
+//! Faces at the desk and the kiosk: enroll (one or a batch), verify, identify, check in,
+//! re-embed, and the people list.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::{JsonArgs, cancel_flag, print_report, progress_bar};
+use crate::context::Context;
+use crate::gallery::Gallery;
+use crate::imageio;
+use crate::models::CropEmbedder;
+use crate::store::{Punch, Store};
+use crate::types::Modality;
+use crate::workflow::{self, EnrollRequest};
+
+#[derive(Args, Debug)]
+pub struct EnrollArgs {
+    #[arg(long)]
+    name: String,
+    /// Employee number, account number, ...
+    #[arg(long)]
+    id: String,
+    /// Enroll even if a face already matches ANOTHER enrolled person.
+    #[arg(long)]
+    force: bool,
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EnrollBatchArgs {
+    manifest: PathBuf,
+    #[arg(long)]
+    force: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    id: String,
+    image: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct IdentifyArgs {
+    image: PathBuf,
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckinArgs {
+    image: PathBuf,
+    /// A repeat punch within this many minutes is ignored.
+    #[arg(long, default_value_t = 10)]
+    window_minutes: i64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeopleCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value_t = Modality::Face)]
+        modality: Modality,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a person with their templates and crops (the audit keeps a row).
+    Delete {
+        id: String,
+        #[arg(long, value_enum, default_value_t = Modality::Face)]
+        modality: Modality,
+        /// Confirm: without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub fn enroll(args: EnrollArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    let models = context.load_faces()?;
+    let mut store = context.open_store()?;
+    let mut gallery = Gallery::of_faces(&store, &models.model_id())?;
+    let request = EnrollRequest {
+        name: args.name,
+        external_id: args.id,
+        images: args.images,
+    };
+    let report = workflow::enroll_face(
+        &models,
+        &mut store,
+        &mut gallery,
+        &request,
+        args.force,
+        &context.operator,
+    )?;
+    print_enrollment(&report, args.json, "reference(s)")
+}
+
+/// The images that were refused on stderr, then the enrollment.
+pub(super) fn print_enrollment(
+    report: &workflow::EnrollReport,
+    json: bool,
+    references: &str,
+) -> anyhow::Result<ExitCode> {
+    for rejected in &report.rejected {
+        eprintln!("rejected {}: {}", rejected.path.display(), rejected.reason);
+    }
+    print_report(report, json, |r| {
+        format!(
+            "enrolled {} ({}) with {} {references}",
+            r.name, r.external_id, r.enrolled
+        )
+    })
+}
+
+pub fn enroll_batch(args: EnrollBatchArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    let requests = workflow::read_manifest(&args.manifest)?;
+    let bar = progress_bar("enrolling", "people")?;
+    let report = workflow::enroll_batch(
+        &context.load_faces()?,
+        &mut context.open_store()?,
+        &requests,
+        args.force,
+        &context.operator,
+        cancel_flag(),
+        &mut |p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            bar.set_message(format!("enrolling {}", p.current));
+        },
+    )?;
+    bar.finish_and_clear();
+    print_report(&report, args.json, describe_batch)?;
+    Ok(if report.failed.is_empty() && report.not_started == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn describe_batch(report: &workflow::BatchReport) -> String {
+    let mut lines = vec![format!(
+        "enrolled {} people, {} failed{}",
+        report.enrolled.len(),
+        report.failed.len(),
+        if report.not_started > 0 {
+            format!(", cancelled before {} more", report.not_started)
+        } else {
+            String::new()
+        }
+    )];
+    for failure in &report.failed {
+        lines.push(format!("  {}: {}", failure.external_id, failure.reason));
+    }
+    for enrolled in &report.enrolled {
+        for rejected in &enrolled.rejected {
+            lines.push(format!(
+                "  {}: rejected {}: {}",
+                enrolled.external_id,
+                rejected.path.display(),
+                rejected.reason
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
+pub fn reembed(args: JsonArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    reembed_with(
+        &context.load_faces()?,
+        &mut context.open_store()?,
+        &context.operator,
+        args.json,
+    )
+}
+
+pub fn verify(args: VerifyArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    let picture = imageio::load_rgb(&args.image)?;
+    let report = workflow::verify_face(
+        &context.load_faces()?,
+        &mut context.open_store()?,
+        &args.id,
+        &picture,
+        &args.image.display().to_string(),
+        &context.operator,
+    )?;
+    print_report(&report, args.json, |o| {
+        format!(
+            "{}: {} ({}), best score {:.3}, mean {:.3} over {} reference(s)",
+            o.decision.as_str(),
+            o.name,
+            o.external_id,
+            o.best_score,
+            o.mean_score,
+            o.references
+        )
+    })
+}
+
+pub fn identify(args: IdentifyArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    let models = context.load_faces()?;
+    let store = context.open_store()?;
+    let gallery = Gallery::of_faces(&store, &models.model_id())?;
+    let picture = imageio::load_rgb(&args.image)?;
+    let candidates = workflow::identify_face(
+        &models,
+        &store,
+        &gallery,
+        &picture,
+        &args.image.display().to_string(),
+        args.top,
+    )?;
+    print_report(&candidates, args.json, |candidates| {
+        if candidates.is_empty() {
+            return "nobody is enrolled".to_string();
+        }
+        candidates
+            .iter()
+            .map(|c| {
+                format!(
+                    "{:.3}\t{}\t{} ({})",
+                    c.score,
+                    c.decision.as_str(),
+                    c.name,
+                    c.external_id
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+pub fn checkin(args: CheckinArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    let models = context.load_faces()?;
+    let mut store = context.open_store()?;
+    let gallery = Gallery::of_faces(&store, &models.model_id())?;
+    let picture = imageio::load_rgb(&args.image)?;
+    let report = workflow::checkin_photo(
+        &models,
+        &mut store,
+        &gallery,
+        &picture,
+        &args.image.display().to_string(),
+        chrono::Duration::minutes(args.window_minutes),
+        &context.operator,
+    )?;
+    print_report(&report, args.json, |o| match &o.punch {
+        Punch::Recorded { kind, at } => {
+            format!(
+                "check-{kind}: {} ({}) at {at}, score {:.3}",
+                o.name, o.external_id, o.score
+            )
+        }
+        Punch::Repeat { last_kind, last_at } => format!(
+            "ignored: {} ({}) already checked {last_kind} at {last_at}",
+            o.name, o.external_id
+        ),
+    })
+}
+
+pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    match command {
+        PeopleCommand::List { json } => {
+            let people = context.open_store()?.people(None)?;
+            print_report(&people, json, |people| {
+                people
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}\t{}\t{}\t{} template(s)\t{}",
+                            p.external_id, p.name, p.modality, p.templates, p.created_at
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        PeopleCommand::Show { id, modality, json } => {
+            let person = context.open_store()?.person_by_external_id(&id, modality)?;
+            print_report(&person, json, |p| {
+                format!(
+                    "{} ({})\nmodality {}\nreferences {}\nenrolled {}",
+                    p.name, p.external_id, p.modality, p.templates, p.created_at
+                )
+            })
+        }
+        PeopleCommand::Delete { id, modality, yes } => {
+            let mut store = context.open_store()?;
+            let person = store.person_by_external_id(&id, modality)?;
+            if !yes {
+                anyhow::bail!(
+                    "this deletes {} ({}) and all their templates: add --yes to confirm",
+                    person.name,
+                    person.external_id
+                );
+            }
+            store.delete_person(person.id, &context.operator)?;
+            println!("deleted {} ({})", person.name, person.external_id);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub(super) fn reembed_with(
+    models: &dyn CropEmbedder,
+    store: &mut Store,
+    actor: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let bar = progress_bar("re-embedding", "templates")?;
+    let report = workflow::reembed(store, models, actor, cancel_flag(), &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    })?;
+    bar.finish_and_clear();
+    print_report(&report, json, |r| {
+        format!(
+            "{} template(s) embedded by {}{}{}",
+            r.templates,
+            r.model,
+            if r.unreadable_crops > 0 {
+                format!(", {} unreadable crop(s) skipped", r.unreadable_crops)
+            } else {
+                String::new()
+            },
+            if r.cancelled {
+                " (cancelled: run again to finish)"
+            } else {
+                ""
+            }
+        )
+    })?;
+    Ok(if report.cancelled {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

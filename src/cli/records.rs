@@ -1,0 +1,238 @@
+//! The records an operator or an auditor keeps: decision bands, attendance exports and
+//! imports, backups, and the audit log.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use super::{print_report, write_whole_file};
+use crate::context::Context;
+use crate::store::{AttendanceRecord, Store};
+use crate::types::{Bands, Modality};
+
+#[derive(Subcommand, Debug)]
+pub enum SettingsCommand {
+    /// The accept / review / reject bands of each modality.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept at a score of HIGH or more, reject under LOW, send to review between.
+    SetBands {
+        #[arg(long, value_enum)]
+        modality: Modality,
+        #[arg(long)]
+        low: f32,
+        #[arg(long)]
+        high: f32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// Check-ins and check-outs, oldest first.
+    Attendance {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Only events at or after this RFC 3339 time (e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only events at or before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Output file [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// A consistent copy of the whole database (SQLite online backup; others may keep
+    /// working meanwhile).
+    Backup { out: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Attendance events from `export attendance` (CSV or JSON); repeats are skipped.
+    Attendance {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the database with a backup (checked first: it must be an intact Vouch
+    /// database with an unbroken audit log).
+    Backup {
+        file: PathBuf,
+        /// Confirm: without it nothing is replaced.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the chain; exits non-zero if any row was edited or deleted.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn settings(command: SettingsCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    let mut store = context.open_store()?;
+    match command {
+        SettingsCommand::Show { json } => {
+            let bands: Vec<(Modality, Bands)> = Modality::ALL
+                .into_iter()
+                .map(|m| Ok((m, store.bands(m)?)))
+                .collect::<anyhow::Result<_>>()?;
+            print_report(&bands, json, |bands| {
+                bands
+                    .iter()
+                    .map(|(m, b)| {
+                        format!(
+                            "{m}: accept >= {:.3}, review, reject < {:.3}",
+                            b.high, b.low
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        SettingsCommand::SetBands {
+            modality,
+            low,
+            high,
+        } => {
+            store.set_bands(modality, Bands { low, high }, &context.operator)?;
+            println!("{modality}: accept >= {high}, reject < {low} (saved, audited)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn export(command: ExportCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    let store = context.open_store()?;
+    match command {
+        ExportCommand::Attendance {
+            format,
+            from,
+            to,
+            out,
+        } => export_attendance(
+            &store,
+            format,
+            from.as_deref(),
+            to.as_deref(),
+            out.as_deref(),
+        ),
+        ExportCommand::Backup { out } => {
+            store.backup_to(&out)?;
+            println!("backup written to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn import(command: ImportCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    match command {
+        ImportCommand::Attendance { file, json } => {
+            import_attendance(&mut context.open_store()?, &context.operator, &file, json)
+        }
+        ImportCommand::Backup { file, yes } => {
+            if !yes {
+                anyhow::bail!(
+                    "this replaces everything in the database with {}: add --yes to confirm",
+                    file.display()
+                );
+            }
+            context
+                .open_store()?
+                .restore_from(&file, &context.operator)?;
+            println!("restored from {}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn audit(command: AuditCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    let AuditCommand::Verify { json } = command;
+    let report = context.open_store()?.audit_verify()?;
+    print_report(&report, json, |r| match (&r.problem, r.first_bad_id) {
+        (Some(problem), Some(id)) => format!(
+            "audit log BROKEN at row {id}: {problem} ({} rows read)",
+            r.rows
+        ),
+        _ => format!("audit log intact: {} rows", r.rows),
+    })?;
+    Ok(if report.intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn export_attendance(
+    store: &Store,
+    format: ExportFormat,
+    from: Option<&str>,
+    to: Option<&str>,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let records = store.attendance(from, to)?;
+    let mut bytes = Vec::new();
+    match format {
+        ExportFormat::Json => serde_json::to_writer_pretty(&mut bytes, &records)?,
+        ExportFormat::Csv => {
+            let mut writer = csv::Writer::from_writer(&mut bytes);
+            for record in &records {
+                writer.serialize(record)?;
+            }
+            writer.flush()?;
+        }
+    }
+    match out {
+        Some(path) => {
+            write_whole_file(path, &bytes)?;
+            eprintln!("{} event(s) written to {}", records.len(), path.display());
+        }
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_attendance(
+    store: &mut Store,
+    actor: &str,
+    file: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let records: Vec<AttendanceRecord> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an attendance JSON export", file.display()))?
+    } else {
+        csv::Reader::from_reader(text.as_bytes())
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .with_context(|| {
+                format!(
+                    "{} is not an attendance CSV (columns at,kind,score,external_id,name)",
+                    file.display()
+                )
+            })?
+    };
+    let (added, skipped) = store.import_attendance(&records, actor)?;
+    print_report(
+        &serde_json::json!({ "added": added, "skipped": skipped }),
+        json,
+        |_| format!("{added} event(s) added, {skipped} already present"),
+    )
+}

@@ -1,0 +1,156 @@
+//! `vouch signature ...`: the bank desk. Every command scores with the signature model in
+//! force for the database (`Context::signature_model_path`), as the window does.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::people::{print_enrollment, reembed_with};
+use super::print_report;
+use crate::context::Context;
+use crate::signature::SignatureModel;
+use crate::types::{Bands, Modality};
+use crate::workflow::{self, EnrollRequest};
+
+#[derive(Subcommand, Debug)]
+pub enum SignatureCommand {
+    /// Score a questioned signature against one or more references.
+    Compare {
+        #[arg(long = "ref", required = true)]
+        references: Vec<PathBuf>,
+        questioned: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enroll an account holder's reference signatures (all good scans in one transaction).
+    Enroll {
+        #[arg(long)]
+        name: String,
+        /// Account number.
+        #[arg(long)]
+        id: String,
+        #[arg(required = true)]
+        scans: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the signature on a scan against the account's enrolled references.
+    Verify {
+        #[arg(long)]
+        id: String,
+        scan: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Embed the enrolled signatures' stored canvases with the current signature model.
+    Reembed {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: SignatureCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    match command {
+        SignatureCommand::Compare {
+            references,
+            questioned,
+            json,
+        } => {
+            // A comparison outside any account needs no database, but follows its bands
+            // and active model when there is one.
+            let store = context.existing_store()?;
+            let bands = match &store {
+                Some(store) => store.bands(Modality::Signature)?,
+                None => crate::matching::default_bands(Modality::Signature),
+            };
+            let model = context.load_signature_model(store.as_ref())?;
+            signature_compare(&model, &bands, &references, &questioned, json)
+        }
+        SignatureCommand::Enroll {
+            name,
+            id,
+            scans,
+            json,
+        } => {
+            let mut store = context.open_store()?;
+            let model = context.load_signature_model(Some(&store))?;
+            let request = EnrollRequest {
+                name,
+                external_id: id,
+                images: scans,
+            };
+            let report =
+                workflow::enroll_signature(&model, &mut store, &request, &context.operator)?;
+            print_enrollment(&report, json, "reference signature(s)")
+        }
+        SignatureCommand::Verify { id, scan, json } => {
+            let mut store = context.open_store()?;
+            let model = context.load_signature_model(Some(&store))?;
+            signature_verify(&model, &mut store, &context.operator, &id, &scan, json)
+        }
+        SignatureCommand::Reembed { json } => {
+            let mut store = context.open_store()?;
+            let model = context.load_signature_model(Some(&store))?;
+            reembed_with(&model, &mut store, &context.operator, json)
+        }
+    }
+}
+
+fn signature_compare(
+    model: &SignatureModel,
+    bands: &Bands,
+    references: &[PathBuf],
+    questioned: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let embeddings = references
+        .iter()
+        .map(|path| Ok(model.embed_scan(path)?.1))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (_, questioned_embedding) = model.embed_scan(questioned)?;
+    let reference_slices: Vec<&[f32]> = embeddings.iter().map(Vec::as_slice).collect();
+    let verdict =
+        workflow::judge_signature(model, &reference_slices, &questioned_embedding, *bands);
+    print_report(&verdict, json, |v| {
+        let mut lines = vec![format!(
+            "{}: score {:.3} (against {} reference(s); accept >= {:.3}, reject < {:.3})",
+            v.decision.as_str(),
+            v.score,
+            v.reference_scores.len(),
+            v.bands.high,
+            v.bands.low
+        )];
+        for (path, score) in references.iter().zip(&v.reference_scores) {
+            lines.push(format!("  {score:.3}  {}", path.display()));
+        }
+        lines.join("\n")
+    })
+}
+
+fn signature_verify(
+    model: &SignatureModel,
+    store: &mut crate::store::Store,
+    actor: &str,
+    external_id: &str,
+    scan: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let report = workflow::verify_signature(model, store, external_id, scan, actor)?;
+    print_report(&report, json, |r| {
+        format!(
+            "{}: {} ({}), score {:.3} (against {} references; each alone: {})",
+            r.verdict.decision.as_str(),
+            r.name,
+            r.external_id,
+            r.verdict.score,
+            r.verdict.reference_scores.len(),
+            r.verdict
+                .reference_scores
+                .iter()
+                .map(|s| format!("{s:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}

@@ -1,0 +1,288 @@
+//! Model versions: `vouch train`, the scan lists it reads (`vouch dataset ...`), and
+//! `vouch models ...` (converting the face weights, fitting a signature scorer).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use super::{cancel_flag, print_report, progress_bar, write_whole_file};
+use crate::context::Context;
+use crate::train::{TrainConfig, TrainEvent};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[arg(long, value_enum)]
+    pub modality: crate::train::TrainModality,
+    /// A manifest (CSV path,identity,kind) or a folder (CEDAR layout, or one folder per
+    /// identity); repeat to combine.
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = crate::train::Loss::Triplet)]
+    pub loss: crate::train::Loss,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Fine-tune from this model instead of random weights.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    #[arg(long, default_value_t = 6e-5)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.99)]
+    pub beta2: f64,
+    /// Loss margin [default: 1.0 contrastive, 0.3 triplet].
+    #[arg(long)]
+    pub margin: Option<f32>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Steps per epoch [default: one pass over the training scans].
+    #[arg(long)]
+    pub steps_per_epoch: Option<usize>,
+    /// Identities per batch.
+    #[arg(long, default_value_t = 8)]
+    pub identities_per_batch: usize,
+    /// Share of identities held out to validate each epoch.
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_fraction: f64,
+    /// The run's folder [default: models/<modality>-<time> in the user's data folder].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatasetCommand {
+    /// Write the manifest (path,identity,kind) of a folder: CEDAR's layout or one folder
+    /// per identity.
+    Manifest {
+        dir: PathBuf,
+        /// Only identities numbered in this range, e.g. 1-30 (CEDAR writers).
+        #[arg(long, value_name = "A-B")]
+        numbered: Option<String>,
+        /// Output file [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Make N-way one-shot runs (the Omniglot runs format) from an `Alphabet/character/`
+    /// folder, skipping alphabets that also appear under --exclude (seen in training).
+    OneshotRuns {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        exclude: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        #[arg(long, default_value_t = 20)]
+        ways: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Convert the face-api.js networks (the `model/` folder of the npm package
+    /// `@vladmandic/face-api`) to safetensors.
+    ImportFaceapi {
+        source: PathBuf,
+        /// Output folder [default: the models folder].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Fit the signature scorer (how the embedding and the stroke descriptor are weighed)
+    /// of a signature model on writers with skilled forgeries, and write the model with it.
+    FitScorer {
+        /// The signature model whose encoder is kept.
+        model: PathBuf,
+        /// Labelled scans (manifest or folder); writers without forgeries are skipped.
+        #[arg(long, required = true)]
+        data: Vec<PathBuf>,
+        /// Genuine scans enrolled per writer while fitting.
+        #[arg(long, default_value_t = 12)]
+        refs: usize,
+        /// Output file (may be the input).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub fn models(command: ModelsCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    match command {
+        ModelsCommand::ImportFaceapi { source, out } => {
+            let out = out.unwrap_or_else(|| context.models_dir.clone());
+            for path in crate::models::faceapi::import_dir(&source, &out)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::FitScorer {
+            model,
+            data,
+            refs,
+            out,
+        } => {
+            let mut scans = Vec::new();
+            for source in &data {
+                scans.extend(crate::dataset::load(source)?);
+            }
+            let (_, unusable) = crate::train::fit_scorer(&model, &scans, refs, &out)?;
+            for (path, reason) in &unusable {
+                eprintln!("skipped {}: {reason}", path.display());
+            }
+            let fitted = crate::signature::SignatureModel::load(&out, &candle_core::Device::Cpu)?;
+            println!("wrote {} ({})", out.display(), fitted.model_id());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn dataset(command: DatasetCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DatasetCommand::Manifest { dir, numbered, out } => {
+            dataset_manifest(&dir, numbered.as_deref(), out.as_deref())
+        }
+        DatasetCommand::OneshotRuns {
+            from,
+            out,
+            exclude,
+            runs,
+            ways,
+            seed,
+        } => {
+            let excluded: Vec<String> = match exclude {
+                Some(dir) => std::fs::read_dir(&dir)
+                    .with_context(|| format!("cannot read {}", dir.display()))?
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let made = crate::eval::oneshot::make_runs(&from, &out, runs, ways, &excluded, seed)?;
+            println!("{made} runs written to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn train(args: TrainArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    let device = &context.device;
+    let mut scans = Vec::new();
+    for source in &args.data {
+        scans.extend(crate::dataset::load(source)?);
+    }
+    let out = match (&args.resume, &args.out) {
+        (Some(dir), _) | (None, Some(dir)) => dir.clone(),
+        (None, None) => context.runs_dir().join(format!(
+            "{}-{}",
+            args.modality.as_str(),
+            chrono::Utc::now().format("%Y%m%d-%H%M%S")
+        )),
+    };
+    let mut config = TrainConfig::new(args.modality, args.loss, args.epochs, out);
+    config.learning_rate = args.lr;
+    config.beta1 = args.beta1;
+    config.beta2 = args.beta2;
+    if let Some(margin) = args.margin {
+        config.margin = margin;
+    }
+    config.seed = args.seed;
+    config.steps_per_epoch = args.steps_per_epoch;
+    config.identities_per_batch = args.identities_per_batch;
+    config.validation_fraction = args.validation_fraction;
+    config.init = args.init.clone();
+    config.resume = args.resume.is_some();
+    config.command = std::env::args().collect::<Vec<_>>().join(" ");
+    let bar = progress_bar("training", "steps")?;
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, {eta} left",
+        )?
+        .progress_chars("=> "),
+    );
+    let report = crate::train::train(&config, &scans, device, cancel_flag(), &mut |event| {
+        match event {
+            TrainEvent::Prepared {
+                train_identities,
+                train_scans,
+                validation_identities,
+                validation_scans,
+            } => bar.suspend(|| eprintln!(
+                "training on {train_scans} scans of {train_identities} identities, validating on {validation_scans} scans of {validation_identities}"
+            )),
+            TrainEvent::Step {
+                epoch,
+                step,
+                steps,
+                loss,
+            } => {
+                bar.set_prefix(epoch.to_string());
+                bar.set_length(steps as u64);
+                bar.set_position(step as u64);
+                bar.set_message(format!("{loss:.4}"));
+            }
+            TrainEvent::Epoch(summary) => bar.suspend(|| eprintln!(
+                "epoch {}: loss {:.4}, validation EER {:.2}%{}, {:.1} images/s, {:.0} s",
+                summary.epoch,
+                summary.train_loss,
+                100.0 * summary.validation_eer,
+                if summary.best { " (best so far, saved)" } else { "" },
+                summary.images_per_second,
+                summary.seconds
+            )),
+        }
+    })?;
+    bar.finish_and_clear();
+    print_report(&report, args.json, |r| {
+        let model = r
+            .model
+            .as_ref()
+            .map_or("no epoch finished".to_string(), |m| m.display().to_string());
+        format!(
+            "{}model: {model}\nbest validation EER: {}\nscorer: {}\nresume with: vouch train --resume {} ...",
+            if r.cancelled { "stopped early; " } else { "" },
+            r.best_validation_eer
+                .map_or("-".to_string(), |e| format!("{:.2}%", 100.0 * e)),
+            r.scorer.as_deref().unwrap_or("-"),
+            r.out.display()
+        )
+    })?;
+    Ok(if report.cancelled {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn dataset_manifest(
+    dir: &Path,
+    numbered: Option<&str>,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    // Absolute paths: the manifest may be read from anywhere.
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut scans = crate::dataset::load(&dir)?;
+    if let Some(range) = numbered {
+        let (low, high) = range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .with_context(|| format!("--numbered takes A-B, not {range}"))?;
+        scans = crate::dataset::numbered_between(scans, low..=high);
+    }
+    let mut bytes = Vec::new();
+    crate::dataset::write_manifest(&scans, &mut bytes)?;
+    match out {
+        Some(path) => write_whole_file(path, &bytes)?,
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

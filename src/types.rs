@@ -1,0 +1,157 @@
+//! The words every layer shares: which biometric a record is, the decision bands and the
+//! decisions they give, and the direction of a punch. A leaf: it imports nothing of the
+//! crate, so the store, the matchers and the front ends can all name these without
+//! depending on one another.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Face,
+    Signature,
+}
+
+impl Modality {
+    pub const ALL: [Modality; 2] = [Modality::Face, Modality::Signature];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Face => "face",
+            Modality::Signature => "signature",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Modality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The three outcomes of a verification: accept, send to a person, reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Accept,
+    Review,
+    Reject,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 3] = [Decision::Accept, Decision::Review, Decision::Reject];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Accept => "accept",
+            Decision::Review => "review",
+            Decision::Reject => "reject",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Accept at `high` or above, reject below `low`, review in between.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bands {
+    pub low: f32,
+    pub high: f32,
+}
+
+impl Bands {
+    pub fn decide(&self, score: f32) -> Decision {
+        if score >= self.high {
+            Decision::Accept
+        } else if score < self.low {
+            Decision::Reject
+        } else {
+            Decision::Review
+        }
+    }
+
+    /// `0 <= low <= high <= 1`, both finite: anything else would accept or reject
+    /// everyone without saying so.
+    pub fn is_valid(&self) -> bool {
+        (0.0..=1.0).contains(&self.low) && (0.0..=1.0).contains(&self.high) && self.low <= self.high
+    }
+}
+
+/// A check-in or a check-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PunchKind {
+    In,
+    Out,
+}
+
+impl PunchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PunchKind::In => "in",
+            PunchKind::Out => "out",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [PunchKind::In, PunchKind::Out]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for PunchKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_split_scores_three_ways_and_refuse_nonsense() {
+        let bands = Bands {
+            low: 0.45,
+            high: 0.55,
+        };
+        assert_eq!(bands.decide(0.9), Decision::Accept);
+        assert_eq!(bands.decide(0.5), Decision::Review);
+        assert_eq!(bands.decide(0.1), Decision::Reject);
+        assert!(bands.is_valid());
+        for bad in [(0.6, 0.5), (-0.1, 0.5), (0.2, 1.5), (f32::NAN, 0.5)] {
+            assert!(
+                !Bands {
+                    low: bad.0,
+                    high: bad.1
+                }
+                .is_valid()
+            );
+        }
+    }
+
+    #[test]
+    fn words_round_trip() {
+        for m in Modality::ALL {
+            assert_eq!(Modality::parse(m.as_str()), Some(m));
+        }
+        for d in Decision::ALL {
+            assert_eq!(Decision::parse(d.as_str()), Some(d));
+        }
+        assert_eq!(PunchKind::parse("out"), Some(PunchKind::Out));
+        assert_eq!(PunchKind::parse("OUT"), None);
+    }
+}

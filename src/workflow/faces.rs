@@ -1,0 +1,304 @@
+//! Faces at the desk and the kiosk: enrollment (one person or a batch), 1:1
+//! verification, 1:N identification and the check-in punch.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use image::RgbImage;
+use serde::Serialize;
+
+use super::{EnrollReport, EnrollRequest, Progress, RejectedImage};
+use crate::enroll::assess_face;
+use crate::error::{Error, Result};
+use crate::face::FaceModels;
+use crate::gallery::{Candidate, Gallery};
+use crate::imageio;
+use crate::matching::{euclidean_distance, face_score};
+use crate::store::{NewTemplate, Punch, Store, StoreError};
+use crate::types::{Bands, Decision, Modality};
+
+/// Enrolls one person from their reference photos, all good photos in one transaction.
+/// A photo that fails a quality check (or cannot be read) is listed with its reason; a
+/// face that already matches ANOTHER person in the accept band stops the enrollment
+/// unless `force`. The new person is added to `gallery` so a batch sees earlier people.
+pub fn enroll_face(
+    models: &FaceModels,
+    store: &mut Store,
+    gallery: &mut Gallery,
+    request: &EnrollRequest,
+    force: bool,
+    actor: &str,
+) -> Result<EnrollReport> {
+    let bands = store.bands(Modality::Face)?;
+    let mut samples: Vec<NewTemplate> = Vec::new();
+    let mut rejected = Vec::new();
+    for path in &request.images {
+        let assessed = std::fs::read(path)
+            .map_err(|e| Error::io(e, path))
+            .and_then(|bytes| {
+                let picture = imageio::decode_rgb(&bytes, path)?;
+                assess_face(models, &picture, &bytes)
+            });
+        let sample = match assessed {
+            Ok(Ok(sample)) => sample,
+            Ok(Err(rejection)) => {
+                rejected.push(RejectedImage {
+                    path: path.clone(),
+                    reason: rejection.to_string(),
+                });
+                continue;
+            }
+            Err(error) => {
+                rejected.push(RejectedImage {
+                    path: path.clone(),
+                    reason: error.to_string(),
+                });
+                continue;
+            }
+        };
+        if let Some(best) = gallery.search(&sample.template.embedding, 1).first()
+            && best.score >= bands.high
+            && !force
+        {
+            let other = store.person(best.person_id)?;
+            if other.external_id != request.external_id {
+                return Err(Error::MatchesAnother {
+                    path: path.clone(),
+                    name: other.name,
+                    external_id: other.external_id,
+                    score: best.score,
+                });
+            }
+        }
+        samples.push(sample.template);
+    }
+    if samples.is_empty() {
+        return Err(Error::NothingUsable(request.external_id.clone()));
+    }
+    let model_id = models.model_id();
+    let person_id = store.enroll(
+        &request.name,
+        &request.external_id,
+        Modality::Face,
+        &model_id,
+        &samples,
+        actor,
+    )?;
+    gallery.add_person(person_id, samples.iter().map(|s| s.embedding.as_slice()));
+    Ok(EnrollReport {
+        person_id,
+        external_id: request.external_id.clone(),
+        name: request.name.clone(),
+        enrolled: samples.len(),
+        rejected,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchFailure {
+    pub external_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct BatchReport {
+    pub enrolled: Vec<EnrollReport>,
+    pub failed: Vec<BatchFailure>,
+    /// Requests not started because the job was cancelled.
+    pub not_started: usize,
+}
+
+/// Enrolls many people, each in their own transaction: if the process dies or the job is
+/// cancelled, every person is either fully enrolled or absent. A person who cannot be
+/// enrolled (no usable photo, already enrolled, matches someone else) is reported and
+/// the batch goes on; a database failure stops it.
+pub fn enroll_batch(
+    models: &FaceModels,
+    store: &mut Store,
+    requests: &[EnrollRequest],
+    force: bool,
+    actor: &str,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<BatchReport> {
+    let mut gallery = Gallery::of_faces(store, &models.model_id())?;
+    let mut report = BatchReport::default();
+    for (done, request) in requests.iter().enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            report.not_started = requests.len() - done;
+            break;
+        }
+        progress(Progress {
+            done,
+            total: requests.len(),
+            current: request.external_id.clone(),
+        });
+        match enroll_face(models, store, &mut gallery, request, force, actor) {
+            Ok(enrolled) => report.enrolled.push(enrolled),
+            Err(
+                error @ (Error::NothingUsable(_)
+                | Error::MatchesAnother { .. }
+                | Error::Store(StoreError::Duplicate { .. })),
+            ) => report.failed.push(BatchFailure {
+                external_id: request.external_id.clone(),
+                reason: error.to_string(),
+            }),
+            Err(error) => return Err(error),
+        }
+    }
+    progress(Progress {
+        done: requests.len() - report.not_started,
+        total: requests.len(),
+        current: String::new(),
+    });
+    Ok(report)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub external_id: String,
+    pub name: String,
+    pub references: usize,
+    pub best_score: f32,
+    pub mean_score: f32,
+    pub decision: Decision,
+    pub bands: Bands,
+}
+
+/// 1:1: the main face of `picture` against every reference of the person; the decision
+/// (on the best score) is recorded with its audit row.
+pub fn verify_face(
+    models: &FaceModels,
+    store: &mut Store,
+    external_id: &str,
+    picture: &RgbImage,
+    source: &str,
+    actor: &str,
+) -> Result<VerifyReport> {
+    let person = store.person_by_external_id(external_id, Modality::Face)?;
+    let references = store.person_templates(person.id, &models.model_id())?;
+    if references.is_empty() {
+        return Err(Error::NoReferences {
+            name: person.name,
+            model: models.model_id(),
+        });
+    }
+    let (face, _) = models.main_face(picture, source)?;
+    let scores: Vec<f32> = references
+        .iter()
+        .map(|r| face_score(euclidean_distance(&face.embedding, &r.embedding)))
+        .collect();
+    let best_score = scores.iter().copied().fold(0.0, f32::max);
+    let mean_score = scores.iter().sum::<f32>() / scores.len() as f32;
+    let bands = store.bands(Modality::Face)?;
+    let decision = bands.decide(best_score);
+    store.record_decision(
+        person.id,
+        Modality::Face,
+        best_score,
+        bands,
+        decision,
+        actor,
+    )?;
+    Ok(VerifyReport {
+        external_id: person.external_id,
+        name: person.name,
+        references: scores.len(),
+        best_score,
+        mean_score,
+        decision,
+        bands,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Identified {
+    pub external_id: String,
+    pub name: String,
+    pub score: f32,
+    pub distance: f32,
+    pub decision: Decision,
+}
+
+/// 1:N: the `top` enrolled people nearest to the main face of `picture`, nearest first.
+pub fn identify_face(
+    models: &FaceModels,
+    store: &Store,
+    gallery: &Gallery,
+    picture: &RgbImage,
+    source: &str,
+    top: usize,
+) -> Result<Vec<Identified>> {
+    let (face, _) = models.main_face(picture, source)?;
+    describe_candidates(store, &gallery.search(&face.embedding, top))
+}
+
+/// Names and decisions for gallery candidates.
+pub fn describe_candidates(store: &Store, candidates: &[Candidate]) -> Result<Vec<Identified>> {
+    let bands = store.bands(Modality::Face)?;
+    candidates
+        .iter()
+        .map(|c| {
+            let person = store.person(c.person_id)?;
+            Ok(Identified {
+                external_id: person.external_id,
+                name: person.name,
+                score: c.score,
+                distance: c.distance,
+                decision: bands.decide(c.score),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckinReport {
+    pub external_id: String,
+    pub name: String,
+    pub score: f32,
+    #[serde(flatten)]
+    pub punch: Punch,
+}
+
+/// The kiosk punch for an identified face embedding: only a match in the accept band
+/// records a check-in or check-out (a repeat within `repeat_window` is ignored).
+pub fn checkin(
+    store: &mut Store,
+    gallery: &Gallery,
+    embedding: &[f32],
+    repeat_window: chrono::Duration,
+    actor: &str,
+) -> Result<CheckinReport> {
+    let Some(best) = gallery.search(embedding, 1).pop() else {
+        return Err(Error::EmptyGallery);
+    };
+    let bands = store.bands(Modality::Face)?;
+    if bands.decide(best.score) != Decision::Accept {
+        return Err(Error::NotRecognised {
+            score: best.score,
+            accept: bands.high,
+        });
+    }
+    let person = store.person(best.person_id)?;
+    let punch = store.punch(person.id, best.score, repeat_window, actor)?;
+    Ok(CheckinReport {
+        external_id: person.external_id,
+        name: person.name,
+        score: best.score,
+        punch,
+    })
+}
+
+/// The kiosk punch for a photo, as `vouch checkin` and the window's image check-in both
+/// make it: the photo's subject (`FaceModels::main_face`) identified and punched.
+pub fn checkin_photo(
+    models: &FaceModels,
+    store: &mut Store,
+    gallery: &Gallery,
+    picture: &RgbImage,
+    source: &str,
+    repeat_window: chrono::Duration,
+    actor: &str,
+) -> Result<CheckinReport> {
+    let (face, _) = models.main_face(picture, source)?;
+    checkin(store, gallery, &face.embedding, repeat_window, actor)
+}

@@ -1,0 +1,106 @@
+//! The desk workflows on top of the models and the store: enrollment (one person or a
+//! batch), 1:1 verification, 1:N identification, the kiosk check-in, signatures at the
+//! bank desk, and model versions (the active model, re-embedding after a change). The CLI
+//! and the window both call these, so they cannot disagree.
+
+mod faces;
+mod models;
+mod signatures;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+pub use faces::{
+    BatchFailure, BatchReport, CheckinReport, Identified, VerifyReport, checkin, checkin_photo,
+    describe_candidates, enroll_batch, enroll_face, identify_face, verify_face,
+};
+pub use models::{
+    Activation, ReembedReport, activate_signature_model, active_signature_model,
+    export_enrolled_signatures, reembed,
+};
+pub use signatures::{
+    SignatureVerdict, SignatureVerifyReport, enroll_signature, judge_signature, png_bytes,
+    verify_signature,
+};
+
+/// One person to enroll from reference images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrollRequest {
+    pub name: String,
+    pub external_id: String,
+    pub images: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedImage {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrollReport {
+    pub person_id: i64,
+    pub external_id: String,
+    pub name: String,
+    pub enrolled: usize,
+    pub rejected: Vec<RejectedImage>,
+}
+
+/// How far a long job has come, for a progress bar.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub current: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ManifestRow {
+    id: String,
+    name: String,
+    image: PathBuf,
+}
+
+/// Reads a batch-enrollment manifest: CSV with the header `id,name,image`, one row per
+/// reference image (a person has as many rows as images, in any order). Relative image
+/// paths are taken from the manifest's folder.
+pub fn read_manifest(path: &Path) -> Result<Vec<EnrollRequest>> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| Error::Invalid(format!("cannot read manifest {}: {e}", path.display())))?;
+    let mut requests: Vec<EnrollRequest> = Vec::new();
+    for (index, row) in reader.deserialize::<ManifestRow>().enumerate() {
+        let row = row.map_err(|e| {
+            Error::Invalid(format!(
+                "{} line {}: {e} (expected columns id,name,image)",
+                path.display(),
+                index + 2
+            ))
+        })?;
+        let image = base.join(&row.image);
+        match requests.iter_mut().find(|r| r.external_id == row.id) {
+            Some(request) if request.name != row.name => {
+                return Err(Error::Invalid(format!(
+                    "{} line {}: id {} is named both {:?} and {:?}",
+                    path.display(),
+                    index + 2,
+                    row.id,
+                    request.name,
+                    row.name
+                )));
+            }
+            Some(request) => request.images.push(image),
+            None => requests.push(EnrollRequest {
+                name: row.name,
+                external_id: row.id,
+                images: vec![image],
+            }),
+        }
+    }
+    Ok(requests)
+}

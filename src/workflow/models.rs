@@ -1,0 +1,184 @@
+//! Model versions and the gallery: which signature model is active (one rule for every
+//! front end), activating a new one, and re-embedding stored crops under a new model.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::Device;
+use serde::Serialize;
+
+use super::Progress;
+use crate::dataset::{Kind, LabelledScan};
+use crate::error::{Error, Result};
+use crate::models::CropEmbedder;
+use crate::signature::SignatureModel;
+use crate::store::{NewTemplate, Store};
+use crate::types::Modality;
+
+/// Crops embedded per transaction: a cancelled or killed re-embedding keeps what it
+/// finished and the next run picks up the rest.
+const REEMBED_CHUNK: usize = 32;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReembedReport {
+    pub model: String,
+    pub templates: usize,
+    pub unreadable_crops: usize,
+    pub cancelled: bool,
+}
+
+/// Embeds, with `embedder`, every stored crop that its model has not embedded yet. Old
+/// templates stay (an operator can go back to the old model); matching only ever uses
+/// the templates of the active model.
+pub fn reembed(
+    store: &mut Store,
+    embedder: &dyn CropEmbedder,
+    actor: &str,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ReembedReport> {
+    let model = embedder.model_id();
+    let pending = store.templates_missing_model(embedder.modality(), &model)?;
+    let mut report = ReembedReport {
+        model: model.clone(),
+        templates: 0,
+        unreadable_crops: 0,
+        cancelled: false,
+    };
+    for chunk in pending.chunks(REEMBED_CHUNK) {
+        if cancel.load(Ordering::Relaxed) {
+            report.cancelled = true;
+            break;
+        }
+        progress(Progress {
+            done: report.templates + report.unreadable_crops,
+            total: pending.len(),
+            current: model.clone(),
+        });
+        let mut readable = Vec::new();
+        let mut crops = Vec::new();
+        for template in chunk {
+            match image::load_from_memory(&template.crop) {
+                Ok(crop) => {
+                    readable.push(template);
+                    crops.push(crop);
+                }
+                Err(error) => {
+                    tracing::warn!(template = template.template_id, %error, "stored crop is unreadable");
+                    report.unreadable_crops += 1;
+                }
+            }
+        }
+        let embeddings = embedder.embed_crops(&crops)?;
+        let new: Vec<(i64, NewTemplate)> = readable
+            .iter()
+            .zip(embeddings)
+            .map(|(old, embedding)| {
+                (
+                    old.person_id,
+                    NewTemplate {
+                        embedding,
+                        quality: old.quality,
+                        source_sha256: old.source_sha256.clone(),
+                        crop: Some(old.crop.clone()),
+                    },
+                )
+            })
+            .collect();
+        store.add_templates(&model, &new, actor)?;
+        report.templates += new.len();
+    }
+    progress(Progress {
+        done: report.templates + report.unreadable_crops,
+        total: pending.len(),
+        current: String::new(),
+    });
+    Ok(report)
+}
+
+/// The setting that names the active signature model's file.
+const ACTIVE_SIGNATURE_MODEL: &str = "model.signature";
+
+/// The signature model this database works with: the one an operator activated in it,
+/// else `shipped`. Every front end (the CLI, the desk, the training tab) asks this.
+pub fn active_signature_model(store: &Store, shipped: &Path) -> Result<PathBuf> {
+    Ok(store
+        .setting(ACTIVE_SIGNATURE_MODEL)?
+        .map_or_else(|| shipped.to_path_buf(), PathBuf::from))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Activation {
+    pub model: String,
+    pub path: PathBuf,
+    pub reembedded: usize,
+}
+
+/// Makes the signature model at `path` the active one: every enrolled canvas is embedded
+/// by it first (resumable; a cancelled run keeps the previous model active), then the
+/// setting is saved with its audit row. Returns the loaded model.
+pub fn activate_signature_model(
+    store: &mut Store,
+    path: &Path,
+    device: &Device,
+    actor: &str,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(SignatureModel, Activation)> {
+    let path = std::path::absolute(path).map_err(|e| Error::io(e, path))?;
+    let model = SignatureModel::load(&path, device)?;
+    let report = reembed(store, &model, actor, cancel, progress)?;
+    if report.cancelled {
+        return Err(Error::Cancelled);
+    }
+    store.set_setting(ACTIVE_SIGNATURE_MODEL, &path.display().to_string(), actor)?;
+    let activation = Activation {
+        model: model.model_id(),
+        path,
+        reembedded: report.templates,
+    };
+    Ok((model, activation))
+}
+
+/// Writes each enrolled signature's stored canvas into `dir` as an ink-on-paper scan, one
+/// folder per account, so a training run can learn from the site's own references.
+pub fn export_enrolled_signatures(store: &Store, dir: &Path) -> Result<Vec<LabelledScan>> {
+    let mut scans = Vec::new();
+    for reference in store.reference_crops(Modality::Signature)? {
+        let canvas = match image::load_from_memory(&reference.crop) {
+            Ok(canvas) => canvas,
+            Err(error) => {
+                tracing::warn!(%error, account = %reference.external_id, "a stored reference canvas is unreadable");
+                continue;
+            }
+        };
+        // An id is the operator's text: only its safe characters name a folder.
+        let folder = dir.join(
+            reference
+                .external_id
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect::<String>(),
+        );
+        std::fs::create_dir_all(&folder).map_err(|e| Error::io(e, &folder))?;
+        let mut paper = canvas.to_luma8();
+        image::imageops::invert(&mut paper);
+        let sha = &reference.source_sha256;
+        let path = folder.join(format!("{}.png", &sha[..12.min(sha.len())]));
+        paper
+            .save(&path)
+            .map_err(|e| Error::Invalid(format!("cannot write {}: {e}", path.display())))?;
+        scans.push(LabelledScan {
+            path,
+            identity: format!("enrolled-{}", reference.external_id),
+            kind: Kind::Genuine,
+        });
+    }
+    Ok(scans)
+}

@@ -1,0 +1,177 @@
+//! Signatures at the bank desk: enrolling an account holder's references and judging a
+//! questioned scan against them.
+
+use std::path::Path;
+
+use image::GrayImage;
+use serde::Serialize;
+use sha2::Digest;
+
+use super::{EnrollReport, EnrollRequest, RejectedImage};
+use crate::error::{Error, Result};
+use crate::signature::SignatureModel;
+use crate::store::{NewTemplate, Store};
+use crate::types::{Bands, Decision, Modality};
+
+/// Enrolls an account holder's reference signatures: every scan that shows ink, in one
+/// transaction; each stored template keeps its normalised canvas for re-embedding.
+pub fn enroll_signature(
+    model: &SignatureModel,
+    store: &mut Store,
+    request: &EnrollRequest,
+    actor: &str,
+) -> Result<EnrollReport> {
+    let mut templates = Vec::new();
+    let mut rejected = Vec::new();
+    for path in &request.images {
+        let embedded = std::fs::read(path)
+            .map_err(|e| Error::io(e, path))
+            .and_then(|bytes| {
+                let (normalised, embedding) = model.embed_scan(path)?;
+                Ok((bytes, normalised, embedding))
+            })
+            .and_then(|(bytes, normalised, embedding)| {
+                Ok(NewTemplate {
+                    embedding,
+                    quality: normalised.ink_fraction,
+                    source_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                    crop: Some(png_bytes(&normalised.canvas)?),
+                })
+            });
+        match embedded {
+            Ok(template) => templates.push(template),
+            Err(error) => rejected.push(RejectedImage {
+                path: path.clone(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+    if templates.is_empty() {
+        return Err(Error::NothingUsable(request.external_id.clone()));
+    }
+    let person_id = store.enroll(
+        &request.name,
+        &request.external_id,
+        Modality::Signature,
+        &model.model_id(),
+        &templates,
+        actor,
+    )?;
+    Ok(EnrollReport {
+        person_id,
+        external_id: request.external_id.clone(),
+        name: request.name.clone(),
+        enrolled: templates.len(),
+        rejected,
+    })
+}
+
+pub fn png_bytes(image: &image::GrayImage) -> Result<Vec<u8>> {
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Error::Invalid(format!("cannot encode the crop: {e}")))?;
+    Ok(png)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureVerdict {
+    /// The scorer's score with each reference alone, in enrollment order: what each
+    /// reference says, not parts of `score` (they do not average to it).
+    pub reference_scores: Vec<f32>,
+    /// The fitted scorer's probability that the account holder signed, from all the
+    /// references together: what decides.
+    pub score: f32,
+    pub decision: Decision,
+    pub bands: Bands,
+}
+
+/// Scores a questioned template against reference templates with `model`'s scorer.
+pub fn judge_signature(
+    model: &SignatureModel,
+    references: &[&[f32]],
+    questioned: &[f32],
+    bands: Bands,
+) -> SignatureVerdict {
+    let score = model.score(references, questioned);
+    SignatureVerdict {
+        reference_scores: references
+            .iter()
+            .map(|r| model.score(std::slice::from_ref(r), questioned))
+            .collect(),
+        score,
+        decision: bands.decide(score),
+        bands,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureVerifyReport {
+    pub external_id: String,
+    pub name: String,
+    /// The model that scored: the one in force for the database.
+    pub model: String,
+    #[serde(flatten)]
+    pub verdict: SignatureVerdict,
+    /// The questioned scan's normalised canvas (ink bright on black), for the desk.
+    #[serde(skip)]
+    pub questioned_canvas: GrayImage,
+    /// The references' stored canvases, in enrollment order.
+    #[serde(skip)]
+    pub reference_canvases: Vec<GrayImage>,
+}
+
+/// The clerk's check: a questioned scan against the account's enrolled references; the
+/// decision is recorded with its audit row.
+pub fn verify_signature(
+    model: &SignatureModel,
+    store: &mut Store,
+    external_id: &str,
+    scan: &Path,
+    actor: &str,
+) -> Result<SignatureVerifyReport> {
+    let person = store.person_by_external_id(external_id, Modality::Signature)?;
+    let references = store.person_templates(person.id, &model.model_id())?;
+    if references.is_empty() {
+        return Err(Error::NoReferences {
+            name: person.name,
+            model: model.model_id(),
+        });
+    }
+    let (normalised, questioned) = model.embed_scan(scan)?;
+    let reference_embeddings: Vec<&[f32]> =
+        references.iter().map(|r| r.embedding.as_slice()).collect();
+    let verdict = judge_signature(
+        model,
+        &reference_embeddings,
+        &questioned,
+        store.bands(Modality::Signature)?,
+    );
+    store.record_decision(
+        person.id,
+        Modality::Signature,
+        verdict.score,
+        verdict.bands,
+        verdict.decision,
+        actor,
+    )?;
+    let reference_canvases = store
+        .crops(person.id, &model.model_id())?
+        .iter()
+        .filter_map(|png| match image::load_from_memory(png) {
+            Ok(canvas) => Some(canvas.to_luma8()),
+            Err(error) => {
+                tracing::warn!(%error, account = external_id, "a stored reference canvas is unreadable");
+                None
+            }
+        })
+        .collect();
+    Ok(SignatureVerifyReport {
+        external_id: person.external_id,
+        name: person.name,
+        model: model.model_id(),
+        verdict,
+        questioned_canvas: normalised.canvas,
+        reference_canvases,
+    })
+}
