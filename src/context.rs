@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::face::FaceModels;
 use crate::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
 use crate::store::Store;
@@ -20,6 +20,8 @@ pub struct Context {
     /// active one.
     pub signature_model: Option<PathBuf>,
     pub db: PathBuf,
+    /// The database's key file [default: beside the database, `<db>.key`].
+    pub key: Option<PathBuf>,
     pub device: Device,
     pub operator: String,
     /// Lowest detector score accepted as a face.
@@ -51,19 +53,30 @@ impl Context {
         self.db.with_file_name("captures")
     }
 
-    /// Opens the database, creating it (and its folder) when absent.
-    pub fn open_store(&self) -> Result<Store> {
-        if let Some(parent) = self.db.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(e, parent))?;
-        }
-        Ok(Store::open(&self.db)?)
+    /// The database's key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.key
+            .clone()
+            .unwrap_or_else(|| crate::store::Keys::path_for(&self.db))
     }
 
-    /// The database when it exists: work that needs none (comparing two scans, an
-    /// evaluation) still follows its settings when there is one.
+    /// Opens the database to read and write, creating it (in a private folder) and its
+    /// key when absent.
+    pub fn open_store(&self) -> Result<Store> {
+        Ok(Store::open_with_key(&self.db, &self.key_path())?)
+    }
+
+    /// Opens the database without writing to it: what every command that only reads
+    /// uses, so a read-only copy can be listed and audited.
+    pub fn read_store(&self) -> Result<Store> {
+        Ok(Store::open_read_only_with_key(&self.db, &self.key_path())?)
+    }
+
+    /// The database, read-only, when it exists: work that needs none (comparing two
+    /// scans, an evaluation) still follows its settings when there is one.
     pub fn existing_store(&self) -> Result<Option<Store>> {
         if self.db.is_file() {
-            Ok(Some(Store::open(&self.db)?))
+            Ok(Some(self.read_store()?))
         } else {
             Ok(None)
         }

@@ -21,6 +21,8 @@ pub enum Error {
     },
     #[error("no ink found: the scan looks empty: {0}")]
     EmptyScan(String),
+    #[error("not a scan of a signature: {reason}: {file}")]
+    NotAScan { reason: String, file: String },
     #[error("no face found in {0}")]
     NoFace(String),
     #[error(
@@ -46,8 +48,12 @@ pub enum Error {
         external_id: String,
         score: f32,
     },
-    #[error("no usable reference for {0}: nothing enrolled")]
-    NothingUsable(String),
+    #[error("no usable reference for {external_id}, nothing enrolled: {reasons}")]
+    NothingUsable {
+        external_id: String,
+        /// Each file refused, and why.
+        reasons: String,
+    },
     #[error("not recognised (best score {score:.3}, accept at {accept:.2}): nothing recorded")]
     NotRecognised { score: f32, accept: f32 },
     #[error(
@@ -69,8 +75,49 @@ pub enum StoreError {
     Foreign { path: PathBuf },
     #[error("the database is corrupt or unreadable ({reason}): {path}")]
     Corrupt { reason: String, path: PathBuf },
-    #[error("the database is locked by another program; try again: {path}")]
+    #[error(
+        "the database is busy: another Vouch (a kiosk, the window) is writing to it; try again in a moment: {path}"
+    )]
     Locked { path: PathBuf },
+    #[error(
+        "the database cannot be written here (a read-only file or folder); read commands still work, or copy it somewhere writable: {path}"
+    )]
+    ReadOnly { path: PathBuf },
+    #[error(
+        "this database was made by a newer Vouch (schema {found}, this one knows {known}): {path}"
+    )]
+    Newer {
+        found: i64,
+        known: i64,
+        path: PathBuf,
+    },
+    #[error(
+        "this database was made by an older Vouch: open it once with a command that writes, to upgrade it: {path}"
+    )]
+    Older { path: PathBuf },
+    #[error(
+        "the key file is missing: without it this database's biometrics cannot be read nor its seals checked (restore it from where you keep your keys): {path}"
+    )]
+    MissingKey { path: PathBuf },
+    #[error("the key file is not usable ({reason}): {path}")]
+    BadKeyFile { reason: String, path: PathBuf },
+    #[error(
+        "{table} row {row} is not valid ({reason}): the database was changed outside Vouch; run `vouch audit verify`: {path}"
+    )]
+    BadRow {
+        table: &'static str,
+        row: String,
+        reason: String,
+        path: PathBuf,
+    },
+    #[error("{what}: {path}")]
+    Tampered { what: String, path: PathBuf },
+    #[error("{field} {value:?} is not acceptable: {reason}")]
+    BadText {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("no person with id {0}")]
     UnknownPerson(String),
     #[error("a {modality} enrollment for id {external_id} already exists")]
@@ -95,6 +142,21 @@ pub enum StoreError {
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
 
 impl Error {
+    /// Nothing could be enrolled: each refused file with its reason.
+    pub fn nothing_usable<'a>(
+        external_id: &str,
+        rejected: impl IntoIterator<Item = (&'a std::path::Path, &'a str)>,
+    ) -> Self {
+        Error::NothingUsable {
+            external_id: external_id.to_string(),
+            reasons: rejected
+                .into_iter()
+                .map(|(path, reason)| format!("{} ({reason})", path.display()))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+
     pub fn io(source: std::io::Error, path: impl Into<PathBuf>) -> Self {
         Error::Io {
             source,

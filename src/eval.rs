@@ -158,7 +158,7 @@ pub fn score_pairs(
         .iter()
         .map(|pair| Scored {
             distance: match (&embeddings[&pair.first], &embeddings[&pair.second]) {
-                (Some(a), Some(b)) => Some(euclidean_distance(a, b)),
+                (Some(a), Some(b)) => euclidean_distance(a, b).ok(),
                 _ => None,
             },
             same: pair.same,

@@ -8,9 +8,11 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::error::{Error, Result};
+use crate::face::TEMPLATE_SHAPE;
 use crate::face::recognition::EMBEDDING_DIM;
 use crate::matching::face_score;
-use crate::store::{Store, StoreResult, StoredTemplate};
+use crate::store::{Store, StoredTemplate};
 use crate::types::Modality;
 
 /// People per parallel task: large enough to amortise scheduling, small enough to balance.
@@ -23,6 +25,9 @@ pub struct Gallery {
     squared_norms: Vec<f32>,
     /// Each person's rows, in enrollment order.
     people: Vec<(i64, Range<usize>)>,
+    /// The highest template id this gallery holds: an enrollment checks the templates
+    /// enrolled after it (by another kiosk or desk) inside its transaction.
+    pub checked_up_to: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -39,10 +44,11 @@ impl Gallery {
             matrix: Vec::new(),
             squared_norms: Vec::new(),
             people: Vec::new(),
+            checked_up_to: 0,
         }
     }
 
-    pub fn from_templates(dim: usize, templates: &[StoredTemplate]) -> Self {
+    pub fn from_templates(dim: usize, templates: &[StoredTemplate]) -> Result<Self> {
         let mut sorted: Vec<&StoredTemplate> = templates.iter().collect();
         sorted.sort_by_key(|t| (t.person_id, t.template_id));
         let mut gallery = Self::new(dim);
@@ -50,33 +56,46 @@ impl Gallery {
             gallery.add_person(
                 group[0].person_id,
                 group.iter().map(|t| t.embedding.as_slice()),
-            );
+            )?;
         }
-        gallery
+        gallery.checked_up_to = templates.iter().map(|t| t.template_id).max().unwrap_or(0);
+        Ok(gallery)
     }
 
-    /// Every enrolled face template made by `model_id`.
-    pub fn of_faces(store: &Store, model_id: &str) -> StoreResult<Self> {
-        Ok(Self::from_templates(
-            EMBEDDING_DIM,
-            &store.templates(Modality::Face, model_id)?,
-        ))
+    /// Every enrolled face template made by `model_id`, each checked on the way in.
+    pub fn of_faces(store: &Store, model_id: &str) -> Result<Self> {
+        let templates = store.templates(Modality::Face, model_id, &TEMPLATE_SHAPE)?;
+        let mut gallery = Self::from_templates(EMBEDDING_DIM, &templates)?;
+        gallery.checked_up_to = gallery.checked_up_to.max(store.last_template_id()?);
+        Ok(gallery)
     }
 
-    /// Adds one person with all their templates (an enrollment).
+    /// Adds one person with all their templates (an enrollment); an embedding of another
+    /// size is refused.
     pub fn add_person<'a>(
         &mut self,
         person_id: i64,
         embeddings: impl IntoIterator<Item = &'a [f32]>,
-    ) {
+    ) -> Result<()> {
+        let embeddings: Vec<&[f32]> = embeddings.into_iter().collect();
+        if let Some(wrong) = embeddings.iter().find(|e| e.len() != self.dim) {
+            return Err(self.wrong_size(wrong.len()));
+        }
         let start = self.squared_norms.len();
         for embedding in embeddings {
-            assert_eq!(embedding.len(), self.dim, "embedding of the wrong size");
             self.matrix.extend_from_slice(embedding);
             self.squared_norms.push(dot(embedding, embedding));
         }
         self.people
             .push((person_id, start..self.squared_norms.len()));
+        Ok(())
+    }
+
+    fn wrong_size(&self, len: usize) -> Error {
+        Error::Invalid(format!(
+            "an embedding of {len} values cannot be searched in a gallery of {}",
+            self.dim
+        ))
     }
 
     pub fn templates(&self) -> usize {
@@ -88,8 +107,10 @@ impl Gallery {
     }
 
     /// The `k` nearest people (each by their nearest template), nearest first.
-    pub fn search(&self, query: &[f32], k: usize) -> Vec<Candidate> {
-        assert_eq!(query.len(), self.dim, "query of the wrong size");
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Candidate>> {
+        if query.len() != self.dim {
+            return Err(self.wrong_size(query.len()));
+        }
         let query_norm = dot(query, query);
         let mut nearest: Vec<(i64, f32)> = self
             .people
@@ -109,12 +130,12 @@ impl Gallery {
             .collect();
         let k = k.min(nearest.len());
         if k == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         nearest.select_nth_unstable_by(k - 1, |a, b| a.1.total_cmp(&b.1));
         nearest.truncate(k);
         nearest.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
-        nearest
+        Ok(nearest
             .into_iter()
             .map(|(person_id, squared)| {
                 let distance = squared.max(0.0).sqrt();
@@ -124,7 +145,7 @@ impl Gallery {
                     score: face_score(distance),
                 }
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -173,7 +194,7 @@ mod tests {
                 embedding: pseudo_random(i as u64, dim),
             })
             .collect();
-        let gallery = Gallery::from_templates(dim, &templates);
+        let gallery = Gallery::from_templates(dim, &templates).unwrap();
         assert_eq!((gallery.people(), gallery.templates()), (150, 600));
         let query = pseudo_random(10_000, dim);
         let mut expected: Vec<(i64, f32)> = (0..150)
@@ -181,18 +202,20 @@ mod tests {
                 let best = templates
                     .iter()
                     .filter(|t| t.person_id == person)
-                    .map(|t| euclidean_distance(&query, &t.embedding))
+                    .map(|t| euclidean_distance(&query, &t.embedding).unwrap())
                     .fold(f32::INFINITY, f32::min);
                 (person, best)
             })
             .collect();
         expected.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let found = gallery.search(&query, 5);
+        let found = gallery.search(&query, 5).unwrap();
         assert_eq!(found.len(), 5);
         for (candidate, (person, distance)) in found.iter().zip(&expected) {
             assert_eq!(candidate.person_id, *person);
             assert!((candidate.distance - distance).abs() < 1e-4);
         }
-        assert!(Gallery::new(dim).search(&query, 3).is_empty());
+        assert!(Gallery::new(dim).search(&query, 3).unwrap().is_empty());
+        assert!(gallery.search(&query[..64], 3).is_err());
+        assert!(Gallery::new(dim).add_person(1, [&query[..64]]).is_err());
     }
 }

@@ -4,7 +4,8 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ImageReader, Limits, RgbImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
 use crate::error::{Error, Result};
 
@@ -59,13 +60,19 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
     if width == 0 || height == 0 {
         return Err(bad("empty image".into()));
     }
-    let mut decoder = reader()?;
+    let mut reader = reader()?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE_PX);
     limits.max_image_height = Some(MAX_SIDE_PX);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
-    decoder.limits(limits);
-    decoder.decode().map_err(|e| bad(e.to_string()))
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
+    // A phone photo is stored sideways with a note saying so; a face or a signature is
+    // read upright. A damaged note is ignored rather than refusing the photo.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
+    image.apply_orientation(orientation);
+    Ok(image)
 }
 
 /// The JPEG decoder fills a truncated scan with grey and reports success; a half photo must
@@ -80,6 +87,33 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A minimal EXIF block (big-endian TIFF) holding one tag: Orientation = `value`.
+    fn exif_orientation(value: u16) -> Vec<u8> {
+        let mut exif = b"MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+        exif.extend([0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1]);
+        exif.extend(value.to_be_bytes());
+        exif.extend([0, 0, 0, 0, 0, 0]);
+        exif
+    }
+
+    #[test]
+    fn a_photo_stored_sideways_is_read_upright() {
+        use image::ImageEncoder;
+        let upright =
+            RgbImage::from_fn(40, 20, |x, _| image::Rgb([if x < 20 { 255 } else { 0 }; 3]));
+        // Stored turned 90 degrees anticlockwise, with orientation 6: "turn clockwise".
+        let stored = image::imageops::rotate270(&upright);
+        let mut jpeg = Vec::new();
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95);
+        encoder.set_exif_metadata(exif_orientation(6)).unwrap();
+        encoder
+            .write_image(stored.as_raw(), 20, 40, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let read = decode_rgb(&jpeg, Path::new("sideways.jpg")).unwrap();
+        assert_eq!(read.dimensions(), (40, 20));
+        assert!(read.get_pixel(5, 10).0[0] > 200 && read.get_pixel(35, 10).0[0] < 50);
+    }
 
     #[test]
     fn a_jpeg_cut_short_is_incomplete() {

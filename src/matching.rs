@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use crate::error::{Error, Result};
 use crate::types::{Bands, Modality};
 
 /// Distance at which the score reaches 0 (twice dlib's 0.6 same-person distance, so the
@@ -18,7 +19,23 @@ pub const FACE_DISTANCE_AT_ZERO_SCORE: f32 = 1.2;
 /// pairsDevTrain.txt`), which is dlib's own 0.6.
 pub const DEFAULT_FACE_THRESHOLD: f32 = 0.5;
 
-pub fn euclidean_distance(a: &[f32], b: &[f32]) -> f32 {
+/// The Euclidean distance of two embeddings. Vectors of different lengths (another
+/// model's template, a damaged row) are refused, never compared on what they share.
+pub fn euclidean_distance(a: &[f32], b: &[f32]) -> Result<f32> {
+    if a.len() != b.len() {
+        return Err(Error::Invalid(format!(
+            "cannot compare a vector of {} values with one of {}",
+            a.len(),
+            b.len()
+        )));
+    }
+    Ok(distance_of_same_length(a, b))
+}
+
+/// The same, for slices cut from one checked layout (the blocks of a signature template),
+/// whose lengths agree by construction.
+pub(crate) fn distance_of_same_length(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y) * (x - y))
@@ -67,15 +84,15 @@ pub struct Comparison {
     pub same_person: bool,
 }
 
-pub fn compare_faces(a: &[f32], b: &[f32], threshold: f32) -> Comparison {
-    let distance = euclidean_distance(a, b);
+pub fn compare_faces(a: &[f32], b: &[f32], threshold: f32) -> Result<Comparison> {
+    let distance = euclidean_distance(a, b)?;
     let score = face_score(distance);
-    Comparison {
+    Ok(Comparison {
         distance,
         score,
         threshold,
         same_person: score >= threshold,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -105,8 +122,18 @@ mod tests {
         let a = [0.0f32; 128];
         let mut b = [0.0f32; 128];
         b[0] = 0.3;
-        assert!(compare_faces(&a, &b, DEFAULT_FACE_THRESHOLD).same_person);
+        assert!(
+            compare_faces(&a, &b, DEFAULT_FACE_THRESHOLD)
+                .unwrap()
+                .same_person
+        );
         b[0] = 0.9;
-        assert!(!compare_faces(&a, &b, DEFAULT_FACE_THRESHOLD).same_person);
+        assert!(
+            !compare_faces(&a, &b, DEFAULT_FACE_THRESHOLD)
+                .unwrap()
+                .same_person
+        );
+        assert!(compare_faces(&a, &b[..64], DEFAULT_FACE_THRESHOLD).is_err());
+        assert!(euclidean_distance(&a, &[]).is_err());
     }
 }

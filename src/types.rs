@@ -89,6 +89,45 @@ impl Bands {
     }
 }
 
+/// What every template of one model must be: `len` finite values whose first
+/// `norm_of_first` form a vector with a norm in `norm`. Anything else read back (an
+/// empty blob, a 64-value embedding, NaNs, a zero vector) is refused, never compared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateShape {
+    pub len: usize,
+    pub norm_of_first: usize,
+    pub norm: std::ops::RangeInclusive<f32>,
+}
+
+impl TemplateShape {
+    /// Why `values` cannot be a template of this shape, if it cannot.
+    pub fn check(&self, values: &[f32]) -> Result<(), String> {
+        if values.len() != self.len {
+            return Err(format!(
+                "it has {} values where the model makes {}",
+                values.len(),
+                self.len
+            ));
+        }
+        if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+            return Err(format!("value {at} is not a finite number"));
+        }
+        let norm = values[..self.norm_of_first]
+            .iter()
+            .map(|v| v * v)
+            .sum::<f32>()
+            .sqrt();
+        if !self.norm.contains(&norm) {
+            return Err(format!(
+                "its norm is {norm:.4}, outside {:.2}..={:.2}",
+                self.norm.start(),
+                self.norm.end()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A check-in or a check-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -140,6 +179,25 @@ mod tests {
                 }
                 .is_valid()
             );
+        }
+    }
+
+    #[test]
+    fn a_template_must_have_the_models_shape() {
+        let shape = TemplateShape {
+            len: 4,
+            norm_of_first: 2,
+            norm: 0.99..=1.01,
+        };
+        assert!(shape.check(&[0.6, 0.8, 5.0, -3.0]).is_ok());
+        for bad in [
+            vec![],
+            vec![0.6, 0.8, 5.0],
+            vec![0.0, 0.0, 1.0, 1.0],
+            vec![0.6, 0.8, f32::NAN, 0.0],
+            vec![0.6, 0.8, 5.0, 0.0, 0.0],
+        ] {
+            assert!(shape.check(&bad).is_err(), "{bad:?}");
         }
     }
 

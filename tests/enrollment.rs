@@ -135,7 +135,9 @@ fn orl_rank_one_identification() {
     let mut gallery = Gallery::new(128);
     for subject in 1..=40 {
         let references: Vec<Vec<f32>> = (1..=3).filter_map(|shot| embed(subject, shot)).collect();
-        gallery.add_person(subject as i64, references.iter().map(Vec::as_slice));
+        gallery
+            .add_person(subject as i64, references.iter().map(Vec::as_slice))
+            .unwrap();
     }
     let (mut correct, mut false_accepts, mut total, mut no_face) = (0, 0, 0, 0);
     for subject in 1..=40 {
@@ -145,7 +147,7 @@ fn orl_rank_one_identification() {
                 no_face += 1;
                 continue;
             };
-            let best = gallery.search(&probe, 1)[0];
+            let best = gallery.search(&probe, 1).unwrap()[0];
             if best.person_id == subject as i64 {
                 correct += 1;
             } else if best.score >= FACE_BANDS.high {

@@ -21,6 +21,7 @@ fn context(db: &Path) -> Context {
         models_dir: repo().join("models"),
         signature_model: None,
         db: db.to_path_buf(),
+        key: None,
         device: Device::Cpu,
         operator: "kittest".into(),
         min_face_score: vouch::face::DEFAULT_MIN_DETECTION_SCORE,
@@ -416,4 +417,26 @@ fn a_photo_of_two_people_punches_the_same_person_from_the_cli_and_the_window() {
     harness.get_by_label("Check in from image").click();
     wait_for(&mut harness, "the punch", |h| shows(h, "check-in  "));
     assert!(shows(&harness, "check-in  ORL One (ORL-1)"));
+}
+
+#[test]
+fn a_database_changed_outside_vouch_is_said_so_when_the_window_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    vouch::store::Store::open(&db)
+        .unwrap()
+        .set_bands(Modality::Face, vouch::matching::FACE_BANDS, "supervisor")
+        .unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE settings SET value = '{\"low\":0.0,\"high\":0.0}' WHERE key = 'bands.face'",
+            [],
+        )
+        .unwrap();
+    let mut harness = harness(&db);
+    wait_for(&mut harness, "the audit", |h| {
+        shows(h, "the database fails its audit")
+    });
+    assert!(shows(&harness, "settings row bands.face"));
 }

@@ -228,7 +228,8 @@ fn cedar_unseen_writers_skilled_forgery_eer() {
         12,
         vouch::matching::SIGNATURE_BANDS.high,
         |r, q| model.score(r, q),
-    );
+    )
+    .unwrap();
     let skilled = report.skilled.unwrap();
     eprintln!(
         "CEDAR 31-40, K=12: skilled EER {:.2}%, random EER {:.2}%",
@@ -281,8 +282,8 @@ fn the_shipped_scorer_is_reproduced_from_cedar_1_to_30() {
     let references = [templates[0].as_slice(), templates[1].as_slice()];
     for questioned in &templates[2..] {
         let (a, b) = (
-            shipped.score(&references, questioned),
-            refitted.score(&references, questioned),
+            shipped.score(&references, questioned).unwrap(),
+            refitted.score(&references, questioned).unwrap(),
         );
         assert!((a - b).abs() < 1e-3, "shipped {a} vs refitted {b}");
     }
@@ -458,7 +459,9 @@ fn another_writer_is_never_accepted_even_against_references_that_disagree() {
         let references = templates_of(writer, &[1, 2, 3]);
         let references: Vec<&[f32]> = references.iter().map(Vec::as_slice).collect();
         for other in (1..=4).filter(|&o| o != writer) {
-            let score = model.score(&references, &templates_of(other, &[4])[0]);
+            let score = model
+                .score(&references, &templates_of(other, &[4])[0])
+                .unwrap();
             assert!(
                 score < vouch::matching::SIGNATURE_BANDS.high,
                 "writer {other}'s scan scores {score} against writer {writer}'s references"
@@ -498,7 +501,7 @@ fn writers_the_encoder_never_saw_are_not_accepted_as_one_another() {
         let references: Vec<Vec<f32>> = (1..=3).map(|n| template(writer, n)).collect();
         let references: Vec<&[f32]> = references.iter().map(Vec::as_slice).collect();
         for (other, questioned) in fourth.iter().enumerate().filter(|(o, _)| *o != index) {
-            let score = model.score(&references, questioned);
+            let score = model.score(&references, questioned).unwrap();
             if score >= vouch::matching::SIGNATURE_BANDS.high {
                 accepted += 1;
                 eprintln!("{} accepted as {writer}: {score}", held_out[other]);

@@ -67,7 +67,12 @@ fn reembedding_rebuilds_the_gallery_from_stored_crops() {
         )
         .unwrap();
     let current = models().model_id();
-    assert!(store.person_templates(person, &current).unwrap().is_empty());
+    assert!(
+        store
+            .person_templates(person, &current, &vouch::face::TEMPLATE_SHAPE)
+            .unwrap()
+            .is_empty()
+    );
 
     let cancel = AtomicBool::new(false);
     let mut steps = Vec::new();
@@ -77,10 +82,12 @@ fn reembedding_rebuilds_the_gallery_from_stored_crops() {
     .unwrap();
     assert_eq!((report.templates, report.cancelled), (1, false));
     assert_eq!(steps.last().unwrap().done, 1);
-    let rebuilt = store.person_templates(person, &current).unwrap();
+    let rebuilt = store
+        .person_templates(person, &current, &vouch::face::TEMPLATE_SHAPE)
+        .unwrap();
     assert_eq!(rebuilt.len(), 1);
     // The crop is the chip the enrollment embedded, stored losslessly.
-    let drift = euclidean_distance(&rebuilt[0].embedding, &sample.template.embedding);
+    let drift = euclidean_distance(&rebuilt[0].embedding, &sample.template.embedding).unwrap();
     assert!(drift < 1e-3, "re-embedded template moved by {drift}");
 
     let again = workflow::reembed(&mut store, models(), "tester", &cancel, &mut |_| {}).unwrap();

@@ -198,7 +198,7 @@ fn eval_verify(
         .map(|&k| {
             crate::eval::verification::evaluate(&embedded, k, threshold, |r, q| model.score(r, q))
         })
-        .collect();
+        .collect::<crate::Result<_>>()?;
     let report = VerifyEvaluation {
         manifest: manifest.to_path_buf(),
         model: model.model_id(),

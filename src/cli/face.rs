@@ -181,7 +181,7 @@ fn face_compare(
     };
     let (a, faces_in_first) = main_face(first)?;
     let (b, faces_in_second) = main_face(second)?;
-    let comparison = compare_faces(&a.embedding, &b.embedding, threshold);
+    let comparison = compare_faces(&a.embedding, &b.embedding, threshold)?;
     let output = CompareOutput {
         first,
         second,

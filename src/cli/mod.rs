@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
@@ -52,6 +51,10 @@ pub struct GlobalArgs {
     /// The database [default: vouch.db in the user's data folder].
     #[arg(long, global = true)]
     pub db: Option<PathBuf>,
+    /// The database's key file [default: beside the database, DB.key]. Keep a copy of it
+    /// apart from the backups: without it the biometrics cannot be read.
+    #[arg(long, global = true)]
+    pub key: Option<PathBuf>,
     /// Who is acting, for the audit log [default: $USER].
     #[arg(long, global = true)]
     pub operator: Option<String>,
@@ -70,6 +73,7 @@ impl GlobalArgs {
                 .unwrap_or_else(crate::models::default_dir),
             signature_model: self.signature_model.clone(),
             db: self.db.clone().unwrap_or_else(Context::default_db),
+            key: self.key.clone(),
             device: self.device.open()?,
             operator: self
                 .operator
@@ -132,6 +136,9 @@ pub enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(records::AuditCommand),
+    /// The key that encrypts the biometrics and seals the audit log.
+    #[command(subcommand)]
+    Keys(records::KeysCommand),
 }
 
 /// Commands whose only option is the output format.
@@ -168,6 +175,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
         Command::Export(command) => records::export(command, &context),
         Command::Import(command) => records::import(command, &context),
         Command::Audit(command) => records::audit(command, &context),
+        Command::Keys(command) => records::keys(command, &context),
     }
 }
 
@@ -222,10 +230,8 @@ fn cancel_flag() -> &'static AtomicBool {
     &CANCEL
 }
 
-/// Writes beside the target and renames, so a reader never sees half a file.
+/// Writes the whole file privately (0600): beside the target, then renamed, so a reader
+/// never sees half a file.
 fn write_whole_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::write(&partial, bytes)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
+    Ok(crate::store::files::write_private(path, bytes)?)
 }

@@ -215,7 +215,7 @@ pub fn verify(args: VerifyArgs, context: &Context) -> anyhow::Result<ExitCode> {
 
 pub fn identify(args: IdentifyArgs, context: &Context) -> anyhow::Result<ExitCode> {
     let models = context.load_faces()?;
-    let store = context.open_store()?;
+    let store = context.read_store()?;
     let gallery = Gallery::of_faces(&store, &models.model_id())?;
     let picture = imageio::load_rgb(&args.image)?;
     let candidates = workflow::identify_face(
@@ -277,7 +277,7 @@ pub fn checkin(args: CheckinArgs, context: &Context) -> anyhow::Result<ExitCode>
 pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode> {
     match command {
         PeopleCommand::List { json } => {
-            let people = context.open_store()?.people(None)?;
+            let people = context.read_store()?.people(None)?;
             print_report(&people, json, |people| {
                 people
                     .iter()
@@ -292,7 +292,7 @@ pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode
             })
         }
         PeopleCommand::Show { id, modality, json } => {
-            let person = context.open_store()?.person_by_external_id(&id, modality)?;
+            let person = context.read_store()?.person_by_external_id(&id, modality)?;
             print_report(&person, json, |p| {
                 format!(
                     "{} ({})\nmodality {}\nreferences {}\nenrolled {}",

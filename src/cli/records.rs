@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use super::{print_report, write_whole_file};
+use super::{cancel_flag, print_report, progress_bar, write_whole_file};
 use crate::context::Context;
-use crate::store::{AttendanceRecord, Store};
+use crate::store::{Store, exchange};
 use crate::types::{Bands, Modality};
 
 #[derive(Subcommand, Debug)]
@@ -76,6 +76,16 @@ pub enum ImportCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Move every embedding, crop and seal to a new key, then retire the old one. Runs in
+    /// chunks: Ctrl-C stops between them and running it again carries on.
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Recompute the chain; exits non-zero if any row was edited or deleted.
     Verify {
@@ -85,9 +95,9 @@ pub enum AuditCommand {
 }
 
 pub fn settings(command: SettingsCommand, context: &Context) -> anyhow::Result<ExitCode> {
-    let mut store = context.open_store()?;
     match command {
         SettingsCommand::Show { json } => {
+            let store = context.read_store()?;
             let bands: Vec<(Modality, Bands)> = Modality::ALL
                 .into_iter()
                 .map(|m| Ok((m, store.bands(m)?)))
@@ -110,7 +120,9 @@ pub fn settings(command: SettingsCommand, context: &Context) -> anyhow::Result<E
             low,
             high,
         } => {
-            store.set_bands(modality, Bands { low, high }, &context.operator)?;
+            context
+                .open_store()?
+                .set_bands(modality, Bands { low, high }, &context.operator)?;
             println!("{modality}: accept >= {high}, reject < {low} (saved, audited)");
             Ok(ExitCode::SUCCESS)
         }
@@ -118,7 +130,7 @@ pub fn settings(command: SettingsCommand, context: &Context) -> anyhow::Result<E
 }
 
 pub fn export(command: ExportCommand, context: &Context) -> anyhow::Result<ExitCode> {
-    let store = context.open_store()?;
+    let store = context.read_store()?;
     match command {
         ExportCommand::Attendance {
             format,
@@ -163,13 +175,21 @@ pub fn import(command: ImportCommand, context: &Context) -> anyhow::Result<ExitC
 
 pub fn audit(command: AuditCommand, context: &Context) -> anyhow::Result<ExitCode> {
     let AuditCommand::Verify { json } = command;
-    let report = context.open_store()?.audit_verify()?;
-    print_report(&report, json, |r| match (&r.problem, r.first_bad_id) {
-        (Some(problem), Some(id)) => format!(
-            "audit log BROKEN at row {id}: {problem} ({} rows read)",
-            r.rows
-        ),
-        _ => format!("audit log intact: {} rows", r.rows),
+    let report = context.read_store()?.audit_verify()?;
+    print_report(&report, json, |r| {
+        if r.intact {
+            return format!(
+                "audit log intact: {} rows; anchor, ledger and seals hold",
+                r.rows
+            );
+        }
+        let mut lines = vec![format!(
+            "audit log BROKEN ({} rows read): {} problem(s)",
+            r.rows,
+            r.problems.len()
+        )];
+        lines.extend(r.problems.iter().map(|p| format!("  {p}")));
+        lines.join("\n")
     })?;
     Ok(if report.intact {
         ExitCode::SUCCESS
@@ -186,17 +206,11 @@ fn export_attendance(
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let records = store.attendance(from, to)?;
-    let mut bytes = Vec::new();
-    match format {
-        ExportFormat::Json => serde_json::to_writer_pretty(&mut bytes, &records)?,
-        ExportFormat::Csv => {
-            let mut writer = csv::Writer::from_writer(&mut bytes);
-            for record in &records {
-                writer.serialize(record)?;
-            }
-            writer.flush()?;
-        }
-    }
+    let format = match format {
+        ExportFormat::Csv => exchange::Format::Csv,
+        ExportFormat::Json => exchange::Format::Json,
+    };
+    let bytes = exchange::write(&records, format)?;
     match out {
         Some(path) => {
             write_whole_file(path, &bytes)?;
@@ -215,24 +229,40 @@ fn import_attendance(
 ) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let records: Vec<AttendanceRecord> = if text.trim_start().starts_with('[') {
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not an attendance JSON export", file.display()))?
-    } else {
-        csv::Reader::from_reader(text.as_bytes())
-            .deserialize()
-            .collect::<Result<_, _>>()
-            .with_context(|| {
-                format!(
-                    "{} is not an attendance CSV (columns at,kind,score,external_id,name)",
-                    file.display()
-                )
-            })?
-    };
+    let records = exchange::read(&text, file)?;
     let (added, skipped) = store.import_attendance(&records, actor)?;
     print_report(
         &serde_json::json!({ "added": added, "skipped": skipped }),
         json,
         |_| format!("{added} event(s) added, {skipped} already present"),
     )
+}
+
+pub fn keys(command: KeysCommand, context: &Context) -> anyhow::Result<ExitCode> {
+    let KeysCommand::Rotate { json } = command;
+    let mut store = context.open_store()?;
+    let bar = progress_bar("re-encrypting", "templates")?;
+    let rotation = store.rotate_keys(&context.operator, cancel_flag(), &mut |moved| {
+        bar.set_position(moved as u64)
+    })?;
+    bar.finish_and_clear();
+    print_report(&rotation, json, |r| {
+        format!(
+            "key {}{}: {} template(s) re-encrypted, {} row(s) re-sealed{}",
+            r.key,
+            if r.resumed { " (carried on)" } else { "" },
+            r.templates,
+            r.resealed,
+            if r.finished {
+                "; the old key is retired"
+            } else {
+                "; cancelled: run it again to finish"
+            }
+        )
+    })?;
+    Ok(if rotation.finished {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -111,7 +111,7 @@ fn signature_compare(
     let (_, questioned_embedding) = model.embed_scan(questioned)?;
     let reference_slices: Vec<&[f32]> = embeddings.iter().map(Vec::as_slice).collect();
     let verdict =
-        workflow::judge_signature(model, &reference_slices, &questioned_embedding, *bands);
+        workflow::judge_signature(model, &reference_slices, &questioned_embedding, *bands)?;
     print_report(&verdict, json, |v| {
         let mut lines = vec![format!(
             "{}: score {:.3} (against {} reference(s); accept >= {:.3}, reject < {:.3})",

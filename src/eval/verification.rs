@@ -124,8 +124,8 @@ pub fn evaluate(
     scans: &[EmbeddedScan],
     references: usize,
     threshold: f32,
-    score: impl Fn(&[&[f32]], &[f32]) -> f32,
-) -> VerificationReport {
+    score: impl Fn(&[&[f32]], &[f32]) -> Result<f32>,
+) -> Result<VerificationReport> {
     let identities = crate::dataset::identities_of(scans.iter().map(|s| s.identity));
     let (mut genuine, mut skilled, mut random) = (Vec::new(), Vec::new(), Vec::new());
     let mut evaluated = 0;
@@ -147,7 +147,7 @@ pub fn evaluate(
                 .iter()
                 .any(|r| std::ptr::eq(*r, *s))
         }) {
-            let value = score(&enrolled, &questioned.embedding);
+            let value = score(&enrolled, &questioned.embedding)?;
             match (questioned.identity == identity.as_str(), questioned.kind) {
                 (true, Kind::Genuine) => genuine.push(value),
                 (true, Kind::Forgery) => skilled.push(value),
@@ -156,7 +156,7 @@ pub fn evaluate(
             }
         }
     }
-    VerificationReport {
+    Ok(VerificationReport {
         identities: evaluated,
         references,
         threshold,
@@ -165,7 +165,7 @@ pub fn evaluate(
         genuine_scores: genuine,
         skilled_scores: skilled,
         random_scores: random,
-    }
+    })
 }
 
 /// The decision counts the threshold workbench shows for one threshold.
@@ -297,7 +297,7 @@ pub fn manifest_scores(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ScoreSet> {
     let (embedded, _) = embed_scans(model, scans, cancel, progress)?;
-    let report = evaluate(&embedded, references, bands.high, |r, q| model.score(r, q));
+    let report = evaluate(&embedded, references, bands.high, |r, q| model.score(r, q))?;
     Ok(ScoreSet {
         genuine: report.genuine_scores,
         skilled: report.skilled_scores,
@@ -311,7 +311,7 @@ pub fn manifest_scores(
 pub fn gallery_scores(
     templates: &[StoredTemplate],
     bands: Bands,
-    score: impl Fn(&[&[f32]], &[f32]) -> f32,
+    score: impl Fn(&[&[f32]], &[f32]) -> Result<f32>,
 ) -> Result<ScoreSet> {
     let names: Vec<String> = templates.iter().map(|t| t.person_id.to_string()).collect();
     let scans: Vec<EmbeddedScan> = templates
@@ -323,7 +323,7 @@ pub fn gallery_scores(
             embedding: t.embedding.clone(),
         })
         .collect();
-    let report = evaluate(&scans, 1, bands.high, score);
+    let report = evaluate(&scans, 1, bands.high, score)?;
     if report.genuine_scores.is_empty() {
         return Err(Error::Invalid(
             "too few references: enroll people with two or more references, or load a labelled manifest"
@@ -404,7 +404,7 @@ mod tests {
             person_id,
             embedding: vec![value],
         };
-        let score = |r: &[&[f32]], q: &[f32]| 1.0 - (r[0][0] - q[0]).abs();
+        let score = |r: &[&[f32]], q: &[f32]| Ok(1.0 - (r[0][0] - q[0]).abs());
         let bands = Bands {
             low: 0.4,
             high: 0.5,

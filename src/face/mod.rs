@@ -19,7 +19,7 @@ use align::Similarity;
 
 use crate::error::{Error, Result};
 use crate::models::{self, CropEmbedder, DETECTOR_FILE, LANDMARKS_FILE, RECOGNITION_FILE};
-use crate::types::Modality;
+use crate::types::{Modality, TemplateShape};
 use detector::TinyFaceDetector;
 use landmarks::Landmark68Net;
 use recognition::FaceRecognitionNet;
@@ -30,6 +30,14 @@ pub const DEFAULT_MIN_DETECTION_SCORE: f32 = 0.5;
 /// candidates are mostly not faces (the coffee cup in tests/data scores under 0.05).
 pub const WEAK_FACE_SCORE: f32 = 0.25;
 const NMS_IOU: f32 = 0.4;
+/// Every face template: 128 finite values. The network's descriptors (the mean of a chip's
+/// and its mirror's) measured norms of 1.24 to 1.63 over 319 LFW faces; the band around
+/// them refuses zero, empty and runaway vectors without touching a real face.
+pub const TEMPLATE_SHAPE: TemplateShape = TemplateShape {
+    len: recognition::EMBEDDING_DIM,
+    norm_of_first: recognition::EMBEDDING_DIM,
+    norm: 0.5..=3.0,
+};
 
 /// (canvas, longest side of the photo on it): the usual full-size pass, and a zoomed-out
 /// one for close-ups. On 400 LFW DevTrain pairs the first alone missed 47 of 341 faces,
@@ -464,6 +472,10 @@ impl CropEmbedder for FaceModels {
 
     fn model_id(&self) -> String {
         FaceModels::model_id(self)
+    }
+
+    fn template_shape(&self) -> TemplateShape {
+        TEMPLATE_SHAPE
     }
 
     fn embed_crops(&self, crops: &[image::DynamicImage]) -> Result<Vec<Vec<f32>>> {

@@ -117,8 +117,9 @@ impl App {
     fn on_reply(&mut self, ctx: &egui::Context, reply: Reply) {
         match reply {
             Reply::Ready { status } => {
+                // Not clearing the error: what went wrong while starting (a failed audit)
+                // must stay on screen.
                 self.status = status;
-                self.error = None;
                 self.send(Request::People {
                     modality: Modality::Face,
                 });

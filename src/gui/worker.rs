@@ -217,6 +217,12 @@ pub fn spawn(context: Context, wake: impl Fn() + Send + 'static) -> std::io::Res
                     error,
                 });
             }
+            if let Err(error) = worker.check_audit() {
+                outbox.send(Reply::Failed {
+                    what: "the database fails its audit",
+                    error,
+                });
+            }
             outbox.send(Reply::Ready {
                 status: worker.status(),
             });
@@ -294,6 +300,25 @@ impl Worker {
             self.reload_gallery()?;
         }
         Ok(())
+    }
+
+    /// The whole audit (chain, anchor, ledger, seals) before the first punch: a database
+    /// changed outside Vouch is said so on screen, in red, at once.
+    fn check_audit(&self) -> Result<(), String> {
+        let report = self.store.audit_verify().map_err(|e| e.to_string())?;
+        if report.intact {
+            return Ok(());
+        }
+        Err(format!(
+            "{} (`vouch audit verify` lists every problem)",
+            report
+                .problems
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
     }
 
     fn status(&self) -> String {
@@ -436,40 +461,52 @@ impl Worker {
                 };
             }
         };
-        let bands = self
+        let subject = crate::face::subject_index(&faces, frame.dimensions());
+        let named: crate::Result<Vec<FaceView>> = self
             .store
             .bands(Modality::Face)
-            .unwrap_or(crate::matching::FACE_BANDS);
-        let subject = crate::face::subject_index(&faces, frame.dimensions());
-        let views = faces
-            .into_iter()
-            .map(|face| {
-                let nearest = self
-                    .gallery
-                    .search(&face.embedding, 1)
-                    .first()
-                    .and_then(|c| {
-                        let person = self.store.person(c.person_id).ok()?;
-                        Some(Match {
-                            person_id: c.person_id,
-                            name: person.name,
-                            score: c.score,
-                            decision: bands.decide(c.score),
+            .map_err(Into::into)
+            .and_then(|bands| {
+                faces
+                    .into_iter()
+                    .map(|face| {
+                        Ok(FaceView {
+                            nearest: self.nearest(&face.embedding, bands)?,
+                            bbox: face.bbox,
+                            landmarks: face.landmarks,
+                            embedding: face.embedding,
                         })
-                    });
-                FaceView {
-                    bbox: face.bbox,
-                    landmarks: face.landmarks,
-                    embedding: face.embedding,
-                    nearest,
-                }
-            })
-            .collect();
+                    })
+                    .collect()
+            });
+        let views = match named {
+            Ok(views) => views,
+            Err(error) => {
+                return Reply::Failed {
+                    what: "naming the faces",
+                    error: error.to_string(),
+                };
+            }
+        };
         Reply::Analyzed {
             faces: views,
             subject,
             frame: from_file.then_some(frame),
         }
+    }
+
+    /// The enrolled person nearest to `embedding`, if anyone is enrolled.
+    fn nearest(&self, embedding: &[f32], bands: Bands) -> crate::Result<Option<Match>> {
+        let Some(candidate) = self.gallery.search(embedding, 1)?.pop() else {
+            return Ok(None);
+        };
+        let person = self.store.person(candidate.person_id)?;
+        Ok(Some(Match {
+            person_id: candidate.person_id,
+            name: person.name,
+            score: candidate.score,
+            decision: bands.decide(candidate.score),
+        }))
     }
 
     fn analyze_file(&self, path: &std::path::Path) -> Reply {
@@ -579,22 +616,26 @@ impl Worker {
             set.source = format!("{} ({})", manifest.display(), set.source);
             return Ok(set);
         }
-        let templates = |model_id: String| {
+        let templates = |model_id: String, shape| {
             self.store
-                .templates(modality, &model_id)
+                .templates(modality, &model_id, shape)
                 .map_err(|e| e.to_string())
         };
         match modality {
             Modality::Face => verification::gallery_scores(
-                &templates(self.faces.model_id())?,
+                &templates(self.faces.model_id(), &crate::face::TEMPLATE_SHAPE)?,
                 bands,
-                |references, questioned| face_score(euclidean_distance(references[0], questioned)),
+                |references, questioned| {
+                    Ok(face_score(euclidean_distance(references[0], questioned)?))
+                },
             ),
             Modality::Signature => {
                 let model = signature_model(&self.signatures)?;
-                verification::gallery_scores(&templates(model.model_id())?, bands, |r, q| {
-                    model.score(r, q)
-                })
+                verification::gallery_scores(
+                    &templates(model.model_id(), &crate::signature::TEMPLATE_SHAPE)?,
+                    bands,
+                    |r, q| model.score(r, q),
+                )
             }
         }
         .map_err(text)

@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::types::Modality;
+use crate::types::{Modality, TemplateShape};
 
 pub const DETECTOR_FILE: &str = "tiny_face_detector.safetensors";
 pub const LANDMARKS_FILE: &str = "face_landmark_68.safetensors";
@@ -37,6 +37,8 @@ pub trait CropEmbedder {
     fn modality(&self) -> Modality;
     /// Names the embedding space: templates of two ids are never compared.
     fn model_id(&self) -> String;
+    /// What each of its templates must be.
+    fn template_shape(&self) -> TemplateShape;
     fn embed_crops(&self, crops: &[image::DynamicImage]) -> Result<Vec<Vec<f32>>>;
 }
 

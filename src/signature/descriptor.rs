@@ -87,7 +87,9 @@ impl Block {
             Block::InkLevels | Block::Texture => {
                 0.5 * a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>()
             }
-            Block::Gradients | Block::Cooccurrence => crate::matching::euclidean_distance(a, b),
+            Block::Gradients | Block::Cooccurrence => {
+                crate::matching::distance_of_same_length(a, b)
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use super::descriptor::{Block, COOCCURRENCE};
 use super::encoder::EMBEDDING_DIM;
 use crate::error::{Error, Result};
-use crate::matching::euclidean_distance;
+use crate::matching::distance_of_same_length;
 
 const BLOCKS: usize = 1 + Block::ALL.len();
 /// Per block: mean distance, nearest distance, mean distance over the references' spread.
@@ -87,7 +87,7 @@ fn cooccurrence_in_template() -> std::ops::Range<usize> {
 /// Distance of two prepared templates in each block.
 fn block_distances(a: &Prepared, b: &Prepared) -> [f32; BLOCKS] {
     let mut distances = [0f32; BLOCKS];
-    distances[0] = euclidean_distance(a.embedding, b.embedding);
+    distances[0] = distance_of_same_length(a.embedding, b.embedding);
     for (slot, block) in distances[1..].iter_mut().zip(Block::ALL) {
         *slot = block.distance(&a.descriptor, &b.descriptor);
     }

@@ -15,7 +15,7 @@ use image::{DynamicImage, GrayImage};
 
 use crate::error::{Error, Result};
 use crate::models::{CropEmbedder, WeightFile, load_weights};
-use crate::types::Modality;
+use crate::types::{Modality, TemplateShape};
 use encoder::{EMBEDDING_DIM, SignatureEncoder};
 use fusion::ScoreFusion;
 use preprocess::{Normalised, normalise};
@@ -26,6 +26,12 @@ pub const SIGNATURE_MODEL_FILE: &str = "signature_encoder.safetensors";
 const EMBED_BATCH: usize = 32;
 /// A stored template: the embedding, then the stroke descriptor.
 pub const TEMPLATE_LEN: usize = EMBEDDING_DIM + descriptor::DESCRIPTOR_LEN;
+/// Every signature template: the encoder's unit embedding, then the descriptor.
+pub const TEMPLATE_SHAPE: TemplateShape = TemplateShape {
+    len: TEMPLATE_LEN,
+    norm_of_first: EMBEDDING_DIM,
+    norm: 0.99..=1.01,
+};
 
 /// A trained encoder, the canvas it was trained on and, once fitted, the scorer that
 /// weighs its embedding with the stroke descriptor.
@@ -110,22 +116,33 @@ impl SignatureModel {
 
     /// A questioned template against a writer's reference templates, in [0, 1]: the fitted
     /// scorer's probability that the writer signed; a model without one (a fresh training
-    /// run on data without forgeries) falls back to the mean embedding similarity.
-    pub fn score(&self, references: &[&[f32]], questioned: &[f32]) -> f32 {
-        if questioned.len() != TEMPLATE_LEN || references.iter().any(|r| r.len() != TEMPLATE_LEN) {
-            tracing::warn!(
-                "a signature template of the wrong length scores 0 (expected {TEMPLATE_LEN} values)"
-            );
-            return 0.0;
+    /// run on data without forgeries) falls back to the mean embedding similarity. A
+    /// template without this model's shape is an error, never a score.
+    pub fn score(&self, references: &[&[f32]], questioned: &[f32]) -> Result<f32> {
+        for (which, template) in references
+            .iter()
+            .map(|r| ("a reference", *r))
+            .chain(std::iter::once(("the questioned scan", questioned)))
+        {
+            TEMPLATE_SHAPE.check(template).map_err(|reason| {
+                Error::Invalid(format!(
+                    "{which}'s signature template cannot be scored: {reason}"
+                ))
+            })?;
+        }
+        if references.is_empty() {
+            return Err(Error::Invalid(
+                "no reference signature to score against".into(),
+            ));
         }
         if let Some(fusion) = &self.fusion {
-            return fusion.score(references, questioned);
+            return Ok(fusion.score(references, questioned));
         }
-        references
+        Ok(references
             .iter()
             .map(|r| signature_score(&r[..EMBEDDING_DIM], &questioned[..EMBEDDING_DIM]))
             .sum::<f32>()
-            / references.len().max(1) as f32
+            / references.len() as f32)
     }
 
     pub fn has_fitted_scorer(&self) -> bool {
@@ -161,7 +178,7 @@ pub fn canvas_tensor(canvases: &[GrayImage], device: &Device) -> Result<Tensor> 
 
 /// Similarity of two unit embeddings in [0, 1]: 1 - distance / 2.
 pub fn signature_score(a: &[f32], b: &[f32]) -> f32 {
-    (1.0 - crate::matching::euclidean_distance(a, b) / 2.0).clamp(0.0, 1.0)
+    (1.0 - crate::matching::distance_of_same_length(a, b) / 2.0).clamp(0.0, 1.0)
 }
 
 impl CropEmbedder for SignatureModel {
@@ -171,6 +188,10 @@ impl CropEmbedder for SignatureModel {
 
     fn model_id(&self) -> String {
         SignatureModel::model_id(self)
+    }
+
+    fn template_shape(&self) -> TemplateShape {
+        TEMPLATE_SHAPE
     }
 
     fn embed_crops(&self, crops: &[DynamicImage]) -> Result<Vec<Vec<f32>>> {

@@ -648,7 +648,7 @@ pub fn validation_scores(
         &AtomicBool::new(false),
         &mut |_, _| {},
     )?;
-    let report = crate::eval::verification::evaluate(&embedded, 1, 0.5, |r, q| model.score(r, q));
+    let report = crate::eval::verification::evaluate(&embedded, 1, 0.5, |r, q| model.score(r, q))?;
     let mut impostor = report.skilled_scores;
     impostor.extend(report.random_scores);
     Ok((report.genuine_scores, impostor))

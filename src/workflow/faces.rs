@@ -1,6 +1,7 @@
 //! Faces at the desk and the kiosk: enrollment (one person or a batch), 1:1
 //! verification, 1:N identification and the check-in punch.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use image::RgbImage;
@@ -9,12 +10,35 @@ use serde::Serialize;
 use super::{EnrollReport, EnrollRequest, Progress, RejectedImage};
 use crate::enroll::assess_face;
 use crate::error::{Error, Result};
-use crate::face::FaceModels;
+use crate::face::{FaceModels, TEMPLATE_SHAPE};
 use crate::gallery::{Candidate, Gallery};
 use crate::imageio;
 use crate::matching::{euclidean_distance, face_score};
-use crate::store::{NewTemplate, Punch, Store, StoreError};
+use crate::store::{Enrollment, NewTemplate, Punch, Store, StoreError};
 use crate::types::{Bands, Decision, Modality};
+
+/// Why an enrollment's transaction stopped.
+enum Refusal {
+    /// A face enrolled meanwhile as someone else matches in the accept band.
+    Matches {
+        person_id: i64,
+        score: f32,
+        path: PathBuf,
+    },
+    Failed(Error),
+}
+
+impl From<crate::store::StoreError> for Refusal {
+    fn from(error: crate::store::StoreError) -> Self {
+        Refusal::Failed(error.into())
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        Refusal::Failed(error)
+    }
+}
 
 /// Enrolls one person from their reference photos, all good photos in one transaction.
 /// A photo that fails a quality check (or cannot be read) is listed with its reason; a
@@ -28,8 +52,10 @@ pub fn enroll_face(
     force: bool,
     actor: &str,
 ) -> Result<EnrollReport> {
+    request.check_text()?;
     let bands = store.bands(Modality::Face)?;
     let mut samples: Vec<NewTemplate> = Vec::new();
+    let mut paths = Vec::new();
     let mut rejected = Vec::new();
     for path in &request.images {
         let assessed = std::fs::read(path)
@@ -55,7 +81,7 @@ pub fn enroll_face(
                 continue;
             }
         };
-        if let Some(best) = gallery.search(&sample.template.embedding, 1).first()
+        if let Some(best) = gallery.search(&sample.template.embedding, 1)?.first()
             && best.score >= bands.high
             && !force
         {
@@ -70,20 +96,60 @@ pub fn enroll_face(
             }
         }
         samples.push(sample.template);
+        paths.push(path.clone());
     }
     if samples.is_empty() {
-        return Err(Error::NothingUsable(request.external_id.clone()));
+        return Err(super::nothing_usable(&request.external_id, &rejected));
     }
     let model_id = models.model_id();
-    let person_id = store.enroll(
-        &request.name,
-        &request.external_id,
-        Modality::Face,
-        &model_id,
-        &samples,
-        actor,
-    )?;
-    gallery.add_person(person_id, samples.iter().map(|s| s.embedding.as_slice()));
+    let enrollment = Enrollment {
+        name: &request.name,
+        external_id: &request.external_id,
+        modality: Modality::Face,
+        model_id: &model_id,
+        templates: &samples,
+        shape: &TEMPLATE_SHAPE,
+        checked_up_to: if force {
+            i64::MAX
+        } else {
+            gallery.checked_up_to
+        },
+    };
+    // Inside the enrollment's transaction: faces another kiosk or desk enrolled since
+    // this gallery was loaded.
+    let enrolled = store.enroll_guarded(&enrollment, actor, |newer| {
+        for template in newer {
+            for (sample, path) in samples.iter().zip(&paths) {
+                let score = face_score(euclidean_distance(&sample.embedding, &template.embedding)?);
+                if score >= bands.high {
+                    return Err(Refusal::Matches {
+                        person_id: template.person_id,
+                        score,
+                        path: path.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    });
+    let person_id = match enrolled {
+        Ok(person_id) => person_id,
+        Err(Refusal::Matches {
+            person_id,
+            score,
+            path,
+        }) => {
+            let other = store.person(person_id)?;
+            return Err(Error::MatchesAnother {
+                path,
+                name: other.name,
+                external_id: other.external_id,
+                score,
+            });
+        }
+        Err(Refusal::Failed(error)) => return Err(error),
+    };
+    gallery.add_person(person_id, samples.iter().map(|s| s.embedding.as_slice()))?;
     Ok(EnrollReport {
         person_id,
         external_id: request.external_id.clone(),
@@ -135,7 +201,7 @@ pub fn enroll_batch(
         match enroll_face(models, store, &mut gallery, request, force, actor) {
             Ok(enrolled) => report.enrolled.push(enrolled),
             Err(
-                error @ (Error::NothingUsable(_)
+                error @ (Error::NothingUsable { .. }
                 | Error::MatchesAnother { .. }
                 | Error::Store(StoreError::Duplicate { .. })),
             ) => report.failed.push(BatchFailure {
@@ -175,7 +241,7 @@ pub fn verify_face(
     actor: &str,
 ) -> Result<VerifyReport> {
     let person = store.person_by_external_id(external_id, Modality::Face)?;
-    let references = store.person_templates(person.id, &models.model_id())?;
+    let references = store.person_templates(person.id, &models.model_id(), &TEMPLATE_SHAPE)?;
     if references.is_empty() {
         return Err(Error::NoReferences {
             name: person.name,
@@ -185,8 +251,13 @@ pub fn verify_face(
     let (face, _) = models.main_face(picture, source)?;
     let scores: Vec<f32> = references
         .iter()
-        .map(|r| face_score(euclidean_distance(&face.embedding, &r.embedding)))
-        .collect();
+        .map(|r| {
+            Ok(face_score(euclidean_distance(
+                &face.embedding,
+                &r.embedding,
+            )?))
+        })
+        .collect::<Result<_>>()?;
     let best_score = scores.iter().copied().fold(0.0, f32::max);
     let mean_score = scores.iter().sum::<f32>() / scores.len() as f32;
     let bands = store.bands(Modality::Face)?;
@@ -229,7 +300,7 @@ pub fn identify_face(
     top: usize,
 ) -> Result<Vec<Identified>> {
     let (face, _) = models.main_face(picture, source)?;
-    describe_candidates(store, &gallery.search(&face.embedding, top))
+    describe_candidates(store, &gallery.search(&face.embedding, top)?)
 }
 
 /// Names and decisions for gallery candidates.
@@ -268,7 +339,7 @@ pub fn checkin(
     repeat_window: chrono::Duration,
     actor: &str,
 ) -> Result<CheckinReport> {
-    let Some(best) = gallery.search(embedding, 1).pop() else {
+    let Some(best) = gallery.search(embedding, 1)?.pop() else {
         return Err(Error::EmptyGallery);
     };
     let bands = store.bands(Modality::Face)?;

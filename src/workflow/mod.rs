@@ -34,10 +34,29 @@ pub struct EnrollRequest {
     pub images: Vec<PathBuf>,
 }
 
+impl EnrollRequest {
+    /// The name and id are checked before any photo is looked at.
+    fn check_text(&self) -> Result<()> {
+        crate::store::check_text("name", &self.name)?;
+        crate::store::check_text("id", &self.external_id)?;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RejectedImage {
     pub path: PathBuf,
     pub reason: String,
+}
+
+/// Nothing could be enrolled: the error lists each refused file and why.
+fn nothing_usable(external_id: &str, rejected: &[RejectedImage]) -> Error {
+    Error::nothing_usable(
+        external_id,
+        rejected
+            .iter()
+            .map(|r| (r.path.as_path(), r.reason.as_str())),
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]

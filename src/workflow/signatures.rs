@@ -9,7 +9,7 @@ use sha2::Digest;
 
 use super::{EnrollReport, EnrollRequest, RejectedImage};
 use crate::error::{Error, Result};
-use crate::signature::SignatureModel;
+use crate::signature::{SignatureModel, TEMPLATE_SHAPE};
 use crate::store::{NewTemplate, Store};
 use crate::types::{Bands, Decision, Modality};
 
@@ -21,6 +21,7 @@ pub fn enroll_signature(
     request: &EnrollRequest,
     actor: &str,
 ) -> Result<EnrollReport> {
+    request.check_text()?;
     let mut templates = Vec::new();
     let mut rejected = Vec::new();
     for path in &request.images {
@@ -47,7 +48,7 @@ pub fn enroll_signature(
         }
     }
     if templates.is_empty() {
-        return Err(Error::NothingUsable(request.external_id.clone()));
+        return Err(super::nothing_usable(&request.external_id, &rejected));
     }
     let person_id = store.enroll(
         &request.name,
@@ -92,17 +93,17 @@ pub fn judge_signature(
     references: &[&[f32]],
     questioned: &[f32],
     bands: Bands,
-) -> SignatureVerdict {
-    let score = model.score(references, questioned);
-    SignatureVerdict {
+) -> Result<SignatureVerdict> {
+    let score = model.score(references, questioned)?;
+    Ok(SignatureVerdict {
         reference_scores: references
             .iter()
             .map(|r| model.score(std::slice::from_ref(r), questioned))
-            .collect(),
+            .collect::<Result<_>>()?,
         score,
         decision: bands.decide(score),
         bands,
-    }
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,7 +132,7 @@ pub fn verify_signature(
     actor: &str,
 ) -> Result<SignatureVerifyReport> {
     let person = store.person_by_external_id(external_id, Modality::Signature)?;
-    let references = store.person_templates(person.id, &model.model_id())?;
+    let references = store.person_templates(person.id, &model.model_id(), &TEMPLATE_SHAPE)?;
     if references.is_empty() {
         return Err(Error::NoReferences {
             name: person.name,
@@ -146,7 +147,7 @@ pub fn verify_signature(
         &reference_embeddings,
         &questioned,
         store.bands(Modality::Signature)?,
-    );
+    )?;
     store.record_decision(
         person.id,
         Modality::Signature,

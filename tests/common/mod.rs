@@ -119,3 +119,16 @@ pub fn writer_folders(dir: &Path) -> PathBuf {
     }
     root
 }
+
+/// A face-shaped template (128 values of norm 1.4, as the network's are), different per
+/// seed, with a crop whose bytes are known.
+pub fn face_template(seed: f32) -> vouch::store::NewTemplate {
+    let raw: Vec<f32> = (0..128).map(|i| seed + i as f32 * 0.001).collect();
+    let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt();
+    vouch::store::NewTemplate {
+        embedding: raw.iter().map(|v| v * 1.4 / norm).collect(),
+        quality: 0.9,
+        source_sha256: format!("{seed}"),
+        crop: Some(format!("CROP-BYTES-OF-{seed}-").repeat(40).into_bytes()),
+    }
+}

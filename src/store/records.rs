@@ -1,0 +1,330 @@
+//! What the kiosk and the desk record: punches, verification decisions, settings (the
+//! bands among them), and attendance imported from elsewhere. Values are checked on the
+//! way in and again on the way back: a score is a number in [0, 1], a time is a time.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::ledger::{ATTENDANCE, DECISIONS, SETTINGS};
+use super::seals;
+use super::{PastDecision, Punch, Store, now};
+use crate::error::{StoreError, StoreResult};
+use crate::types::{Bands, Decision, Modality, PunchKind};
+
+/// How far in the future an imported event may lie: clocks of kiosks drift.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// One attendance event as exported and imported (CSV or JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttendanceRecord {
+    pub at: String,
+    pub kind: PunchKind,
+    pub score: f32,
+    /// Absent when the person was deleted after the punch.
+    pub external_id: Option<String>,
+    pub name: Option<String>,
+}
+
+fn check_score(score: f32) -> Result<(), String> {
+    if score.is_finite() && (0.0..=1.0).contains(&score) {
+        Ok(())
+    } else {
+        Err(format!("the score {score} is not a number in [0, 1]"))
+    }
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("the time {text:?} is not RFC 3339: {e}"))
+}
+
+fn bands_key(modality: Modality) -> String {
+    format!("bands.{modality}")
+}
+
+impl Store {
+    /// Records a check-in or check-out for `person_id`, unless their last punch is under
+    /// `repeat_window` old (a second look at the camera is not a second punch). The first
+    /// punch of a UTC day is "in", then they alternate.
+    pub fn punch(
+        &mut self,
+        person_id: i64,
+        score: f32,
+        repeat_window: chrono::Duration,
+        actor: &str,
+    ) -> StoreResult<Punch> {
+        check_score(score).map_err(StoreError::InvalidSetting)?;
+        let path = self.path.clone();
+        let punched = self.write(actor, "attendance", |tx, _, changes| {
+            let last: Option<(i64, PunchKind, String)> = tx
+                .query_row(
+                    "SELECT id, kind, at FROM attendance WHERE person_id = ?1 ORDER BY at DESC, id DESC LIMIT 1",
+                    params![person_id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?;
+            let now = Utc::now();
+            let last = last
+                .map(|(id, kind, at)| {
+                    let time = parse_time(&at).map_err(|reason| StoreError::BadRow {
+                        table: "attendance",
+                        row: id.to_string(),
+                        reason,
+                        path: path.clone(),
+                    })?;
+                    Ok::<_, StoreError>((kind, at, time))
+                })
+                .transpose()?;
+            if let Some((kind, at, time)) = &last
+                && now - *time < repeat_window
+            {
+                let repeat = Punch::Repeat {
+                    last_kind: *kind,
+                    last_at: at.clone(),
+                };
+                // Nothing written, nothing said: no audit row.
+                return Ok((Some(repeat), serde_json::Value::Null));
+            }
+            let kind = match &last {
+                Some((PunchKind::In, _, time)) if time.date_naive() == now.date_naive() => {
+                    PunchKind::Out
+                }
+                _ => PunchKind::In,
+            };
+            let at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            tx.execute(
+                "INSERT INTO attendance (person_id, kind, at, score) VALUES (?1, ?2, ?3, ?4)",
+                params![person_id, kind, at, score],
+            )?;
+            changes.put(tx, &ATTENDANCE, tx.last_insert_rowid())?;
+            let detail = serde_json::json!({ "person_id": person_id, "kind": kind, "score": score });
+            Ok((Some(Punch::Recorded { kind, at }), detail))
+        });
+        punched.map(|punch| punch.expect("a punch or a repeat"))
+    }
+
+    /// A verification outcome and its audit row, together.
+    pub fn record_decision(
+        &mut self,
+        person_id: i64,
+        modality: Modality,
+        score: f32,
+        bands: Bands,
+        decision: Decision,
+        operator: &str,
+    ) -> StoreResult<()> {
+        check_score(score).map_err(StoreError::InvalidSetting)?;
+        self.write(operator, "verify", |tx, _, changes| {
+            tx.execute(
+                "INSERT INTO decisions (person_id, modality, score, threshold_high, threshold_low, decision, operator, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![person_id, modality, score, bands.high, bands.low, decision, operator, now()],
+            )?;
+            changes.put(tx, &DECISIONS, tx.last_insert_rowid())?;
+            let detail = serde_json::json!({ "person_id": person_id, "score": score, "decision": decision });
+            Ok::<_, StoreError>(((), detail))
+        })
+    }
+
+    /// Every recorded verification of a modality, oldest first.
+    pub fn decisions(&self, modality: Modality) -> StoreResult<Vec<PastDecision>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, score, decision FROM decisions WHERE modality = ?1 ORDER BY id")?;
+        let mut rows = statement.query(params![modality])?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let bad = |reason: String| StoreError::BadRow {
+                table: "decisions",
+                row: id.to_string(),
+                reason,
+                path: self.path.clone(),
+            };
+            let score: f32 = row.get(1)?;
+            check_score(score).map_err(bad)?;
+            found.push(PastDecision {
+                score,
+                decision: row.get(2).map_err(|e| bad(e.to_string()))?,
+            });
+        }
+        Ok(found)
+    }
+
+    /// A setting's value; its seal must hold (when the key is at hand).
+    pub fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        let mut statement = self.conn.prepare(&format!(
+            "SELECT {} FROM settings WHERE key = ?1",
+            seals::select_sealed(&seals::SETTINGS)
+        ))?;
+        let mut rows = statement.query(params![key])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        if let Some(keys) = &self.keys
+            && !seals::holds(keys, &seals::SETTINGS, row)?
+        {
+            return Err(StoreError::BadRow {
+                table: "settings",
+                row: key.to_string(),
+                reason: "its seal does not match its value".into(),
+                path: self.path.clone(),
+            });
+        }
+        Ok(Some(row.get(1)?))
+    }
+
+    /// Saves a setting with an audit row naming the old and new values.
+    pub fn set_setting(&mut self, key: &str, value: &str, actor: &str) -> StoreResult<()> {
+        let old = self.setting(key)?;
+        self.write(actor, "setting", |tx, keys, changes| {
+            upsert_setting(tx, keys, changes, key, value)?;
+            let detail = serde_json::json!({ "key": key, "old": old, "value": value });
+            Ok::<_, StoreError>(((), detail))
+        })
+    }
+
+    /// The decision bands for a modality: the operator's saved setting, else the default.
+    /// Saved bands that do not read as valid bands are an error, never a fallback.
+    pub fn bands(&self, modality: Modality) -> StoreResult<Bands> {
+        let key = bands_key(modality);
+        let Some(text) = self.setting(&key)? else {
+            return Ok(crate::matching::default_bands(modality));
+        };
+        serde_json::from_str::<Bands>(&text)
+            .ok()
+            .filter(Bands::is_valid)
+            .ok_or_else(|| StoreError::BadRow {
+                table: "settings",
+                row: key,
+                reason: format!("{text:?} are not valid bands"),
+                path: self.path.clone(),
+            })
+    }
+
+    /// Saves the bands of a modality, with an audit row naming the old and new values.
+    pub fn set_bands(&mut self, modality: Modality, bands: Bands, actor: &str) -> StoreResult<()> {
+        if !bands.is_valid() {
+            return Err(StoreError::InvalidSetting(format!(
+                "bands must satisfy 0 <= low <= high <= 1 (got low {}, high {})",
+                bands.low, bands.high
+            )));
+        }
+        let old = self.bands(modality)?;
+        self.write(actor, "set_bands", |tx, keys, changes| {
+            let value = serde_json::to_string(&bands).expect("bands serialise");
+            upsert_setting(tx, keys, changes, &bands_key(modality), &value)?;
+            let detail = serde_json::json!({ "modality": modality, "old": old, "new": bands });
+            Ok::<_, StoreError>(((), detail))
+        })
+    }
+
+    /// Attendance events between two RFC 3339 instants (inclusive, either open), oldest
+    /// first; a row that does not read as an event is an error naming it.
+    pub fn attendance(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> StoreResult<Vec<AttendanceRecord>> {
+        let mut statement = self.conn.prepare(
+            "SELECT a.id, a.at, a.kind, a.score, p.external_id, p.name
+             FROM attendance a LEFT JOIN people p ON p.id = a.person_id
+             WHERE (?1 IS NULL OR a.at >= ?1) AND (?2 IS NULL OR a.at <= ?2)
+             ORDER BY a.at, a.id",
+        )?;
+        let mut rows = statement.query(params![from, to])?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let bad = |reason: String| StoreError::BadRow {
+                table: "attendance",
+                row: id.to_string(),
+                reason,
+                path: self.path.clone(),
+            };
+            let record = AttendanceRecord {
+                at: row.get(1)?,
+                kind: row.get(2).map_err(|e| bad(e.to_string()))?,
+                score: row.get(3)?,
+                external_id: row.get(4)?,
+                name: row.get(5)?,
+            };
+            check_score(record.score).map_err(bad)?;
+            parse_time(&record.at).map_err(bad)?;
+            found.push(record);
+        }
+        Ok(found)
+    }
+
+    /// Adds attendance events from another kiosk or a manual sheet, all or none. Every
+    /// event is checked (a known kind, a score in [0, 1], a time not in the future); an
+    /// event of a person since deleted is kept without a person. An event already present
+    /// (same person, kind and time) is skipped, so importing the same file twice changes
+    /// nothing. Returns (added, skipped).
+    pub fn import_attendance(
+        &mut self,
+        records: &[AttendanceRecord],
+        actor: &str,
+    ) -> StoreResult<(usize, usize)> {
+        self.write(actor, "import_attendance", |tx, _, changes| {
+            let (mut added, mut skipped) = (0, 0);
+            let latest = Utc::now() + CLOCK_SKEW;
+            for (line, record) in records.iter().enumerate() {
+                let invalid = |why: String| StoreError::InvalidSetting(format!("record {}: {why}", line + 1));
+                check_score(record.score).map_err(invalid)?;
+                let time = parse_time(&record.at).map_err(invalid)?;
+                if time > latest {
+                    return Err(invalid(format!("the time {} is in the future", record.at)));
+                }
+                let at = time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let person_id: Option<i64> = match &record.external_id {
+                    Some(external_id) => Some(
+                        tx.query_row(
+                            "SELECT id FROM people WHERE external_id = ?1 AND modality = 'face'",
+                            params![external_id],
+                            |row| row.get(0),
+                        )
+                        .optional()?
+                        .ok_or_else(|| invalid(format!("nobody is enrolled with id {external_id}")))?,
+                    ),
+                    None => None,
+                };
+                let exists: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM attendance WHERE person_id IS ?1 AND kind = ?2 AND at = ?3)",
+                    params![person_id, record.kind, at],
+                    |row| row.get(0),
+                )?;
+                if exists {
+                    skipped += 1;
+                    continue;
+                }
+                tx.execute(
+                    "INSERT INTO attendance (person_id, kind, at, score) VALUES (?1, ?2, ?3, ?4)",
+                    params![person_id, record.kind, at, record.score],
+                )?;
+                changes.put(tx, &ATTENDANCE, tx.last_insert_rowid())?;
+                added += 1;
+            }
+            let detail = serde_json::json!({ "added": added, "skipped": skipped });
+            Ok(((added, skipped), detail))
+        })
+    }
+}
+
+fn upsert_setting(
+    tx: &rusqlite::Connection,
+    keys: &super::Keys,
+    changes: &mut super::Changes,
+    key: &str,
+    value: &str,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    seals::seal(tx, keys, &seals::SETTINGS, &key)?;
+    changes.put(tx, &SETTINGS, key.to_string())
+}

@@ -1,0 +1,120 @@
+//! The rows that decide carry a seal: a person (whose name and id a verification is made
+//! against) and a setting (the bands, the active model) hold an HMAC of their content
+//! under the database's key, checked every time they are read. An edited name, a swapped
+//! id or bands set to 0/0 in a SQLite shell is an error naming the row, never a verdict.
+
+use rusqlite::{Connection, OptionalExtension, ToSql};
+
+use super::canonical::encode_columns;
+use super::keys::Keys;
+use super::ledger::Table;
+use crate::error::StoreResult;
+
+/// People, sealed over these columns (the key first).
+pub const PEOPLE: Table = Table {
+    name: "people",
+    key: "id",
+    columns: &["id", "name", "external_id", "modality", "created_at"],
+};
+/// Settings, sealed over their key and value.
+pub const SETTINGS: Table = Table {
+    name: "settings",
+    key: "key",
+    columns: &["key", "value"],
+};
+const ALL: [&Table; 2] = [&PEOPLE, &SETTINGS];
+
+/// The parts a seal covers, from a row whose first columns are `which.columns`.
+fn parts(which: &Table, row: &rusqlite::Row) -> rusqlite::Result<Vec<Vec<u8>>> {
+    let mut parts = vec![which.name.as_bytes().to_vec()];
+    parts.extend(encode_columns(row, which.columns.len())?);
+    Ok(parts)
+}
+
+fn as_slices(parts: &[Vec<u8>]) -> Vec<&[u8]> {
+    parts.iter().map(Vec::as_slice).collect()
+}
+
+/// Seals the row of `which` under `key` as it now stands.
+pub fn seal(conn: &Connection, keys: &Keys, which: &Table, key: &dyn ToSql) -> StoreResult<()> {
+    let select = format!(
+        "SELECT {} FROM {} WHERE {} = ?1",
+        which.columns.join(", "),
+        which.name,
+        which.key
+    );
+    let sealed: Option<String> = conn
+        .query_row(&select, [key], |row| {
+            Ok(keys.seal(&as_slices(&parts(which, row)?)))
+        })
+        .optional()?;
+    if let Some(sealed) = sealed {
+        conn.execute(
+            &format!(
+                "UPDATE {} SET seal = ?1 WHERE {} = ?2",
+                which.name, which.key
+            ),
+            rusqlite::params![sealed, key],
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether a row read as `which.columns` then its seal carries a true seal.
+pub fn holds(keys: &Keys, which: &Table, row: &rusqlite::Row) -> rusqlite::Result<bool> {
+    let seal: Option<String> = row.get(which.columns.len())?;
+    let parts = parts(which, row)?;
+    Ok(seal.is_some_and(|seal| keys.check_seal(&as_slices(&parts), &seal)))
+}
+
+/// The SELECT that `holds` reads: the sealed columns, then the seal.
+pub fn select_sealed(which: &Table) -> String {
+    format!("{}, seal", which.columns.join(", "))
+}
+
+/// Every sealed row whose seal does not hold, one line each.
+pub fn broken(conn: &Connection, keys: &Keys) -> StoreResult<Vec<String>> {
+    let mut found = Vec::new();
+    for which in ALL {
+        let mut statement = conn.prepare(&format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            select_sealed(which),
+            which.name,
+            which.key
+        ))?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            if !holds(keys, which, row)? {
+                let key =
+                    String::from_utf8_lossy(&super::canonical::encode_value(row.get_ref(0)?)[1..])
+                        .into_owned();
+                found.push(format!(
+                    "{} row {key}: its seal does not match its content",
+                    which.name
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Re-seals every sealed row with the current key (a key rotation).
+pub fn reseal_all(conn: &Connection, keys: &Keys) -> StoreResult<Vec<(&'static Table, String)>> {
+    let mut resealed = Vec::new();
+    for which in ALL {
+        let mut statement = conn.prepare(&format!("SELECT {} FROM {}", which.key, which.name))?;
+        let keys_of_rows: Vec<rusqlite::types::Value> = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for key in keys_of_rows {
+            seal(conn, keys, which, &key)?;
+            let text = match &key {
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Text(t) => t.clone(),
+                other => format!("{other:?}"),
+            };
+            resealed.push((which, text));
+        }
+    }
+    Ok(resealed)
+}
