@@ -11,6 +11,10 @@ use crate::face::{FaceModels, align_chip};
 #[derive(Debug, Clone, Serialize)]
 pub struct FaceTimings {
     pub device: String,
+    /// The CPU kernels' instruction set (`cpu::Isa`); the tensor path on a GPU ignores it.
+    pub kernel: String,
+    /// The rayon threads the networks share.
+    pub threads: usize,
     pub iterations: usize,
     pub image_width: u32,
     pub image_height: u32,
@@ -51,6 +55,8 @@ pub fn time_face_pipeline(
     };
     Ok(FaceTimings {
         device: crate::device::describe(models.device()).to_string(),
+        kernel: models.isa.name().to_string(),
+        threads: rayon::current_num_threads(),
         iterations,
         image_width: image.width(),
         image_height: image.height(),

@@ -5,9 +5,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
+use candle_core::Device;
 use common::{data, models, shared};
 use vouch::Error;
+use vouch::cpu::Isa;
 use vouch::face::FaceModels;
+use vouch::face::detector::TinyFaceDetector;
+use vouch::face::landmarks::Landmark68Net;
 use vouch::imageio::load_rgb;
 use vouch::matching::{DEFAULT_FACE_THRESHOLD, compare_faces, euclidean_distance};
 
@@ -101,26 +105,74 @@ fn embeddings_match_the_independent_float_reference() {
         .keys()
         .map(|name| image::open(data(name)).unwrap().into_rgb8())
         .collect();
-    let models = models();
-    // A batch of two runs one image per thread, a single chip by rows within each layer.
-    let batched = models.network_embeddings(&chips).unwrap();
-    let one_by_one = chips.iter().map(|chip| {
-        models
-            .network_embeddings(std::slice::from_ref(chip))
-            .unwrap()
-            .remove(0)
-    });
-    for ((name, expected), actual) in golden
-        .iter()
-        .cycle()
-        .zip(batched.into_iter().chain(one_by_one))
-    {
-        let worst = expected
+    // Every path the CPU runs: AVX-512, AVX2+FMA, NEON, portable.
+    for isa in Isa::available() {
+        let mut models = FaceModels::load(&common::repo().join("models"), &Device::Cpu).unwrap();
+        models.isa = isa;
+        // A batch of two runs one image per thread, a single chip by rows within each layer.
+        let batched = models.network_embeddings(&chips).unwrap();
+        let one_by_one = chips.iter().map(|chip| {
+            models
+                .network_embeddings(std::slice::from_ref(chip))
+                .unwrap()
+                .remove(0)
+        });
+        for ((name, expected), actual) in golden
             .iter()
-            .zip(&actual)
-            .map(|(e, a)| (e - a).abs())
-            .fold(0.0f32, f32::max);
-        assert!(worst <= 1e-4, "{name}: largest difference {worst}");
+            .cycle()
+            .zip(batched.into_iter().chain(one_by_one))
+        {
+            let worst = expected
+                .iter()
+                .zip(&actual)
+                .map(|(e, a)| (e - a).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1e-4, "{isa:?} {name}: largest difference {worst}");
+        }
+    }
+}
+
+/// The detector and the landmark network on planes (every CPU path) against their tensor
+/// path (what a GPU runs), on a real photo.
+#[test]
+fn the_cpu_planes_and_the_tensor_path_agree() {
+    let load = |file: &str| {
+        let weights =
+            vouch::models::load_weights(&common::repo().join("models").join(file), &Device::Cpu)
+                .unwrap();
+        candle_nn::VarBuilder::from_tensors(weights.tensors, candle_core::DType::F32, &Device::Cpu)
+    };
+    let photo = load_rgb(&data("astronaut.png")).unwrap();
+    let canvas = image::imageops::resize(&photo, 416, 416, image::imageops::FilterType::Triangle);
+    let detector = TinyFaceDetector::new(load(vouch::models::DETECTOR_FILE)).unwrap();
+    let tensors = TinyFaceDetector::on_tensors(load(vouch::models::DETECTOR_FILE)).unwrap();
+    let crop = image::imageops::resize(&photo, 112, 112, image::imageops::FilterType::Triangle);
+    let landmarks = Landmark68Net::new(load(vouch::models::LANDMARKS_FILE)).unwrap();
+    let landmark_tensors = Landmark68Net::on_tensors(load(vouch::models::LANDMARKS_FILE)).unwrap();
+    let expected_grid = tensors.grid(&canvas, &Device::Cpu, Isa::Portable).unwrap();
+    let expected_points = landmark_tensors
+        .points(std::slice::from_ref(&crop), &Device::Cpu, Isa::Portable)
+        .unwrap();
+    for isa in Isa::available() {
+        let grid = detector.grid(&canvas, &Device::Cpu, isa).unwrap();
+        let mut worst = 0f32;
+        for cell in 0..grid.cells * grid.cells {
+            for k in 0..vouch::face::detector::OUTPUTS {
+                let (row, col) = (cell / grid.cells, cell % grid.cells);
+                worst =
+                    worst.max((grid.logit(row, col, k) - expected_grid.logit(row, col, k)).abs());
+            }
+        }
+        assert!(worst < 1e-3, "{isa:?} detector: {worst}");
+        let points = landmarks
+            .points(std::slice::from_ref(&crop), &Device::Cpu, isa)
+            .unwrap();
+        let worst = points[0]
+            .iter()
+            .zip(&expected_points[0])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{isa:?} landmarks: {worst}");
     }
 }
 

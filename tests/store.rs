@@ -716,3 +716,29 @@ fn a_database_from_before_the_seals_is_sealed_on_opening() {
         "the old clear crop is still in the file"
     );
 }
+
+#[test]
+fn processes_opening_a_new_database_at_once_share_one_key_and_one_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    let starting_gun = std::sync::Barrier::new(4);
+    std::thread::scope(|scope| {
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    starting_gun.wait();
+                    Store::open(&path).map(drop)
+                })
+            })
+            .collect();
+        for opener in openers {
+            opener.join().unwrap().unwrap();
+        }
+    });
+    let mut store = Store::open(&path).unwrap();
+    store
+        .enroll("Ana", "E1", Modality::Face, "m", &[template(0.1)], "tester")
+        .unwrap();
+    assert!(store.audit_verify().unwrap().intact);
+    assert!(Store::open(&path).unwrap().audit_verify().unwrap().intact);
+}

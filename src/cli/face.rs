@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::print_report;
 use crate::context::Context;
+use crate::cpu::Isa;
 use crate::face::{Face, FaceModels};
 use crate::matching::{DEFAULT_FACE_THRESHOLD, compare_faces};
 use crate::{imageio, perf};
@@ -48,6 +49,10 @@ pub enum BenchCommand {
         image: Option<PathBuf>,
         #[arg(long, default_value_t = 30)]
         iterations: usize,
+        /// CPU kernels to time: avx512, avx2, neon, portable, or `all` (each one this CPU
+        /// runs, one after the other) [default: the one Vouch would choose].
+        #[arg(long)]
+        kernel: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -72,28 +77,55 @@ pub fn bench(command: BenchCommand, context: &Context) -> anyhow::Result<ExitCod
     let BenchCommand::Face {
         image,
         iterations,
+        kernel,
         json,
     } = command;
     let image = image.unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/astronaut.png")
     });
     let picture = imageio::load_rgb(&image)?;
-    let timings = perf::time_face_pipeline(&context.load_faces()?, &picture, iterations)?;
-    print_report(&timings, json, |t| {
-        format!(
-            "device {}, {}x{} image, median of {}:\n  detect {:.2} ms\n  landmarks {:.2} ms\n  align {:.2} ms\n  embed {:.2} ms (batch of 8: {:.2} ms per chip)\n  whole pipeline {:.2} ms",
-            t.device,
-            t.image_width,
-            t.image_height,
-            t.iterations,
-            t.detect_ms,
-            t.landmarks_ms,
-            t.align_ms,
-            t.embed_ms,
-            t.embed_batch8_per_chip_ms,
-            t.pipeline_ms
-        )
+    let mut models = context.load_faces()?;
+    let mut reports = Vec::new();
+    for isa in kernels_to_time(kernel.as_deref())? {
+        models.isa = isa;
+        reports.push(perf::time_face_pipeline(&models, &picture, iterations)?);
+    }
+    print_report(&reports, json, |reports| {
+        let lines: Vec<String> = reports.iter().map(describe_timings).collect();
+        lines.join("\n")
     })
+}
+
+fn kernels_to_time(requested: Option<&str>) -> anyhow::Result<Vec<Isa>> {
+    match requested {
+        None => Ok(vec![Isa::chosen()]),
+        Some("all") => Ok(Isa::available()),
+        Some(name) => {
+            let isa = Isa::parse(name).ok_or_else(|| {
+                anyhow::anyhow!("unknown kernel {name:?}: use avx512, avx2, neon, portable or all")
+            })?;
+            anyhow::ensure!(isa.supported(), "this CPU cannot run the {name} kernels");
+            Ok(vec![isa])
+        }
+    }
+}
+
+fn describe_timings(t: &perf::FaceTimings) -> String {
+    format!(
+        "{} kernels on {}, {} threads, {}x{} image, median of {}:\n  detect {:.2} ms\n  landmarks {:.2} ms\n  align {:.2} ms\n  embed {:.2} ms (batch of 8: {:.2} ms per chip)\n  whole pipeline {:.2} ms",
+        t.kernel,
+        t.device,
+        t.threads,
+        t.image_width,
+        t.image_height,
+        t.iterations,
+        t.detect_ms,
+        t.landmarks_ms,
+        t.align_ms,
+        t.embed_ms,
+        t.embed_batch8_per_chip_ms,
+        t.pipeline_ms
+    )
 }
 
 #[derive(Serialize)]

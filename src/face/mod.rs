@@ -4,7 +4,6 @@
 pub mod align;
 pub mod detector;
 pub mod landmarks;
-mod nhwc;
 pub mod recognition;
 
 use std::path::Path;
@@ -17,6 +16,7 @@ use serde::Serialize;
 pub use align::Point;
 use align::Similarity;
 
+use crate::cpu::Isa;
 use crate::error::{Error, Result};
 use crate::models::{self, CropEmbedder, DETECTOR_FILE, LANDMARKS_FILE, RECOGNITION_FILE};
 use crate::types::{Modality, TemplateShape};
@@ -42,7 +42,13 @@ pub const TEMPLATE_SHAPE: TemplateShape = TemplateShape {
 /// (canvas, longest side of the photo on it): the usual full-size pass, and a zoomed-out
 /// one for close-ups. On 400 LFW DevTrain pairs the first alone missed 47 of 341 faces,
 /// both together 1.
-const DETECTION_PASSES: [(u32, u32); 2] = [(416, 416), (416, 208)];
+const FULL_SIZE_PASS: (u32, u32) = (416, 416);
+const ZOOMED_OUT_PASS: (u32, u32) = (416, 208);
+/// The largest face side, in detector-canvas pixels, that the full-size pass finds
+/// reliably; past it the detector starts to miss (on 800 LFW DevTrain photos, whose faces
+/// lie at 160-400 px on the canvas, it missed 10-14% of faces at 160-240 px and 64-85%
+/// at 280-400 px).
+const DETECTOR_FIELD_PX: f32 = 150.0;
 /// A box holding this much of a better one is the same face seen larger, not a second face.
 const MAX_CONTAINED: f32 = 0.5;
 /// Faces narrower than this have too few pixels for landmarks worth aligning on.
@@ -147,6 +153,8 @@ pub struct FaceModels {
     device: Device,
     recognition_sha256: String,
     pub min_detection_score: f32,
+    /// The instruction set the CPU kernels run on (`cpu::Isa::chosen`, unless set).
+    pub isa: Isa,
 }
 
 impl FaceModels {
@@ -174,6 +182,7 @@ impl FaceModels {
             device: device.clone(),
             recognition_sha256,
             min_detection_score: DEFAULT_MIN_DETECTION_SCORE,
+            isa: Isa::chosen(),
         })
     }
 
@@ -252,14 +261,17 @@ impl FaceModels {
     /// Faces scoring at least `min_detection_score`, after non-maximum suppression, in
     /// image pixels; tiny ones are dropped. The detector finds faces best when they are
     /// 60-150 px in its input and misses close-ups (a kiosk user, an ID photo), so it looks
-    /// twice: at full size, and with the photo shrunk onto the canvas.
+    /// at full size, and again with the photo shrunk onto the canvas when
+    /// `needs_zoomed_out_pass` says the first look may have missed one.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
         self.detect_above(image, self.min_detection_score)
     }
 
     fn detect_above(&self, image: &RgbImage, min_score: f32) -> Result<Vec<Detection>> {
-        let mut candidates = Vec::new();
-        for (canvas, longest_side) in DETECTION_PASSES {
+        let (canvas, longest_side) = FULL_SIZE_PASS;
+        let mut candidates = self.detect_pass(image, canvas, longest_side, min_score)?;
+        if self.needs_zoomed_out_pass(image, &candidates) {
+            let (canvas, longest_side) = ZOOMED_OUT_PASS;
             candidates.extend(self.detect_pass(image, canvas, longest_side, min_score)?);
         }
         let (width, height) = image.dimensions();
@@ -269,6 +281,27 @@ impl FaceModels {
             w >= MIN_CROP_PX && h >= MIN_CROP_PX
         });
         Ok(kept)
+    }
+
+    /// Whether the full-size pass may have missed a close-up: it found no confident face,
+    /// or its largest one is beyond `DETECTOR_FIELD_PX`, or the photo was enlarged to fill
+    /// the canvas. A photo smaller than the canvas is a crop around someone (an ID photo,
+    /// LFW's 250 px portraits), where the full-size pass can find a small face in the
+    /// background and miss the large one in front; a camera frame is larger than the
+    /// canvas and, with its face in the detector's field, pays for one pass.
+    fn needs_zoomed_out_pass(&self, image: &RgbImage, full_size: &[Detection]) -> bool {
+        let (_, longest_side) = FULL_SIZE_PASS;
+        let (width, height) = image.dimensions();
+        let scale = longest_side as f32 / width.max(height) as f32;
+        let largest_confident_side = full_size
+            .iter()
+            .filter(|d| d.score >= self.min_detection_score)
+            .map(|d| d.bbox.width.max(d.bbox.height) * scale)
+            .reduce(f32::max);
+        match largest_confident_side {
+            None => true,
+            Some(side) => side > DETECTOR_FIELD_PX || scale > 1.0,
+        }
     }
 
     /// One detector run with the photo resized so its longest side is `longest_side` and
@@ -290,18 +323,15 @@ impl FaceModels {
         );
         let mut square = RgbImage::new(canvas, canvas);
         imageops::replace(&mut square, &resized, 0, 0);
-        let input = to_input_tensor(&[square], detector::MEAN_RGB, &self.device)?;
-        let output = on_the_pool(|| self.detector.forward(&input))?
-            .squeeze(0)?
-            .to_vec3::<f32>()?; // [25][cells][cells]
-        let cells = output[0].len();
+        let grid = on_the_pool(|| self.detector.grid(&square, &self.device, self.isa))?;
+        let cells = grid.cells;
         // One grid cell in photo pixels.
         let cell_px = canvas as f32 / cells as f32 / scale;
         let mut candidates = Vec::new();
         for cell in 0..cells * cells {
             let (row, col) = (cell / cells, cell % cells);
             for (anchor, &(anchor_w, anchor_h)) in detector::ANCHORS.iter().enumerate() {
-                let channel = |k: usize| output[anchor * 5 + k][row][col];
+                let channel = |k: usize| grid.logit(row, col, anchor * 5 + k);
                 let score = sigmoid(channel(4));
                 if score < min_score {
                     continue;
@@ -410,8 +440,7 @@ impl FaceModels {
             return Ok(Vec::new());
         }
         let size = landmarks::INPUT_SIZE as f64;
-        let tensor = to_input_tensor(crops, landmarks::MEAN_RGB, &self.device)?;
-        let output = on_the_pool(|| self.landmarks.forward(&tensor))?.to_vec2::<f32>()?;
+        let output = on_the_pool(|| self.landmarks.points(crops, &self.device, self.isa))?;
         Ok(output
             .iter()
             .zip(to_image)
@@ -460,7 +489,7 @@ impl FaceModels {
             )));
         }
         let input = to_input_tensor(chips, recognition::MEAN_RGB, &self.device)?;
-        let embeddings = on_the_pool(|| self.recognition.forward(&input))?;
+        let embeddings = on_the_pool(|| self.recognition.forward(&input, self.isa))?;
         Ok(embeddings.to_vec2::<f32>()?)
     }
 }
@@ -500,7 +529,11 @@ pub fn align_chip(image: &RgbImage, landmarks: &[Point]) -> Result<RgbImage> {
 
 /// Same-sized RGB images -> [N, 3, H, W] with `(pixel - mean) / 255`, as the networks
 /// were trained.
-fn to_input_tensor(images: &[RgbImage], mean_rgb: [f32; 3], device: &Device) -> Result<Tensor> {
+pub(crate) fn to_input_tensor(
+    images: &[RgbImage],
+    mean_rgb: [f32; 3],
+    device: &Device,
+) -> candle_core::Result<Tensor> {
     let (width, height) = images[0].dimensions();
     let plane = (width * height) as usize;
     let mut data = vec![0f32; images.len() * 3 * plane];
@@ -514,11 +547,11 @@ fn to_input_tensor(images: &[RgbImage], mean_rgb: [f32; 3], device: &Device) -> 
             }
         }
     });
-    Ok(Tensor::from_vec(
+    Tensor::from_vec(
         data,
         (images.len(), 3, height as usize, width as usize),
         device,
-    )?)
+    )
 }
 
 /// The photo's subject among `faces` (see `FaceModels::main_face`): the kiosk and every

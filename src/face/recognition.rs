@@ -2,14 +2,16 @@
 //! face-api.js. Each convolution is followed by a per-channel scale layer (dlib's affine
 //! layer, a frozen batch norm); it is folded into the convolution when the weights load,
 //! which saves a full pass over every activation. On the CPU the network runs on NHWC
-//! planes with its own direct and Winograd convolutions (`nhwc`); elsewhere on candle
+//! planes with the direct and Winograd convolutions of `crate::cpu`; elsewhere on candle
 //! tensors.
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 use rayon::prelude::*;
 
-use super::nhwc::{Epilogue, PackedConv, Plane, WinogradConv, convolve, convolve_winograd};
+use crate::cpu::{
+    self, Activation, Epilogue, Isa, PackedConv, Plane, WinogradConv, convolve, convolve_winograd,
+};
 use crate::nn::{GemmConv, global_average, linear};
 
 pub const CHIP_SIZE: usize = 150;
@@ -26,7 +28,7 @@ pub struct ConvScale {
 }
 
 /// The folded weights in the form the device runs: candle tensors off the CPU, the
-/// `nhwc` kernels' packing on it.
+/// `cpu` kernels' packing on it.
 enum Conv {
     Tensors(GemmConv),
     Direct(PackedConv),
@@ -90,16 +92,18 @@ impl ConvScale {
         }
     }
 
-    /// Into `outputs`, one per image (see `nhwc::convolve`).
+    /// Into `outputs`, one per image (see `cpu::convolve`).
     fn forward_planes(
         &self,
         inputs: &[Plane],
         outputs: &mut [Plane],
         epilogue: Epilogue,
+        isa: Isa,
     ) -> Result<()> {
+        let padding = (self.padding, self.padding);
         match &self.conv {
-            Conv::Winograd(conv) => convolve_winograd(conv, inputs, outputs, epilogue),
-            Conv::Direct(conv) => convolve(conv, inputs, self.padding, outputs, epilogue),
+            Conv::Winograd(conv) => convolve_winograd(conv, inputs, outputs, epilogue, isa),
+            Conv::Direct(conv) => convolve(conv, inputs, padding, outputs, epilogue, isa),
             Conv::Tensors(_) => candle_core::bail!("the recognition weights are not on the CPU"),
         }
         Ok(())
@@ -153,38 +157,37 @@ impl ResidualBlock {
     }
 
     /// The same on a batch of NHWC planes (square, as every plane of this network is).
-    fn forward_planes(&self, x: &[Plane]) -> Result<Vec<Plane>> {
+    fn forward_planes(&self, x: &[Plane], isa: Isa) -> Result<Vec<Plane>> {
         let Some(first) = x.first() else {
             return Ok(Vec::new());
         };
         let (inner, channels) = self.conv1.output_shape(first.dims().0);
         let mut hidden = Plane::zeros_batch(x.len(), (inner, inner, channels), 1);
-        let relu = Epilogue {
-            residual: None,
-            relu: true,
-        };
-        self.conv1.forward_planes(x, &mut hidden, relu)?;
+        let relu = Epilogue::activation(Activation::Relu);
+        self.conv1.forward_planes(x, &mut hidden, relu, isa)?;
         if !self.downsample {
             let mut out = Plane::zeros_batch(x.len(), (inner, inner, channels), 1);
             let add_input = Epilogue {
                 residual: Some(x),
-                relu: true,
+                activation: Activation::Relu,
             };
-            self.conv2.forward_planes(&hidden, &mut out, add_input)?;
+            self.conv2
+                .forward_planes(&hidden, &mut out, add_input, isa)?;
             return Ok(out);
         }
         // Block inputs come out of a ReLU, so their average needs none where the
         // convolution's output does not reach (the odd sizes' last row and column).
         let shortcut: Vec<Plane> = x
-            .par_iter()
+            .iter()
             .map(|plane| plane.average_pool_2x2(channels, 1))
             .collect();
         let mut out = shortcut.clone();
         let add_shortcut = Epilogue {
             residual: Some(&shortcut),
-            relu: true,
+            activation: Activation::Relu,
         };
-        self.conv2.forward_planes(&hidden, &mut out, add_shortcut)?;
+        self.conv2
+            .forward_planes(&hidden, &mut out, add_shortcut, isa)?;
         Ok(out)
     }
 }
@@ -227,10 +230,10 @@ impl FaceRecognitionNet {
         })
     }
 
-    /// [N, 3, 150, 150] normalised -> [N, 128].
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// [N, 3, 150, 150] normalised -> [N, 128]; on the CPU by `isa`'s kernels.
+    pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
         if x.device().is_cpu() {
-            return self.forward_cpu(x);
+            return self.forward_cpu(x, isa);
         }
         let x = self.stem.forward(x, true)?; // [N, 32, 72, 72]
         let mut x = x.max_pool2d_with_stride(3, 2)?; // [N, 32, 35, 35]
@@ -241,32 +244,52 @@ impl FaceRecognitionNet {
         self.fc.forward(&global_average(&x)?)
     }
 
-    /// The CPU path: the batch as NHWC planes, layer by layer, each layer's work shared
-    /// out over the pool.
-    fn forward_cpu(&self, x: &Tensor) -> Result<Tensor> {
+    /// The CPU path: the batch as NHWC planes, layer by layer. With at least an image
+    /// per thread each thread takes its share of the images through the whole network;
+    /// otherwise each layer's work is shared out over the pool.
+    fn forward_cpu(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         let values = x.flatten_all()?.to_vec1::<f32>()?;
         let inputs: Vec<Plane> = values
             .par_chunks_exact(c * h * w)
             .map(|image| Plane::from_planar(image, c, h, w))
             .collect();
-        let (size, channels) = self.stem.output_shape(h);
-        let mut stem = Plane::zeros_batch(n, (size, size, channels), 0);
-        let relu = Epilogue {
-            residual: None,
-            relu: true,
+        let threads = rayon::current_num_threads();
+        let features = if threads > 1 && n >= threads {
+            let shares: Vec<&[Plane]> = inputs.chunks(n.div_ceil(threads)).collect();
+            let per_share = cpu::per_thread(&shares, |share| self.features(share, isa));
+            per_share.into_iter().collect::<Result<Vec<_>>>()?.concat()
+        } else {
+            self.features(&inputs, isa)?
         };
-        self.stem.forward_planes(&inputs, &mut stem, relu)?;
-        let mut planes: Vec<Plane> = stem
-            .par_iter()
-            .map(|plane| plane.max_pool(3, 2, 1))
-            .collect();
-        for block in &self.blocks {
-            planes = block.forward_planes(&planes)?;
-        }
-        let features: Vec<f32> = planes.iter().flat_map(Plane::channel_means).collect();
         let width = features.len() / n.max(1);
         self.fc
             .forward(&Tensor::from_vec(features, (n, width), x.device())?)
+    }
+
+    /// The pooled 256 features of each image, in order, before the last linear layer.
+    fn features(&self, inputs: &[Plane], isa: Isa) -> Result<Vec<f32>> {
+        let Some(first) = inputs.first() else {
+            return Ok(Vec::new());
+        };
+        let (size, channels) = self.stem.output_shape(first.dims().0);
+        let mut stem = Plane::zeros_batch(inputs.len(), (size, size, channels), 0);
+        self.stem.forward_planes(
+            inputs,
+            &mut stem,
+            Epilogue::activation(Activation::Relu),
+            isa,
+        )?;
+        let mut planes: Vec<Plane> = stem
+            .iter()
+            .map(|plane| plane.max_pool(3, 2, 1, isa))
+            .collect();
+        for block in &self.blocks {
+            planes = block.forward_planes(&planes, isa)?;
+        }
+        Ok(planes
+            .iter()
+            .flat_map(|plane| plane.channel_means(Activation::None))
+            .collect())
     }
 }

@@ -34,11 +34,28 @@ pub fn create_private_file(path: &Path) -> StoreResult<()> {
     options.open(path).map(drop).map_err(io(path))
 }
 
+/// An exclusive lock on `path` + `.lock` (created 0600 and left in place: removing a lock
+/// file races with the next process taking it), held until the file is dropped. SQLite's
+/// own locks cannot serve: opening and closing a second handle on the database would
+/// release the connection's POSIX locks.
+pub fn lock_beside(path: &Path) -> StoreResult<std::fs::File> {
+    let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
+    lock_name.push(".lock");
+    let lock_path = path.with_file_name(lock_name);
+    create_private_file(&lock_path)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    file.lock().map_err(io(&lock_path))?;
+    Ok(file)
+}
+
 /// `bytes` as the whole of `path` (mode 0600): written beside it, synced and renamed, so
-/// a reader never sees half a file.
+/// a reader never sees half a file. The partial file is this process's own.
 pub fn write_private(path: &Path, bytes: &[u8]) -> StoreResult<()> {
     let mut partial_name = path.file_name().unwrap_or_default().to_os_string();
-    partial_name.push(".partial");
+    partial_name.push(format!(".{}.partial", std::process::id()));
     let partial = path.with_file_name(partial_name);
     let _ = std::fs::remove_file(&partial);
     create_private_file(&partial)?;

@@ -161,6 +161,9 @@ impl Store {
         if let Some(parent) = path.parent() {
             files::create_private_dir(parent)?;
         }
+        // Two processes opening a new database at once (the window and the CLI) would
+        // each make a key and migrate: one prepares, the other then finds it ready.
+        let _preparing = files::lock_beside(path)?;
         files::create_private_file(path)?;
         let existed = std::fs::metadata(path)
             .map(|m| m.len() > 0)

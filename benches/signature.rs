@@ -1,0 +1,52 @@
+//! The bank clerk's wait: one questioned cheque scan checked against an account's 12
+//! enrolled reference signatures, end to end (`workflow::verify_signature`: decode and
+//! normalise the scan, embed it, score it against the references, record the decision,
+//! open the references' canvases for display). CEDAR writer 31 from `../shared`; skipped
+//! with a message when that is absent.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use criterion::{Criterion, criterion_group, criterion_main};
+use vouch::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
+use vouch::store::Store;
+use vouch::workflow::{EnrollRequest, enroll_signature, verify_signature};
+
+const REFERENCES: usize = 12;
+
+fn verify_one_scan(c: &mut Criterion) {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let shared = std::env::var_os("VOUCH_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("../shared"));
+    let genuine = shared.join("data/signatures/cedar/genuine");
+    if !genuine.is_dir() {
+        eprintln!("SKIPPED signature bench: {} is absent", genuine.display());
+        return;
+    }
+    let scan = |n: usize| genuine.join(format!("original_31_{n}.png"));
+    let model = SignatureModel::load(
+        &repo.join("models").join(SIGNATURE_MODEL_FILE),
+        &Device::Cpu,
+    )
+    .expect("models/");
+    let folder = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&folder.path().join("bench.db")).unwrap();
+    let request = EnrollRequest {
+        name: "Writer 31".into(),
+        external_id: "ACC-31".into(),
+        images: (1..=REFERENCES).map(scan).collect(),
+    };
+    enroll_signature(&model, &mut store, &request, "bench").unwrap();
+    let questioned = scan(REFERENCES + 1);
+    c.bench_function("signature_verify_1_scan_12_references", |b| {
+        b.iter(|| verify_signature(&model, &mut store, "ACC-31", &questioned, "bench").unwrap())
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = verify_one_scan
+}
+criterion_main!(benches);
