@@ -23,7 +23,12 @@ pub struct Context {
     /// The database's key file [default: beside the database, `<db>.key`].
     pub key: Option<PathBuf>,
     pub device: Device,
+    /// Who acts: on a database without operator accounts, the name the audit log records;
+    /// with accounts, the account a command logs in as (`login`).
     pub operator: String,
+    /// The operator named explicitly (`--operator`), as opposed to `$USER`: the only name
+    /// a command logs in as.
+    pub login: Option<String>,
     /// Lowest detector score accepted as a face.
     pub min_face_score: f32,
 }

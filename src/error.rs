@@ -127,6 +127,16 @@ pub enum StoreError {
     },
     #[error("invalid value: {0}")]
     InvalidSetting(String),
+    #[error("wrong operator name or secret ({name})")]
+    BadLogin { name: String },
+    #[error("{name} is locked out after repeated failed logins until {until} (UTC)")]
+    LockedOut { name: String, until: String },
+    #[error("the operator account {name} is disabled")]
+    OperatorDisabled { name: String },
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    #[error("{0}")]
+    Governance(String),
     #[error("cannot use {path}")]
     Io {
         #[source]

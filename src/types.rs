@@ -213,3 +213,89 @@ mod tests {
         assert_eq!(PunchKind::parse("OUT"), None);
     }
 }
+
+/// What an operator account may do. A database without operators is a single-user desk
+/// where everything is allowed; once one exists, every change is made by someone logged
+/// in whose role allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The kiosk screen only: check-ins.
+    Kiosk,
+    /// The signature desk and enrollment.
+    Clerk,
+    /// Everything: deletions, settings, training, models, operators, approvals.
+    Supervisor,
+    /// Reads only: the audit log, reports, exports.
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Kiosk, Role::Clerk, Role::Supervisor, Role::Auditor];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Kiosk => "kiosk",
+            Role::Clerk => "clerk",
+            Role::Supervisor => "supervisor",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Supervisor => true,
+            Role::Kiosk => matches!(permission, CheckIn),
+            Role::Clerk => matches!(permission, CheckIn | Enroll | Verify),
+            Role::Auditor => matches!(permission, Report),
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kinds of work a role is allowed or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// A kiosk punch.
+    CheckIn,
+    /// Enrolling people and their references.
+    Enroll,
+    /// 1:1 and 1:N checks that record a decision (the signature desk, `verify`).
+    Verify,
+    /// The audit log, attendance and decision reports, exports.
+    Report,
+    /// Deleting people, importing records and backups, re-embedding, key rotation.
+    Administer,
+    /// Proposing and approving changes of bands, repeat window and active model.
+    Govern,
+    /// Training runs.
+    Train,
+    /// Adding, disabling and resetting operator accounts.
+    ManageOperators,
+}
+
+impl Permission {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Permission::CheckIn => "check in",
+            Permission::Enroll => "enroll people",
+            Permission::Verify => "verify and record decisions",
+            Permission::Report => "read reports and exports",
+            Permission::Administer => "delete, import or re-key",
+            Permission::Govern => "propose or approve changes",
+            Permission::Train => "train models",
+            Permission::ManageOperators => "manage operators",
+        }
+    }
+}

@@ -75,11 +75,13 @@ fn enroll_verify_identify_delete() {
     );
     let repeat = run_json(&db, &["checkin"], Some("astronaut.png"));
     assert_eq!(repeat["status"], "repeat", "{repeat}");
-    let out = run_json(
+    let window = run_json(
         &db,
-        &["checkin", "--window-minutes", "0"],
-        Some("astronaut.png"),
+        &["settings", "set-repeat-window", "--minutes", "0"],
+        None,
     );
+    assert_eq!(window["status"], "approved", "{window}");
+    let out = run_json(&db, &["checkin"], Some("astronaut.png"));
     assert_eq!(out["kind"], "out", "{out}");
     let stranger = vouch(&db)
         .args(["checkin"])
@@ -116,7 +118,7 @@ fn enroll_verify_identify_delete() {
     assert_eq!(people.as_array().unwrap().len(), 0);
     let audit = run_json(&db, &["audit", "verify"], None);
     assert_eq!(audit["intact"], true);
-    assert_eq!(audit["rows"], 5); // enroll, verify, two punches, delete
+    assert_eq!(audit["rows"], 6); // enroll, verify, a punch, the repeat window, a punch, delete
 }
 
 /// ORL: enroll 3 photos of each of 40 people, identify the other 7.

@@ -299,9 +299,7 @@ fn edited_swapped_inserted_and_deleted_rows_are_found() {
                     "clerk",
                 )
                 .unwrap();
-            store
-                .set_bands(Modality::Face, FACE_BANDS, "supervisor")
-                .unwrap();
+            common::set_bands(&mut store, Modality::Face, FACE_BANDS).unwrap();
         }
         tamper(&path, sql);
         assert_found(&path, found);
@@ -558,9 +556,11 @@ fn reading_never_writes() {
         assert_eq!(store.people(None).unwrap().len(), 2);
         assert!(store.audit_verify().unwrap().intact);
         assert!(matches!(
-            Store::open_read_only(&copy)
-                .unwrap()
-                .set_bands(Modality::Face, FACE_BANDS, "t"),
+            common::set_bands(
+                &mut Store::open_read_only(&copy).unwrap(),
+                Modality::Face,
+                FACE_BANDS
+            ),
             Err(StoreError::ReadOnly { .. })
         ));
     }

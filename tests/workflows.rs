@@ -31,18 +31,14 @@ fn bands_are_saved_per_modality_and_audited() {
         low: 0.5,
         high: 0.62,
     };
-    store.set_bands(Modality::Face, strict, "operator").unwrap();
+    common::set_bands(&mut store, Modality::Face, strict).unwrap();
     assert_eq!(store.bands(Modality::Face).unwrap(), strict);
     assert_ne!(store.bands(Modality::Signature).unwrap(), strict);
     let inverted = Bands {
         low: 0.7,
         high: 0.6,
     };
-    assert!(
-        store
-            .set_bands(Modality::Face, inverted, "operator")
-            .is_err()
-    );
+    assert!(common::set_bands(&mut store, Modality::Face, inverted).is_err());
     assert_eq!(store.bands(Modality::Face).unwrap(), strict);
     let report = store.audit_verify().unwrap();
     assert_eq!((report.rows, report.intact), (1, true));

@@ -4,6 +4,7 @@
 
 mod eval;
 mod face;
+mod governance;
 mod people;
 mod records;
 mod signature;
@@ -19,6 +20,8 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::device::DeviceChoice;
+use crate::store::{Session, Store};
+use crate::types::Permission;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -55,7 +58,9 @@ pub struct GlobalArgs {
     /// apart from the backups: without it the biometrics cannot be read.
     #[arg(long, global = true)]
     pub key: Option<PathBuf>,
-    /// Who is acting, for the audit log [default: $USER].
+    /// Who is acting. On a database with operator accounts, the account to log in as for
+    /// any change (its password or PIN from $VOUCH_PASSWORD, else a prompt); without
+    /// accounts, the name the audit log records [default: $USER].
     #[arg(long, global = true)]
     pub operator: Option<String>,
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
@@ -80,6 +85,7 @@ impl GlobalArgs {
                 .clone()
                 .or_else(|| std::env::var("USER").ok())
                 .unwrap_or_else(|| "unknown".to_string()),
+            login: self.operator.clone(),
             min_face_score: self.min_face_score,
         })
     }
@@ -139,6 +145,12 @@ pub enum Command {
     /// The key that encrypts the biometrics and seals the audit log.
     #[command(subcommand)]
     Keys(records::KeysCommand),
+    /// Operator accounts and their roles.
+    #[command(subcommand)]
+    Operators(governance::OperatorsCommand),
+    /// Governed changes: list, approve or reject proposals.
+    #[command(subcommand)]
+    Proposals(governance::ProposalsCommand),
 }
 
 /// Commands whose only option is the output format.
@@ -176,6 +188,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
         Command::Import(command) => records::import(command, &context),
         Command::Audit(command) => records::audit(command, &context),
         Command::Keys(command) => records::keys(command, &context),
+        Command::Operators(command) => governance::operators(command, &context),
+        Command::Proposals(command) => governance::proposals(command, &context),
     }
 }
 
@@ -234,4 +248,42 @@ fn cancel_flag() -> &'static AtomicBool {
 /// never sees half a file.
 fn write_whole_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(crate::store::files::write_private(path, bytes)?)
+}
+
+/// The session a command runs under: on a database with operator accounts, a login as
+/// `--operator` (the secret from `$VOUCH_PASSWORD`, else a prompt); without, the
+/// single-user desk under `--operator` or `$USER`.
+fn session(context: &Context, store: &mut Store) -> anyhow::Result<Session> {
+    if !store.has_operators()? {
+        return Ok(Session::single_user(&context.operator));
+    }
+    let Some(name) = &context.login else {
+        anyhow::bail!(
+            "this database has operator accounts: name yours with --operator NAME (its password or PIN from $VOUCH_PASSWORD, or a prompt)"
+        );
+    };
+    let secret = match std::env::var("VOUCH_PASSWORD") {
+        Ok(secret) => secret,
+        Err(_) => rpassword::prompt_password(format!("Password or PIN for {name}: "))
+            .map_err(|e| anyhow::anyhow!("cannot read the password: {e}"))?,
+    };
+    Ok(store.login(name, &secret)?)
+}
+
+/// Opens the database to write, as an operator allowed to `permission`.
+fn open_as(context: &Context, permission: Permission) -> anyhow::Result<(Store, Session)> {
+    let mut store = context.open_store()?;
+    let session = session(context, &mut store)?;
+    store.authorize(&session, permission)?;
+    Ok((store, session))
+}
+
+/// Opens the database for a read that operator accounts guard (exports of personal
+/// data): read-only on a single-user desk; with accounts, as an operator allowed to
+/// `permission` (whose login is itself recorded).
+fn open_to_read_as(context: &Context, permission: Permission) -> anyhow::Result<Store> {
+    if !context.read_store()?.has_operators()? {
+        return Ok(context.read_store()?);
+    }
+    Ok(open_as(context, permission)?.0)
 }

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{JsonArgs, cancel_flag, print_report, progress_bar};
+use super::{JsonArgs, cancel_flag, open_as, open_to_read_as, print_report, progress_bar};
 use crate::context::Context;
 use crate::gallery::Gallery;
 use crate::imageio;
 use crate::models::CropEmbedder;
 use crate::store::{Punch, Store};
-use crate::types::Modality;
+use crate::types::{Modality, Permission};
 use crate::workflow::{self, EnrollRequest};
 
 #[derive(Args, Debug)]
@@ -61,9 +61,6 @@ pub struct IdentifyArgs {
 #[derive(Args, Debug)]
 pub struct CheckinArgs {
     image: PathBuf,
-    /// A repeat punch within this many minutes is ignored.
-    #[arg(long, default_value_t = 10)]
-    window_minutes: i64,
     #[arg(long)]
     json: bool,
 }
@@ -94,7 +91,7 @@ pub enum PeopleCommand {
 
 pub fn enroll(args: EnrollArgs, context: &Context) -> anyhow::Result<ExitCode> {
     let models = context.load_faces()?;
-    let mut store = context.open_store()?;
+    let (mut store, session) = open_as(context, Permission::Enroll)?;
     let mut gallery = Gallery::of_faces(&store, &models.model_id())?;
     let request = EnrollRequest {
         name: args.name,
@@ -107,7 +104,7 @@ pub fn enroll(args: EnrollArgs, context: &Context) -> anyhow::Result<ExitCode> {
         &mut gallery,
         &request,
         args.force,
-        &context.operator,
+        session.name(),
     )?;
     print_enrollment(&report, args.json, "reference(s)")
 }
@@ -131,13 +128,14 @@ pub(super) fn print_enrollment(
 
 pub fn enroll_batch(args: EnrollBatchArgs, context: &Context) -> anyhow::Result<ExitCode> {
     let requests = workflow::read_manifest(&args.manifest)?;
+    let (mut store, session) = open_as(context, Permission::Enroll)?;
     let bar = progress_bar("enrolling", "people")?;
     let report = workflow::enroll_batch(
         &context.load_faces()?,
-        &mut context.open_store()?,
+        &mut store,
         &requests,
         args.force,
-        &context.operator,
+        session.name(),
         cancel_flag(),
         &mut |p| {
             bar.set_length(p.total as u64);
@@ -182,23 +180,25 @@ fn describe_batch(report: &workflow::BatchReport) -> String {
 }
 
 pub fn reembed(args: JsonArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    let (mut store, session) = open_as(context, Permission::Administer)?;
     reembed_with(
         &context.load_faces()?,
-        &mut context.open_store()?,
-        &context.operator,
+        &mut store,
+        session.name(),
         args.json,
     )
 }
 
 pub fn verify(args: VerifyArgs, context: &Context) -> anyhow::Result<ExitCode> {
     let picture = imageio::load_rgb(&args.image)?;
+    let (mut store, session) = open_as(context, Permission::Verify)?;
     let report = workflow::verify_face(
         &context.load_faces()?,
-        &mut context.open_store()?,
+        &mut store,
         &args.id,
         &picture,
         &args.image.display().to_string(),
-        &context.operator,
+        session.name(),
     )?;
     print_report(&report, args.json, |o| {
         format!(
@@ -215,7 +215,7 @@ pub fn verify(args: VerifyArgs, context: &Context) -> anyhow::Result<ExitCode> {
 
 pub fn identify(args: IdentifyArgs, context: &Context) -> anyhow::Result<ExitCode> {
     let models = context.load_faces()?;
-    let store = context.read_store()?;
+    let store = open_to_read_as(context, Permission::Verify)?;
     let gallery = Gallery::of_faces(&store, &models.model_id())?;
     let picture = imageio::load_rgb(&args.image)?;
     let candidates = workflow::identify_face(
@@ -248,17 +248,18 @@ pub fn identify(args: IdentifyArgs, context: &Context) -> anyhow::Result<ExitCod
 
 pub fn checkin(args: CheckinArgs, context: &Context) -> anyhow::Result<ExitCode> {
     let models = context.load_faces()?;
-    let mut store = context.open_store()?;
+    let (mut store, session) = open_as(context, Permission::CheckIn)?;
     let gallery = Gallery::of_faces(&store, &models.model_id())?;
     let picture = imageio::load_rgb(&args.image)?;
+    let window = store.repeat_window()?;
     let report = workflow::checkin_photo(
         &models,
         &mut store,
         &gallery,
         &picture,
         &args.image.display().to_string(),
-        chrono::Duration::minutes(args.window_minutes),
-        &context.operator,
+        window,
+        session.name(),
     )?;
     print_report(&report, args.json, |o| match &o.punch {
         Punch::Recorded { kind, at } => {
@@ -301,7 +302,7 @@ pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode
             })
         }
         PeopleCommand::Delete { id, modality, yes } => {
-            let mut store = context.open_store()?;
+            let (mut store, session) = open_as(context, Permission::Administer)?;
             let person = store.person_by_external_id(&id, modality)?;
             if !yes {
                 anyhow::bail!(
@@ -310,7 +311,7 @@ pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode
                     person.external_id
                 );
             }
-            store.delete_person(person.id, &context.operator)?;
+            store.delete_person(person.id, session.name())?;
             println!("deleted {} ({})", person.name, person.external_id);
             Ok(ExitCode::SUCCESS)
         }

@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use super::{cancel_flag, print_report, progress_bar, write_whole_file};
+use super::governance::print_proposal;
+use super::{cancel_flag, open_as, open_to_read_as, print_report, progress_bar, write_whole_file};
 use crate::context::Context;
-use crate::store::{Store, exchange};
-use crate::types::{Bands, Modality};
+use crate::store::{Change, Store, exchange};
+use crate::types::{Bands, Modality, Permission};
+use crate::workflow::governance;
 
 #[derive(Subcommand, Debug)]
 pub enum SettingsCommand {
@@ -19,7 +21,9 @@ pub enum SettingsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Accept at a score of HIGH or more, reject under LOW, send to review between.
+    /// Propose bands: accept at a score of HIGH or more, reject under LOW, send to review
+    /// between. With operator accounts it waits for a second supervisor's approval
+    /// (`vouch proposals approve`); the proposal carries the replay of past decisions.
     SetBands {
         #[arg(long, value_enum)]
         modality: Modality,
@@ -27,6 +31,22 @@ pub enum SettingsCommand {
         low: f32,
         #[arg(long)]
         high: f32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose the kiosk's repeat window: a second punch within it is ignored.
+    SetRepeatWindow {
+        #[arg(long)]
+        minutes: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose how many supervisors a change needs: 2 (four eyes) or 1 (a site with one).
+    SetApprovers {
+        #[arg(long)]
+        count: u8,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -95,42 +115,69 @@ pub enum AuditCommand {
 }
 
 pub fn settings(command: SettingsCommand, context: &Context) -> anyhow::Result<ExitCode> {
-    match command {
-        SettingsCommand::Show { json } => {
-            let store = context.read_store()?;
-            let bands: Vec<(Modality, Bands)> = Modality::ALL
-                .into_iter()
-                .map(|m| Ok((m, store.bands(m)?)))
-                .collect::<anyhow::Result<_>>()?;
-            print_report(&bands, json, |bands| {
-                bands
-                    .iter()
-                    .map(|(m, b)| {
-                        format!(
-                            "{m}: accept >= {:.3}, review, reject < {:.3}",
-                            b.high, b.low
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-        }
+    if let SettingsCommand::Show { json } = command {
+        return show_settings(&context.read_store()?, json);
+    }
+    let (mut store, session) = open_as(context, Permission::Govern)?;
+    let (proposal, json) = match command {
         SettingsCommand::SetBands {
             modality,
             low,
             high,
-        } => {
-            context
-                .open_store()?
-                .set_bands(modality, Bands { low, high }, &context.operator)?;
-            println!("{modality}: accept >= {high}, reject < {low} (saved, audited)");
-            Ok(ExitCode::SUCCESS)
+            json,
+        } => (
+            governance::propose_bands(&mut store, &session, modality, Bands { low, high }, None)?,
+            json,
+        ),
+        SettingsCommand::SetRepeatWindow { minutes, json } => (
+            governance::propose_repeat_window(&mut store, &session, minutes)?,
+            json,
+        ),
+        SettingsCommand::SetApprovers { count, json } => {
+            let old = store.approvers_required()?;
+            let evidence = serde_json::json!({ "old": old });
+            let change = Change::Approvers { required: count };
+            (store.propose(change, evidence, &session)?, json)
         }
-    }
+        SettingsCommand::Show { .. } => unreachable!("answered above"),
+    };
+    print_proposal(&proposal, json)
+}
+
+fn show_settings(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
+    let bands: Vec<(Modality, Bands)> = Modality::ALL
+        .into_iter()
+        .map(|m| Ok((m, store.bands(m)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let settings = serde_json::json!({
+        "bands": bands,
+        "repeat_window_minutes": store.repeat_window()?.num_minutes(),
+        "approvers_required": store.approvers_required()?,
+    });
+    print_report(&settings, json, |_| {
+        let mut lines: Vec<String> = bands
+            .iter()
+            .map(|(m, b)| {
+                format!(
+                    "{m}: accept >= {:.3}, review, reject < {:.3}",
+                    b.high, b.low
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "kiosk repeat window: {} min",
+            settings["repeat_window_minutes"]
+        ));
+        lines.push(format!(
+            "approvals a change needs: {}",
+            settings["approvers_required"]
+        ));
+        lines.join("\n")
+    })
 }
 
 pub fn export(command: ExportCommand, context: &Context) -> anyhow::Result<ExitCode> {
-    let store = context.read_store()?;
+    let store = open_to_read_as(context, Permission::Report)?;
     match command {
         ExportCommand::Attendance {
             format,
@@ -155,7 +202,8 @@ pub fn export(command: ExportCommand, context: &Context) -> anyhow::Result<ExitC
 pub fn import(command: ImportCommand, context: &Context) -> anyhow::Result<ExitCode> {
     match command {
         ImportCommand::Attendance { file, json } => {
-            import_attendance(&mut context.open_store()?, &context.operator, &file, json)
+            let (mut store, session) = open_as(context, Permission::Administer)?;
+            import_attendance(&mut store, session.name(), &file, json)
         }
         ImportCommand::Backup { file, yes } => {
             if !yes {
@@ -164,9 +212,8 @@ pub fn import(command: ImportCommand, context: &Context) -> anyhow::Result<ExitC
                     file.display()
                 );
             }
-            context
-                .open_store()?
-                .restore_from(&file, &context.operator)?;
+            let (mut store, session) = open_as(context, Permission::Administer)?;
+            store.restore_from(&file, session.name())?;
             println!("restored from {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -240,9 +287,9 @@ fn import_attendance(
 
 pub fn keys(command: KeysCommand, context: &Context) -> anyhow::Result<ExitCode> {
     let KeysCommand::Rotate { json } = command;
-    let mut store = context.open_store()?;
+    let (mut store, session) = open_as(context, Permission::Administer)?;
     let bar = progress_bar("re-encrypting", "templates")?;
-    let rotation = store.rotate_keys(&context.operator, cancel_flag(), &mut |moved| {
+    let rotation = store.rotate_keys(session.name(), cancel_flag(), &mut |moved| {
         bar.set_position(moved as u64)
     })?;
     bar.finish_and_clear();

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::people::{print_enrollment, reembed_with};
-use super::print_report;
+use super::{open_as, print_report};
 use crate::context::Context;
 use crate::signature::SignatureModel;
-use crate::types::{Bands, Modality};
+use crate::types::{Bands, Modality, Permission};
 use crate::workflow::{self, EnrollRequest};
 
 #[derive(Subcommand, Debug)]
@@ -73,26 +73,25 @@ pub fn run(command: SignatureCommand, context: &Context) -> anyhow::Result<ExitC
             scans,
             json,
         } => {
-            let mut store = context.open_store()?;
+            let (mut store, session) = open_as(context, Permission::Enroll)?;
             let model = context.load_signature_model(Some(&store))?;
             let request = EnrollRequest {
                 name,
                 external_id: id,
                 images: scans,
             };
-            let report =
-                workflow::enroll_signature(&model, &mut store, &request, &context.operator)?;
+            let report = workflow::enroll_signature(&model, &mut store, &request, session.name())?;
             print_enrollment(&report, json, "reference signature(s)")
         }
         SignatureCommand::Verify { id, scan, json } => {
-            let mut store = context.open_store()?;
+            let (mut store, session) = open_as(context, Permission::Verify)?;
             let model = context.load_signature_model(Some(&store))?;
-            signature_verify(&model, &mut store, &context.operator, &id, &scan, json)
+            signature_verify(&model, &mut store, session.name(), &id, &scan, json)
         }
         SignatureCommand::Reembed { json } => {
-            let mut store = context.open_store()?;
+            let (mut store, session) = open_as(context, Permission::Administer)?;
             let model = context.load_signature_model(Some(&store))?;
-            reembed_with(&model, &mut store, &context.operator, json)
+            reembed_with(&model, &mut store, session.name(), json)
         }
     }
 }

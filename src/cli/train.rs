@@ -7,9 +7,12 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::{cancel_flag, print_report, progress_bar, write_whole_file};
+use super::governance::print_proposal;
+use super::{cancel_flag, open_as, print_report, progress_bar, write_whole_file};
 use crate::context::Context;
 use crate::train::{TrainConfig, TrainEvent};
+use crate::types::Permission;
+use crate::workflow::governance::{self, Reembedding};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -112,10 +115,44 @@ pub enum ModelsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run the activation gate on a trained signature model (a finished run; held-out
+    /// writers it never trained on; enough comparisons; no more skilled forgeries let
+    /// through than the active model) and, when it passes, propose it. The references
+    /// are re-embedded first; a second supervisor approves (`vouch proposals approve`).
+    Activate {
+        model: PathBuf,
+        /// Labelled scans (manifest or folder) of writers the model never trained on.
+        #[arg(long)]
+        heldout: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose going back to a signature model that was active before (default: the
+    /// shipped one).
+    Rollback {
+        #[arg(long)]
+        to: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn models(command: ModelsCommand, context: &Context) -> anyhow::Result<ExitCode> {
     match command {
+        ModelsCommand::Activate {
+            model,
+            heldout,
+            json,
+        } => activate(context, &model, &heldout, json),
+        ModelsCommand::Rollback { to, json } => {
+            let (mut store, session) = open_as(context, Permission::Govern)?;
+            let shipped = context.shipped_signature_model();
+            let to = to.unwrap_or_else(|| shipped.clone());
+            let proposal = with_reembedding(context, |reembedding| {
+                governance::propose_rollback(&mut store, &session, &to, &shipped, reembedding)
+            })?;
+            print_proposal(&proposal, json)
+        }
         ModelsCommand::ImportFaceapi { source, out } => {
             let out = out.unwrap_or_else(|| context.models_dir.clone());
             for path in crate::models::faceapi::import_dir(&source, &out)? {
@@ -142,6 +179,64 @@ pub fn models(command: ModelsCommand, context: &Context) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Gates a candidate model on held-out writers and proposes it when it passes.
+fn activate(
+    context: &Context,
+    model: &Path,
+    heldout: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (mut store, session) = open_as(context, Permission::Govern)?;
+    let active = context.load_signature_model(Some(&store))?;
+    let scans = crate::dataset::load(heldout)?;
+    let bar = progress_bar("scoring the held-out scans", "scans")?;
+    let gate = governance::gate_signature_model(
+        model,
+        &active,
+        &scans,
+        store.bands(crate::types::Modality::Signature)?,
+        &context.device,
+        cancel_flag(),
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    if !gate.passed {
+        print_report(&gate, json, |g| {
+            let mut lines = vec!["the model did not pass its gate:".to_string()];
+            lines.extend(g.reasons.iter().map(|r| format!("  {r}")));
+            lines.join("\n")
+        })?;
+        return Ok(ExitCode::FAILURE);
+    }
+    let proposal = with_reembedding(context, |reembedding| {
+        governance::propose_signature_model(&mut store, &session, model, &gate, reembedding)
+    })?;
+    print_proposal(&proposal, json)
+}
+
+/// Runs `work` with a progress bar for the references it re-embeds.
+pub(super) fn with_reembedding<T>(
+    context: &Context,
+    work: impl FnOnce(&mut Reembedding) -> crate::Result<T>,
+) -> anyhow::Result<T> {
+    let bar = progress_bar("re-embedding the references", "templates")?;
+    let mut progress = |p: crate::workflow::Progress| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    };
+    let mut reembedding = Reembedding {
+        device: &context.device,
+        cancel: cancel_flag(),
+        progress: &mut progress,
+    };
+    let result = work(&mut reembedding);
+    bar.finish_and_clear();
+    Ok(result?)
 }
 
 pub fn dataset(command: DatasetCommand) -> anyhow::Result<ExitCode> {

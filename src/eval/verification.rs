@@ -39,6 +39,76 @@ pub fn error_rates(genuine: &[f32], impostor: &[f32], threshold: f32) -> (f64, f
     (far, frr)
 }
 
+/// The thresholds the workbench offers (and its presets land on): multiples of this.
+pub const THRESHOLD_STEP: f64 = 0.0005;
+
+/// The `index`th threshold of the grid, computed as a slider with `THRESHOLD_STEP` rounds
+/// (in f64), so that a preset stays exactly where it landed.
+fn grid_threshold(index: usize) -> f32 {
+    (index as f64 * THRESHOLD_STEP) as f32
+}
+
+fn grid_len() -> usize {
+    (1.0 / THRESHOLD_STEP).round() as usize + 1
+}
+
+/// Rates at many thresholds from sorted scores: (FAR, FRR) at `threshold`.
+struct SortedScores {
+    genuine: Vec<f32>,
+    impostor: Vec<f32>,
+}
+
+impl SortedScores {
+    fn new(genuine: &[f32], impostor: &[f32]) -> Self {
+        let sorted = |values: &[f32]| {
+            let mut values = values.to_vec();
+            values.sort_by(f32::total_cmp);
+            values
+        };
+        Self {
+            genuine: sorted(genuine),
+            impostor: sorted(impostor),
+        }
+    }
+
+    fn rates(&self, threshold: f32) -> (f64, f64) {
+        let accepted = self.impostor.len() - self.impostor.partition_point(|&s| s < threshold);
+        let rejected = self.genuine.partition_point(|&s| s < threshold);
+        (
+            accepted as f64 / self.impostor.len().max(1) as f64,
+            rejected as f64 / self.genuine.len().max(1) as f64,
+        )
+    }
+}
+
+/// The lowest threshold of the grid whose FAR is at most `target` (1.0 when none is: an
+/// impostor scored the maximum).
+pub fn threshold_for_far(impostor: &[f32], target: f64) -> f32 {
+    let sorted = SortedScores::new(&[], impostor);
+    (0..grid_len())
+        .map(grid_threshold)
+        .find(|&t| sorted.rates(t).0 <= target)
+        .unwrap_or(1.0)
+}
+
+/// The threshold of the grid where FAR and FRR are closest (the lowest such), and the
+/// equal error rate there (their mean): what the slider shows when set to it.
+pub fn equal_error_point(genuine: &[f32], impostor: &[f32]) -> (f64, f32) {
+    if genuine.is_empty() || impostor.is_empty() {
+        return (f64::NAN, f32::NAN);
+    }
+    let sorted = SortedScores::new(genuine, impostor);
+    let mut best = (f64::INFINITY, f64::NAN, 0.0);
+    for threshold in (0..grid_len()).map(grid_threshold) {
+        let (far, frr) = sorted.rates(threshold);
+        let gap = (far - frr).abs();
+        if gap < best.0 {
+            best = (gap, (far + frr) / 2.0, threshold);
+        }
+    }
+    (best.1, best.2)
+}
+
 /// (FAR %, FRR %) as the threshold sweeps [0, 1] in 200 steps: a DET curve to plot.
 pub fn det_percentages(genuine: &[f32], impostor: &[f32]) -> Vec<[f64; 2]> {
     (0..=200)
@@ -368,6 +438,40 @@ pub fn replay(past: &[PastDecision], bands: Bands) -> Replay {
 mod tests {
     use super::*;
     use crate::types::Decision;
+
+    /// Scores like a short training run's: a few genuine, well apart from the impostors.
+    fn separable() -> (Vec<f32>, Vec<f32>) {
+        let genuine = vec![0.71, 0.74, 0.8, 0.83, 0.9, 0.95];
+        let impostor: Vec<f32> = (0..2000).map(|i| 0.1 + 0.5 * (i as f32 / 2000.0)).collect();
+        (genuine, impostor)
+    }
+
+    #[test]
+    fn the_far_preset_lands_where_far_meets_its_label() {
+        let (genuine, mut impostor) = separable();
+        impostor.extend([0.65, 0.66, 0.72, 0.81]);
+        for target in [0.01, 0.001, 0.0001] {
+            let threshold = threshold_for_far(&impostor, target);
+            let (far, _) = error_rates(&genuine, &impostor, threshold);
+            assert!(far <= target, "FAR {far} at {threshold} for {target}");
+            // The grid step below it would break the label: it is the lowest that keeps it.
+            let below =
+                grid_threshold((f64::from(threshold) / THRESHOLD_STEP).round() as usize - 1);
+            assert!(error_rates(&genuine, &impostor, below).0 > target);
+        }
+    }
+
+    #[test]
+    fn the_eer_preset_shows_the_rates_it_names() {
+        let (genuine, impostor) = separable();
+        let (eer, threshold) = equal_error_point(&genuine, &impostor);
+        let (far, frr) = error_rates(&genuine, &impostor, threshold);
+        assert_eq!(eer, 0.0);
+        assert_eq!((far, frr), (0.0, 0.0), "at {threshold}");
+        // A slider with the same step keeps the value where the preset put it.
+        let rounded = ((f64::from(threshold) / THRESHOLD_STEP).round() * THRESHOLD_STEP) as f32;
+        assert_eq!(rounded, threshold);
+    }
 
     #[test]
     fn replay_counts_what_new_bands_change() {

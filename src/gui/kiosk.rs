@@ -25,7 +25,6 @@ pub struct KioskTab {
     image_path: String,
     consensus: Consensus,
     state: KioskState,
-    window_minutes: i64,
     pub log: Vec<String>,
     /// The newest camera frame, for enrollment captures.
     pub last_frame: Option<image::RgbImage>,
@@ -46,7 +45,6 @@ impl Default for KioskTab {
             image_path: String::new(),
             consensus: Consensus::default(),
             state: KioskState::Searching,
-            window_minutes: 10,
             log: Vec::new(),
             last_frame: None,
         }
@@ -124,7 +122,6 @@ impl KioskTab {
             self.consensus.reset();
             return Some(Request::Checkin {
                 embedding: main.embedding.clone(),
-                window_minutes: self.window_minutes,
             });
         }
         None
@@ -147,9 +144,15 @@ impl KioskTab {
         self.log.insert(0, line);
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+    /// `files_allowed`: whether the session may punch from an image file (the unattended
+    /// kiosk punches only from its camera, with a blink).
+    pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>, files_allowed: bool) {
         self.camera_ui(ui);
-        self.file_ui(ui, requests);
+        if files_allowed {
+            self.file_ui(ui, requests);
+        } else if !self.live() {
+            ui.label("Check-ins from an image file need a clerk or supervisor to be logged in.");
+        }
         ui.label(match &self.state {
             KioskState::Searching if self.from_file => {
                 "Image file: no liveness check; the photo's subject punches when matched in the accept band.".to_string()
@@ -213,12 +216,10 @@ impl KioskTab {
                 }
             }
             Ok(_) => {
-                ui.label("No camera found: check in from an image file below.");
+                ui.label("No camera found.");
             }
             Err(error) => {
-                ui.label(format!(
-                    "Cameras unavailable ({error}): check in from an image file below."
-                ));
+                ui.label(format!("Cameras unavailable ({error})."));
             }
         });
         if let Some(error) = &self.camera_error {
@@ -234,12 +235,8 @@ impl KioskTab {
                 self.in_flight = true;
                 requests.push(Request::CheckinFile {
                     path: self.image_path.trim().into(),
-                    window_minutes: self.window_minutes,
                 });
             }
-            let label = ui.label("Repeat window (minutes)");
-            ui.add(egui::DragValue::new(&mut self.window_minutes).range(0..=240))
-                .labelled_by(label.id);
         });
         if let Some(path) = super::dropped_paths(ui.ctx()).first() {
             self.image_path = path.display().to_string();

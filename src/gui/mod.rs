@@ -3,6 +3,8 @@
 //! live on the worker thread (`worker`), the camera and training on their own threads.
 //! Every input carries an accessible label, which is how the tests drive the window.
 
+mod access;
+mod changes;
 mod desk;
 mod enrollment;
 mod kiosk;
@@ -16,7 +18,7 @@ use std::sync::atomic::Ordering;
 use eframe::egui;
 
 use crate::context::Context;
-use crate::types::Modality;
+use crate::types::{Modality, Permission};
 use crate::workflow::Progress;
 use worker::{Reply, Request, WorkerHandle};
 
@@ -27,15 +29,17 @@ pub enum Tab {
     SignatureDesk,
     Thresholds,
     Training,
+    Changes,
 }
 
 impl Tab {
-    const ALL: [Tab; 5] = [
+    const ALL: [Tab; 6] = [
         Tab::Kiosk,
         Tab::Enrollment,
         Tab::SignatureDesk,
         Tab::Thresholds,
         Tab::Training,
+        Tab::Changes,
     ];
 
     fn title(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Tab {
             Tab::SignatureDesk => "Signature desk",
             Tab::Thresholds => "Threshold workbench",
             Tab::Training => "Training",
+            Tab::Changes => "Changes",
         }
     }
 }
@@ -62,6 +67,8 @@ pub struct App {
     desk: desk::DeskTab,
     workbench: workbench::WorkbenchTab,
     training: training::TrainingTab,
+    changes: changes::ChangesTab,
+    access: access::Access,
 }
 
 impl App {
@@ -82,6 +89,8 @@ impl App {
             desk: desk::DeskTab::default(),
             workbench: workbench::WorkbenchTab::default(),
             training,
+            changes: changes::ChangesTab::default(),
+            access: access::Access::default(),
         })
     }
 
@@ -120,9 +129,6 @@ impl App {
                 // Not clearing the error: what went wrong while starting (a failed audit)
                 // must stay on screen.
                 self.status = status;
-                self.send(Request::People {
-                    modality: Modality::Face,
-                });
             }
             Reply::Failed { what, error } => self.error = Some(format!("{what}: {error}")),
             Reply::Progress(progress) => self.progress = Some(progress),
@@ -154,10 +160,35 @@ impl App {
             Reply::SignatureChecked(result) => self.desk.on_checked(ctx, result),
             Reply::Scores(result) => self.workbench.on_scores(result),
             Reply::Replayed(replay) => self.workbench.replay = Some(replay),
-            Reply::BandsSaved(bands) => self.workbench.on_saved(bands),
             Reply::Bands(bands) => self.workbench.on_bands(bands),
             Reply::TrainingPrepared(result) => self.training.on_prepared(ctx, result),
-            Reply::Activated(result) => self.training.on_activated(result),
+            Reply::Gated(result) => self.training.on_gated(result),
+            Reply::Governed(result) => {
+                if let Ok(proposal) = &result {
+                    self.status = format!(
+                        "Proposal {}: {} ({})",
+                        proposal.id,
+                        proposal.change.describe(),
+                        format!("{:?}", proposal.status).to_lowercase()
+                    );
+                }
+                self.changes.outcome = Some(result);
+                self.send(Request::Bands {
+                    modality: self.workbench.modality,
+                });
+            }
+            Reply::Proposals(governance) => self.changes.on_governance(governance),
+            Reply::Session { operator, accounts } => {
+                self.access.on_session(ctx, operator, accounts);
+                if !self.access.shows(self.tab) {
+                    self.tab = Tab::Kiosk;
+                }
+                if self.access.allows(Permission::Enroll) {
+                    self.send(Request::People {
+                        modality: self.enrollment.modality,
+                    });
+                }
+            }
         }
     }
 
@@ -216,17 +247,34 @@ impl eframe::App for App {
 
     /// Draws, and sends what the operator asked for.
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let mut requests = Vec::new();
+        let ctx = ui.ctx().clone();
+        self.access.lock_when_idle(&ctx, &mut requests);
+        self.access.hold_the_kiosk(&ctx);
         egui::Panel::top("tabs").show(ui, |ui| {
             ui.horizontal(|ui| {
                 for tab in Tab::ALL {
-                    ui.selectable_value(&mut self.tab, tab, tab.title());
+                    if self.access.shows(tab) {
+                        ui.selectable_value(&mut self.tab, tab, tab.title());
+                    }
                 }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if let Some(tab) = self.access.bar_ui(ui, &mut requests) {
+                        self.tab = tab;
+                    }
+                });
             });
         });
+        self.access.dialog_ui(&ctx, &mut requests);
+        if !self.access.shows(self.tab) {
+            self.tab = Tab::Kiosk;
+        }
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar_ui(ui));
-        let mut requests = Vec::new();
         egui::CentralPanel::default().show(ui, |ui| match self.tab {
-            Tab::Kiosk => self.kiosk.ui(ui, &mut requests),
+            Tab::Kiosk => {
+                let files_allowed = self.access.allows(Permission::CheckIn);
+                self.kiosk.ui(ui, &mut requests, files_allowed)
+            }
             Tab::Enrollment => {
                 self.enrollment
                     .ui(ui, &mut requests, self.kiosk.last_frame.as_ref())
@@ -234,6 +282,7 @@ impl eframe::App for App {
             Tab::SignatureDesk => self.desk.ui(ui, &mut requests),
             Tab::Thresholds => self.workbench.ui(ui, &mut requests),
             Tab::Training => self.training.ui(ui, &mut requests),
+            Tab::Changes => self.changes.ui(ui, &mut requests),
         });
         self.send_all(requests);
     }
@@ -246,6 +295,18 @@ pub(crate) fn labelled_text(ui: &mut egui::Ui, label: &str, value: &mut String) 
         ui.text_edit_singleline(value).labelled_by(name.id)
     })
     .inner
+}
+
+/// An RFC 3339 instant as the local wall-clock time the operator reads.
+pub(crate) fn local_time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or_else(
+        |_| rfc3339.to_string(),
+        |t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        },
+    )
 }
 
 /// Faces / Signatures; the newly picked modality when the operator switched.

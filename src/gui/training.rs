@@ -1,7 +1,7 @@
 //! The training tab: data (a folder or manifest, or the enrolled signatures), loss,
 //! epochs; a progress bar with live loss and validation EER, cancel; the new version's
-//! DET against the active model's on the same validation writers; activate (re-embeds
-//! the gallery, with progress).
+//! DET against the active model's on the same validation writers; the activation gate on
+//! held-out writers, and a proposal to activate (a governed change).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use super::worker::{Request, TrainingInputs};
 use crate::context::Context;
 use crate::eval::verification::{det_percentages, equal_error_rate};
 use crate::train::{Loss, TrainConfig, TrainEvent, TrainModality, TrainReport};
-use crate::workflow::Activation;
+use crate::workflow::governance::{GateReport, MIN_GATE_COMPARISONS};
 
 enum Message {
     Event(TrainEvent),
@@ -47,7 +47,9 @@ pub struct TrainingTab {
     losses: Vec<[f64; 2]>,
     pub epochs_done: Vec<crate::train::EpochSummary>,
     finished: Option<Result<Finished, String>>,
-    pub activation: Option<Result<Activation, String>>,
+    /// A manifest of writers the new model never trained on, for its gate.
+    heldout: String,
+    pub gate: Option<Result<GateReport, String>>,
 }
 
 impl TrainingTab {
@@ -67,7 +69,8 @@ impl TrainingTab {
             losses: Vec::new(),
             epochs_done: Vec::new(),
             finished: None,
-            activation: None,
+            heldout: String::new(),
+            gate: None,
         }
     }
 
@@ -126,7 +129,7 @@ impl TrainingTab {
         });
         self.preparing = Some(out);
         self.finished = None;
-        self.activation = None;
+        self.gate = None;
     }
 
     pub fn on_prepared(&mut self, ctx: &egui::Context, inputs: Result<TrainingInputs, String>) {
@@ -184,8 +187,8 @@ impl TrainingTab {
         }
     }
 
-    pub fn on_activated(&mut self, result: Result<Activation, String>) {
-        self.activation = Some(result);
+    pub fn on_gated(&mut self, result: Result<GateReport, String>) {
+        self.gate = Some(result);
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
@@ -302,8 +305,15 @@ impl TrainingTab {
             .show(ui, |plot| {
                 for (name, genuine, impostor) in &finished.comparisons {
                     let (eer, _) = equal_error_rate(genuine, impostor);
+                    let few = genuine.len().min(impostor.len()) < MIN_GATE_COMPARISONS;
                     plot.line(Line::new(
-                        format!("{name} (EER {:.2}%)", 100.0 * eer),
+                        format!(
+                            "{name} (EER {:.2}% on {} genuine, {} impostor{})",
+                            100.0 * eer,
+                            genuine.len(),
+                            impostor.len(),
+                            if few { ": too few to trust" } else { "" }
+                        ),
                         PlotPoints::from(det_percentages(genuine, impostor)),
                     ));
                 }
@@ -315,26 +325,84 @@ impl TrainingTab {
             && let Some(model) = &finished.report.model
         {
             ui.label(format!("New version: {}", model.display()));
-            if ui.button("Activate new model").clicked() {
-                requests.push(Request::Activate {
-                    model: model.clone(),
+            if finished.report.cancelled {
+                ui.colored_label(
+                    egui::Color32::from_rgb(200, 60, 60),
+                    format!(
+                        "This run was cancelled after {} epoch(s): it cannot be activated.",
+                        finished.report.history.len()
+                    ),
+                );
+            } else {
+                ui.horizontal(|ui| {
+                    labelled_text(ui, "Held-out writers (manifest)", &mut self.heldout);
+                    if ui.button("Check and propose").clicked() && !self.heldout.trim().is_empty() {
+                        self.gate = None;
+                        requests.push(Request::GateAndPropose {
+                            model: model.clone(),
+                            heldout: self.heldout.trim().into(),
+                        });
+                    }
                 });
             }
         }
-        match &self.activation {
-            Some(Ok(activation)) => {
-                ui.colored_label(
-                    egui::Color32::DARK_GREEN,
-                    format!(
-                        "{} is active; {} template(s) re-embedded",
-                        activation.model, activation.reembedded
-                    ),
-                );
-            }
+        match &self.gate {
+            Some(Ok(gate)) => gate_ui(ui, gate),
             Some(Err(text)) => {
                 ui.colored_label(egui::Color32::from_rgb(200, 60, 60), text);
             }
             None => {}
+        }
+    }
+}
+
+/// The gate's figures side by side, and its verdict.
+fn gate_ui(ui: &mut egui::Ui, gate: &GateReport) {
+    let rates = |figures: &crate::workflow::governance::GateFigures| {
+        let skilled = figures
+            .skilled
+            .as_ref()
+            .map_or("no forgeries".to_string(), |s| {
+                format!(
+                    "skilled EER {:.2}%, FAR {:.2}% at {:.2} ({} comparisons)",
+                    100.0 * s.eer,
+                    100.0 * s.far_at_default,
+                    gate.threshold,
+                    s.impostor
+                )
+            });
+        format!(
+            "{skilled}; other writers EER {:.2}% ({} comparisons); {} genuine",
+            100.0 * figures.random.eer,
+            figures.random.impostor,
+            figures.random.genuine
+        )
+    };
+    ui.label(format!(
+        "Gate on {} held-out writers, {} references each:",
+        gate.heldout_identities, gate.references
+    ));
+    ui.label(format!(
+        "  new model {}: {}",
+        gate.candidate.model,
+        rates(&gate.candidate)
+    ));
+    ui.label(format!(
+        "  active model {}: {}",
+        gate.active.model,
+        rates(&gate.active)
+    ));
+    if gate.passed {
+        ui.colored_label(
+            egui::Color32::DARK_GREEN,
+            "Passed: proposed for activation (see the Changes tab).",
+        );
+    } else {
+        for reason in &gate.reasons {
+            ui.colored_label(
+                egui::Color32::from_rgb(200, 60, 60),
+                format!("Refused: {reason}"),
+            );
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The threshold workbench: genuine and impostor score histograms, the DET curve with its
-//! EER, a slider with live FAR / FRR / accuracy / F1 / review rate, presets, the count of
-//! past decisions a change would flip, and saving (audited).
+//! EER, a slider with live FAR / FRR / accuracy / F1 / review rate (skilled forgeries and
+//! other writers apart), presets that land where their label says, the count of past
+//! decisions a change would flip, and proposing the bands (a governed change).
 
 use eframe::egui;
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points, VLine};
@@ -8,14 +9,15 @@ use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points, VLine};
 use super::labelled_text;
 use super::worker::Request;
 use crate::eval::verification::{
-    Operating, Replay, ScoreSet, det_percentages, equal_error_rate, operating_point,
+    Operating, Replay, ScoreSet, THRESHOLD_STEP, det_percentages, equal_error_point, error_rates,
+    operating_point, threshold_for_far,
 };
 use crate::types::{Bands, Modality};
 
 const BINS: usize = 40;
 
 pub struct WorkbenchTab {
-    modality: Modality,
+    pub modality: Modality,
     manifest: String,
     scores: Option<ScoreSet>,
     /// Every impostor score of `scores`, skilled and random together.
@@ -63,11 +65,6 @@ impl WorkbenchTab {
         self.saved = Some(bands);
     }
 
-    pub fn on_saved(&mut self, bands: Bands) {
-        self.saved = Some(bands);
-        self.replay = None;
-    }
-
     fn bands(&self) -> Bands {
         Bands {
             low: (self.threshold - self.review_width).max(0.0),
@@ -112,14 +109,28 @@ impl WorkbenchTab {
             ui.label("Load scores to see what a threshold costs.");
             return;
         };
-        let (eer, eer_threshold) = equal_error_rate(&scores.genuine, &self.impostor);
+        // Skilled forgeries and other writers are different attacks: each has its own EER
+        // and curve, never one merged figure.
+        let kinds = impostor_kinds(&scores, &self.impostor);
+        let eers: Vec<(f64, f32)> = kinds
+            .iter()
+            .map(|(_, impostor)| equal_error_point(&scores.genuine, impostor))
+            .collect();
+        let (eer, eer_threshold) = eers[0];
         ui.label(format!(
-            "{}: {} genuine and {} impostor scores; EER {:.2}% at {:.3}",
+            "{}: {} genuine scores; {}",
             scores.source,
             scores.genuine.len(),
-            self.impostor.len(),
-            100.0 * eer,
-            eer_threshold
+            kinds
+                .iter()
+                .zip(&eers)
+                .map(|((kind, impostor), (eer, at))| format!(
+                    "{} {kind}: EER {:.2}% at {at:.3}",
+                    impostor.len(),
+                    100.0 * eer
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
         let point = self.threshold_ui(ui, requests, &scores, eer_threshold);
         ui.columns(2, |columns| {
@@ -140,22 +151,24 @@ impl WorkbenchTab {
     ) -> Operating {
         let threshold_label = ui.label("Threshold");
         let slider = ui
-            .add(egui::Slider::new(&mut self.threshold, 0.0..=1.0).step_by(0.001))
+            .add(egui::Slider::new(&mut self.threshold, 0.0..=1.0).step_by(THRESHOLD_STEP))
             .labelled_by(threshold_label.id);
         let review_label = ui.label("Review band width");
         ui.add(egui::Slider::new(&mut self.review_width, 0.0..=0.2).step_by(0.005))
             .labelled_by(review_label.id);
         ui.horizontal(|ui| {
-            if ui.button("Preset: EER").clicked() {
+            let eer_kind = impostor_kinds(scores, &self.impostor)[0].0;
+            if ui.button(format!("Preset: EER ({eer_kind})")).clicked() {
                 self.threshold = eer_threshold;
             }
-            if ui.button("Preset: FAR ≤ 0.1%").clicked() {
-                let mut sorted = self.impostor.clone();
-                sorted.sort_by(f32::total_cmp);
-                let allowed = (sorted.len() as f64 * 0.001).floor() as usize;
-                self.threshold = sorted
-                    .get(sorted.len().saturating_sub(allowed + 1))
-                    .map_or(1.0, |s| (s + 1e-4).min(1.0));
+            for (label, target) in [("Preset: FAR ≤ 1%", 0.01), ("Preset: FAR ≤ 0.1%", 0.001)] {
+                if ui.button(label).clicked() {
+                    // The label holds for every kind of impostor.
+                    self.threshold = impostor_kinds(scores, &self.impostor)
+                        .iter()
+                        .map(|(_, impostor)| threshold_for_far(impostor, target))
+                        .fold(0.0, f32::max);
+                }
             }
         });
         let bands = self.bands();
@@ -168,6 +181,17 @@ impl WorkbenchTab {
             point.f1,
             100.0 * point.review_rate
         ));
+        if !scores.skilled.is_empty() {
+            let far =
+                |impostor: &[f32]| 100.0 * error_rates(&scores.genuine, impostor, bands.high).0;
+            ui.label(format!(
+                "FAR on skilled forgeries {:.2}% ({} comparisons) · on other writers {:.2}% ({})",
+                far(&scores.skilled),
+                scores.skilled.len(),
+                far(&scores.random),
+                scores.random.len()
+            ));
+        }
         if slider.changed() {
             self.replay = None;
         }
@@ -184,15 +208,16 @@ impl WorkbenchTab {
                     replay.changed, replay.total
                 ));
             }
-            if ui.button("Save threshold").clicked() {
-                requests.push(Request::SaveBands {
+            if ui.button("Propose threshold").clicked() {
+                requests.push(Request::ProposeBands {
                     modality: self.modality,
                     bands,
+                    scores: Some(scores.clone()),
                 });
             }
             if let Some(saved) = self.saved {
                 ui.label(format!(
-                    "saved: accept ≥ {:.3}, reject < {:.3}",
+                    "in force: accept ≥ {:.3}, reject < {:.3}",
                     saved.high, saved.low
                 ));
             }
@@ -239,9 +264,15 @@ impl WorkbenchTab {
     }
 
     fn det_ui(&self, ui: &mut egui::Ui, scores: &ScoreSet, point: Operating, eer: f64) {
-        // DET: FRR against FAR as the threshold sweeps.
-        let mut sweep = det_percentages(&scores.genuine, &self.impostor);
-        sweep.dedup();
+        // DET: FRR against FAR as the threshold sweeps, one curve per kind of impostor.
+        let curves: Vec<(String, Vec<[f64; 2]>)> = impostor_kinds(scores, &self.impostor)
+            .into_iter()
+            .map(|(kind, impostor)| {
+                let mut sweep = det_percentages(&scores.genuine, impostor);
+                sweep.dedup();
+                (format!("DET, {kind}"), sweep)
+            })
+            .collect();
         let (far, frr) = (point.far * 100.0, point.frr * 100.0);
         Plot::new("det")
             .legend(Legend::default())
@@ -249,14 +280,32 @@ impl WorkbenchTab {
             .x_axis_label("FAR %")
             .y_axis_label("FRR %")
             .show(ui, |plot| {
-                plot.line(Line::new("DET", PlotPoints::from(sweep)));
+                for (name, sweep) in curves {
+                    plot.line(Line::new(name, PlotPoints::from(sweep)));
+                }
                 plot.points(
-                    Points::new("EER", PlotPoints::from(vec![[100.0 * eer, 100.0 * eer]]))
-                        .radius(5.0),
+                    Points::new(
+                        "EER (first curve)",
+                        PlotPoints::from(vec![[100.0 * eer, 100.0 * eer]]),
+                    )
+                    .radius(5.0),
                 );
                 plot.points(
                     Points::new("threshold", PlotPoints::from(vec![[far, frr]])).radius(5.0),
                 );
             });
+    }
+}
+
+/// The impostor scores by kind: skilled forgeries and other writers apart when the scores
+/// have forgeries, else every impostor together.
+fn impostor_kinds<'a>(scores: &'a ScoreSet, all: &'a [f32]) -> Vec<(&'static str, &'a [f32])> {
+    if scores.skilled.is_empty() {
+        vec![("impostors", all)]
+    } else {
+        vec![
+            ("skilled forgeries", scores.skilled.as_slice()),
+            ("other writers", scores.random.as_slice()),
+        ]
     }
 }

@@ -18,10 +18,11 @@ use crate::face::FaceModels;
 use crate::gallery::Gallery;
 use crate::matching::{euclidean_distance, face_score};
 use crate::signature::SignatureModel;
-use crate::store::{Person, Store};
-use crate::types::{Bands, Decision, Modality};
+use crate::store::{Person, Proposal, Session, Store};
+use crate::types::{Bands, Decision, Modality, Permission, Role};
+use crate::workflow::governance::{self, GateReport, Reembedding};
 use crate::workflow::{
-    self, Activation, CheckinReport, EnrollReport, EnrollRequest, Progress, SignatureVerifyReport,
+    self, CheckinReport, EnrollReport, EnrollRequest, Progress, SignatureVerifyReport,
 };
 
 /// Requests the worker serves, one at a time, in order.
@@ -33,7 +34,6 @@ pub enum Request {
     /// Punch from an image file, as `vouch checkin` does (the file is decoded here).
     CheckinFile {
         path: PathBuf,
-        window_minutes: i64,
     },
     /// Save a camera frame as a reference photo for enrollment.
     Capture {
@@ -41,7 +41,6 @@ pub enum Request {
     },
     Checkin {
         embedding: Vec<f32>,
-        window_minutes: i64,
     },
     EnrollFace {
         request: EnrollRequest,
@@ -75,9 +74,17 @@ pub enum Request {
         modality: Modality,
         bands: Bands,
     },
-    SaveBands {
+    /// Proposes bands, with the workbench's scores as evidence.
+    ProposeBands {
         modality: Modality,
         bands: Bands,
+        scores: Option<ScoreSet>,
+    },
+    ProposeRepeatWindow {
+        minutes: i64,
+    },
+    ProposeApprovers {
+        required: u8,
     },
     Bands {
         modality: Modality,
@@ -87,10 +94,70 @@ pub enum Request {
     PrepareTraining {
         enrolled_dir: Option<PathBuf>,
     },
-    /// Make a newly trained signature model the active one and re-embed the gallery.
-    Activate {
+    /// Run the activation gate on a trained signature model against held-out scans and,
+    /// when it passes, propose it (its templates are made first).
+    GateAndPropose {
+        model: PathBuf,
+        heldout: PathBuf,
+    },
+    /// Propose going back to an earlier (or the shipped) signature model.
+    ProposeRollback {
         model: PathBuf,
     },
+    Proposals,
+    Approve {
+        id: i64,
+    },
+    Reject {
+        id: i64,
+    },
+    /// Logging in or out.
+    Access(AccessRequest),
+}
+
+/// The requests that change who is logged in.
+pub enum AccessRequest {
+    Login {
+        name: String,
+        secret: String,
+    },
+    Logout,
+    /// On a database without operators: the first supervisor, then logged in.
+    CreateFirstSupervisor {
+        name: String,
+        secret: String,
+    },
+}
+
+impl Request {
+    /// What the session must be allowed; `None` for what the unattended kiosk does
+    /// (a camera punch) and for logging in and out.
+    fn permission(&self) -> Option<Permission> {
+        use Permission::*;
+        match self {
+            Request::Analyze { .. } | Request::Checkin { .. } | Request::Access(_) => None,
+            Request::CheckinFile { .. } => Some(CheckIn),
+            Request::Capture { .. }
+            | Request::EnrollFace { .. }
+            | Request::EnrollSignature { .. }
+            | Request::AssessFace { .. }
+            | Request::People { .. } => Some(Enroll),
+            Request::Delete { .. } => Some(Administer),
+            Request::CheckSignature { .. } => Some(Verify),
+            Request::Scores { .. }
+            | Request::Replay { .. }
+            | Request::Bands { .. }
+            | Request::Proposals => Some(Report),
+            Request::ProposeBands { .. }
+            | Request::ProposeRepeatWindow { .. }
+            | Request::ProposeApprovers { .. }
+            | Request::GateAndPropose { .. }
+            | Request::ProposeRollback { .. }
+            | Request::Approve { .. }
+            | Request::Reject { .. } => Some(Govern),
+            Request::PrepareTraining { .. } => Some(Train),
+        }
+    }
 }
 
 /// The nearest enrolled person to a face.
@@ -154,10 +221,29 @@ pub enum Reply {
     Progress(Progress),
     Scores(Result<ScoreSet, String>),
     Replayed(Replay),
-    BandsSaved(Bands),
     Bands(Bands),
     TrainingPrepared(Result<TrainingInputs, String>),
-    Activated(Result<Activation, String>),
+    /// The activation gate's figures (whether or not it passed).
+    Gated(Result<GateReport, String>),
+    /// A proposal was made, approved or rejected; the list as it now stands follows.
+    Governed(Result<Proposal, String>),
+    Proposals(Governance),
+    /// Who is logged in now (`None`: locked), and whether operator accounts exist.
+    Session {
+        operator: Option<(String, Option<Role>)>,
+        accounts: bool,
+    },
+}
+
+/// The governed changes, for the Changes tab.
+#[derive(Debug, Clone)]
+pub struct Governance {
+    pub proposals: Vec<Proposal>,
+    pub approvers_required: u8,
+    pub repeat_minutes: i64,
+    /// Model files once active, and the shipped one: where a rollback may go.
+    pub earlier_models: Vec<(String, String)>,
+    pub active_model: PathBuf,
 }
 
 pub struct WorkerHandle {
@@ -226,6 +312,7 @@ pub fn spawn(context: Context, wake: impl Fn() + Send + 'static) -> std::io::Res
             outbox.send(Reply::Ready {
                 status: worker.status(),
             });
+            outbox.send(worker.session_reply());
             for request in inbox {
                 cancelled.store(false, std::sync::atomic::Ordering::Relaxed);
                 if !worker.serve(request, &cancelled, &outbox) {
@@ -246,6 +333,8 @@ struct Worker {
     store: Store,
     gallery: Gallery,
     context: Context,
+    /// `None` while locked: only the kiosk's camera punches run.
+    session: Option<Session>,
 }
 
 fn text(error: crate::Error) -> String {
@@ -265,12 +354,16 @@ impl Worker {
         let store = context.open_store().map_err(text)?;
         let signatures = context.load_signature_model(Some(&store)).map_err(text);
         let gallery = Gallery::of_faces(&store, &faces.model_id()).map_err(|e| e.to_string())?;
+        // Without operator accounts the window is a single-user desk, as the CLI is.
+        let session = (!store.has_operators().map_err(|e| e.to_string())?)
+            .then(|| Session::single_user(&context.operator));
         Ok(Self {
             faces,
             signatures,
             store,
             gallery,
             context: context.clone(),
+            session,
         })
     }
 
@@ -335,15 +428,69 @@ impl Worker {
         )
     }
 
+    /// The session a request runs under, if it may run: `None` for what the unattended
+    /// kiosk does; the logged-in operator (or the single-user desk) when the role allows.
+    fn authorized(&self, permission: Option<Permission>) -> Result<Option<Session>, String> {
+        let Some(permission) = permission else {
+            return Ok(self.session.clone());
+        };
+        let Some(session) = &self.session else {
+            return Err(format!("log in to {}", permission.describe()));
+        };
+        self.store
+            .authorize(session, permission)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(session.clone()))
+    }
+
+    fn session_reply(&self) -> Reply {
+        Reply::Session {
+            operator: self
+                .session
+                .as_ref()
+                .map(|s| (s.name().to_string(), s.role())),
+            accounts: self.store.has_operators().unwrap_or(true),
+        }
+    }
+
+    fn replay(&self, modality: Modality, bands: Bands) -> Reply {
+        match self.store.decisions(modality) {
+            Ok(past) => Reply::Replayed(verification::replay(&past, bands)),
+            Err(error) => Reply::Failed {
+                what: "reading past decisions",
+                error: error.to_string(),
+            },
+        }
+    }
+
+    fn bands(&self, modality: Modality) -> Reply {
+        match self.store.bands(modality) {
+            Ok(bands) => Reply::Bands(bands),
+            Err(error) => Reply::Failed {
+                what: "reading the threshold",
+                error: error.to_string(),
+            },
+        }
+    }
+
     /// Serves one request; false when the window has gone.
     fn serve(&mut self, request: Request, cancel: &AtomicBool, outbox: &Outbox<impl Fn()>) -> bool {
-        let actor = self.context.operator.clone();
+        let session = match self.authorized(request.permission()) {
+            Ok(session) => session,
+            Err(error) => {
+                return outbox.send(Reply::Failed {
+                    what: "not allowed",
+                    error,
+                });
+            }
+        };
+        // An unattended kiosk's punches are the kiosk's.
+        let actor = session
+            .as_ref()
+            .map_or_else(|| "kiosk".to_string(), |s| s.name().to_string());
         let reply = match request {
             Request::Analyze { frame } => self.analyze(frame, false),
-            Request::CheckinFile {
-                path,
-                window_minutes,
-            } => {
+            Request::CheckinFile { path } => {
                 let analyzed = self.analyze_file(&path);
                 let failed = matches!(analyzed, Reply::Failed { .. });
                 if !outbox.send(analyzed) {
@@ -352,22 +499,12 @@ impl Worker {
                 if failed {
                     return true;
                 }
-                Reply::CheckedIn(self.checkin_file(&path, window_minutes, &actor))
+                Reply::CheckedIn(self.checkin_file(&path, &actor))
             }
             Request::Capture { frame } => Reply::Captured(self.capture(&frame)),
-            Request::Checkin {
-                embedding,
-                window_minutes,
-            } => Reply::CheckedIn(
-                workflow::checkin(
-                    &mut self.store,
-                    &self.gallery,
-                    &embedding,
-                    chrono::Duration::minutes(window_minutes),
-                    &actor,
-                )
-                .map_err(text),
-            ),
+            Request::Checkin { embedding } => {
+                Reply::CheckedIn(self.checkin_embedding(&embedding, &actor))
+            }
             Request::EnrollFace { request, force } => Reply::Enrolled(
                 workflow::enroll_face(
                     &self.faces,
@@ -420,35 +557,206 @@ impl Worker {
             Request::Scores { modality, manifest } => {
                 Reply::Scores(self.scores(modality, manifest, cancel, outbox))
             }
-            Request::Replay { modality, bands } => match self.store.decisions(modality) {
-                Ok(past) => Reply::Replayed(verification::replay(&past, bands)),
-                Err(error) => Reply::Failed {
-                    what: "reading past decisions",
-                    error: error.to_string(),
-                },
-            },
-            Request::SaveBands { modality, bands } => {
-                match self.store.set_bands(modality, bands, &actor) {
-                    Ok(()) => Reply::BandsSaved(bands),
-                    Err(error) => Reply::Failed {
-                        what: "saving the threshold",
-                        error: error.to_string(),
-                    },
-                }
-            }
-            Request::Bands { modality } => match self.store.bands(modality) {
-                Ok(bands) => Reply::Bands(bands),
-                Err(error) => Reply::Failed {
-                    what: "reading the threshold",
-                    error: error.to_string(),
-                },
-            },
+            Request::Replay { modality, bands } => self.replay(modality, bands),
+            Request::Bands { modality } => self.bands(modality),
             Request::PrepareTraining { enrolled_dir } => {
                 Reply::TrainingPrepared(self.prepare_training(enrolled_dir))
             }
-            Request::Activate { model } => Reply::Activated(self.activate(&model, cancel, outbox)),
+            Request::Access(request) => {
+                if let Err((what, error)) = self.access(request)
+                    && !outbox.send(Reply::Failed { what, error })
+                {
+                    return false;
+                }
+                self.session_reply()
+            }
+            Request::Proposals => self.proposals_reply(),
+            other @ (Request::ProposeBands { .. }
+            | Request::ProposeRepeatWindow { .. }
+            | Request::ProposeApprovers { .. }
+            | Request::GateAndPropose { .. }
+            | Request::ProposeRollback { .. }
+            | Request::Approve { .. }
+            | Request::Reject { .. }) => {
+                let session = session.expect("governed requests need a session");
+                let governed = self.govern(other, &session, cancel, outbox);
+                if !outbox.send(governed) {
+                    return false;
+                }
+                self.proposals_reply()
+            }
         };
         outbox.send(reply)
+    }
+
+    /// Logging in and out, and the first supervisor; a refusal is the reply to send
+    /// before the session as it stands.
+    fn access(&mut self, request: AccessRequest) -> Result<(), (&'static str, String)> {
+        let failed =
+            |what: &'static str, error: crate::store::StoreError| (what, error.to_string());
+        match request {
+            AccessRequest::Login { name, secret } => {
+                self.session = Some(
+                    self.store
+                        .login(&name, &secret)
+                        .map_err(|e| failed("logging in", e))?,
+                );
+            }
+            AccessRequest::Logout => {
+                if self.store.has_operators().unwrap_or(true) {
+                    self.session = None;
+                }
+            }
+            AccessRequest::CreateFirstSupervisor { name, secret } => {
+                let desk = Session::single_user(&self.context.operator);
+                let created = self
+                    .store
+                    .add_operator(&name, Role::Supervisor, &secret, &desk)
+                    .and_then(|_| self.store.login(&name, &secret))
+                    .map_err(|e| failed("creating the supervisor", e))?;
+                self.session = Some(created);
+            }
+        }
+        Ok(())
+    }
+
+    /// Proposals, approvals and the model gate; the caller sends the list afterwards.
+    fn govern(
+        &mut self,
+        request: Request,
+        session: &Session,
+        cancel: &AtomicBool,
+        outbox: &Outbox<impl Fn()>,
+    ) -> Reply {
+        let device = self.context.device.clone();
+        let shipped = self.context.shipped_signature_model();
+        let mut progress = |p| outbox.progress(p);
+        let mut reembedding = Reembedding {
+            device: &device,
+            cancel,
+            progress: &mut progress,
+        };
+        let store = &mut self.store;
+        let governed = match request {
+            Request::ProposeBands {
+                modality,
+                bands,
+                scores,
+            } => governance::propose_bands(store, session, modality, bands, scores.as_ref()),
+            Request::ProposeRepeatWindow { minutes } => {
+                governance::propose_repeat_window(store, session, minutes)
+            }
+            Request::ProposeApprovers { required } => store
+                .propose(
+                    crate::store::Change::Approvers { required },
+                    serde_json::json!({ "old": store.approvers_required().ok() }),
+                    session,
+                )
+                .map_err(Into::into),
+            Request::ProposeRollback { model } => {
+                governance::propose_rollback(store, session, &model, &shipped, &mut reembedding)
+            }
+            Request::Approve { id } => governance::approve(store, session, id, &mut reembedding),
+            Request::Reject { id } => store.reject(id, session).map_err(Into::into),
+            Request::GateAndPropose { model, heldout } => {
+                let gated = self.gate(&model, &heldout, cancel, outbox);
+                let passed = gated.as_ref().is_ok_and(|g| g.passed);
+                let report = gated.clone();
+                if !outbox.send(Reply::Gated(gated)) || !passed {
+                    return Reply::Governed(Err("the model did not pass its gate".into()));
+                }
+                let gate = report.expect("passed");
+                let mut progress = |p| outbox.progress(p);
+                let mut reembedding = Reembedding {
+                    device: &device,
+                    cancel,
+                    progress: &mut progress,
+                };
+                governance::propose_signature_model(
+                    &mut self.store,
+                    session,
+                    &model,
+                    &gate,
+                    &mut reembedding,
+                )
+            }
+            _ => unreachable!("only governed requests come here"),
+        };
+        let reply = Reply::Governed(governed.map_err(|error| match error {
+            crate::Error::Cancelled => "cancelled; nothing changed".to_string(),
+            other => other.to_string(),
+        }));
+        if let Err(error) = self.reload_signature_model() {
+            tracing::warn!(%error, "the active signature model could not be loaded");
+        }
+        reply
+    }
+
+    fn gate(
+        &self,
+        model: &std::path::Path,
+        heldout: &std::path::Path,
+        cancel: &AtomicBool,
+        outbox: &Outbox<impl Fn()>,
+    ) -> Result<GateReport, String> {
+        let active = signature_model(&self.signatures)?;
+        let scans = crate::dataset::load(heldout).map_err(text)?;
+        let bands = self
+            .store
+            .bands(Modality::Signature)
+            .map_err(|e| e.to_string())?;
+        governance::gate_signature_model(
+            model,
+            active,
+            &scans,
+            bands,
+            &self.context.device,
+            cancel,
+            &mut |done, total| {
+                outbox.progress(Progress {
+                    done,
+                    total,
+                    current: "scoring the held-out scans".into(),
+                })
+            },
+        )
+        .map_err(text)
+    }
+
+    /// The signature model in force, after a change may have made another one active.
+    fn reload_signature_model(&mut self) -> Result<(), String> {
+        let path = self
+            .context
+            .signature_model_path(Some(&self.store))
+            .map_err(text)?;
+        let current = self.signatures.as_ref().ok().map(|m| m.model_id());
+        let loaded = SignatureModel::load(&path, &self.context.device).map_err(text)?;
+        if current.as_deref() != Some(loaded.model_id().as_str()) {
+            self.signatures = Ok(loaded);
+        }
+        Ok(())
+    }
+
+    fn proposals_reply(&self) -> Reply {
+        let listed = (|| -> crate::Result<Governance> {
+            let mut earlier_models = self.store.signature_model_history()?;
+            let shipped = self.context.shipped_signature_model();
+            earlier_models.push((shipped.display().to_string(), "shipped".into()));
+            Ok(Governance {
+                proposals: self.store.proposals()?,
+                approvers_required: self.store.approvers_required()?,
+                repeat_minutes: self.store.repeat_window()?.num_minutes(),
+                earlier_models,
+                active_model: self.context.signature_model_path(Some(&self.store))?,
+            })
+        })();
+        match listed {
+            Ok(governance) => Reply::Proposals(governance),
+            Err(error) => Reply::Failed {
+                what: "listing proposals",
+                error: error.to_string(),
+            },
+        }
     }
 
     fn analyze(&self, frame: RgbImage, from_file: bool) -> Reply {
@@ -519,20 +827,30 @@ impl Worker {
         }
     }
 
+    /// A kiosk punch under the repeat window in force.
+    fn checkin_embedding(
+        &mut self,
+        embedding: &[f32],
+        actor: &str,
+    ) -> Result<CheckinReport, String> {
+        let window = self.store.repeat_window().map_err(|e| e.to_string())?;
+        workflow::checkin(&mut self.store, &self.gallery, embedding, window, actor).map_err(text)
+    }
+
     fn checkin_file(
         &mut self,
         path: &std::path::Path,
-        window_minutes: i64,
         actor: &str,
     ) -> Result<CheckinReport, String> {
         let picture = crate::imageio::load_rgb(path).map_err(text)?;
+        let window = self.store.repeat_window().map_err(|e| e.to_string())?;
         workflow::checkin_photo(
             &self.faces,
             &mut self.store,
             &self.gallery,
             &picture,
             &path.display().to_string(),
-            chrono::Duration::minutes(window_minutes),
+            window,
             actor,
         )
         .map_err(text)
@@ -654,27 +972,5 @@ impl Worker {
             active_model,
             enrolled,
         })
-    }
-
-    fn activate(
-        &mut self,
-        model: &std::path::Path,
-        cancel: &AtomicBool,
-        outbox: &Outbox<impl Fn()>,
-    ) -> Result<Activation, String> {
-        let (loaded, activation) = workflow::activate_signature_model(
-            &mut self.store,
-            model,
-            &self.context.device,
-            &self.context.operator,
-            cancel,
-            &mut |p| outbox.progress(p),
-        )
-        .map_err(|error| match error {
-            crate::Error::Cancelled => "cancelled; the previous model stays active".to_string(),
-            other => other.to_string(),
-        })?;
-        self.signatures = Ok(loaded);
-        Ok(activation)
     }
 }

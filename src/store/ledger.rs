@@ -73,7 +73,45 @@ pub const SETTINGS: Table = Table {
     key: "key",
     columns: &["key", "value", "seal"],
 };
-pub const TABLES: [&Table; 5] = [&PEOPLE, &TEMPLATES, &ATTENDANCE, &DECISIONS, &SETTINGS];
+pub const OPERATORS: Table = Table {
+    name: "operators",
+    key: "id",
+    columns: &[
+        "id",
+        "name",
+        "role",
+        "secret_hash",
+        "active",
+        "failed_logins",
+        "locked_until",
+        "created_at",
+        "seal",
+    ],
+};
+pub const PROPOSALS: Table = Table {
+    name: "proposals",
+    key: "id",
+    columns: &[
+        "id",
+        "change",
+        "evidence",
+        "proposed_by",
+        "proposed_at",
+        "status",
+        "decided_by",
+        "decided_at",
+        "seal",
+    ],
+};
+pub const TABLES: [&Table; 7] = [
+    &PEOPLE,
+    &TEMPLATES,
+    &ATTENDANCE,
+    &DECISIONS,
+    &SETTINGS,
+    &OPERATORS,
+    &PROPOSALS,
+];
 
 /// What one transaction wrote and removed, as its audit row records it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

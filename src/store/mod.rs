@@ -17,8 +17,10 @@ mod backup;
 mod canonical;
 pub mod exchange;
 pub mod files;
+mod governance;
 pub mod keys;
 mod ledger;
+mod operators;
 mod people;
 mod records;
 mod seals;
@@ -33,7 +35,11 @@ use serde::Serialize;
 
 pub use crate::error::{StoreError, StoreResult};
 pub use audit::{AuditEntry, AuditReport};
+pub use governance::{
+    ACTIVE_SIGNATURE_MODEL, Change, DEFAULT_REPEAT_MINUTES, Proposal, ProposalStatus,
+};
 pub use keys::Keys;
+pub use operators::{LOCKOUT, MAX_FAILED_LOGINS, OperatorInfo, Session};
 pub use people::{Enrollment, blob_to_embedding, embedding_to_blob};
 pub use records::AttendanceRecord;
 pub use text::check_text;
@@ -45,7 +51,10 @@ use ledger::Changes;
 const APPLICATION_ID: i32 = 0x564F_5543;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The schema this Vouch writes (`PRAGMA user_version`, kept by rusqlite_migration).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+/// The first schema whose databases are sealed (encrypted biometrics, the ledger, the
+/// anchor): older ones are sealed once, on their first read-write open.
+const SEALED_SINCE: i64 = 2;
 /// Templates moved to a new key per transaction.
 const REENCRYPT_CHUNK: usize = 64;
 
@@ -142,6 +151,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("schema.sql")),
         M::up(include_str!("schema_v2.sql")),
+        M::up(include_str!("schema_v3.sql")),
     ])
 }
 
@@ -248,7 +258,7 @@ impl Store {
         }
         let keys = match Keys::load(key_path)? {
             Some(keys) => keys,
-            None if version >= SCHEMA_VERSION => {
+            None if version >= SEALED_SINCE => {
                 return Err(StoreError::MissingKey {
                     path: key_path.to_path_buf(),
                 });
@@ -280,10 +290,10 @@ impl Store {
                 other => StoreError::Migration(other),
             })?;
         self.keys = Some(keys);
-        if version < SCHEMA_VERSION || !self.has_anchor()? {
+        if version < SEALED_SINCE || !self.has_anchor()? {
             // A database its key file has sealed before never loses its anchor in Vouch's
             // hands: sealing it anew would launder whatever was done to it.
-            if version >= SCHEMA_VERSION && self.keys()?.sealed() {
+            if version >= SEALED_SINCE && self.keys()?.sealed() {
                 return Err(StoreError::Tampered {
                     what: "the audit log's anchor is gone from a database that was sealed: it was emptied or replaced outside Vouch".into(),
                     path,

@@ -40,7 +40,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("the time {text:?} is not RFC 3339: {e}"))
 }
 
-fn bands_key(modality: Modality) -> String {
+pub(super) fn bands_key(modality: Modality) -> String {
     format!("bands.{modality}")
 }
 
@@ -313,7 +313,7 @@ impl Store {
     }
 }
 
-fn upsert_setting(
+pub(super) fn upsert_setting(
     tx: &rusqlite::Connection,
     keys: &super::Keys,
     changes: &mut super::Changes,

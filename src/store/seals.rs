@@ -22,7 +22,39 @@ pub const SETTINGS: Table = Table {
     key: "key",
     columns: &["key", "value"],
 };
-const ALL: [&Table; 2] = [&PEOPLE, &SETTINGS];
+/// Operators, sealed over everything but the seal: a raised role, a replaced secret or
+/// a cleared lock-out is refused at the next login.
+pub const OPERATORS: Table = Table {
+    name: "operators",
+    key: "id",
+    columns: &[
+        "id",
+        "name",
+        "role",
+        "secret_hash",
+        "active",
+        "failed_logins",
+        "locked_until",
+        "created_at",
+    ],
+};
+/// Proposals, sealed over everything but the seal: an approval typed into a SQLite shell
+/// does not apply anything, and is found.
+pub const PROPOSALS: Table = Table {
+    name: "proposals",
+    key: "id",
+    columns: &[
+        "id",
+        "change",
+        "evidence",
+        "proposed_by",
+        "proposed_at",
+        "status",
+        "decided_by",
+        "decided_at",
+    ],
+};
+const ALL: [&Table; 4] = [&PEOPLE, &SETTINGS, &OPERATORS, &PROPOSALS];
 
 /// The parts a seal covers, from a row whose first columns are `which.columns`.
 fn parts(which: &Table, row: &rusqlite::Row) -> rusqlite::Result<Vec<Vec<u8>>> {

@@ -36,6 +36,52 @@ pub use scorer::fit_scorer;
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const HISTORY_FILE: &str = "training.json";
+/// Whether the run finished all its epochs (`RunOutcome`): written as unfinished when the
+/// run starts, so a killed run reads as one.
+pub const OUTCOME_FILE: &str = "outcome.json";
+/// The model metadata listing the identities a model was trained on (a JSON array).
+pub const TRAIN_IDENTITIES: &str = "train_identities";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub finished: bool,
+    pub epochs_run: usize,
+    pub epochs_planned: usize,
+}
+
+impl RunOutcome {
+    fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(OUTCOME_FILE);
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(self).expect("outcome serialises"),
+        )
+        .map_err(|e| Error::io(e, &path))
+    }
+
+    /// The outcome recorded beside a run's model, if the model came from a run.
+    pub fn of_model(model: &Path) -> Result<Option<Self>> {
+        let dir = model.parent().unwrap_or(Path::new("."));
+        if !dir.join(HISTORY_FILE).is_file() {
+            return Ok(None);
+        }
+        let path = dir.join(OUTCOME_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Some(Self {
+                    finished: false,
+                    epochs_run: 0,
+                    epochs_planned: 0,
+                }));
+            }
+            Err(error) => return Err(Error::io(error, &path)),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -384,6 +430,12 @@ pub fn train(
 
     std::fs::create_dir_all(&config.out).map_err(|e| Error::io(e, &config.out))?;
     let mut run = Run::start(config, device)?;
+    let mut outcome = RunOutcome {
+        finished: false,
+        epochs_run: run.history.len(),
+        epochs_planned: config.epochs,
+    };
+    outcome.write(&config.out)?;
     let steps = config.steps_per_epoch.unwrap_or_else(|| {
         let per_batch = config.identities_per_batch
             * (config.genuine_per_identity + config.forgeries_per_identity);
@@ -417,9 +469,12 @@ pub fn train(
             best = validation_eer;
         }
         run.history.push(summary.clone());
-        run.save(config, &summary, canvas, &validation_names)?;
+        run.save(config, &summary, canvas, (&train_names, &validation_names))?;
         on_event(TrainEvent::Epoch(summary));
     }
+    outcome.epochs_run = run.history.len();
+    outcome.finished = !cancelled && run.history.len() >= config.epochs;
+    outcome.write(&config.out)?;
     let model_path = config.out.join(MODEL_FILE);
     let scorer =
         (config.modality == TrainModality::Signature && !cancelled && model_path.is_file())
@@ -565,7 +620,7 @@ impl Run {
         config: &TrainConfig,
         summary: &EpochSummary,
         canvas: (u32, u32),
-        validation_names: &[String],
+        (train_names, validation_names): (&[String], &[String]),
     ) -> Result<()> {
         let mut metadata = HashMap::from([
             ("format".to_string(), "vouch-siamese-encoder".to_string()),
@@ -583,6 +638,10 @@ impl Run {
             (
                 "validation_identities".to_string(),
                 validation_names.join(","),
+            ),
+            (
+                TRAIN_IDENTITIES.to_string(),
+                serde_json::to_string(train_names).expect("names serialise"),
             ),
             ("parent".to_string(), self.parent.clone()),
             ("command".to_string(), config.command.clone()),

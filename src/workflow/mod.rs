@@ -4,6 +4,7 @@
 //! and the window both call these, so they cannot disagree.
 
 mod faces;
+pub mod governance;
 mod models;
 mod signatures;
 
@@ -17,10 +18,7 @@ pub use faces::{
     BatchFailure, BatchReport, CheckinReport, Identified, VerifyReport, checkin, checkin_photo,
     describe_candidates, enroll_batch, enroll_face, identify_face, verify_face,
 };
-pub use models::{
-    Activation, ReembedReport, activate_signature_model, active_signature_model,
-    export_enrolled_signatures, reembed,
-};
+pub use models::{ReembedReport, active_signature_model, export_enrolled_signatures, reembed};
 pub use signatures::{
     SignatureVerdict, SignatureVerifyReport, enroll_signature, judge_signature, png_bytes,
     verify_signature,

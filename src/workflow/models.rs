@@ -4,15 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::Device;
 use serde::Serialize;
 
 use super::Progress;
 use crate::dataset::{Kind, LabelledScan};
 use crate::error::{Error, Result};
 use crate::models::CropEmbedder;
-use crate::signature::SignatureModel;
-use crate::store::{NewTemplate, Store};
+use crate::store::{ACTIVE_SIGNATURE_MODEL, NewTemplate, Store};
 use crate::types::Modality;
 
 /// Crops embedded per transaction: a cancelled or killed re-embedding keeps what it
@@ -97,47 +95,13 @@ pub fn reembed(
 }
 
 /// The setting that names the active signature model's file.
-const ACTIVE_SIGNATURE_MODEL: &str = "model.signature";
-
-/// The signature model this database works with: the one an operator activated in it,
-/// else `shipped`. Every front end (the CLI, the desk, the training tab) asks this.
+/// The signature model this database works with: the one an approved change made
+/// active in it, else `shipped`. Every front end (the CLI, the desk, the training tab)
+/// asks this.
 pub fn active_signature_model(store: &Store, shipped: &Path) -> Result<PathBuf> {
     Ok(store
         .setting(ACTIVE_SIGNATURE_MODEL)?
         .map_or_else(|| shipped.to_path_buf(), PathBuf::from))
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Activation {
-    pub model: String,
-    pub path: PathBuf,
-    pub reembedded: usize,
-}
-
-/// Makes the signature model at `path` the active one: every enrolled canvas is embedded
-/// by it first (resumable; a cancelled run keeps the previous model active), then the
-/// setting is saved with its audit row. Returns the loaded model.
-pub fn activate_signature_model(
-    store: &mut Store,
-    path: &Path,
-    device: &Device,
-    actor: &str,
-    cancel: &AtomicBool,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<(SignatureModel, Activation)> {
-    let path = std::path::absolute(path).map_err(|e| Error::io(e, path))?;
-    let model = SignatureModel::load(&path, device)?;
-    let report = reembed(store, &model, actor, cancel, progress)?;
-    if report.cancelled {
-        return Err(Error::Cancelled);
-    }
-    store.set_setting(ACTIVE_SIGNATURE_MODEL, &path.display().to_string(), actor)?;
-    let activation = Activation {
-        model: model.model_id(),
-        path,
-        reembedded: report.templates,
-    };
-    Ok((model, activation))
 }
 
 /// Writes each enrolled signature's stored canvas into `dir` as an ink-on-paper scan, one

@@ -132,3 +132,17 @@ pub fn face_template(seed: f32) -> vouch::store::NewTemplate {
         crop: Some(format!("CROP-BYTES-OF-{seed}-").repeat(40).into_bytes()),
     }
 }
+
+/// Bands set as a single-user desk sets them: a proposal applied as it is made.
+#[allow(dead_code)]
+pub fn set_bands(
+    store: &mut vouch::store::Store,
+    modality: vouch::types::Modality,
+    bands: vouch::types::Bands,
+) -> Result<vouch::store::Proposal, vouch::store::StoreError> {
+    store.propose(
+        vouch::store::Change::Bands { modality, bands },
+        serde_json::json!({}),
+        &vouch::store::Session::single_user("supervisor"),
+    )
+}

@@ -1,0 +1,352 @@
+//! Governed changes with their evidence: what new bands would do (error rates on
+//! evaluation scores, and the replay of the decisions already recorded), and the gate a
+//! signature model must pass before it can be proposed for activation (a finished run,
+//! held-out writers it never trained on, enough comparisons, and no more skilled
+//! forgeries let through than the active model). Approving a model change re-embeds the
+//! references first, so the model is never active without its templates.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use candle_core::Device;
+use serde::Serialize;
+
+use super::Progress;
+use super::models::reembed;
+use crate::dataset::LabelledScan;
+use crate::error::{Error, Result};
+use crate::eval::verification::{
+    ErrorRates, Operating, Replay, ScoreSet, WORKBENCH_REFERENCES, manifest_scores,
+    operating_point, replay,
+};
+use crate::signature::SignatureModel;
+use crate::store::{Change, Proposal, Session, Store};
+use crate::train::{RunOutcome, TRAIN_IDENTITIES};
+use crate::types::{Bands, Modality};
+
+/// Comparisons of each kind a model gate needs: with fewer, an error rate of zero says
+/// nothing (the lowest rate n comparisons can support is about 3/n).
+pub const MIN_GATE_COMPARISONS: usize = 50;
+
+/// What new bands were predicted to do when proposed.
+#[derive(Debug, Clone, Serialize)]
+pub struct BandsEvidence {
+    pub old: Bands,
+    pub new: Bands,
+    /// Error rates at the new bands on the evaluation scores, when there were any.
+    pub evaluation: Option<EvaluationFigures>,
+    /// The decisions already recorded, decided again by the new bands.
+    pub replay: Replay,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationFigures {
+    pub source: String,
+    pub genuine: usize,
+    pub impostor: usize,
+    pub at_new: Operating,
+    pub at_old: Operating,
+}
+
+pub fn bands_evidence(
+    store: &Store,
+    modality: Modality,
+    bands: Bands,
+    scores: Option<&ScoreSet>,
+) -> Result<BandsEvidence> {
+    let old = store.bands(modality)?;
+    let evaluation = scores.map(|set| {
+        let impostor = set.impostor();
+        EvaluationFigures {
+            source: set.source.clone(),
+            genuine: set.genuine.len(),
+            impostor: impostor.len(),
+            at_new: operating_point(&set.genuine, &impostor, bands),
+            at_old: operating_point(&set.genuine, &impostor, old),
+        }
+    });
+    Ok(BandsEvidence {
+        old,
+        new: bands,
+        evaluation,
+        replay: replay(&store.decisions(modality)?, bands),
+    })
+}
+
+/// Proposes new bands with their evidence.
+pub fn propose_bands(
+    store: &mut Store,
+    session: &Session,
+    modality: Modality,
+    bands: Bands,
+    scores: Option<&ScoreSet>,
+) -> Result<Proposal> {
+    let evidence = bands_evidence(store, modality, bands, scores)?;
+    Ok(store.propose(
+        Change::Bands { modality, bands },
+        serde_json::to_value(evidence).expect("evidence serialises"),
+        session,
+    )?)
+}
+
+/// Proposes a new kiosk repeat window.
+pub fn propose_repeat_window(
+    store: &mut Store,
+    session: &Session,
+    minutes: i64,
+) -> Result<Proposal> {
+    let old = store.repeat_window()?.num_minutes();
+    Ok(store.propose(
+        Change::RepeatWindow { minutes },
+        serde_json::json!({ "old_minutes": old, "new_minutes": minutes }),
+        session,
+    )?)
+}
+
+/// One model's figures on the gate's held-out scans.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateFigures {
+    pub model: String,
+    pub skilled: Option<ErrorRates>,
+    pub random: ErrorRates,
+}
+
+/// Whether a candidate signature model may be proposed, and on what figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateReport {
+    pub candidate: GateFigures,
+    pub active: GateFigures,
+    pub heldout_identities: usize,
+    pub references: usize,
+    /// The accept threshold the skilled-forgery rates were read at.
+    pub threshold: f32,
+    pub passed: bool,
+    /// Why it failed, one reason each.
+    pub reasons: Vec<String>,
+}
+
+/// Why a model cannot even be evaluated for activation: a run that did not finish, or
+/// held-out scans that it trained on.
+fn gate_refusals(
+    candidate: &Path,
+    heldout: &[LabelledScan],
+    device: &Device,
+) -> Result<Vec<String>> {
+    let mut reasons = Vec::new();
+    match RunOutcome::of_model(candidate)? {
+        Some(outcome) if !outcome.finished => reasons.push(format!(
+            "its training run did not finish ({} of {} epochs): a cancelled run cannot be activated",
+            outcome.epochs_run, outcome.epochs_planned
+        )),
+        _ => {}
+    }
+    let weights = crate::models::load_weights(candidate, device)?;
+    match weights.metadata.get(TRAIN_IDENTITIES) {
+        None => reasons.push(
+            "the model does not record which writers it was trained on, so no held-out set can be shown to be held out"
+                .into(),
+        ),
+        Some(list) => {
+            let trained: BTreeSet<String> = serde_json::from_str(list).map_err(|e| {
+                Error::Invalid(format!("{}: {TRAIN_IDENTITIES}: {e}", candidate.display()))
+            })?;
+            let overlap: BTreeSet<&str> = heldout
+                .iter()
+                .map(|s| s.identity.as_str())
+                .filter(|identity| trained.contains(*identity))
+                .collect();
+            if !overlap.is_empty() {
+                let named: Vec<&str> = overlap.iter().take(5).copied().collect();
+                reasons.push(format!(
+                    "{} held-out writers were in its training data ({}…): evaluate on writers it never saw",
+                    overlap.len(),
+                    named.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(reasons)
+}
+
+/// Evaluates the candidate and the active model on the same held-out scans (each
+/// identity's first `WORKBENCH_REFERENCES` genuine scans enrolled) and applies the gate.
+pub fn gate_signature_model(
+    candidate_path: &Path,
+    active: &SignatureModel,
+    heldout: &[LabelledScan],
+    bands: Bands,
+    device: &Device,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<GateReport> {
+    let mut reasons = gate_refusals(candidate_path, heldout, device)?;
+    let candidate = SignatureModel::load(candidate_path, device)?;
+    let figures = |model: &SignatureModel, progress: &mut dyn FnMut(usize, usize)| {
+        manifest_scores(
+            model,
+            heldout,
+            WORKBENCH_REFERENCES,
+            bands,
+            cancel,
+            progress,
+        )
+        .map(|set: ScoreSet| GateFigures {
+            model: model.model_id(),
+            skilled: (!set.skilled.is_empty())
+                .then(|| ErrorRates::new(&set.genuine, &set.skilled, bands.high)),
+            random: ErrorRates::new(&set.genuine, &set.random, bands.high),
+        })
+    };
+    let candidate_figures = figures(&candidate, progress)?;
+    let active_figures = figures(active, progress)?;
+    let counts = [
+        ("genuine", candidate_figures.random.genuine),
+        (
+            "skilled forgery",
+            candidate_figures.skilled.as_ref().map_or(0, |s| s.impostor),
+        ),
+        ("other-writer", candidate_figures.random.impostor),
+    ];
+    for (kind, count) in counts {
+        if count < MIN_GATE_COMPARISONS {
+            reasons.push(format!(
+                "only {count} {kind} comparisons on the held-out scans; the gate needs {MIN_GATE_COMPARISONS}"
+            ));
+        }
+    }
+    if let (Some(new), Some(old)) = (&candidate_figures.skilled, &active_figures.skilled) {
+        if new.eer > old.eer {
+            reasons.push(format!(
+                "skilled-forgery EER {:.2}% is worse than the active model's {:.2}%",
+                new.eer * 100.0,
+                old.eer * 100.0
+            ));
+        }
+        if new.far_at_default > old.far_at_default {
+            reasons.push(format!(
+                "it accepts {:.2}% of skilled forgeries at the accept threshold {:.2}, the active model {:.2}%",
+                new.far_at_default * 100.0,
+                bands.high,
+                old.far_at_default * 100.0
+            ));
+        }
+    }
+    let identities = crate::dataset::identities_of(heldout.iter().map(|s| s.identity.as_str()));
+    Ok(GateReport {
+        candidate: candidate_figures,
+        active: active_figures,
+        heldout_identities: identities.len(),
+        references: WORKBENCH_REFERENCES,
+        threshold: bands.high,
+        passed: reasons.is_empty(),
+        reasons,
+    })
+}
+
+/// The model's templates of every enrolled reference, made before the model can become
+/// active (proposing, then again on approval for references enrolled meanwhile): a
+/// model is never in force without them. Cancelling leaves everything as it was.
+pub struct Reembedding<'a> {
+    pub device: &'a Device,
+    pub cancel: &'a AtomicBool,
+    pub progress: &'a mut dyn FnMut(Progress),
+}
+
+impl Reembedding<'_> {
+    fn run(&mut self, store: &mut Store, session: &Session, path: &Path) -> Result<SignatureModel> {
+        let model = SignatureModel::load(path, self.device)?;
+        let report = reembed(store, &model, session.name(), self.cancel, self.progress)?;
+        if report.cancelled {
+            return Err(Error::Cancelled);
+        }
+        Ok(model)
+    }
+}
+
+/// Proposes a candidate that passed its gate as the active signature model.
+pub fn propose_signature_model(
+    store: &mut Store,
+    session: &Session,
+    candidate: &Path,
+    gate: &GateReport,
+    reembedding: &mut Reembedding,
+) -> Result<Proposal> {
+    if !gate.passed {
+        return Err(Error::Invalid(format!(
+            "the model cannot be activated: {}",
+            gate.reasons.join("; ")
+        )));
+    }
+    store.authorize(session, crate::types::Permission::Govern)?;
+    let path = std::path::absolute(candidate).map_err(|e| Error::io(e, candidate))?;
+    let model = reembedding.run(store, session, &path)?;
+    if model.model_id() != gate.candidate.model {
+        return Err(Error::Invalid(format!(
+            "{} changed since its gate ran: run the gate again",
+            path.display()
+        )));
+    }
+    Ok(store.propose(
+        Change::SignatureModel {
+            path: path.display().to_string(),
+            model_id: model.model_id(),
+        },
+        serde_json::to_value(gate).expect("gate serialises"),
+        session,
+    )?)
+}
+
+/// Proposes going back to a model that was active before (or the shipped one): no gate,
+/// since it already stood; the proposal says what it replaces.
+pub fn propose_rollback(
+    store: &mut Store,
+    session: &Session,
+    to: &Path,
+    shipped: &Path,
+    reembedding: &mut Reembedding,
+) -> Result<Proposal> {
+    store.authorize(session, crate::types::Permission::Govern)?;
+    let to = std::path::absolute(to).map_err(|e| Error::io(e, to))?;
+    let earlier = store.signature_model_history()?;
+    let known = to == std::path::absolute(shipped).map_err(|e| Error::io(e, shipped))?
+        || earlier.iter().any(|(path, _)| Path::new(path) == to);
+    if !known {
+        return Err(Error::Invalid(format!(
+            "{} was never the active signature model: a new model goes through the gate (`vouch models activate`)",
+            to.display()
+        )));
+    }
+    let model = reembedding.run(store, session, &to)?;
+    let current = super::active_signature_model(store, shipped)?;
+    Ok(store.propose(
+        Change::SignatureModel {
+            path: to.display().to_string(),
+            model_id: model.model_id(),
+        },
+        serde_json::json!({ "rollback_from": current, "to": to }),
+        session,
+    )?)
+}
+
+/// Approves a proposal. A model change first re-embeds the references with the model
+/// (cancelling leaves the proposal pending), then the store applies it.
+pub fn approve(
+    store: &mut Store,
+    session: &Session,
+    id: i64,
+    reembedding: &mut Reembedding,
+) -> Result<Proposal> {
+    store.authorize(session, crate::types::Permission::Govern)?;
+    let proposal = store.proposal(id)?;
+    if let Change::SignatureModel { path, model_id } = &proposal.change {
+        let model = reembedding.run(store, session, Path::new(path))?;
+        if &model.model_id() != model_id {
+            return Err(Error::Invalid(format!(
+                "{path} is no longer model {model_id} (it is {}): propose it again",
+                model.model_id()
+            )));
+        }
+    }
+    Ok(store.approve(id, session)?)
+}

@@ -1,0 +1,556 @@
+//! Operators, roles and governed changes: logins and lock-outs in the audit log, roles
+//! that refuse, four eyes on the bands, the repeat window and the active model, the
+//! model gate, and rollback.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use candle_core::Device;
+use common::{data, json_of, repo, shared};
+use vouch::store::{Change, ProposalStatus, Session, Store, StoreError};
+use vouch::types::{Bands, Modality, Permission, Role};
+use vouch::workflow::governance::{self, Reembedding};
+
+const ANA: (&str, &str) = ("ana", "correct horse battery");
+const CY: (&str, &str) = ("cy", "staple paper clip");
+
+/// A store with two supervisors, ana and cy, logged in.
+fn two_supervisors(path: &Path) -> (Store, Session, Session) {
+    let mut store = Store::open(path).unwrap();
+    let desk = Session::single_user("setup");
+    store
+        .add_operator(ANA.0, Role::Supervisor, ANA.1, &desk)
+        .unwrap();
+    let ana = store.login(ANA.0, ANA.1).unwrap();
+    store
+        .add_operator(CY.0, Role::Supervisor, CY.1, &ana)
+        .unwrap();
+    let cy = store.login(CY.0, CY.1).unwrap();
+    (store, ana, cy)
+}
+
+fn audit_actions(path: &Path) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut statement = conn
+        .prepare("SELECT actor, action FROM audit ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn logins_lock_out_after_five_failures_and_every_attempt_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vouch.db");
+    let mut store = Store::open(&path).unwrap();
+    let desk = Session::single_user("setup");
+    // Without accounts the desk may do anything; the first account must be a supervisor.
+    store.authorize(&desk, Permission::Administer).unwrap();
+    assert!(
+        store
+            .add_operator("kiosk1", Role::Kiosk, "1234", &desk)
+            .is_err()
+    );
+    assert!(
+        store
+            .add_operator(ANA.0, Role::Supervisor, "short", &desk)
+            .is_err(),
+        "a supervisor's password has at least 8 characters"
+    );
+    store
+        .add_operator(ANA.0, Role::Supervisor, ANA.1, &desk)
+        .unwrap();
+    // Now the desk is nobody.
+    assert!(matches!(
+        store.authorize(&desk, Permission::Enroll),
+        Err(StoreError::NotAllowed(_))
+    ));
+    for _ in 0..4 {
+        assert!(matches!(
+            store.login(ANA.0, "wrong"),
+            Err(StoreError::BadLogin { .. })
+        ));
+    }
+    assert!(matches!(
+        store.login(ANA.0, "wrong"),
+        Err(StoreError::LockedOut { .. })
+    ));
+    assert!(
+        matches!(store.login(ANA.0, ANA.1), Err(StoreError::LockedOut { .. })),
+        "the right secret does not open a locked account"
+    );
+    assert!(matches!(
+        store.login("nobody", "x"),
+        Err(StoreError::BadLogin { .. })
+    ));
+    let actions: Vec<String> = audit_actions(&path).into_iter().map(|(_, a)| a).collect();
+    assert_eq!(
+        actions,
+        [
+            "add_operator",
+            "login_failed",
+            "login_failed",
+            "login_failed",
+            "login_failed",
+            "locked_out",
+            "login_failed"
+        ]
+    );
+    assert!(store.audit_verify().unwrap().intact);
+}
+
+#[test]
+fn roles_refuse_what_they_do_not_cover_and_a_raised_role_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vouch.db");
+    let (mut store, ana, _) = two_supervisors(&path);
+    store
+        .add_operator("bo", Role::Clerk, "clerk pass 1", &ana)
+        .unwrap();
+    store
+        .add_operator("kiosk1", Role::Kiosk, "2468", &ana)
+        .unwrap();
+    let bo = store.login("bo", "clerk pass 1").unwrap();
+    let kiosk = store.login("kiosk1", "2468").unwrap();
+    store.authorize(&bo, Permission::Verify).unwrap();
+    store.authorize(&kiosk, Permission::CheckIn).unwrap();
+    for (session, permission) in [
+        (&bo, Permission::Administer),
+        (&bo, Permission::Govern),
+        (&kiosk, Permission::Enroll),
+        (&kiosk, Permission::Report),
+    ] {
+        assert!(
+            matches!(
+                store.authorize(session, permission),
+                Err(StoreError::NotAllowed(_))
+            ),
+            "{session:?} {permission:?}"
+        );
+    }
+    assert!(
+        store
+            .add_operator("eve", Role::Supervisor, "eve password", &bo)
+            .is_err()
+    );
+    // Disabling an account stops its open session at once.
+    store.set_operator_active("bo", false, &ana).unwrap();
+    assert!(store.authorize(&bo, Permission::Verify).is_err());
+    drop(store);
+    // A role raised in a SQLite shell breaks the row's seal: no login, and the audit says so.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE operators SET role = 'supervisor' WHERE name = 'kiosk1'",
+            [],
+        )
+        .unwrap();
+    let mut store = Store::open(&path).unwrap();
+    assert!(matches!(
+        store.login("kiosk1", "2468"),
+        Err(StoreError::BadRow { .. })
+    ));
+    assert!(!store.audit_verify().unwrap().intact);
+}
+
+#[test]
+fn a_change_waits_for_a_second_supervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vouch.db");
+    let (mut store, ana, cy) = two_supervisors(&path);
+    let before = store.bands(Modality::Face).unwrap();
+    let strict = Bands {
+        low: 0.5,
+        high: 0.7,
+    };
+    let proposal =
+        governance::propose_bands(&mut store, &ana, Modality::Face, strict, None).unwrap();
+    assert_eq!(proposal.status, ProposalStatus::Pending);
+    assert_eq!(store.bands(Modality::Face).unwrap(), before, "not yet");
+    assert!(matches!(
+        store.approve(proposal.id, &ana),
+        Err(StoreError::Governance(_))
+    ));
+    let approved = store.approve(proposal.id, &cy).unwrap();
+    assert_eq!(
+        (approved.status, approved.decided_by.as_deref()),
+        (ProposalStatus::Approved, Some("cy"))
+    );
+    assert_eq!(store.bands(Modality::Face).unwrap(), strict);
+    assert!(store.approve(proposal.id, &cy).is_err(), "decided once");
+
+    // Withdrawn by its proposer, rejected by another: neither applies.
+    let window = governance::propose_repeat_window(&mut store, &cy, 0).unwrap();
+    assert_eq!(
+        store.reject(window.id, &cy).unwrap().status,
+        ProposalStatus::Withdrawn
+    );
+    let window = governance::propose_repeat_window(&mut store, &cy, 0).unwrap();
+    assert_eq!(
+        store.reject(window.id, &ana).unwrap().status,
+        ProposalStatus::Rejected
+    );
+    assert_eq!(store.repeat_window().unwrap().num_minutes(), 10);
+
+    // An approval typed into a SQLite shell applies nothing and is found.
+    let sneaky = governance::propose_repeat_window(&mut store, &ana, 0).unwrap();
+    drop(store);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE proposals SET status = 'approved', decided_by = 'cy' WHERE id = ?1",
+            [sneaky.id],
+        )
+        .unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.repeat_window().unwrap().num_minutes(), 10);
+    assert!(!store.audit_verify().unwrap().intact);
+    let actors: Vec<(String, String)> = audit_actions(&path)
+        .into_iter()
+        .filter(|(_, action)| ["propose", "approve"].contains(&action.as_str()))
+        .collect();
+    assert_eq!(actors[0], ("ana".to_string(), "propose".to_string()));
+    assert_eq!(actors[1], ("cy".to_string(), "approve".to_string()));
+}
+
+#[test]
+fn a_site_with_one_supervisor_sets_one_approver_explicitly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("vouch.db")).unwrap();
+    store
+        .add_operator(
+            ANA.0,
+            Role::Supervisor,
+            ANA.1,
+            &Session::single_user("setup"),
+        )
+        .unwrap();
+    let ana = store.login(ANA.0, ANA.1).unwrap();
+    let bands = governance::propose_bands(
+        &mut store,
+        &ana,
+        Modality::Face,
+        Bands {
+            low: 0.4,
+            high: 0.6,
+        },
+        None,
+    )
+    .unwrap();
+    assert!(
+        store.approve(bands.id, &ana).is_err(),
+        "four eyes by default"
+    );
+    let one = store
+        .propose(
+            Change::Approvers { required: 1 },
+            serde_json::json!({}),
+            &ana,
+        )
+        .unwrap();
+    store.approve(one.id, &ana).unwrap();
+    assert_eq!(store.approvers_required().unwrap(), 1);
+    store.approve(bands.id, &ana).unwrap();
+    assert_eq!(store.bands(Modality::Face).unwrap().high, 0.6);
+}
+
+#[test]
+fn with_operator_accounts_the_cli_needs_a_login_and_records_who() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    drop(two_supervisors(&db));
+    let bands = [
+        "settings",
+        "set-bands",
+        "--modality",
+        "face",
+        "--low",
+        "0.5",
+        "--high",
+        "0.7",
+    ];
+    let anonymous = vouch_cmd(&db, None, None).args(bands).output().unwrap();
+    assert!(!anonymous.status.success());
+    assert!(String::from_utf8_lossy(&anonymous.stderr).contains("--operator"));
+    let wrong = vouch_cmd(&db, Some("ana"), Some("guess"))
+        .args(bands)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong operator name or secret"));
+
+    let proposed = json_of(
+        vouch_cmd(&db, Some(ANA.0), Some(ANA.1))
+            .args(bands)
+            .arg("--json"),
+    );
+    assert_eq!(proposed["status"], "pending", "{proposed}");
+    let id = proposed["id"].to_string();
+    let own = vouch_cmd(&db, Some(ANA.0), Some(ANA.1))
+        .args(["proposals", "approve", &id])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&own.stderr).contains("second supervisor"));
+    let approved = json_of(vouch_cmd(&db, Some(CY.0), Some(CY.1)).args([
+        "proposals",
+        "approve",
+        &id,
+        "--json",
+    ]));
+    assert_eq!(approved["status"], "approved");
+    let settings = json_of(vouch_cmd(&db, None, None).args(["settings", "show", "--json"]));
+    let high = settings["bands"][0][1]["high"].as_f64().unwrap();
+    assert!((high - 0.7).abs() < 1e-6, "{settings}");
+
+    // An enrollment is recorded under the operator who logged in, never $USER.
+    json_of(
+        vouch_cmd(&db, Some(CY.0), Some(CY.1))
+            .args([
+                "enroll",
+                "--name",
+                "Eileen Collins",
+                "--id",
+                "E100",
+                "--json",
+            ])
+            .arg(data("astronaut.png")),
+    );
+    let enrolled_by: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT actor FROM audit WHERE action = 'enroll'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(enrolled_by, "cy");
+}
+
+/// The binary with `--operator` and `$VOUCH_PASSWORD` when given.
+fn vouch_cmd(db: &Path, operator: Option<&str>, secret: Option<&str>) -> assert_cmd::Command {
+    let mut command = assert_cmd::Command::cargo_bin("vouch").unwrap();
+    command.args(["--device", "cpu", "--db"]).arg(db);
+    if let Some(operator) = operator {
+        command.args(["--operator", operator]);
+    }
+    match secret {
+        Some(secret) => command.env("VOUCH_PASSWORD", secret),
+        None => command.env_remove("VOUCH_PASSWORD"),
+    };
+    command
+}
+
+/// A copy of the shipped signature model as a training run's output: `finished` or not,
+/// trained on `train_writers`, its weights scaled by `scale` (1 keeps its verdicts).
+fn fake_run(dir: &Path, name: &str, finished: bool, train_writers: &[&str], scale: f64) -> PathBuf {
+    let shipped = repo()
+        .join("models")
+        .join(vouch::signature::SIGNATURE_MODEL_FILE);
+    let weights = vouch::models::load_weights(&shipped, &Device::Cpu).unwrap();
+    let mut metadata = weights.metadata.clone();
+    metadata.insert(
+        vouch::train::TRAIN_IDENTITIES.into(),
+        serde_json::to_string(train_writers).unwrap(),
+    );
+    let mut tensors: Vec<_> = weights
+        .tensors
+        .into_iter()
+        .map(|(name, tensor)| {
+            let tensor = if name.starts_with("fusion") {
+                tensor
+            } else {
+                (tensor * scale).unwrap()
+            };
+            (name, tensor)
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let run = dir.join(name);
+    std::fs::create_dir_all(&run).unwrap();
+    let model = run.join(vouch::train::MODEL_FILE);
+    vouch::models::save_weights(&model, &tensors, metadata).unwrap();
+    std::fs::write(run.join(vouch::train::HISTORY_FILE), "{}").unwrap();
+    let outcome = serde_json::json!({
+        "finished": finished, "epochs_run": if finished { 30 } else { 5 }, "epochs_planned": 30
+    });
+    std::fs::write(run.join(vouch::train::OUTCOME_FILE), outcome.to_string()).unwrap();
+    model
+}
+
+/// CEDAR writers as a manifest (genuine and forged scans).
+fn cedar_manifest(
+    dir: &Path,
+    writers: std::ops::RangeInclusive<u32>,
+    test: &str,
+) -> Option<PathBuf> {
+    let cedar = shared("data/signatures/cedar", test)?;
+    let mut text = String::from("path,identity,kind\n");
+    for writer in writers {
+        for n in 1..=24 {
+            for (folder, file, kind) in [
+                ("genuine", "original", "genuine"),
+                ("forged", "forgeries", "forgery"),
+            ] {
+                let path = cedar.join(folder).join(format!("{file}_{writer}_{n}.png"));
+                text.push_str(&format!("{},{writer},{kind}\n", path.display()));
+            }
+        }
+    }
+    let path = dir.join(format!("cedar-{test}.csv"));
+    std::fs::write(&path, text).unwrap();
+    Some(path)
+}
+
+#[test]
+fn the_gate_refuses_a_cancelled_run_writers_it_trained_on_and_a_worse_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(heldout) = cedar_manifest(dir.path(), 31..=33, "gate") else {
+        return;
+    };
+    let scans = vouch::dataset::load(&heldout).unwrap();
+    let shipped = repo()
+        .join("models")
+        .join(vouch::signature::SIGNATURE_MODEL_FILE);
+    let active = vouch::signature::SignatureModel::load(&shipped, &Device::Cpu).unwrap();
+    let bands = vouch::matching::default_bands(Modality::Signature);
+    let gate = |model: &Path| {
+        governance::gate_signature_model(
+            model,
+            &active,
+            &scans,
+            bands,
+            &Device::Cpu,
+            &AtomicBool::new(false),
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    let first_thirty: Vec<String> = (1..=30).map(|w| w.to_string()).collect();
+    let first_thirty: Vec<&str> = first_thirty.iter().map(String::as_str).collect();
+
+    let cancelled = gate(&fake_run(
+        dir.path(),
+        "cancelled",
+        false,
+        &first_thirty,
+        1.0,
+    ));
+    assert!(!cancelled.passed);
+    assert!(
+        cancelled.reasons[0].contains("did not finish (5 of 30 epochs)"),
+        "{:?}",
+        cancelled.reasons
+    );
+
+    let seen = gate(&fake_run(dir.path(), "seen", true, &["31", "32"], 1.0));
+    assert!(
+        seen.reasons
+            .iter()
+            .any(|r| r.contains("2 held-out writers were in its training data"))
+    );
+
+    // Halved weights: a finished run on other writers, but it lets more forgeries through.
+    let worse = gate(&fake_run(dir.path(), "worse", true, &first_thirty, 0.5));
+    assert!(!worse.passed);
+    assert!(
+        worse
+            .reasons
+            .iter()
+            .any(|r| r.contains("worse than the active model's")),
+        "{:?}",
+        worse.reasons
+    );
+
+    let same = gate(&fake_run(dir.path(), "same", true, &first_thirty, 1.0));
+    assert!(same.passed, "{:?}", same.reasons);
+    assert!(same.candidate.random.genuine >= governance::MIN_GATE_COMPARISONS);
+
+    let mut store = Store::open(&dir.path().join("vouch.db")).unwrap();
+    let desk = Session::single_user("tester");
+    let cancel = AtomicBool::new(false);
+    let mut reembedding = Reembedding {
+        device: &Device::Cpu,
+        cancel: &cancel,
+        progress: &mut |_| {},
+    };
+    assert!(
+        governance::propose_signature_model(
+            &mut store,
+            &desk,
+            &fake_run(dir.path(), "cancelled", false, &first_thirty, 1.0),
+            &cancelled,
+            &mut reembedding
+        )
+        .is_err(),
+        "a refused gate proposes nothing"
+    );
+    assert!(store.proposals().unwrap().is_empty());
+}
+
+#[test]
+fn rollback_restores_the_verdicts_of_the_earlier_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let (mut store, ana, cy) = two_supervisors(&db);
+    let shipped = repo()
+        .join("models")
+        .join(vouch::signature::SIGNATURE_MODEL_FILE);
+    let model = vouch::signature::SignatureModel::load(&shipped, &Device::Cpu).unwrap();
+    vouch::workflow::enroll_signature(
+        &model,
+        &mut store,
+        &vouch::workflow::EnrollRequest {
+            name: "Writer 1".into(),
+            external_id: "ACC-1".into(),
+            images: (1..=3)
+                .map(|n| data(&format!("signatures/w1_{n}.png")))
+                .collect(),
+        },
+        "ana",
+    )
+    .unwrap();
+    let questioned = data("signatures/w2_4.png");
+    let verdict = |store: &mut Store| {
+        let path = vouch::workflow::active_signature_model(store, &shipped).unwrap();
+        let model = vouch::signature::SignatureModel::load(&path, &Device::Cpu).unwrap();
+        let report =
+            vouch::workflow::verify_signature(&model, store, "ACC-1", &questioned, "ana").unwrap();
+        (report.model.clone(), report.verdict.score)
+    };
+    let before = verdict(&mut store);
+
+    // Another model, made active (the store does not gate; the front ends do).
+    let other = fake_run(dir.path(), "other", true, &[], 0.5);
+    let cancel = AtomicBool::new(false);
+    let mut progress = |_| {};
+    let mut reembedding = Reembedding {
+        device: &Device::Cpu,
+        cancel: &cancel,
+        progress: &mut progress,
+    };
+    let other_model = vouch::signature::SignatureModel::load(&other, &Device::Cpu).unwrap();
+    let proposal = store
+        .propose(
+            Change::SignatureModel {
+                path: other.display().to_string(),
+                model_id: other_model.model_id(),
+            },
+            serde_json::json!({}),
+            &ana,
+        )
+        .unwrap();
+    governance::approve(&mut store, &cy, proposal.id, &mut reembedding).unwrap();
+    let changed = verdict(&mut store);
+    assert_ne!(changed.0, before.0);
+
+    let back = governance::propose_rollback(&mut store, &ana, &shipped, &shipped, &mut reembedding)
+        .unwrap();
+    assert_eq!(back.status, ProposalStatus::Pending);
+    governance::approve(&mut store, &cy, back.id, &mut reembedding).unwrap();
+    assert_eq!(verdict(&mut store), before);
+    assert!(store.audit_verify().unwrap().intact);
+}
