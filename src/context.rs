@@ -53,6 +53,11 @@ impl Context {
         self.db.with_file_name("models")
     }
 
+    /// Where the HTML reports of governed changes are saved.
+    pub fn reports_dir(&self) -> PathBuf {
+        self.db.with_file_name("reports")
+    }
+
     /// Where camera frames captured for enrollment are saved.
     pub fn captures_dir(&self) -> PathBuf {
         self.db.with_file_name("captures")

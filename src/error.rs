@@ -167,6 +167,19 @@ impl Error {
         }
     }
 
+    /// The cause a failure to acquire is counted under (ISO/IEC 19795-1 reports FTA by
+    /// cause, so a site knows whether to fix its scanner, its lighting or its files).
+    pub fn acquisition_cause(&self) -> &'static str {
+        match self {
+            Error::EmptyScan(_) => "no ink",
+            Error::NotAScan { .. } => "not a signature scan",
+            Error::NoFace(_) => "no face",
+            Error::Io { .. } | Error::BadImage { .. } => "unreadable file",
+            Error::ImageTooLarge { .. } => "image too large",
+            _ => "other",
+        }
+    }
+
     pub fn io(source: std::io::Error, path: impl Into<PathBuf>) -> Self {
         Error::Io {
             source,

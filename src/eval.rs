@@ -2,6 +2,8 @@
 //! threshold, at the shipped threshold, and by k-fold cross-validation.
 
 pub mod oneshot;
+pub mod report;
+pub mod standards;
 pub mod verification;
 
 use std::collections::HashMap;

@@ -554,3 +554,57 @@ fn rollback_restores_the_verdicts_of_the_earlier_model() {
     assert_eq!(verdict(&mut store), before);
     assert!(store.audit_verify().unwrap().intact);
 }
+
+#[test]
+fn the_replay_counts_kiosk_punches_and_the_report_lists_what_would_flip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let (mut store, ana, _) = two_supervisors(&db);
+    store
+        .enroll(
+            "Ada <b>Lovelace</b>",
+            "E1",
+            Modality::Face,
+            "m",
+            &[common::face_template(0.1)],
+            "setup",
+        )
+        .unwrap();
+    store
+        .punch(1, 0.62, chrono::Duration::minutes(10), "kiosk")
+        .unwrap();
+    let bands = store.bands(Modality::Face).unwrap();
+    store
+        .record_decision(1, Modality::Face, 0.9, bands, bands.decide(0.9), ANA.0)
+        .unwrap();
+    let stricter = Bands {
+        low: 0.6,
+        high: 0.7,
+    };
+    let proposal =
+        governance::propose_bands(&mut store, &ana, Modality::Face, stricter, None).unwrap();
+    let evidence: governance::BandsEvidence =
+        serde_json::from_value(proposal.evidence.clone()).unwrap();
+    assert_eq!(evidence.replay.total, 2, "the punch and the verification");
+    assert_eq!(evidence.replay.changed, 1);
+    assert_eq!(evidence.replay.flips[0].0.what, "kiosk punch");
+    drop(store);
+
+    let out = dir.path().join("report.html");
+    vouch_cmd(&db, Some(ANA.0), Some(ANA.1))
+        .args(["proposals", "report", "1", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let report = std::fs::read_to_string(&out).unwrap();
+    assert!(report.contains("1 of 2 would change"), "{report}");
+    assert!(report.contains("kiosk punch"));
+    assert!(report.contains("Ada &lt;b&gt;Lovelace&lt;/b&gt; (E1)"));
+    assert!(report.contains("No evaluation scores were attached"));
+    // Reports are reads that personal data guards: not without a login.
+    vouch_cmd(&db, None, None)
+        .args(["proposals", "report", "1", "--out"])
+        .arg(&out)
+        .assert()
+        .failure();
+}

@@ -205,26 +205,21 @@ fn the_signature_desk_shows_a_verdict_with_per_reference_scores() {
     ));
 }
 
-fn far_text(harness: &Harness<'_, App>) -> String {
-    harness
-        .get_by_label_contains("manual review")
-        .accesskit_node()
-        .value()
-        .or_else(|| {
-            harness
-                .get_by_label_contains("manual review")
-                .accesskit_node()
-                .label()
-        })
-        .unwrap_or_default()
+/// The text of the one node whose label contains `needle`.
+fn text_containing(harness: &Harness<'_, App>, needle: &str) -> String {
+    let node = harness.get_by_label_contains(needle);
+    let node = node.accesskit_node();
+    node.value().or_else(|| node.label()).unwrap_or_default()
 }
 
-#[test]
-fn moving_the_threshold_changes_far_and_saving_is_audited() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("vouch.db");
-    enroll_signatures(&db);
-    let mut harness = harness(&db);
+fn far_text(harness: &Harness<'_, App>) -> String {
+    text_containing(harness, "manual review")
+}
+
+/// The window on four enrolled writers, at the workbench with their scores loaded.
+fn workbench_on_enrolled_signatures(db: &Path) -> Harness<'static, App> {
+    enroll_signatures(db);
+    let mut harness = harness(db);
     ready(&mut harness);
     harness.get_by_label("Threshold workbench").click();
     harness.step();
@@ -234,6 +229,14 @@ fn moving_the_threshold_changes_far_and_saving_is_audited() {
         .get_by_label("Scores from enrolled references")
         .click();
     wait_for(&mut harness, "scores", |h| shows(h, "genuine scores"));
+    harness
+}
+
+#[test]
+fn moving_the_threshold_changes_far_and_saving_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let mut harness = workbench_on_enrolled_signatures(&db);
     harness
         .get_by_role_and_label(egui::accesskit::Role::Slider, "Threshold")
         .set_value_accesskit(0.0);
@@ -553,4 +556,57 @@ fn a_proposal_made_in_the_window_waits_for_a_second_supervisor() {
         store.proposal(1).unwrap().status,
         vouch::store::ProposalStatus::Approved
     );
+}
+
+/// The percentages after `name ` in the workbench's rates line.
+fn rate_in(text: &str, name: &str) -> f64 {
+    let start = text.find(&format!("{name} ")).expect(name) + name.len() + 1;
+    text[start..]
+        .split('%')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_workbench_presets_meet_their_labels_and_a_proposal_report_is_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let mut harness = workbench_on_enrolled_signatures(&db);
+    for (preset, limit) in [("Preset: FAR ≤ 1%", 1.0), ("Preset: FAR ≤ 0.1%", 0.1)] {
+        harness.get_by_label(preset).click();
+        harness.step();
+        harness.step();
+        let far = rate_in(&far_text(&harness), "FAR");
+        assert!(far <= limit, "{preset}: FAR {far}%");
+    }
+    harness.get_by_label_contains("Preset: EER").click();
+    harness.step();
+    harness.step();
+    let summary = text_containing(&harness, "genuine scores;");
+    let eer = rate_in(&summary, "EER");
+    let rates = far_text(&harness);
+    let (far, frr) = (rate_in(&rates, "FAR"), rate_in(&rates, "FRR"));
+    assert!(
+        ((far + frr) / 2.0 - eer).abs() < 0.01,
+        "{summary} / {rates}"
+    );
+    // What standards ask for beside the EER, and what could not be measured here.
+    assert!(shows(&harness, "Figures for the report (ISO/IEC 19795-1)"));
+    assert!(harness.query_all_by_label_contains("not supported").count() > 0);
+    assert!(shows(&harness, "FTE and FTA: not measured"));
+
+    harness.get_by_label("Propose threshold").click();
+    wait_for(&mut harness, "the change", |h| shows(h, "in force: accept"));
+    harness.get_by_label("Changes").click();
+    wait_for(&mut harness, "the proposals", |h| {
+        shows(h, "Save report #1")
+    });
+    harness.get_by_label("Save report #1").click();
+    wait_for(&mut harness, "the report", |h| shows(h, "Report saved"));
+    let report = std::fs::read_to_string(dir.path().join("reports/proposal-1.html")).unwrap();
+    assert_eq!(report.matches("<svg").count(), 2, "DET and histogram");
+    assert!(report.contains("FNMR at fixed FMR"));
 }

@@ -168,7 +168,9 @@ struct VerifyEvaluation {
     manifest: PathBuf,
     model: String,
     scans: usize,
-    unreadable: Vec<(PathBuf, String)>,
+    unreadable: crate::eval::verification::Unusable,
+    /// Failure to acquire over every scan, failure to enrol at the first K.
+    acquisition: crate::eval::standards::Acquisition,
     runs: Vec<crate::eval::verification::VerificationReport>,
 }
 
@@ -199,20 +201,25 @@ fn eval_verify(
             crate::eval::verification::evaluate(&embedded, k, threshold, |r, q| model.score(r, q))
         })
         .collect::<crate::Result<_>>()?;
+    let acquisition = crate::eval::verification::acquisition(
+        &scans,
+        &embedded,
+        &unreadable,
+        refs.first().copied().unwrap_or(1),
+    );
     let report = VerifyEvaluation {
         manifest: manifest.to_path_buf(),
         model: model.model_id(),
         scans: scans.len(),
         unreadable,
+        acquisition,
         runs,
     };
     print_report(&report, json, |r| {
-        let mut lines = vec![format!(
-            "{} scans ({} unreadable), model {}",
-            r.scans,
-            r.unreadable.len(),
-            r.model
-        )];
+        let mut lines = vec![
+            format!("{} scans, model {}", r.scans, r.model),
+            r.acquisition.to_string(),
+        ];
         let rates = |name: &str, e: &crate::eval::verification::ErrorRates| {
             format!(
                 "  {name}: EER {:.2}% (at score {:.3}), FAR {:.2}% / FRR {:.2}% at {:.3}, AUC {:.4}, {} genuine vs {} impostor",
@@ -233,11 +240,39 @@ fn eval_verify(
             ));
             if let Some(skilled) = &run.skilled {
                 lines.push(rates("skilled", skilled));
+                lines.extend(skilled.at_fmr.iter().map(at_fmr_line));
             }
             lines.push(rates("random", &run.random));
+            lines.extend(run.random.at_fmr.iter().map(at_fmr_line));
         }
         lines.join("\n")
     })
+}
+
+/// One FNMR-at-FMR row: the rate, its 95% interval, the threshold and the counts, and
+/// whether the impostor count can support the target at all.
+fn at_fmr_line(at: &crate::eval::standards::FnmrAtFmr) -> String {
+    let support = if at.supported {
+        String::new()
+    } else {
+        format!(
+            " (too few impostors: {} can support an FMR down to {:.2}% only)",
+            at.impostors,
+            100.0 * crate::eval::standards::lowest_supported_fmr(at.impostors)
+        )
+    };
+    format!(
+        "    FNMR {:.2}% [95% CI {:.2}-{:.2}%] at FMR <= {}% (threshold {:.4}; {} of {} impostors, {} of {} genuine){support}",
+        100.0 * at.fnmr,
+        100.0 * at.fnmr_interval.0,
+        100.0 * at.fnmr_interval.1,
+        100.0 * at.target_fmr,
+        at.threshold,
+        at.false_matches,
+        at.impostors,
+        at.false_non_matches,
+        at.genuine,
+    )
 }
 
 fn eval_oneshot(model: &SignatureModel, runs: &Path, json: bool) -> anyhow::Result<ExitCode> {

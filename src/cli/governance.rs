@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::{open_as, print_report, session};
+use anyhow::Context as _;
+
+use super::{open_as, open_to_read_as, print_report, session};
 use crate::context::Context;
 use crate::store::{Proposal, ProposalStatus, Session};
 use crate::types::{Permission, Role};
@@ -58,6 +60,13 @@ pub enum ProposalsCommand {
         id: i64,
         #[arg(long)]
         json: bool,
+    },
+    /// Save a proposal's evidence as an HTML report with its plots (default:
+    /// `reports/proposal-ID.html` beside the database).
+    Report {
+        id: i64,
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -147,6 +156,20 @@ pub fn proposals(command: ProposalsCommand, context: &Context) -> anyhow::Result
             let (mut store, by) = open_as(context, Permission::Govern)?;
             let proposal = approve(context, &mut store, &by, id)?;
             print_proposal(&proposal, json)
+        }
+        ProposalsCommand::Report { id, out } => {
+            let store = open_to_read_as(context, Permission::Report)?;
+            let written = match out {
+                Some(path) => {
+                    let html = governance::proposal_report(&store.proposal(id)?)?;
+                    std::fs::write(&path, html)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    path
+                }
+                None => governance::save_proposal_report(&store, id, &context.reports_dir())?,
+            };
+            println!("wrote {}", written.display());
+            Ok(ExitCode::SUCCESS)
         }
         ProposalsCommand::Reject { id, json } => {
             let mut store = context.open_store()?;

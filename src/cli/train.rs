@@ -171,8 +171,8 @@ pub fn models(command: ModelsCommand, context: &Context) -> anyhow::Result<ExitC
                 scans.extend(crate::dataset::load(source)?);
             }
             let (_, unusable) = crate::train::fit_scorer(&model, &scans, refs, &out)?;
-            for (path, reason) in &unusable {
-                eprintln!("skipped {}: {reason}", path.display());
+            for scan in &unusable {
+                eprintln!("skipped {}: {}", scan.path.display(), scan.error);
             }
             let fitted = crate::signature::SignatureModel::load(&out, &candle_core::Device::Cpu)?;
             println!("wrote {} ({})", out.display(), fitted.model_id());

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::AtomicBool;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::standards::{Acquisition, FnmrAtFmr, IdentityScores, REPORTED_FMRS, fnmr_at_fmr};
 
 use crate::dataset::{Kind, LabelledScan};
 use crate::error::{Error, Result};
@@ -142,7 +144,7 @@ pub struct EmbeddedScan<'a> {
     pub embedding: Vec<f32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorRates {
     pub eer: f64,
     pub eer_threshold: f32,
@@ -151,6 +153,8 @@ pub struct ErrorRates {
     pub auc: f64,
     pub genuine: usize,
     pub impostor: usize,
+    /// FNMR at FMR 1e-2, 1e-3 and 1e-4, as standards report it.
+    pub at_fmr: Vec<FnmrAtFmr>,
 }
 
 impl ErrorRates {
@@ -165,6 +169,10 @@ impl ErrorRates {
             auc: area_under_curve(genuine, impostor),
             genuine: genuine.len(),
             impostor: impostor.len(),
+            at_fmr: REPORTED_FMRS
+                .iter()
+                .map(|&target| fnmr_at_fmr(genuine, impostor, target))
+                .collect(),
         }
     }
 }
@@ -185,6 +193,9 @@ pub struct VerificationReport {
     pub skilled_scores: Vec<f32>,
     #[serde(skip)]
     pub random_scores: Vec<f32>,
+    /// The same scores by the identity whose references they were compared with.
+    #[serde(skip)]
+    pub per_identity: Vec<IdentityScores>,
 }
 
 /// For each identity with more than `references` genuine scans: the first `references`
@@ -198,7 +209,7 @@ pub fn evaluate(
 ) -> Result<VerificationReport> {
     let identities = crate::dataset::identities_of(scans.iter().map(|s| s.identity));
     let (mut genuine, mut skilled, mut random) = (Vec::new(), Vec::new(), Vec::new());
-    let mut evaluated = 0;
+    let mut per_identity = Vec::new();
     for identity in &identities {
         let own_genuine: Vec<&EmbeddedScan> = scans
             .iter()
@@ -207,7 +218,10 @@ pub fn evaluate(
         if own_genuine.len() <= references {
             continue;
         }
-        evaluated += 1;
+        let mut own = IdentityScores {
+            identity: identity.clone(),
+            ..IdentityScores::default()
+        };
         let enrolled: Vec<&[f32]> = own_genuine[..references]
             .iter()
             .map(|s| s.embedding.as_slice())
@@ -219,15 +233,25 @@ pub fn evaluate(
         }) {
             let value = score(&enrolled, &questioned.embedding)?;
             match (questioned.identity == identity.as_str(), questioned.kind) {
-                (true, Kind::Genuine) => genuine.push(value),
-                (true, Kind::Forgery) => skilled.push(value),
-                (false, Kind::Genuine) => random.push(value),
+                (true, Kind::Genuine) => {
+                    genuine.push(value);
+                    own.genuine.push(value);
+                }
+                (true, Kind::Forgery) => {
+                    skilled.push(value);
+                    own.impostor.push(value);
+                }
+                (false, Kind::Genuine) => {
+                    random.push(value);
+                    own.impostor.push(value);
+                }
                 (false, Kind::Forgery) => {}
             }
         }
+        per_identity.push(own);
     }
     Ok(VerificationReport {
-        identities: evaluated,
+        identities: per_identity.len(),
         references,
         threshold,
         skilled: (!skilled.is_empty()).then(|| ErrorRates::new(&genuine, &skilled, threshold)),
@@ -235,11 +259,12 @@ pub fn evaluate(
         genuine_scores: genuine,
         skilled_scores: skilled,
         random_scores: random,
+        per_identity,
     })
 }
 
 /// The decision counts the threshold workbench shows for one threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Operating {
     pub far: f64,
     pub frr: f64,
@@ -280,8 +305,15 @@ pub fn operating_point(genuine: &[f32], impostor: &[f32], bands: Bands) -> Opera
     }
 }
 
-/// Scans that could not be used, with the reason.
-pub type Unusable = Vec<(std::path::PathBuf, String)>;
+/// A scan that could not be used, why, and the cause as failure-to-acquire counts it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnusableScan {
+    pub path: std::path::PathBuf,
+    pub cause: &'static str,
+    pub error: String,
+}
+
+pub type Unusable = Vec<UnusableScan>;
 
 /// Embeds every scan of a manifest with the signature model (in parallel batches);
 /// scans that cannot be read or show no ink are returned with their error instead.
@@ -316,7 +348,11 @@ pub fn embed_scans<'a>(
                     good.push(canvas);
                     good_scans.push(scan);
                 }
-                Err(error) => failed.push((scan.path.clone(), error.to_string())),
+                Err(error) => failed.push(UnusableScan {
+                    path: scan.path.clone(),
+                    cause: error.acquisition_cause(),
+                    error: error.to_string(),
+                }),
             }
         }
         if good.is_empty() {
@@ -335,7 +371,7 @@ pub fn embed_scans<'a>(
 }
 
 /// Genuine and impostor scores for the threshold workbench, and where they came from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ScoreSet {
     pub genuine: Vec<f32>,
     /// Skilled forgeries of the identity itself (signatures from a labelled manifest).
@@ -343,6 +379,11 @@ pub struct ScoreSet {
     /// Other identities.
     pub random: Vec<f32>,
     pub source: String,
+    /// The same scores by identity, for the problem-enrollee view.
+    pub per_identity: Vec<IdentityScores>,
+    /// Failure to enrol and to acquire, when the scores came from samples (a manifest)
+    /// rather than references already enrolled.
+    pub acquisition: Option<Acquisition>,
 }
 
 impl ScoreSet {
@@ -366,14 +407,48 @@ pub fn manifest_scores(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ScoreSet> {
-    let (embedded, _) = embed_scans(model, scans, cancel, progress)?;
+    let (embedded, unusable) = embed_scans(model, scans, cancel, progress)?;
     let report = evaluate(&embedded, references, bands.high, |r, q| model.score(r, q))?;
     Ok(ScoreSet {
         genuine: report.genuine_scores,
         skilled: report.skilled_scores,
         random: report.random_scores,
         source: format!("{references} references"),
+        per_identity: report.per_identity,
+        acquisition: Some(acquisition(scans, &embedded, &unusable, references)),
     })
+}
+
+/// FTA over every scan presented; FTE over the identities with a genuine scan, an
+/// identity failing when fewer than `references` of its genuine scans were usable.
+pub fn acquisition(
+    scans: &[LabelledScan],
+    embedded: &[EmbeddedScan],
+    unusable: &[UnusableScan],
+    references: usize,
+) -> Acquisition {
+    let identities = crate::dataset::identities_of(
+        scans
+            .iter()
+            .filter(|s| s.kind == Kind::Genuine)
+            .map(|s| s.identity.as_str()),
+    );
+    let failed_to_enrol = identities
+        .iter()
+        .filter(|identity| {
+            embedded
+                .iter()
+                .filter(|s| s.identity == identity.as_str() && s.kind == Kind::Genuine)
+                .count()
+                < references
+        })
+        .count();
+    Acquisition::new(
+        scans.len(),
+        unusable.iter().map(|u| u.cause.to_string()),
+        identities.len(),
+        failed_to_enrol,
+    )
 }
 
 /// Scores from the enrolled gallery itself: each person's first reference against their
@@ -405,32 +480,37 @@ pub fn gallery_scores(
         skilled: Vec::new(),
         random: report.random_scores,
         source: "enrolled references".into(),
+        per_identity: report.per_identity,
+        acquisition: None,
     })
 }
 
 /// What new bands would do to the decisions already recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replay {
     pub total: usize,
     /// Decisions the new bands would make differently.
     pub changed: usize,
     /// Of those, how many would now be accepts.
     pub now_accepted: usize,
+    /// The decisions that would change, each with what it would become.
+    pub flips: Vec<(PastDecision, crate::types::Decision)>,
 }
 
 pub fn replay(past: &[PastDecision], bands: Bands) -> Replay {
-    let flipped: Vec<_> = past
+    let flips: Vec<_> = past
         .iter()
-        .map(|p| (p.decision, bands.decide(p.score)))
-        .filter(|(before, after)| before != after)
+        .map(|p| (p.clone(), bands.decide(p.score)))
+        .filter(|(before, after)| before.decision != *after)
         .collect();
     Replay {
         total: past.len(),
-        changed: flipped.len(),
-        now_accepted: flipped
+        changed: flips.len(),
+        now_accepted: flips
             .iter()
             .filter(|(_, after)| *after == crate::types::Decision::Accept)
             .count(),
+        flips,
     }
 }
 
@@ -481,7 +561,13 @@ mod tests {
             (0.2, Decision::Reject),
             (0.52, Decision::Review),
         ]
-        .map(|(score, decision)| PastDecision { score, decision });
+        .map(|(score, decision)| PastDecision {
+            score,
+            decision,
+            at: "2026-12-01T08:00:00.000Z".into(),
+            what: "kiosk punch".into(),
+            person: None,
+        });
         let same = Bands {
             low: 0.45,
             high: 0.55,
@@ -491,14 +577,13 @@ mod tests {
             low: 0.1,
             high: 0.51,
         };
+        let replayed = replay(&past, looser);
         assert_eq!(
-            replay(&past, looser),
-            Replay {
-                total: 4,
-                changed: 2,
-                now_accepted: 1
-            }
+            (replayed.total, replayed.changed, replayed.now_accepted),
+            (4, 2, 1)
         );
+        assert_eq!(replayed.flips[0].0.score, 0.2);
+        assert_eq!(replayed.flips[0].1, Decision::Review);
     }
 
     #[test]

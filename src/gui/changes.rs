@@ -14,6 +14,8 @@ pub struct ChangesTab {
     repeat_minutes: i64,
     /// The outcome of the last proposal, approval or rejection.
     pub outcome: Option<Result<Proposal, String>>,
+    /// Where the last report was saved, or why it was not.
+    pub report: Option<Result<std::path::PathBuf, String>>,
 }
 
 impl ChangesTab {
@@ -30,6 +32,15 @@ impl ChangesTab {
             requests.push(Request::Proposals);
         }
         self.outcome_ui(ui);
+        match &self.report {
+            Some(Ok(path)) => {
+                ui.label(format!("Report saved: {}", path.display()));
+            }
+            Some(Err(error)) => {
+                ui.colored_label(egui::Color32::from_rgb(200, 60, 60), error);
+            }
+            None => {}
+        }
         let Some(governance) = &self.governance else {
             ui.label("Loading the proposals…");
             return;
@@ -128,16 +139,19 @@ fn proposal_ui(ui: &mut egui::Ui, proposal: &Proposal, requests: &mut Vec<Reques
             }
         ));
         ui.label(evidence_summary(&proposal.evidence));
-        if proposal.status == ProposalStatus::Pending {
-            ui.horizontal(|ui| {
+        ui.horizontal(|ui| {
+            if ui.button(format!("Save report #{}", proposal.id)).clicked() {
+                requests.push(Request::SaveReport { id: proposal.id });
+            }
+            if proposal.status == ProposalStatus::Pending {
                 if ui.button(format!("Approve #{}", proposal.id)).clicked() {
                     requests.push(Request::Approve { id: proposal.id });
                 }
                 if ui.button(format!("Reject #{}", proposal.id)).clicked() {
                     requests.push(Request::Reject { id: proposal.id });
                 }
-            });
-        }
+            }
+        });
     });
 }
 
@@ -164,7 +178,7 @@ fn evidence_summary(evidence: &serde_json::Value) -> String {
     }
     if let Some(evaluation) = evidence.get("evaluation").filter(|e| !e.is_null()) {
         parts.push(format!(
-            "on {} ({} genuine, {} impostor): FAR {} → {}, FRR {} → {}, review {}",
+            "on {} ({} genuine, {} impostor): FAR {} to {}, FRR {} to {}, review {}",
             evaluation["source"].as_str().unwrap_or("scores"),
             evaluation["genuine"],
             evaluation["impostor"],
@@ -174,6 +188,15 @@ fn evidence_summary(evidence: &serde_json::Value) -> String {
             percent(&evaluation["at_new"]["frr"]),
             percent(&evaluation["at_new"]["review_rate"]),
         ));
+        for kind in evaluation["far_by_kind"].as_array().into_iter().flatten() {
+            parts.push(format!(
+                "FAR on {} ({}) {} to {}",
+                kind["kind"].as_str().unwrap_or("?"),
+                kind["impostors"],
+                percent(&kind["old"]),
+                percent(&kind["new"])
+            ));
+        }
     }
     if let Some(skilled) = evidence
         .pointer("/candidate/skilled")

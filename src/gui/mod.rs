@@ -161,6 +161,7 @@ impl App {
             Reply::Scores(result) => self.workbench.on_scores(result),
             Reply::Replayed(replay) => self.workbench.replay = Some(replay),
             Reply::Bands(bands) => self.workbench.on_bands(bands),
+            Reply::SiteLoad(site) => self.workbench.site = Some(site),
             Reply::TrainingPrepared(result) => self.training.on_prepared(ctx, result),
             Reply::Gated(result) => self.training.on_gated(result),
             Reply::Governed(result) => {
@@ -178,6 +179,7 @@ impl App {
                 });
             }
             Reply::Proposals(governance) => self.changes.on_governance(governance),
+            Reply::ReportSaved(result) => self.changes.report = Some(result),
             Reply::Session { operator, accounts } => {
                 self.access.on_session(ctx, operator, accounts);
                 if !self.access.shows(self.tab) {

@@ -49,7 +49,7 @@ pub struct TrainingTab {
     finished: Option<Result<Finished, String>>,
     /// A manifest of writers the new model never trained on, for its gate.
     heldout: String,
-    pub gate: Option<Result<GateReport, String>>,
+    pub gate: Option<Result<Box<GateReport>, String>>,
 }
 
 impl TrainingTab {
@@ -187,7 +187,7 @@ impl TrainingTab {
         }
     }
 
-    pub fn on_gated(&mut self, result: Result<GateReport, String>) {
+    pub fn on_gated(&mut self, result: Result<Box<GateReport>, String>) {
         self.gate = Some(result);
     }
 

@@ -1,20 +1,36 @@
-//! The threshold workbench: genuine and impostor score histograms, the DET curve with its
-//! EER, a slider with live FAR / FRR / accuracy / F1 / review rate (skilled forgeries and
-//! other writers apart), presets that land where their label says, the count of past
-//! decisions a change would flip, and proposing the bands (a governed change).
+//! The threshold workbench: genuine and impostor score histograms, DET curves on
+//! normal-deviate axes (skilled forgeries and other writers apart), a slider with live
+//! FAR / FRR / accuracy / F1 / review rate, presets that land where their label says, the
+//! figures ISO/IEC 19795-1 asks for (FNMR at fixed FMRs with intervals, FTA and FTE, the
+//! projected false alarms of the site's gallery, problem enrollees), the past decisions a
+//! change would flip, and proposing the bands (a governed change).
 
 use eframe::egui;
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points, VLine};
+use egui_plot::{
+    Bar, BarChart, GridInput, GridMark, HoverPosition, Legend, Line, Plot, PlotPoints, Points,
+    VLine,
+};
 
 use super::labelled_text;
 use super::worker::Request;
+use crate::eval::standards::{
+    self, DET_FLOOR, FnmrAtFmr, REPORTED_FMRS, SiteLoad, det_probit, fnmr_at_fmr,
+    lowest_supported_fmr, probit, projected_false_alarms,
+};
 use crate::eval::verification::{
-    Operating, Replay, ScoreSet, THRESHOLD_STEP, det_percentages, equal_error_point, error_rates,
-    operating_point, threshold_for_far,
+    Replay, ScoreSet, THRESHOLD_STEP, equal_error_point, error_rates, operating_point,
+    threshold_for_far,
 };
 use crate::types::{Bands, Modality};
 
 const BINS: usize = 40;
+const CURVE_COLOURS: [egui::Color32; 2] = [
+    egui::Color32::from_rgb(230, 90, 80),
+    egui::Color32::from_rgb(90, 150, 240),
+];
+const THRESHOLD_COLOUR: egui::Color32 = egui::Color32::from_rgb(60, 200, 200);
+const EER_COLOUR: egui::Color32 = egui::Color32::from_rgb(220, 90, 220);
+const FLOOR_COLOUR: egui::Color32 = egui::Color32::from_rgb(200, 200, 60);
 
 pub struct WorkbenchTab {
     pub modality: Modality,
@@ -28,6 +44,16 @@ pub struct WorkbenchTab {
     saved: Option<Bands>,
     pub replay: Option<Replay>,
     asked_bands: bool,
+    /// What only changes with the scores: per kind of impostor, its DET curve on
+    /// normal-deviate axes and its FNMR at the reported FMRs.
+    curves: Vec<KindFigures>,
+    pub site: Option<SiteLoad>,
+}
+
+struct KindFigures {
+    kind: &'static str,
+    det: Vec<[f64; 2]>,
+    at_fmr: Vec<FnmrAtFmr>,
 }
 
 impl Default for WorkbenchTab {
@@ -43,6 +69,8 @@ impl Default for WorkbenchTab {
             saved: None,
             replay: None,
             asked_bands: false,
+            curves: Vec::new(),
+            site: None,
         }
     }
 }
@@ -52,6 +80,17 @@ impl WorkbenchTab {
         match result {
             Ok(scores) => {
                 self.impostor = scores.impostor();
+                self.curves = impostor_kinds(&scores, &self.impostor)
+                    .into_iter()
+                    .map(|(kind, impostor)| KindFigures {
+                        kind,
+                        det: det_probit(&scores.genuine, impostor),
+                        at_fmr: REPORTED_FMRS
+                            .iter()
+                            .map(|&target| fnmr_at_fmr(&scores.genuine, impostor, target))
+                            .collect(),
+                    })
+                    .collect();
                 self.scores = Some(scores);
                 self.error = None;
             }
@@ -78,10 +117,18 @@ impl WorkbenchTab {
             requests.push(Request::Bands {
                 modality: self.modality,
             });
+            requests.push(Request::SiteLoad);
         }
+        egui::ScrollArea::vertical()
+            .auto_shrink(false)
+            .show(ui, |ui| self.contents_ui(ui, requests));
+    }
+
+    fn contents_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
         if let Some(modality) = super::modality_picker(ui, &mut self.modality) {
             self.scores = None;
             self.replay = None;
+            self.curves.clear();
             requests.push(Request::Bands { modality });
         }
         ui.horizontal(|ui| {
@@ -132,11 +179,12 @@ impl WorkbenchTab {
                 .collect::<Vec<_>>()
                 .join("; ")
         ));
-        let point = self.threshold_ui(ui, requests, &scores, eer_threshold);
+        self.threshold_ui(ui, requests, &scores, eer_threshold);
         ui.columns(2, |columns| {
             self.histogram_ui(&mut columns[0], &scores);
-            self.det_ui(&mut columns[1], &scores, point, eer);
+            self.det_ui(&mut columns[1], &scores, eer);
         });
+        self.standards_ui(ui, &scores);
         self.scores = Some(scores);
     }
 
@@ -148,14 +196,23 @@ impl WorkbenchTab {
         requests: &mut Vec<Request>,
         scores: &ScoreSet,
         eer_threshold: f32,
-    ) -> Operating {
-        let threshold_label = ui.label("Threshold");
+    ) {
         let slider = ui
-            .add(egui::Slider::new(&mut self.threshold, 0.0..=1.0).step_by(THRESHOLD_STEP))
-            .labelled_by(threshold_label.id);
-        let review_label = ui.label("Review band width");
-        ui.add(egui::Slider::new(&mut self.review_width, 0.0..=0.2).step_by(0.005))
-            .labelled_by(review_label.id);
+            .horizontal(|ui| {
+                let threshold_label = ui.label("Threshold");
+                let slider = ui
+                    .add(
+                        egui::Slider::new(&mut self.threshold, 0.0..=1.0)
+                            .step_by(THRESHOLD_STEP)
+                            .fixed_decimals(4),
+                    )
+                    .labelled_by(threshold_label.id);
+                let review_label = ui.label("Review band width");
+                ui.add(egui::Slider::new(&mut self.review_width, 0.0..=0.2).step_by(0.005))
+                    .labelled_by(review_label.id);
+                slider
+            })
+            .inner;
         ui.horizontal(|ui| {
             let eer_kind = impostor_kinds(scores, &self.impostor)[0].0;
             if ui.button(format!("Preset: EER ({eer_kind})")).clicked() {
@@ -202,10 +259,10 @@ impl WorkbenchTab {
                     bands,
                 });
             }
-            if let Some(replay) = self.replay {
+            if let Some(replay) = &self.replay {
                 ui.label(format!(
-                    "{} of {} past decisions would change",
-                    replay.changed, replay.total
+                    "{} of {} past decisions would change ({} to accept)",
+                    replay.changed, replay.total, replay.now_accepted
                 ));
             }
             if ui.button("Propose threshold").clicked() {
@@ -222,7 +279,9 @@ impl WorkbenchTab {
                 ));
             }
         });
-        point
+        if let Some(replay) = &self.replay {
+            flip_list_ui(ui, replay);
+        }
     }
 
     fn histogram_ui(&self, ui: &mut egui::Ui, scores: &ScoreSet) {
@@ -247,7 +306,7 @@ impl WorkbenchTab {
         };
         Plot::new("histogram")
             .legend(Legend::default())
-            .height(260.0)
+            .height(238.0)
             .show(ui, |plot| {
                 plot.bar_chart(histogram(
                     &scores.genuine,
@@ -263,37 +322,220 @@ impl WorkbenchTab {
             });
     }
 
-    fn det_ui(&self, ui: &mut egui::Ui, scores: &ScoreSet, point: Operating, eer: f64) {
-        // DET: FRR against FAR as the threshold sweeps, one curve per kind of impostor.
-        let curves: Vec<(String, Vec<[f64; 2]>)> = impostor_kinds(scores, &self.impostor)
-            .into_iter()
-            .map(|(kind, impostor)| {
-                let mut sweep = det_percentages(&scores.genuine, impostor);
-                sweep.dedup();
-                (format!("DET, {kind}"), sweep)
-            })
-            .collect();
-        let (far, frr) = (point.far * 100.0, point.frr * 100.0);
+    /// DET curves on normal-deviate axes, labelled in percent, with the operating point,
+    /// the EER and the lowest FMR the impostor count can support.
+    fn det_ui(&self, ui: &mut egui::Ui, scores: &ScoreSet, eer: f64) {
+        let bands = self.bands();
+        let floor = self
+            .curves
+            .iter()
+            .map(|c| c.at_fmr.first().map_or(0, |at| at.impostors))
+            .min()
+            .map(lowest_supported_fmr);
+        // A key above the plot rather than a legend inside it, which would hide a curve.
+        ui.horizontal_wrapped(|ui| {
+            for (curve, colour) in self.curves.iter().zip(CURVE_COLOURS) {
+                ui.colored_label(colour, curve.kind);
+            }
+            ui.colored_label(THRESHOLD_COLOUR, "dots: threshold");
+            ui.colored_label(EER_COLOUR, "EER");
+            ui.colored_label(FLOOR_COLOUR, "line: lowest FMR supported");
+        });
         Plot::new("det")
-            .legend(Legend::default())
-            .height(260.0)
-            .x_axis_label("FAR %")
-            .y_axis_label("FRR %")
+            .height(220.0)
+            .x_axis_label("FMR (false accepts)")
+            .y_axis_label("FNMR (false rejects)")
+            .x_grid_spacer(det_grid)
+            .y_grid_spacer(det_grid)
+            .x_axis_formatter(|mark, _| percent_label(mark.value))
+            .y_axis_formatter(|mark, _| percent_label(mark.value))
+            .label_formatter(|hover| {
+                let (HoverPosition::NearDataPoint { position, .. }
+                | HoverPosition::Elsewhere { position }) = hover;
+                Some(format!(
+                    "FMR {}\nFNMR {}",
+                    percent_label(position.x),
+                    percent_label(position.y)
+                ))
+            })
+            .default_x_bounds(probit(DET_FLOOR), probit(0.5))
+            .default_y_bounds(probit(DET_FLOOR), probit(0.5))
             .show(ui, |plot| {
-                for (name, sweep) in curves {
-                    plot.line(Line::new(name, PlotPoints::from(sweep)));
+                for (curve, colour) in self.curves.iter().zip(CURVE_COLOURS) {
+                    plot.line(
+                        Line::new(
+                            format!("DET, {}", curve.kind),
+                            PlotPoints::from(curve.det.clone()),
+                        )
+                        .color(colour),
+                    );
+                }
+                if let Some(floor) = floor {
+                    plot.vline(
+                        VLine::new("lowest FMR these impostors support", probit(floor))
+                            .color(FLOOR_COLOUR),
+                    );
                 }
                 plot.points(
                     Points::new(
                         "EER (first curve)",
-                        PlotPoints::from(vec![[100.0 * eer, 100.0 * eer]]),
+                        PlotPoints::from(vec![[probit(eer), probit(eer)]]),
                     )
+                    .color(EER_COLOUR)
                     .radius(5.0),
                 );
+                // The threshold sits at a different point of each kind's curve.
+                let points: Vec<[f64; 2]> = impostor_kinds(scores, &self.impostor)
+                    .into_iter()
+                    .map(|(_, impostor)| {
+                        let point = operating_point(&scores.genuine, impostor, bands);
+                        [probit(point.far), probit(point.frr)]
+                    })
+                    .collect();
                 plot.points(
-                    Points::new("threshold", PlotPoints::from(vec![[far, frr]])).radius(5.0),
+                    Points::new("threshold", PlotPoints::from(points))
+                        .color(THRESHOLD_COLOUR)
+                        .radius(5.0),
                 );
             });
+    }
+
+    /// FNMR at the reported FMRs per kind of impostor, failure to enrol and acquire, the
+    /// site's projected false alarms and the problem enrollees at the threshold.
+    fn standards_ui(&self, ui: &mut egui::Ui, scores: &ScoreSet) {
+        ui.heading("Figures for the report (ISO/IEC 19795-1)");
+        egui::Grid::new("fnmr at fmr").striped(true).show(ui, |ui| {
+            for title in [
+                "impostors",
+                "at FMR ≤",
+                "threshold",
+                "false matches",
+                "FNMR",
+                "95% interval",
+                "",
+            ] {
+                ui.strong(title);
+            }
+            ui.end_row();
+            for curve in &self.curves {
+                for at in &curve.at_fmr {
+                    ui.label(curve.kind);
+                    ui.label(format!("{}%", 100.0 * at.target_fmr));
+                    ui.label(format!("{:.4}", at.threshold));
+                    ui.label(format!("{} of {}", at.false_matches, at.impostors));
+                    ui.label(format!(
+                        "{:.2}% ({} of {})",
+                        100.0 * at.fnmr,
+                        at.false_non_matches,
+                        at.genuine
+                    ));
+                    ui.label(format!(
+                        "{:.2}-{:.2}%",
+                        100.0 * at.fnmr_interval.0,
+                        100.0 * at.fnmr_interval.1
+                    ));
+                    if at.supported {
+                        ui.label("");
+                    } else {
+                        ui.colored_label(
+                            egui::Color32::from_rgb(200, 120, 0),
+                            format!(
+                                "not supported: {} impostors show FMR down to {:.2}% only",
+                                at.impostors,
+                                100.0 * lowest_supported_fmr(at.impostors)
+                            ),
+                        );
+                    }
+                    ui.end_row();
+                }
+            }
+        });
+        ui.label(match &scores.acquisition {
+            Some(a) => a.to_string(),
+            None => "FTE and FTA: not measured on references already enrolled (each was accepted at enrollment); load a labelled manifest to measure them.".into(),
+        });
+        if let Some(site) = self.site.filter(|_| self.modality == Modality::Face) {
+            let (far, _) = error_rates(&[], &self.impostor, self.threshold);
+            let (fpir, per_day) = projected_false_alarms(site, far);
+            ui.label(format!(
+                "This site: {} people enrolled, about {:.0} punches a day. At FMR {:.3}% a kiosk search matches the wrong person {:.3}% of the time (FPIR, about N x FMR): about {:.2} wrong-person punches a day.",
+                site.enrolled,
+                site.searches_per_day,
+                100.0 * far,
+                100.0 * fpir,
+                per_day
+            ));
+        }
+        let zoo = standards::zoo(&scores.per_identity, self.threshold, 5);
+        let names = |entries: &[standards::ZooEntry]| {
+            if entries.is_empty() {
+                "none".to_string()
+            } else {
+                entries
+                    .iter()
+                    .map(|e| format!("{} ({} of {})", e.identity, e.errors, e.attempts))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        ui.label(format!(
+            "Problem enrollees at this threshold: often rejected (goats): {}. Often impersonated (lambs): {}.",
+            names(&zoo.goats),
+            names(&zoo.lambs)
+        ));
+    }
+}
+
+/// The decisions a change would flip, newest first, behind a fold.
+fn flip_list_ui(ui: &mut egui::Ui, replay: &Replay) {
+    if replay.flips.is_empty() {
+        return;
+    }
+    egui::CollapsingHeader::new(format!(
+        "Show the {} decisions that would change",
+        replay.changed
+    ))
+    .show(ui, |ui| {
+        egui::ScrollArea::vertical()
+            .id_salt("flips")
+            .max_height(160.0)
+            .show(ui, |ui| {
+                for (past, after) in replay.flips.iter().rev() {
+                    ui.label(format!(
+                        "{}  {}  {}  score {:.3}: {:?} becomes {:?}",
+                        super::local_time(&past.at),
+                        past.what,
+                        past.person.as_deref().unwrap_or("(deleted person)"),
+                        past.score,
+                        past.decision,
+                        after
+                    ));
+                }
+            });
+    });
+}
+
+/// Grid lines at the rates people read: 0.001%, 0.01%, 0.1%, 1%, 2%, 5%, 10%, 20%, 40%.
+fn det_grid(input: GridInput) -> Vec<GridMark> {
+    [1e-5, 1e-4, 1e-3, 1e-2, 0.02, 0.05, 0.1, 0.2, 0.4]
+        .into_iter()
+        .map(probit)
+        .filter(|v| (input.bounds.0..=input.bounds.1).contains(v))
+        .map(|value| GridMark {
+            value,
+            step_size: 1.0,
+        })
+        .collect()
+}
+
+/// A normal deviate read back as a rate, in percent.
+fn percent_label(deviate: f64) -> String {
+    let rate = 0.5 * puruspe::erfc(-deviate / std::f64::consts::SQRT_2);
+    let percent = 100.0 * rate;
+    if percent >= 1.0 {
+        format!("{percent:.0}%")
+    } else {
+        format!("{}%", format!("{percent:.3}").trim_end_matches('0'))
     }
 }
 

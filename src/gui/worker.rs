@@ -13,6 +13,7 @@ use image::RgbImage;
 
 use crate::context::Context;
 use crate::dataset::LabelledScan;
+use crate::eval::standards::SiteLoad;
 use crate::eval::verification::{self, Replay, ScoreSet, WORKBENCH_REFERENCES};
 use crate::face::FaceModels;
 use crate::gallery::Gallery;
@@ -89,6 +90,12 @@ pub enum Request {
     Bands {
         modality: Modality,
     },
+    /// The enrolled gallery's size and the kiosk's punches a day.
+    SiteLoad,
+    /// Save a proposal's evidence as an HTML report beside the database.
+    SaveReport {
+        id: i64,
+    },
     /// What a training run starts from: the active model, and the enrolled signatures
     /// written out as scans under `enrolled_dir` when asked for.
     PrepareTraining {
@@ -147,6 +154,8 @@ impl Request {
             Request::Scores { .. }
             | Request::Replay { .. }
             | Request::Bands { .. }
+            | Request::SiteLoad
+            | Request::SaveReport { .. }
             | Request::Proposals => Some(Report),
             Request::ProposeBands { .. }
             | Request::ProposeRepeatWindow { .. }
@@ -222,12 +231,14 @@ pub enum Reply {
     Scores(Result<ScoreSet, String>),
     Replayed(Replay),
     Bands(Bands),
+    SiteLoad(SiteLoad),
     TrainingPrepared(Result<TrainingInputs, String>),
     /// The activation gate's figures (whether or not it passed).
-    Gated(Result<GateReport, String>),
+    Gated(Result<Box<GateReport>, String>),
     /// A proposal was made, approved or rejected; the list as it now stands follows.
     Governed(Result<Proposal, String>),
     Proposals(Governance),
+    ReportSaved(Result<PathBuf, String>),
     /// Who is logged in now (`None`: locked), and whether operator accounts exist.
     Session {
         operator: Option<(String, Option<Role>)>,
@@ -453,23 +464,31 @@ impl Worker {
         }
     }
 
-    fn replay(&self, modality: Modality, bands: Bands) -> Reply {
-        match self.store.decisions(modality) {
-            Ok(past) => Reply::Replayed(verification::replay(&past, bands)),
-            Err(error) => Reply::Failed {
-                what: "reading past decisions",
-                error: error.to_string(),
+    /// The reads behind the workbench and the reports.
+    fn read(&self, request: Request) -> Reply {
+        let failed = |what: &'static str, error: String| Reply::Failed { what, error };
+        match request {
+            Request::Replay { modality, bands } => match self.store.decisions(modality) {
+                Ok(past) => Reply::Replayed(verification::replay(&past, bands)),
+                Err(error) => failed("reading past decisions", error.to_string()),
             },
-        }
-    }
-
-    fn bands(&self, modality: Modality) -> Reply {
-        match self.store.bands(modality) {
-            Ok(bands) => Reply::Bands(bands),
-            Err(error) => Reply::Failed {
-                what: "reading the threshold",
-                error: error.to_string(),
+            Request::Bands { modality } => match self.store.bands(modality) {
+                Ok(bands) => Reply::Bands(bands),
+                Err(error) => failed("reading the threshold", error.to_string()),
             },
+            Request::SiteLoad => match workflow::site_load(&self.store, &self.gallery) {
+                Ok(site) => Reply::SiteLoad(site),
+                Err(error) => failed("reading the site's traffic", error.to_string()),
+            },
+            Request::SaveReport { id } => Reply::ReportSaved(
+                workflow::governance::save_proposal_report(
+                    &self.store,
+                    id,
+                    &self.context.reports_dir(),
+                )
+                .map_err(text),
+            ),
+            _ => failed("reading", "not a read request".into()),
         }
     }
 
@@ -557,8 +576,10 @@ impl Worker {
             Request::Scores { modality, manifest } => {
                 Reply::Scores(self.scores(modality, manifest, cancel, outbox))
             }
-            Request::Replay { modality, bands } => self.replay(modality, bands),
-            Request::Bands { modality } => self.bands(modality),
+            other @ (Request::Replay { .. }
+            | Request::Bands { .. }
+            | Request::SiteLoad
+            | Request::SaveReport { .. }) => self.read(other),
             Request::PrepareTraining { enrolled_dir } => {
                 Reply::TrainingPrepared(self.prepare_training(enrolled_dir))
             }
@@ -662,7 +683,7 @@ impl Worker {
                 let gated = self.gate(&model, &heldout, cancel, outbox);
                 let passed = gated.as_ref().is_ok_and(|g| g.passed);
                 let report = gated.clone();
-                if !outbox.send(Reply::Gated(gated)) || !passed {
+                if !outbox.send(Reply::Gated(gated.map(Box::new))) || !passed {
                     return Reply::Governed(Err("the model did not pass its gate".into()));
                 }
                 let gate = report.expect("passed");
@@ -939,7 +960,7 @@ impl Worker {
                 .templates(modality, &model_id, shape)
                 .map_err(|e| e.to_string())
         };
-        match modality {
+        let mut set = match modality {
             Modality::Face => verification::gallery_scores(
                 &templates(self.faces.model_id(), &crate::face::TEMPLATE_SHAPE)?,
                 bands,
@@ -956,7 +977,16 @@ impl Worker {
                 )
             }
         }
-        .map_err(text)
+        .map_err(text)?;
+        // The problem-enrollee view names people, not row ids.
+        for scores in &mut set.per_identity {
+            if let Ok(id) = scores.identity.parse::<i64>()
+                && let Ok(person) = self.store.person(id)
+            {
+                scores.identity = format!("{} ({})", person.name, person.external_id);
+            }
+        }
+        Ok(set)
     }
 
     fn prepare_training(&self, enrolled_dir: Option<PathBuf>) -> Result<TrainingInputs, String> {

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::error::{StoreError, StoreResult};
 pub use audit::{AuditEntry, AuditReport};
@@ -95,11 +95,17 @@ pub enum Punch {
     },
 }
 
-/// A verification recorded earlier: what a change of bands would be replayed on.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// A decision recorded earlier (a verification at a desk, or a kiosk punch): what a
+/// change of bands would be replayed on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PastDecision {
     pub score: f32,
     pub decision: Decision,
+    pub at: String,
+    /// "verification by NAME", or "kiosk punch".
+    pub what: String,
+    /// The person it was about, as "Name (id)"; None when they have since been deleted.
+    pub person: Option<String>,
 }
 
 /// A stored reference crop with whose it is, for training on the enrolled references.

@@ -128,26 +128,45 @@ impl Store {
         })
     }
 
-    /// Every recorded verification of a modality, oldest first.
+    /// Every recorded decision of a modality, oldest first: verifications, and for faces
+    /// the kiosk punches too (each was an accept; attempts the kiosk did not recognise are
+    /// not recorded, so they cannot be replayed).
     pub fn decisions(&self, modality: Modality) -> StoreResult<Vec<PastDecision>> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT id, score, decision FROM decisions WHERE modality = ?1 ORDER BY id")?;
+        let mut statement = self.conn.prepare(
+            "SELECT 'decisions', d.id, d.score, d.decision, d.at, 'verification by ' || d.operator, p.name, p.external_id
+             FROM decisions d LEFT JOIN people p ON p.id = d.person_id WHERE d.modality = ?1
+             UNION ALL
+             SELECT 'attendance', a.id, a.score, 'accept', a.at, 'kiosk punch', p.name, p.external_id
+             FROM attendance a LEFT JOIN people p ON p.id = a.person_id WHERE ?1 = 'face'
+             ORDER BY 5, 2",
+        )?;
         let mut rows = statement.query(params![modality])?;
         let mut found = Vec::new();
         while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
+            let table: String = row.get(0)?;
+            let id: i64 = row.get(1)?;
             let bad = |reason: String| StoreError::BadRow {
-                table: "decisions",
+                table: if table == "attendance" {
+                    "attendance"
+                } else {
+                    "decisions"
+                },
                 row: id.to_string(),
                 reason,
                 path: self.path.clone(),
             };
-            let score: f32 = row.get(1)?;
+            let score: f32 = row.get(2)?;
             check_score(score).map_err(bad)?;
+            let at: String = row.get(4)?;
+            parse_time(&at).map_err(bad)?;
+            let name: Option<String> = row.get(6)?;
+            let external_id: Option<String> = row.get(7)?;
             found.push(PastDecision {
                 score,
-                decision: row.get(2).map_err(|e| bad(e.to_string()))?,
+                decision: row.get(3).map_err(|e| bad(e.to_string()))?,
+                at,
+                what: row.get(5)?,
+                person: name.zip(external_id).map(|(n, e)| format!("{n} ({e})")),
             });
         }
         Ok(found)

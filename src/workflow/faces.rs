@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{EnrollReport, EnrollRequest, Progress, RejectedImage};
 use crate::enroll::assess_face;
 use crate::error::{Error, Result};
+use crate::eval::standards::SiteLoad;
 use crate::face::{FaceModels, TEMPLATE_SHAPE};
 use crate::gallery::{Candidate, Gallery};
 use crate::imageio;
@@ -372,4 +373,29 @@ pub fn checkin_photo(
 ) -> Result<CheckinReport> {
     let (face, _) = models.main_face(picture, source)?;
     checkin(store, gallery, &face.embedding, repeat_window, actor)
+}
+
+/// The weeks a site's traffic is averaged over.
+const TRAFFIC_DAYS: i64 = 28;
+
+/// The enrolled gallery's size, and the kiosk punches a day over the last four weeks (or
+/// since the first punch, when that is more recent).
+pub fn site_load(store: &Store, gallery: &Gallery) -> Result<SiteLoad> {
+    let now = chrono::Utc::now();
+    let since = now - chrono::Duration::days(TRAFFIC_DAYS);
+    let punches = store.attendance(
+        Some(&since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        None,
+    )?;
+    let days = punches
+        .first()
+        .and_then(|first| chrono::DateTime::parse_from_rfc3339(&first.at).ok())
+        .map_or(1.0, |first| {
+            ((now - first.with_timezone(&chrono::Utc)).num_minutes() as f64 / 1440.0)
+                .clamp(1.0, TRAFFIC_DAYS as f64)
+        });
+    Ok(SiteLoad {
+        enrolled: gallery.people(),
+        searches_per_day: punches.len() as f64 / days,
+    })
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Progress;
 use super::models::reembed;
@@ -30,23 +30,42 @@ use crate::types::{Bands, Modality};
 pub const MIN_GATE_COMPARISONS: usize = 50;
 
 /// What new bands were predicted to do when proposed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BandsEvidence {
     pub old: Bands,
     pub new: Bands,
     /// Error rates at the new bands on the evaluation scores, when there were any.
     pub evaluation: Option<EvaluationFigures>,
-    /// The decisions already recorded, decided again by the new bands.
+    /// The decisions already recorded, decided again by the new bands (the flip list
+    /// cut to its newest `FLIPS_KEPT`; the counts are whole).
     pub replay: Replay,
+    /// The evaluation scores themselves, so the report of what was approved can be
+    /// drawn again at any time.
+    pub scores: Option<ScoreSet>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Flips a proposal's evidence keeps: enough to read, not a copy of the history.
+pub const FLIPS_KEPT: usize = 200;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvaluationFigures {
     pub source: String,
     pub genuine: usize,
     pub impostor: usize,
     pub at_new: Operating,
     pub at_old: Operating,
+    /// FAR before and after for each kind of impostor (skilled forgeries and other
+    /// writers are different attacks, never one merged rate).
+    #[serde(default)]
+    pub far_by_kind: Vec<KindFar>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KindFar {
+    pub kind: String,
+    pub impostors: usize,
+    pub old: f64,
+    pub new: f64,
 }
 
 pub fn bands_evidence(
@@ -64,13 +83,30 @@ pub fn bands_evidence(
             impostor: impostor.len(),
             at_new: operating_point(&set.genuine, &impostor, bands),
             at_old: operating_point(&set.genuine, &impostor, old),
+            far_by_kind: [
+                ("skilled forgeries", &set.skilled),
+                ("other identities", &set.random),
+            ]
+            .into_iter()
+            .filter(|(_, scores)| !scores.is_empty())
+            .map(|(kind, scores)| KindFar {
+                kind: kind.into(),
+                impostors: scores.len(),
+                old: operating_point(&set.genuine, scores, old).far,
+                new: operating_point(&set.genuine, scores, bands).far,
+            })
+            .collect(),
         }
     });
+    let mut replayed = replay(&store.decisions(modality)?, bands);
+    let cut = replayed.flips.len().saturating_sub(FLIPS_KEPT);
+    replayed.flips.drain(..cut);
     Ok(BandsEvidence {
         old,
         new: bands,
         evaluation,
-        replay: replay(&store.decisions(modality)?, bands),
+        replay: replayed,
+        scores: scores.cloned(),
     })
 }
 
@@ -105,7 +141,7 @@ pub fn propose_repeat_window(
 }
 
 /// One model's figures on the gate's held-out scans.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateFigures {
     pub model: String,
     pub skilled: Option<ErrorRates>,
@@ -113,7 +149,7 @@ pub struct GateFigures {
 }
 
 /// Whether a candidate signature model may be proposed, and on what figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateReport {
     pub candidate: GateFigures,
     pub active: GateFigures,
@@ -124,6 +160,8 @@ pub struct GateReport {
     pub passed: bool,
     /// Why it failed, one reason each.
     pub reasons: Vec<String>,
+    /// The candidate's scores on the held-out scans, for the report.
+    pub candidate_scores: ScoreSet,
 }
 
 /// Why a model cannot even be evaluated for activation: a run that did not finish, or
@@ -191,15 +229,18 @@ pub fn gate_signature_model(
             cancel,
             progress,
         )
-        .map(|set: ScoreSet| GateFigures {
-            model: model.model_id(),
-            skilled: (!set.skilled.is_empty())
-                .then(|| ErrorRates::new(&set.genuine, &set.skilled, bands.high)),
-            random: ErrorRates::new(&set.genuine, &set.random, bands.high),
+        .map(|set: ScoreSet| {
+            let figures = GateFigures {
+                model: model.model_id(),
+                skilled: (!set.skilled.is_empty())
+                    .then(|| ErrorRates::new(&set.genuine, &set.skilled, bands.high)),
+                random: ErrorRates::new(&set.genuine, &set.random, bands.high),
+            };
+            (figures, set)
         })
     };
-    let candidate_figures = figures(&candidate, progress)?;
-    let active_figures = figures(active, progress)?;
+    let (candidate_figures, candidate_scores) = figures(&candidate, progress)?;
+    let (active_figures, _) = figures(active, progress)?;
     let counts = [
         ("genuine", candidate_figures.random.genuine),
         (
@@ -241,6 +282,7 @@ pub fn gate_signature_model(
         threshold: bands.high,
         passed: reasons.is_empty(),
         reasons,
+        candidate_scores,
     })
 }
 
@@ -349,4 +391,92 @@ pub fn approve(
         }
     }
     Ok(store.approve(id, session)?)
+}
+
+/// A proposal as a self-contained HTML page: who proposed and decided it and when, and
+/// the evidence it was decided on, with the plots drawn again from the stored scores.
+pub fn proposal_report(proposal: &Proposal) -> Result<String> {
+    use crate::eval::report::{escape, evaluation_section, page};
+    let mut body = format!(
+        "<table><tr><th>change</th><td>{}</td></tr><tr><th>proposed</th><td>by {} at {}</td></tr><tr><th>status</th><td>{:?}{}</td></tr></table>\n",
+        escape(&proposal.change.describe()),
+        escape(&proposal.proposed_by),
+        escape(&proposal.proposed_at),
+        proposal.status,
+        match (&proposal.decided_by, &proposal.decided_at) {
+            (Some(by), Some(at)) => format!(" by {} at {}", escape(by), escape(at)),
+            _ => String::new(),
+        }
+    );
+    if let Ok(evidence) = serde_json::from_value::<BandsEvidence>(proposal.evidence.clone()) {
+        body.push_str(&format!(
+            "<h2>Bands</h2><p>Before: accept at or above {:.4}, reject below {:.4}. Proposed: accept at or above {:.4}, reject below {:.4}.</p>\n<h2>Replay of the decisions already recorded</h2><p>{} of {} would change; {} of those would become accepts.</p>\n",
+            evidence.old.high,
+            evidence.old.low,
+            evidence.new.high,
+            evidence.new.low,
+            evidence.replay.changed,
+            evidence.replay.total,
+            evidence.replay.now_accepted
+        ));
+        if !evidence.replay.flips.is_empty() {
+            body.push_str("<table><tr><th>when</th><th>what</th><th>who</th><th>score</th><th>was</th><th>would be</th></tr>\n");
+            for (past, after) in &evidence.replay.flips {
+                body.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:?}</td><td>{after:?}</td></tr>\n",
+                    escape(&past.at),
+                    escape(&past.what),
+                    escape(past.person.as_deref().unwrap_or("(deleted)")),
+                    past.score,
+                    past.decision
+                ));
+            }
+            body.push_str("</table>\n");
+        }
+        match &evidence.scores {
+            Some(scores) => body.push_str(&evaluation_section(scores, evidence.new)?),
+            None => body.push_str("<p>No evaluation scores were attached: the change was proposed on the replay alone.</p>\n"),
+        }
+    } else if let Ok(gate) = serde_json::from_value::<GateReport>(proposal.evidence.clone()) {
+        body.push_str(&format!(
+            "<h2>Gate</h2><p>{} held-out identities, {} references each; {}.</p>\n<table><tr><th>model</th><th>skilled EER</th><th>skilled FAR at {:.4}</th><th>other-writer EER</th></tr>\n",
+            gate.heldout_identities,
+            gate.references,
+            if gate.passed { "passed".to_string() } else { format!("refused: {}", escape(&gate.reasons.join("; "))) },
+            gate.threshold
+        ));
+        for (role, figures) in [("candidate", &gate.candidate), ("active", &gate.active)] {
+            let skilled = figures.skilled.as_ref();
+            body.push_str(&format!(
+                "<tr><td>{role}: {}</td><td>{}</td><td>{}</td><td>{:.2}%</td></tr>\n",
+                escape(&figures.model),
+                skilled.map_or("-".into(), |s| format!("{:.2}%", 100.0 * s.eer)),
+                skilled.map_or("-".into(), |s| format!("{:.2}%", 100.0 * s.far_at_default)),
+                100.0 * figures.random.eer
+            ));
+        }
+        body.push_str("</table>\n");
+        let bands = Bands {
+            low: gate.threshold,
+            high: gate.threshold,
+        };
+        body.push_str(&evaluation_section(&gate.candidate_scores, bands)?);
+    } else {
+        body.push_str(&format!(
+            "<h2>Evidence</h2><pre>{}</pre>\n",
+            escape(&serde_json::to_string_pretty(&proposal.evidence).unwrap_or_default())
+        ));
+    }
+    Ok(page(&format!("Vouch: proposal #{}", proposal.id), &body))
+}
+
+/// Writes proposal `id`'s report into `dir` as `proposal-ID.html` (whole or not at all).
+pub fn save_proposal_report(store: &Store, id: i64, dir: &Path) -> Result<std::path::PathBuf> {
+    let html = proposal_report(&store.proposal(id)?)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(e, dir))?;
+    let path = dir.join(format!("proposal-{id}.html"));
+    let partial = dir.join(format!(".proposal-{id}.html.{}", std::process::id()));
+    std::fs::write(&partial, html).map_err(|e| Error::io(e, &partial))?;
+    std::fs::rename(&partial, &path).map_err(|e| Error::io(e, &path))?;
+    Ok(path)
 }

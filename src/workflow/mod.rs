@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 pub use faces::{
     BatchFailure, BatchReport, CheckinReport, Identified, VerifyReport, checkin, checkin_photo,
-    describe_candidates, enroll_batch, enroll_face, identify_face, verify_face,
+    describe_candidates, enroll_batch, enroll_face, identify_face, site_load, verify_face,
 };
 pub use models::{ReembedReport, active_signature_model, export_enrolled_signatures, reembed};
 pub use signatures::{
