@@ -291,6 +291,8 @@ fn a_training_run_starts_shows_progress_and_cancels() {
     wait_for(&mut harness, "the cancellation", |h| {
         shows(h, "Training cancelled")
     });
+    // A cancelled run is never offered for activation.
+    assert!(harness.query_by_label("Check and propose").is_none());
     let runs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("models"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -303,7 +305,7 @@ fn a_training_run_starts_shows_progress_and_cancels() {
 }
 
 #[test]
-fn after_activation_the_cli_and_the_desk_score_with_the_same_model() {
+fn after_activation_the_cli_and_the_desk_score_with_the_same_model_and_rollback_restores_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vouch.db");
     enroll_signatures(&db);
@@ -357,6 +359,20 @@ fn after_activation_the_cli_and_the_desk_score_with_the_same_model() {
     assert!(shows(&harness, &format!("signature model {activated}")));
     verify_at_the_desk(&mut harness, "ACC-1", "signatures/w1_4.png");
     assert!(shows(&harness, &format!("by {activated}")));
+
+    // Rollback from the window: one governed step (applied at once on a single-user desk).
+    harness.get_by_label("Changes").click();
+    wait_for(&mut harness, "the rollback button", |h| {
+        shows(h, "Propose rollback to shipped")
+    });
+    harness.get_by_label("Propose rollback to shipped").click();
+    wait_for(&mut harness, "the rollback", |h| shows(h, "(approved)"));
+    harness.get_by_label("Signature desk").click();
+    harness.step();
+    harness.get_by_label("Verify signature").click();
+    wait_for(&mut harness, "the shipped model's verdict", |h| {
+        shows(h, &format!("by {shipped_id}"))
+    });
 }
 
 #[test]
