@@ -7,6 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::face::quality::laplacian_variance;
 use crate::face::{FaceModels, align_chip};
 use crate::store::NewTemplate;
 
@@ -93,40 +94,4 @@ pub fn assess_face(
         },
         sharpness,
     }))
-}
-
-/// Variance of the 4-neighbour Laplacian of the grey image, a standard focus measure.
-pub fn laplacian_variance(image: &RgbImage) -> f32 {
-    let grey = image::imageops::grayscale(image);
-    let (w, h) = grey.dimensions();
-    if w < 3 || h < 3 {
-        return 0.0;
-    }
-    let at = |x: u32, y: u32| f32::from(grey.get_pixel(x, y).0[0]);
-    let values: Vec<f32> = (1..h - 1)
-        .flat_map(|y| (1..w - 1).map(move |x| (x, y)))
-        .map(|(x, y)| at(x - 1, y) + at(x + 1, y) + at(x, y - 1) + at(x, y + 1) - 4.0 * at(x, y))
-        .collect();
-    let mean = values.iter().sum::<f32>() / values.len() as f32;
-    values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / values.len() as f32
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use image::Rgb;
-
-    #[test]
-    fn a_flat_image_has_no_sharpness_and_edges_do() {
-        let flat = RgbImage::from_pixel(50, 50, Rgb([120, 120, 120]));
-        assert_eq!(laplacian_variance(&flat), 0.0);
-        let checks = RgbImage::from_fn(50, 50, |x, y| {
-            if (x / 4 + y / 4) % 2 == 0 {
-                Rgb([0; 3])
-            } else {
-                Rgb([255; 3])
-            }
-        });
-        assert!(laplacian_variance(&checks) > MIN_SHARPNESS);
-    }
 }

@@ -1,6 +1,7 @@
 //! Evaluation on labelled pairs (LFW's `pairs.txt` format): accuracy at the best
 //! threshold, at the shipped threshold, and by k-fold cross-validation.
 
+pub mod crops;
 pub mod oneshot;
 pub mod report;
 pub mod standards;
@@ -95,6 +96,8 @@ pub struct PairsReport {
     pub images: usize,
     /// Images in which no face was found; their pairs count as wrong decisions.
     pub failed_detections: usize,
+    /// The same, by cause (no face, too small, too dark, too blurred).
+    pub failure_to_acquire: standards::Acquisition,
     pub best_threshold_distance: f32,
     pub best_threshold_accuracy: f64,
     pub default_threshold_distance: f32,
@@ -125,19 +128,20 @@ pub struct Scored {
 }
 
 /// Embeds every distinct image once (main face), reporting `(done, total)` as it goes;
-/// stops early with `Error::Invalid("cancelled")` when `cancel` is set.
+/// stops early with `Error::Invalid("cancelled")` when `cancel` is set. Also returns the
+/// images in which no face was found, by cause.
 pub fn score_pairs(
     models: &FaceModels,
     pairs: &[Pair],
     root: &Path,
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(Vec<Scored>, usize, usize)> {
+) -> Result<(Vec<Scored>, standards::Acquisition)> {
     let mut images: Vec<&ImageRef> = pairs.iter().flat_map(|p| [&p.first, &p.second]).collect();
     images.sort_by(|a, b| (&a.name, a.number).cmp(&(&b.name, b.number)));
     images.dedup();
     let mut embeddings: HashMap<&ImageRef, Option<Vec<f32>>> = HashMap::new();
-    let mut failed = 0;
+    let mut causes = Vec::new();
     for (done, image) in images.iter().enumerate() {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Invalid("cancelled".into()));
@@ -147,8 +151,9 @@ pub fn score_pairs(
         let embedding = match models.main_face(&picture, &path.display().to_string()) {
             Ok((face, _)) => Some(face.embedding),
             Err(Error::NoFace(_)) => {
-                tracing::warn!(path = %path.display(), "no face found");
-                failed += 1;
+                let cause = crate::face::quality::no_face_cause(&picture);
+                tracing::warn!(path = %path.display(), cause, "no face found");
+                causes.push(cause.to_string());
                 None
             }
             Err(other) => return Err(other),
@@ -167,7 +172,10 @@ pub fn score_pairs(
             label: (pair.first.to_string(), pair.second.to_string()),
         })
         .collect();
-    Ok((scored, images.len(), failed))
+    Ok((
+        scored,
+        standards::Acquisition::new(images.len(), causes, 0, 0),
+    ))
 }
 
 /// Accuracy when "same" means `distance <= threshold`; a missing distance is always wrong.
@@ -220,8 +228,7 @@ pub fn fold_accuracies(scored: &[Scored], folds: usize) -> Vec<f64> {
 
 pub fn report(
     scored: &[Scored],
-    images: usize,
-    failed_detections: usize,
+    failure_to_acquire: standards::Acquisition,
     default_threshold_score: f32,
     folds: Option<usize>,
     seconds: f64,
@@ -255,8 +262,9 @@ pub fn report(
         pairs: scored.len(),
         same_pairs: scored.iter().filter(|s| s.same).count(),
         different_pairs: scored.iter().filter(|s| !s.same).count(),
-        images,
-        failed_detections,
+        images: failure_to_acquire.presented,
+        failed_detections: failure_to_acquire.failed_to_acquire(),
+        failure_to_acquire,
         best_threshold_distance,
         best_threshold_accuracy,
         default_threshold_distance,

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::{cancel_flag, print_report, progress_bar};
+use super::{cancel_flag, follow, print_report, progress_bar};
 use crate::context::Context;
 use crate::face::FaceModels;
 use crate::matching::DEFAULT_FACE_THRESHOLD;
@@ -112,28 +112,25 @@ fn eval_pairs(
     }
     let bar = progress_bar("embedding", "images")?;
     let start = Instant::now();
-    let (scored, images, failed) =
-        crate::eval::score_pairs(models, &pairs, root, cancel_flag(), &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        })?;
+    let (scored, acquisition) =
+        crate::eval::score_pairs(models, &pairs, root, cancel_flag(), &mut follow(&bar))?;
     bar.finish_and_clear();
     let report = crate::eval::report(
         &scored,
-        images,
-        failed,
+        acquisition,
         DEFAULT_FACE_THRESHOLD,
         folds,
         start.elapsed().as_secs_f64(),
     );
     print_report(&report, json, |r| {
         let mut text = format!(
-            "{} pairs ({} same, {} different), {} images, {} without a detected face\nbest threshold: distance {:.3}, accuracy {:.2}%\ndefault threshold: distance {:.3}, accuracy {:.2}%",
+            "{} pairs ({} same, {} different), {} images, {} without a detected face\n{}\nbest threshold: distance {:.3}, accuracy {:.2}%\ndefault threshold: distance {:.3}, accuracy {:.2}%",
             r.pairs,
             r.same_pairs,
             r.different_pairs,
             r.images,
             r.failed_detections,
+            r.failure_to_acquire,
             r.best_threshold_distance,
             100.0 * r.best_threshold_accuracy,
             r.default_threshold_distance,
@@ -184,15 +181,8 @@ fn eval_verify(
     modality.canvas()?;
     let scans = crate::dataset::load(manifest)?;
     let bar = progress_bar("embedding", "scans")?;
-    let (embedded, unreadable) = crate::eval::verification::embed_scans(
-        model,
-        &scans,
-        cancel_flag(),
-        &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-    )?;
+    let (embedded, unreadable) =
+        crate::eval::verification::embed_scans(model, &scans, cancel_flag(), &mut follow(&bar))?;
     bar.finish_and_clear();
     let threshold = crate::matching::default_bands(Modality::Signature).high;
     let runs = refs

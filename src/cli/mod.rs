@@ -174,7 +174,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
         Command::Eval(command) => eval::run(command, &context),
         Command::Models(command) => train::models(command, &context),
         Command::Train(args) => train::train(args, &context),
-        Command::Dataset(command) => train::dataset(command),
+        Command::Dataset(command) => train::dataset(command, &context),
         Command::Enroll(args) => people::enroll(args, &context),
         Command::EnrollBatch(args) => people::enroll_batch(args, &context),
         Command::Reembed(args) => people::reembed(args, &context),
@@ -230,6 +230,14 @@ fn progress_bar(message: &str, unit: &str) -> anyhow::Result<indicatif::Progress
     );
     bar.set_message(message.to_string());
     Ok(bar)
+}
+
+/// A `(done, total)` progress callback that moves `bar`.
+fn follow(bar: &indicatif::ProgressBar) -> impl FnMut(usize, usize) + '_ {
+    |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
 }
 
 /// Set by Ctrl-C: long jobs stop at their next safe point (between transactions).

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::governance::print_proposal;
-use super::{cancel_flag, open_as, print_report, progress_bar, write_whole_file};
+use super::{cancel_flag, follow, open_as, print_report, progress_bar, write_whole_file};
 use crate::context::Context;
 use crate::train::{TrainConfig, TrainEvent};
 use crate::types::Permission;
@@ -87,6 +87,27 @@ pub enum DatasetCommand {
         ways: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Tight face crops (the face fills the frame, like ID and badge photos) of every
+    /// image a pairs file names, in the same layout, for `eval pairs --root OUT`.
+    FaceCrops {
+        #[arg(long)]
+        pairs: PathBuf,
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Grey crops, as IR and many kiosk cameras give.
+        #[arg(long)]
+        grey: bool,
+        /// Light from one side, 0 to 1 (grey crops only): the far side keeps 1 - S of
+        /// its brightness.
+        #[arg(long, default_value_t = 0.0, requires = "grey")]
+        side_light: f32,
+        #[arg(long, default_value_t = 168)]
+        width: u32,
+        #[arg(long, default_value_t = 192)]
+        height: u32,
     },
 }
 
@@ -199,10 +220,7 @@ fn activate(
         store.bands(crate::types::Modality::Signature)?,
         &context.device,
         cancel_flag(),
-        &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
+        &mut follow(&bar),
     )?;
     bar.finish_and_clear();
     if !gate.passed {
@@ -239,8 +257,49 @@ pub(super) fn with_reembedding<T>(
     Ok(result?)
 }
 
-pub fn dataset(command: DatasetCommand) -> anyhow::Result<ExitCode> {
+pub fn dataset(command: DatasetCommand, context: &Context) -> anyhow::Result<ExitCode> {
     match command {
+        DatasetCommand::FaceCrops {
+            pairs,
+            root,
+            out,
+            grey,
+            side_light,
+            width,
+            height,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&side_light),
+                "--side-light is between 0 and 1"
+            );
+            let text = std::fs::read_to_string(&pairs)
+                .with_context(|| format!("cannot read {}", pairs.display()))?;
+            let pairs = crate::eval::parse_pairs(&text)?;
+            let models = context.load_faces()?;
+            let bar = progress_bar("cropping", "images")?;
+            let style = crate::eval::crops::CropStyle {
+                size: (width, height),
+                grey,
+                side_light,
+            };
+            let written = crate::eval::crops::write_pair_crops(
+                &models,
+                &pairs,
+                &root,
+                &out,
+                style,
+                cancel_flag(),
+                &mut follow(&bar),
+            )?;
+            bar.finish_and_clear();
+            println!(
+                "{} crops written to {} ({} centre crops where even the full photo showed no face)",
+                written.images,
+                out.display(),
+                written.centre_crops
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         DatasetCommand::Manifest { dir, numbered, out } => {
             dataset_manifest(&dir, numbered.as_deref(), out.as_deref())
         }

@@ -166,7 +166,7 @@ impl std::fmt::Display for Acquisition {
             .collect();
         write!(
             f,
-            "FTA {:.2}% ({} of {} samples gave nothing to compare{}). FTE {:.2}% ({} of {} identities could not be enrolled).",
+            "FTA {:.2}% ({} of {} samples gave nothing to compare{}).",
             100.0 * self.fta_rate(),
             self.failed_to_acquire(),
             self.presented,
@@ -175,10 +175,18 @@ impl std::fmt::Display for Acquisition {
             } else {
                 format!(": {}", causes.join(", "))
             },
-            100.0 * self.fte_rate(),
-            self.failed_to_enrol,
-            self.identities
-        )
+        )?;
+        // Pairs of photos enrol nobody: FTE is only said where identities were enrolled.
+        if self.identities > 0 {
+            write!(
+                f,
+                " FTE {:.2}% ({} of {} identities could not be enrolled).",
+                100.0 * self.fte_rate(),
+                self.failed_to_enrol,
+                self.identities
+            )?;
+        }
+        Ok(())
     }
 }
 

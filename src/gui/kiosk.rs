@@ -28,6 +28,8 @@ pub struct KioskTab {
     pub log: Vec<String>,
     /// The newest camera frame, for enrollment captures.
     pub last_frame: Option<image::RgbImage>,
+    /// What the person can change when the last frame showed no face.
+    pub advice: Option<&'static str>,
 }
 
 impl Default for KioskTab {
@@ -47,6 +49,7 @@ impl Default for KioskTab {
             state: KioskState::Searching,
             log: Vec::new(),
             last_frame: None,
+            advice: None,
         }
     }
 }
@@ -157,7 +160,7 @@ impl KioskTab {
             KioskState::Searching if self.from_file => {
                 "Image file: no liveness check; the photo's subject punches when matched in the accept band.".to_string()
             }
-            KioskState::Searching => "Look at the camera.".to_string(),
+            KioskState::Searching => self.advice.unwrap_or("Look at the camera.").to_string(),
             KioskState::Recognising { frames, .. } => {
                 format!("Recognising… ({frames}/{})", crate::kiosk::CONSENSUS_FRAMES)
             }

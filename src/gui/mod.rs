@@ -136,7 +136,9 @@ impl App {
                 faces,
                 subject,
                 frame,
+                no_face,
             } => {
+                self.kiosk.advice = no_face.map(crate::face::quality::advice);
                 if let Some(request) = self.kiosk.on_faces(ctx, faces, subject, frame) {
                     self.send(request);
                 }

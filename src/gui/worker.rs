@@ -214,6 +214,8 @@ pub enum Reply {
         faces: Vec<FaceView>,
         subject: Option<usize>,
         frame: Option<RgbImage>,
+        /// Why no face was found, when none was (`face::quality::no_face_cause`).
+        no_face: Option<&'static str>,
     },
     Captured(Result<PathBuf, String>),
     CheckedIn(Result<CheckinReport, String>),
@@ -791,6 +793,9 @@ impl Worker {
             }
         };
         let subject = crate::face::subject_index(&faces, frame.dimensions());
+        let no_face = faces
+            .is_empty()
+            .then(|| crate::face::quality::no_face_cause(&frame));
         let named: crate::Result<Vec<FaceView>> = self
             .store
             .bands(Modality::Face)
@@ -819,6 +824,7 @@ impl Worker {
         };
         Reply::Analyzed {
             faces: views,
+            no_face,
             subject,
             frame: from_file.then_some(frame),
         }
