@@ -58,7 +58,7 @@ const DETECTOR_FIELD_PX: f32 = 150.0;
 /// black 18. The margin look then takes only confident faces that fill the photo (see
 /// `FaceModels::sight`): on 238 scans and photos without people it keeps the faces found
 /// at today's 19, where the weak floor (0.25) would find 23, at the cost of 38 crops
-/// without a face instead of 16.
+/// without a face instead of 16 (23 once `stretch_contrast` was added).
 const MARGIN_FRACTION: f32 = 0.25;
 /// The share of a face's box the margin look needs inside the photo itself.
 const MIN_INSIDE_PHOTO: f32 = 0.6;
@@ -166,8 +166,8 @@ impl Sighting<'_> {
     }
 }
 
-/// The photo inside a margin of its mean colour, and where its corner lies: the margin
-/// look of `FaceModels::sight`.
+/// The photo inside a margin of its mean colour, its contrast stretched, and where its
+/// corner lies: the margin look of `FaceModels::sight`.
 fn with_margin(image: &RgbImage) -> (RgbImage, (u32, u32)) {
     let (width, height) = image.dimensions();
     let margin_x = (width as f32 * MARGIN_FRACTION).round() as u32;
@@ -182,7 +182,23 @@ fn with_margin(image: &RgbImage) -> (RgbImage, (u32, u32)) {
     let mean = image::Rgb(sum.map(|total| (total / count) as u8));
     let mut padded = RgbImage::from_pixel(width + 2 * margin_x, height + 2 * margin_y, mean);
     imageops::replace(&mut padded, image, i64::from(margin_x), i64::from(margin_y));
+    stretch_contrast(&mut padded, image);
     (padded, (margin_x, margin_y))
+}
+
+/// Stretches `picture`'s levels so that `source`'s 1st and 99th percentiles become black
+/// and white: a dim or one-sidedly lit face has its shading back for the detector. On
+/// side-lit DevTrain crops the margin look then missed 36 faces of 1651 rather than 81.
+fn stretch_contrast(picture: &mut RgbImage, source: &RgbImage) {
+    let mut levels: Vec<u8> = source.pixels().flat_map(|p| p.0).collect();
+    levels.sort_unstable();
+    let low = f32::from(levels[levels.len() / 100]);
+    let high = f32::from(levels[levels.len() * 99 / 100]).max(low + 1.0);
+    for pixel in picture.pixels_mut() {
+        for channel in &mut pixel.0 {
+            *channel = ((f32::from(*channel) - low) * 255.0 / (high - low)).clamp(0.0, 255.0) as u8;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
