@@ -34,6 +34,10 @@ pub struct Access {
     secret: String,
     pub kiosk_mode: bool,
     last_activity: Instant,
+    /// Whether the worker has said who is logged in yet.
+    heard: bool,
+    /// Whether the login was offered since the window was last locked.
+    login_offered: bool,
 }
 
 impl Default for Access {
@@ -46,6 +50,8 @@ impl Default for Access {
             secret: String::new(),
             kiosk_mode: false,
             last_activity: Instant::now(),
+            heard: false,
+            login_offered: false,
         }
     }
 }
@@ -68,11 +74,25 @@ impl Access {
         } else {
             // The next person at a shared screen does not see who was here.
             self.name.clear();
+            self.login_offered = false;
         }
+        self.heard = true;
         self.secret.clear();
         self.operator = operator;
         self.accounts = accounts;
         self.last_activity = Instant::now();
+    }
+
+    /// A locked window with no camera has no kiosk to show: it opens on the login, once
+    /// each time it locks (`camera`: whether one was found; `None` until looked for).
+    pub fn offer_login_without_camera(&mut self, camera: Option<bool>) {
+        let locked = self.heard && self.accounts && self.operator.is_none();
+        if locked && camera == Some(false) && !self.kiosk_mode && !self.login_offered {
+            self.login_offered = true;
+            if self.dialog == Dialog::Closed {
+                self.dialog = Dialog::Login;
+            }
+        }
     }
 
     pub fn allows(&self, permission: Permission) -> bool {

@@ -147,6 +147,13 @@ impl KioskTab {
         self.log.insert(0, line);
     }
 
+    /// Whether a camera was found (`None` until the cameras were listed).
+    pub fn has_camera(&self) -> Option<bool> {
+        self.cameras
+            .as_ref()
+            .map(|found| found.as_ref().is_ok_and(|cameras| !cameras.is_empty()))
+    }
+
     /// `files_allowed`: whether the session may punch from an image file (the unattended
     /// kiosk punches only from its camera, with a blink).
     pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>, files_allowed: bool) {

@@ -233,6 +233,11 @@ impl App {
     pub fn training_step(&self) -> Option<(usize, usize, usize)> {
         self.training.step
     }
+
+    /// Whether the kiosk found a camera (`None` until it looked).
+    pub fn has_camera(&self) -> Option<bool> {
+        self.kiosk.has_camera()
+    }
 }
 
 impl eframe::App for App {
@@ -255,6 +260,8 @@ impl eframe::App for App {
         let ctx = ui.ctx().clone();
         self.access.lock_when_idle(&ctx, &mut requests);
         self.access.hold_the_kiosk(&ctx);
+        self.access
+            .offer_login_without_camera(self.kiosk.has_camera());
         egui::Panel::top("tabs").show(ui, |ui| {
             ui.horizontal(|ui| {
                 for tab in Tab::ALL {

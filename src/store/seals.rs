@@ -150,3 +150,25 @@ pub fn reseal_all(conn: &Connection, keys: &Keys) -> StoreResult<Vec<(&'static T
     }
     Ok(resealed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::ledger;
+
+    /// Each sealed table is listed twice (what the seal covers, what the ledger digests):
+    /// a column added to one list and not the other would leave it unprotected.
+    #[test]
+    fn the_ledger_covers_every_sealed_column_and_the_seal() {
+        for (sealed, digested) in [
+            (super::PEOPLE, ledger::PEOPLE),
+            (super::SETTINGS, ledger::SETTINGS),
+            (super::OPERATORS, ledger::OPERATORS),
+            (super::PROPOSALS, ledger::PROPOSALS),
+        ] {
+            assert_eq!((sealed.name, sealed.key), (digested.name, digested.key));
+            let mut expected = sealed.columns.to_vec();
+            expected.push("seal");
+            assert_eq!(digested.columns, expected.as_slice(), "{}", sealed.name);
+        }
+    }
+}
