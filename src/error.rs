@@ -62,6 +62,10 @@ pub enum Error {
     EmptyGallery,
     #[error("{name} has no references made by model {model}: run `vouch reembed`")]
     NoReferences { name: String, model: String },
+    #[error(
+        "too few references: enroll people with two or more references, or load a labelled manifest"
+    )]
+    TooFewReferences,
     #[error("cancelled")]
     Cancelled,
 }

@@ -87,6 +87,15 @@ impl Bands {
     pub fn is_valid(&self) -> bool {
         (0.0..=1.0).contains(&self.low) && (0.0..=1.0).contains(&self.high) && self.low <= self.high
     }
+
+    /// Both thresholds moved by a person's offset (positive is stricter), kept in [0, 1]
+    /// so the result is still valid bands.
+    pub fn shifted(&self, offset: f32) -> Bands {
+        Bands {
+            low: (self.low + offset).clamp(0.0, 1.0),
+            high: (self.high + offset).clamp(0.0, 1.0),
+        }
+    }
 }
 
 /// What every template of one model must be: `len` finite values whose first

@@ -183,3 +183,54 @@ fn import_faceapi_reproduces_the_shipped_weights() {
         );
     }
 }
+
+#[test]
+fn a_persons_offset_and_re_enrolment_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let at_db = |args: &[&str]| {
+        let mut all: Vec<std::ffi::OsString> = vec!["--db".into(), db.clone().into()];
+        all.extend(args.iter().map(Into::into));
+        all
+    };
+    let mut enroll = at_db(&["signature", "enroll", "--name", "Writer 1", "--id", "ACC-1"]);
+    enroll.extend((1..=3).map(|n| data(&format!("signatures/w1_{n}.png")).into()));
+    success_json(&enroll);
+    let set_offset = |offset: &str| {
+        at_db(&[
+            "settings",
+            "set-offset",
+            "--modality",
+            "signature",
+            "--id",
+            "ACC-1",
+            "--offset",
+            offset,
+        ])
+    };
+    // A single-user desk applies a proposal as it is made.
+    let proposal = success_json(&set_offset("-0.05"));
+    assert_eq!(proposal["status"], "approved");
+    assert_eq!(proposal["evidence"]["evaluation"]["genuine"], 2);
+    let settings = success_json(&at_db(&["settings", "show"]));
+    let offsets = settings["person_offsets"].as_array().unwrap();
+    assert_eq!(offsets.len(), 1);
+    assert_eq!(offsets[0]["external_id"], "ACC-1");
+    assert!((offsets[0]["offset"].as_f64().unwrap() + 0.05).abs() < 1e-6);
+    let refused = vouch().args(set_offset("0.4")).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("±0.15"));
+
+    let mut reenroll = at_db(&["people", "reenroll", "ACC-1", "--modality", "signature"]);
+    reenroll.push(data("signatures/w1_4.png").into());
+    let report = success_json(&reenroll);
+    assert_eq!(report["enrolled"], 1);
+    let person = success_json(&at_db(&[
+        "people",
+        "show",
+        "ACC-1",
+        "--modality",
+        "signature",
+    ]));
+    assert_eq!(person["templates"], 1);
+}

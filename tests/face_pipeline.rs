@@ -383,3 +383,55 @@ fn landmarks_hardly_move_with_the_detector_box() {
     );
     assert!(mean_shift < 0.01 * detection.bbox.width, "{mean_shift} px");
 }
+
+#[test]
+fn face_scores_from_a_folder_count_failures_to_acquire_by_cause() {
+    let test = "face_scores_from_a_folder_count_failures_to_acquire_by_cause";
+    let Some(orl) = shared("data/faces/orl", test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for person in ["s1", "s2", "s3"] {
+        std::fs::create_dir(dir.path().join(person)).unwrap();
+        for shot in 1..=7 {
+            std::fs::copy(
+                orl.join(format!("{person}/{shot}.pgm")),
+                dir.path().join(format!("{person}/{shot}.pgm")),
+            )
+            .unwrap();
+        }
+    }
+    // A frame from a camera with its lens covered.
+    image::RgbImage::new(200, 200)
+        .save(dir.path().join("s1/8.png"))
+        .unwrap();
+    let photos = vouch::dataset::load(dir.path()).unwrap();
+    assert_eq!(photos.len(), 22);
+    let bands = vouch::matching::default_bands(vouch::types::Modality::Face);
+    let set = vouch::eval::verification::face_manifest_scores(
+        models(),
+        &photos,
+        5,
+        bands,
+        &AtomicBool::new(false),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let acquisition = set.acquisition.expect("measured on samples");
+    assert_eq!(acquisition.presented, 22);
+    assert!(
+        acquisition
+            .failed
+            .iter()
+            .any(|(cause, count)| cause == "too dark" && *count == 1),
+        "{acquisition:?}"
+    );
+    assert_eq!(set.per_identity.len(), 3);
+    assert!(!set.genuine.is_empty() && !set.random.is_empty());
+    let frr = set.genuine.iter().filter(|&&s| s < bands.high).count();
+    assert!(
+        frr <= 1,
+        "{frr} of {} genuine ORL photos rejected",
+        set.genuine.len()
+    );
+}

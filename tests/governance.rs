@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
-use common::{data, json_of, repo, shared};
+use common::{data, enroll_writer, json_of, repo, shared, shipped_signature_model};
 use vouch::store::{Change, ProposalStatus, Session, Store, StoreError};
 use vouch::types::{Bands, Modality, Permission, Role};
 use vouch::workflow::governance::{self, Reembedding};
@@ -496,23 +496,8 @@ fn rollback_restores_the_verdicts_of_the_earlier_model() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vouch.db");
     let (mut store, ana, cy) = two_supervisors(&db);
-    let shipped = repo()
-        .join("models")
-        .join(vouch::signature::SIGNATURE_MODEL_FILE);
-    let model = vouch::signature::SignatureModel::load(&shipped, &Device::Cpu).unwrap();
-    vouch::workflow::enroll_signature(
-        &model,
-        &mut store,
-        &vouch::workflow::EnrollRequest {
-            name: "Writer 1".into(),
-            external_id: "ACC-1".into(),
-            images: (1..=3)
-                .map(|n| data(&format!("signatures/w1_{n}.png")))
-                .collect(),
-        },
-        "ana",
-    )
-    .unwrap();
+    let (shipped, model) = shipped_signature_model();
+    enroll_writer(&mut store, &model, 1);
     let questioned = data("signatures/w2_4.png");
     let verdict = |store: &mut Store| {
         let path = vouch::workflow::active_signature_model(store, &shipped).unwrap();
@@ -607,4 +592,202 @@ fn the_replay_counts_kiosk_punches_and_the_report_lists_what_would_flip() {
         .arg(&out)
         .assert()
         .failure();
+}
+
+#[test]
+fn a_persons_offset_is_governed_and_moves_only_their_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let (mut store, ana, cy) = two_supervisors(&db);
+    let (_, model) = shipped_signature_model();
+    for writer in 1..=2 {
+        enroll_writer(&mut store, &model, writer);
+    }
+    let person = store
+        .person_by_external_id("ACC-1", Modality::Signature)
+        .unwrap();
+    let other = store
+        .person_by_external_id("ACC-2", Modality::Signature)
+        .unwrap();
+    let genuine = data("signatures/w1_4.png");
+    let references = store
+        .person_templates(
+            person.id,
+            &model.model_id(),
+            &vouch::signature::TEMPLATE_SHAPE,
+        )
+        .unwrap();
+    let references: Vec<&[f32]> = references.iter().map(|r| r.embedding.as_slice()).collect();
+    let (_, questioned) = model.embed_scan(&genuine).unwrap();
+    let everyone = store.bands(Modality::Signature).unwrap();
+    let score = vouch::workflow::judge_signature(&model, &references, &questioned, everyone)
+        .unwrap()
+        .score;
+    // Bands that accept this scan; then an offset for ACC-1 that lifts them over it.
+    let bands = Bands {
+        low: (score - 0.2).max(0.0),
+        high: (score - 0.05).max(0.0),
+    };
+    let p = governance::propose_bands(&mut store, &ana, Modality::Signature, bands, None).unwrap();
+    store.approve(p.id, &cy).unwrap();
+    let first =
+        vouch::workflow::verify_signature(&model, &mut store, "ACC-1", &genuine, "ana").unwrap();
+
+    let too_far = governance::propose_person_offset(
+        &mut store,
+        &ana,
+        Modality::Signature,
+        person.id,
+        0.5,
+        None,
+    );
+    assert!(too_far.is_err(), "an offset beyond ±0.15 is refused");
+    let scores =
+        governance::enrolled_scores(&store, &governance::Scorer::Signature(&model), bands).unwrap();
+    let proposal = governance::propose_person_offset(
+        &mut store,
+        &ana,
+        Modality::Signature,
+        person.id,
+        0.1,
+        Some(&scores),
+    )
+    .unwrap();
+    assert_eq!(proposal.status, ProposalStatus::Pending);
+    let evidence: governance::BandsEvidence =
+        serde_json::from_value(proposal.evidence.clone()).unwrap();
+    // The evidence is this person's alone: their one verification, now a review.
+    assert_eq!((evidence.replay.total, evidence.replay.changed), (1, 1));
+    let own = evidence.evaluation.expect("their enrolled scores");
+    assert_eq!(
+        own.genuine, 2,
+        "their first reference against their other two"
+    );
+    assert_eq!(
+        store.bands_for(Modality::Signature, person.id).unwrap(),
+        bands,
+        "nothing changes before the second supervisor"
+    );
+    store.approve(proposal.id, &cy).unwrap();
+    let theirs = store.bands_for(Modality::Signature, person.id).unwrap();
+    assert!((theirs.high - (bands.high + 0.1)).abs() < 1e-6);
+    assert_eq!(
+        store.bands_for(Modality::Signature, other.id).unwrap(),
+        bands
+    );
+    let again =
+        vouch::workflow::verify_signature(&model, &mut store, "ACC-1", &genuine, "ana").unwrap();
+    assert_eq!(first.verdict.decision, vouch::types::Decision::Accept);
+    assert_ne!(again.verdict.decision, vouch::types::Decision::Accept);
+    assert_eq!(
+        again.verdict.bands, theirs,
+        "the decision row keeps the bands used"
+    );
+    // Everyone's new bands are replayed with each person's own offset.
+    let replayed = governance::replay_bands(&store, Modality::Signature, bands).unwrap();
+    assert_eq!(replayed.total, 2);
+    assert_eq!(
+        replayed.changed, 1,
+        "only the first decision, made before the offset"
+    );
+
+    // An offset edited in the file is refused, never used.
+    drop(store);
+    write_offset_behind_vouchs_back(&db, "-0.15");
+    let mut store = Store::open(&db).unwrap();
+    let refused = store.bands_for(Modality::Signature, person.id);
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::BadRow {
+                table: "settings",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        vouch::workflow::verify_signature(&model, &mut store, "ACC-1", &genuine, "ana").is_err()
+    );
+    // Deleting the person takes their offset with them; the ledger follows (once the value
+    // its seal vouches for, +0.1, is back).
+    write_offset_behind_vouchs_back(&db, "0.1");
+    let mut store = Store::open(&db).unwrap();
+    store.delete_person(person.id, "ana").unwrap();
+    assert!(store.person_offsets().unwrap().is_empty());
+    assert!(store.audit_verify().unwrap().intact);
+}
+
+/// Edits the stored offset in the file, as someone with the database but not Vouch could.
+fn write_offset_behind_vouchs_back(db: &Path, value: &str) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute(
+            "UPDATE settings SET value = ?1 WHERE key LIKE 'offset.person.%'",
+            [value],
+        )
+        .unwrap();
+}
+
+#[test]
+fn re_enrolment_replaces_every_reference_in_one_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let mut store = Store::open(&db).unwrap();
+    let (_, model) = shipped_signature_model();
+    enroll_writer(&mut store, &model, 1);
+    let person = store
+        .person_by_external_id("ACC-1", Modality::Signature)
+        .unwrap();
+    let before = store
+        .person_templates(
+            person.id,
+            &model.model_id(),
+            &vouch::signature::TEMPLATE_SHAPE,
+        )
+        .unwrap();
+    let request = |images: Vec<PathBuf>| vouch::workflow::EnrollRequest {
+        name: person.name.clone(),
+        external_id: person.external_id.clone(),
+        images,
+    };
+    // Nothing usable: the old references stay.
+    let missing = request(vec![dir.path().join("no-such-scan.png")]);
+    assert!(vouch::workflow::reenroll_signature(&model, &mut store, &missing, "clerk").is_err());
+    assert_eq!(store.person(person.id).unwrap().templates, before.len());
+    // Someone never enrolled cannot be re-enrolled.
+    let stranger = vouch::workflow::EnrollRequest {
+        external_id: "ACC-9".into(),
+        ..request(vec![data("signatures/w1_4.png")])
+    };
+    assert!(vouch::workflow::reenroll_signature(&model, &mut store, &stranger, "clerk").is_err());
+
+    let report = vouch::workflow::reenroll_signature(
+        &model,
+        &mut store,
+        &request(vec![
+            data("signatures/w1_4.png"),
+            data("signatures/w1_1.png"),
+        ]),
+        "clerk",
+    )
+    .unwrap();
+    assert_eq!((report.person_id, report.enrolled), (person.id, 2));
+    let after = store
+        .person_templates(
+            person.id,
+            &model.model_id(),
+            &vouch::signature::TEMPLATE_SHAPE,
+        )
+        .unwrap();
+    assert_eq!(after.len(), 2);
+    // Scans 2 and 3 were references only before; scan 1 is one in both.
+    let embeddings = |templates: &[vouch::store::StoredTemplate]| -> Vec<Vec<f32>> {
+        templates.iter().map(|t| t.embedding.clone()).collect()
+    };
+    let (before, after) = (embeddings(&before), embeddings(&after));
+    assert!(after.contains(&before[0]));
+    assert!(!after.contains(&before[1]) && !after.contains(&before[2]));
+    assert!(audit_actions(&db).contains(&("clerk".into(), "reenroll".into())));
+    assert!(store.audit_verify().unwrap().intact);
 }

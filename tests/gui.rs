@@ -148,28 +148,10 @@ fn enroll_from_an_image_then_punch_at_the_kiosk() {
 }
 
 fn enroll_signatures(db: &Path) {
-    let model = vouch::signature::SignatureModel::load(
-        &repo()
-            .join("models")
-            .join(vouch::signature::SIGNATURE_MODEL_FILE),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let (_, model) = common::shipped_signature_model();
     let mut store = vouch::store::Store::open(db).unwrap();
     for writer in 1..=4 {
-        vouch::workflow::enroll_signature(
-            &model,
-            &mut store,
-            &vouch::workflow::EnrollRequest {
-                name: format!("Writer {writer}"),
-                external_id: format!("ACC-{writer}"),
-                images: (1..=3)
-                    .map(|n| data(&format!("signatures/w{writer}_{n}.png")))
-                    .collect(),
-            },
-            "setup",
-        )
-        .unwrap();
+        common::enroll_writer(&mut store, &model, writer);
     }
 }
 
@@ -643,4 +625,44 @@ fn the_workbench_presets_meet_their_labels_and_a_proposal_report_is_saved() {
     let report = std::fs::read_to_string(dir.path().join("reports/proposal-1.html")).unwrap();
     assert_eq!(report.matches("<svg").count(), 2, "DET and histogram");
     assert!(report.contains("FNMR at fixed FMR"));
+}
+
+#[test]
+fn a_problem_enrollee_is_re_enrolled_from_the_workbench() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let mut harness = workbench_on_enrolled_signatures(&db);
+    // At 1.0 every genuine attempt is rejected: everyone is a goat.
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::Slider, "Threshold")
+        .set_value_accesskit(1.0);
+    harness.step();
+    harness.step();
+    assert!(shows(&harness, "Writer 1 (ACC-1): often rejected (goat)"));
+    harness.get_by_label("Act on Writer 1 (ACC-1)").click();
+    harness.step();
+    assert!(shows(&harness, "own offset (positive is stricter)"));
+    harness.get_by_label("Re-enrol…").click();
+    wait_for(&mut harness, "the re-enrolment form", |h| {
+        shows(h, "Re-enrol Writer 1 (ACC-1)")
+    });
+    let scans = ["signatures/w1_4.png", "signatures/w1_1.png"]
+        .map(|name| data(name).display().to_string())
+        .join("\n");
+    type_into(
+        &mut harness,
+        "Reference images (one path per line, or drop files here)",
+        &scans,
+    );
+    harness.get_by_label("Replace references").click();
+    wait_for(&mut harness, "the re-enrolment", |h| {
+        shows(h, "Re-enrolled Writer 1 (ACC-1) with 2 reference(s).")
+    });
+    drop(harness);
+    let store = vouch::store::Store::open(&db).unwrap();
+    let person = store
+        .person_by_external_id("ACC-1", Modality::Signature)
+        .unwrap();
+    assert_eq!(person.templates, 2);
+    assert!(store.audit_verify().unwrap().intact);
 }

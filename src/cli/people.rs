@@ -78,6 +78,17 @@ pub enum PeopleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Re-enrol someone who is often rejected or often impersonated: the usable new
+    /// references replace all of theirs, in one transaction (the audit keeps a row).
+    Reenroll {
+        id: String,
+        #[arg(long, value_enum, default_value_t = Modality::Face)]
+        modality: Modality,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a person with their templates and crops (the audit keeps a row).
     Delete {
         id: String,
@@ -300,6 +311,40 @@ pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode
                     p.name, p.external_id, p.modality, p.templates, p.created_at
                 )
             })
+        }
+        PeopleCommand::Reenroll {
+            id,
+            modality,
+            images,
+            json,
+        } => {
+            let (mut store, session) = open_as(context, Permission::Enroll)?;
+            let person = store.person_by_external_id(&id, modality)?;
+            let request = EnrollRequest {
+                name: person.name,
+                external_id: person.external_id,
+                images,
+            };
+            let report = match modality {
+                Modality::Face => {
+                    let models = context.load_faces()?;
+                    let mut gallery = Gallery::of_faces(&store, &models.model_id())?;
+                    workflow::reenroll_face(
+                        &models,
+                        &mut store,
+                        &mut gallery,
+                        &request,
+                        session.name(),
+                    )?
+                }
+                Modality::Signature => workflow::reenroll_signature(
+                    &context.load_signature_model(Some(&store))?,
+                    &mut store,
+                    &request,
+                    session.name(),
+                )?,
+            };
+            print_enrollment(&report, json, "new reference(s), replacing the old")
         }
         PeopleCommand::Delete { id, modality, yes } => {
             let (mut store, session) = open_as(context, Permission::Administer)?;

@@ -10,6 +10,7 @@ use clap::Subcommand;
 use super::governance::print_proposal;
 use super::{cancel_flag, open_as, open_to_read_as, print_report, progress_bar, write_whole_file};
 use crate::context::Context;
+use crate::eval::verification::ScoreSet;
 use crate::store::{Change, Store, exchange};
 use crate::types::{Bands, Modality, Permission};
 use crate::workflow::governance;
@@ -23,7 +24,8 @@ pub enum SettingsCommand {
     },
     /// Propose bands: accept at a score of HIGH or more, reject under LOW, send to review
     /// between. With operator accounts it waits for a second supervisor's approval
-    /// (`vouch proposals approve`); the proposal carries the replay of past decisions.
+    /// (`vouch proposals approve`); the proposal carries the error rates on the enrolled
+    /// references' scores (when there are any) and the replay of past decisions.
     SetBands {
         #[arg(long, value_enum)]
         modality: Modality,
@@ -31,6 +33,21 @@ pub enum SettingsCommand {
         low: f32,
         #[arg(long)]
         high: f32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose one person's own offset from the bands (positive is stricter): for someone
+    /// often impersonated (raise it) or often wrongly rejected (lower it), at most ±0.15.
+    /// The proposal carries their scores among the enrolled references and the replay of
+    /// their past decisions.
+    SetOffset {
+        #[arg(long, value_enum)]
+        modality: Modality,
+        /// Their employee or account id.
+        #[arg(long)]
+        id: String,
+        #[arg(long, allow_hyphen_values = true)]
+        offset: f32,
         #[arg(long)]
         json: bool,
     },
@@ -114,6 +131,33 @@ pub enum AuditCommand {
     },
 }
 
+/// The enrolled references' own scores as a change's evidence; none when nobody has two
+/// references to compare (the proposal then carries the replay alone).
+fn enrolled_scores(
+    context: &Context,
+    store: &Store,
+    modality: Modality,
+) -> anyhow::Result<Option<ScoreSet>> {
+    let bands = store.bands(modality)?;
+    let scores = match modality {
+        Modality::Face => governance::enrolled_scores(
+            store,
+            &governance::Scorer::Face(context.load_faces()?.model_id()),
+            bands,
+        ),
+        Modality::Signature => governance::enrolled_scores(
+            store,
+            &governance::Scorer::Signature(&context.load_signature_model(Some(store))?),
+            bands,
+        ),
+    };
+    match scores {
+        Ok(scores) => Ok(Some(scores)),
+        Err(crate::Error::TooFewReferences) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
 pub fn settings(command: SettingsCommand, context: &Context) -> anyhow::Result<ExitCode> {
     if let SettingsCommand::Show { json } = command {
         return show_settings(&context.read_store()?, json);
@@ -125,10 +169,34 @@ pub fn settings(command: SettingsCommand, context: &Context) -> anyhow::Result<E
             low,
             high,
             json,
-        } => (
-            governance::propose_bands(&mut store, &session, modality, Bands { low, high }, None)?,
+        } => {
+            let scores = enrolled_scores(context, &store, modality)?;
+            let bands = Bands { low, high };
+            (
+                governance::propose_bands(&mut store, &session, modality, bands, scores.as_ref())?,
+                json,
+            )
+        }
+        SettingsCommand::SetOffset {
+            modality,
+            id,
+            offset,
             json,
-        ),
+        } => {
+            let person = store.person_by_external_id(&id, modality)?;
+            let scores = enrolled_scores(context, &store, modality)?;
+            (
+                governance::propose_person_offset(
+                    &mut store,
+                    &session,
+                    modality,
+                    person.id,
+                    offset,
+                    scores.as_ref(),
+                )?,
+                json,
+            )
+        }
         SettingsCommand::SetRepeatWindow { minutes, json } => (
             governance::propose_repeat_window(&mut store, &session, minutes)?,
             json,
@@ -149,8 +217,20 @@ fn show_settings(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|m| Ok((m, store.bands(m)?)))
         .collect::<anyhow::Result<_>>()?;
+    let offsets: Vec<serde_json::Value> = store
+        .person_offsets()?
+        .into_iter()
+        .map(|(person_id, offset)| {
+            let person = store.person(person_id)?;
+            Ok(serde_json::json!({
+                "external_id": person.external_id, "name": person.name,
+                "modality": person.modality, "offset": offset,
+            }))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let settings = serde_json::json!({
         "bands": bands,
+        "person_offsets": offsets,
         "repeat_window_minutes": store.repeat_window()?.num_minutes(),
         "approvers_required": store.approvers_required()?,
     });
@@ -164,6 +244,15 @@ fn show_settings(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
                 )
             })
             .collect();
+        for offset in &offsets {
+            lines.push(format!(
+                "{} threshold offset for {} ({}): {:+.3}",
+                offset["modality"].as_str().unwrap_or_default(),
+                offset["name"].as_str().unwrap_or_default(),
+                offset["external_id"].as_str().unwrap_or_default(),
+                offset["offset"].as_f64().unwrap_or_default()
+            ));
+        }
         lines.push(format!(
             "kiosk repeat window: {} min",
             settings["repeat_window_minutes"]

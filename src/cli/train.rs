@@ -326,7 +326,28 @@ pub fn dataset(command: DatasetCommand, context: &Context) -> anyhow::Result<Exi
     }
 }
 
+/// Training decides nothing by itself (a model is activated only through the gate and a
+/// proposal), but where the site has operator accounts it is a supervisor's job, as in
+/// the window, and the audit log says who started which run.
+fn authorize_training(context: &Context) -> anyhow::Result<()> {
+    let accounts = match context.existing_store()? {
+        Some(store) => store.has_operators()?,
+        None => false,
+    };
+    if accounts {
+        let (mut store, session) = open_as(context, Permission::Train)?;
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        store.audit_append(
+            session.name(),
+            "train",
+            &serde_json::json!({ "command": command }).to_string(),
+        )?;
+    }
+    Ok(())
+}
+
 pub fn train(args: TrainArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    authorize_training(context)?;
     let device = &context.device;
     let mut scans = Vec::new();
     for source in &args.data {

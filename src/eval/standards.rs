@@ -214,14 +214,21 @@ pub struct IdentityScores {
     pub identity: String,
     pub genuine: Vec<f32>,
     pub impostor: Vec<f32>,
+    /// The enrolled person these are, when the scores came from enrolled references:
+    /// what the zoo's actions act on.
+    #[serde(default)]
+    pub person_id: Option<i64>,
 }
 
 /// One problem enrollee: how often, of how many attempts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ZooEntry {
     pub identity: String,
+    pub person_id: Option<i64>,
     pub errors: usize,
     pub attempts: usize,
+    /// The accept threshold their attempts were counted at.
+    pub threshold: f32,
 }
 
 impl ZooEntry {
@@ -230,7 +237,8 @@ impl ZooEntry {
     }
 }
 
-/// Doddington's zoo at a threshold: goats (genuine attempts often rejected) and lambs
+/// Doddington's zoo, each identity at its own accept threshold (everyone's, moved by
+/// their offset): goats (genuine attempts often rejected) and lambs
 /// (references that impostors often match), worst first, only those with an error.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Zoo {
@@ -238,16 +246,23 @@ pub struct Zoo {
     pub lambs: Vec<ZooEntry>,
 }
 
-pub fn zoo(identities: &[IdentityScores], threshold: f32, worst: usize) -> Zoo {
-    let rank = |count: &dyn Fn(&IdentityScores) -> (usize, usize)| {
+pub fn zoo(
+    identities: &[IdentityScores],
+    threshold_of: impl Fn(&IdentityScores) -> f32,
+    worst: usize,
+) -> Zoo {
+    let rank = |count: &dyn Fn(&IdentityScores, f32) -> (usize, usize)| {
         let mut entries: Vec<ZooEntry> = identities
             .iter()
             .map(|scores| {
-                let (errors, attempts) = count(scores);
+                let threshold = threshold_of(scores);
+                let (errors, attempts) = count(scores, threshold);
                 ZooEntry {
                     identity: scores.identity.clone(),
+                    person_id: scores.person_id,
                     errors,
                     attempts,
+                    threshold,
                 }
             })
             .filter(|entry| entry.errors > 0)
@@ -262,11 +277,11 @@ pub fn zoo(identities: &[IdentityScores], threshold: f32, worst: usize) -> Zoo {
         entries
     };
     Zoo {
-        goats: rank(&|s| {
+        goats: rank(&|s, threshold| {
             let rejected = s.genuine.iter().filter(|&&v| v < threshold).count();
             (rejected, s.genuine.len())
         }),
-        lambs: rank(&|s| {
+        lambs: rank(&|s, threshold| {
             let matched = s.impostor.iter().filter(|&&v| v >= threshold).count();
             (matched, s.impostor.len())
         }),
@@ -315,16 +330,14 @@ mod tests {
             identity: identity.into(),
             genuine: genuine.to_vec(),
             impostor: impostor.to_vec(),
+            person_id: None,
         };
-        let zoo = zoo(
-            &[
-                person("sheep", &[0.9, 0.8], &[0.1, 0.2]),
-                person("goat", &[0.3, 0.9], &[0.1]),
-                person("lamb", &[0.9], &[0.7, 0.2, 0.1, 0.1]),
-            ],
-            0.5,
-            5,
-        );
+        let people = [
+            person("sheep", &[0.9, 0.8], &[0.1, 0.2]),
+            person("goat", &[0.3, 0.9], &[0.1]),
+            person("lamb", &[0.9], &[0.7, 0.2, 0.1, 0.1]),
+        ];
+        let zoo = zoo(&people, |_| 0.5, 5);
         assert_eq!(zoo.goats.len(), 1);
         assert_eq!(
             (zoo.goats[0].identity.as_str(), zoo.goats[0].errors),
@@ -333,6 +346,9 @@ mod tests {
         assert_eq!(zoo.lambs.len(), 1);
         assert_eq!(zoo.lambs[0].identity, "lamb");
         assert_eq!(zoo.lambs[0].rate(), 0.25);
+        // A stricter threshold of their own takes the lamb out of the zoo.
+        let offset = |s: &IdentityScores| if s.identity == "lamb" { 0.75 } else { 0.5 };
+        assert!(super::zoo(&people, offset, 5).lambs.is_empty());
     }
 
     #[test]

@@ -10,6 +10,8 @@ use super::standards::{Acquisition, FnmrAtFmr, IdentityScores, REPORTED_FMRS, fn
 
 use crate::dataset::{Kind, LabelledScan};
 use crate::error::{Error, Result};
+use crate::face::FaceModels;
+use crate::matching::{euclidean_distance, face_score};
 use crate::signature::SignatureModel;
 use crate::store::{PastDecision, StoredTemplate};
 use crate::types::Bands;
@@ -409,14 +411,77 @@ pub fn manifest_scores(
 ) -> Result<ScoreSet> {
     let (embedded, unusable) = embed_scans(model, scans, cancel, progress)?;
     let report = evaluate(&embedded, references, bands.high, |r, q| model.score(r, q))?;
-    Ok(ScoreSet {
+    Ok(enrol_k_scores(report, scans, &embedded, &unusable))
+}
+
+/// Scores of a labelled set of face photos (a manifest, or a folder per person) by the
+/// same enrol-K protocol, a photo scoring its best match among the references as the
+/// desk's verification does. A photo in which no face is found is a failure to acquire,
+/// by its cause (too small, too dark, too blurred, no face), as ISO/IEC 19795-1 asks.
+pub fn face_manifest_scores(
+    models: &FaceModels,
+    photos: &[LabelledScan],
+    references: usize,
+    bands: Bands,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ScoreSet> {
+    let mut embedded = Vec::new();
+    let mut unusable = Vec::new();
+    for (done, photo) in photos.iter().enumerate() {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        progress(done, photos.len());
+        let source = photo.path.display().to_string();
+        let sighted = crate::imageio::load_rgb(&photo.path).and_then(|picture| {
+            match models.main_face(&picture, &source) {
+                Ok((face, _)) => Ok(Ok(face.embedding)),
+                Err(Error::NoFace(_)) => Ok(Err(crate::face::quality::no_face_cause(&picture))),
+                Err(other) => Err(other),
+            }
+        });
+        match sighted {
+            Ok(Ok(embedding)) => embedded.push(EmbeddedScan {
+                identity: &photo.identity,
+                kind: photo.kind,
+                embedding,
+            }),
+            Ok(Err(cause)) => unusable.push(UnusableScan {
+                path: photo.path.clone(),
+                cause,
+                error: format!("{source}: no face found ({cause})"),
+            }),
+            Err(error) => unusable.push(UnusableScan {
+                path: photo.path.clone(),
+                cause: error.acquisition_cause(),
+                error: error.to_string(),
+            }),
+        }
+    }
+    progress(photos.len(), photos.len());
+    let report = evaluate(&embedded, references, bands.high, |enrolled, questioned| {
+        enrolled.iter().try_fold(0.0f32, |best, reference| {
+            Ok(best.max(face_score(euclidean_distance(reference, questioned)?)))
+        })
+    })?;
+    Ok(enrol_k_scores(report, photos, &embedded, &unusable))
+}
+
+fn enrol_k_scores(
+    report: VerificationReport,
+    samples: &[LabelledScan],
+    embedded: &[EmbeddedScan],
+    unusable: &[UnusableScan],
+) -> ScoreSet {
+    ScoreSet {
         genuine: report.genuine_scores,
         skilled: report.skilled_scores,
         random: report.random_scores,
-        source: format!("{references} references"),
+        source: format!("{} references", report.references),
         per_identity: report.per_identity,
-        acquisition: Some(acquisition(scans, &embedded, &unusable, references)),
-    })
+        acquisition: Some(acquisition(samples, embedded, unusable, report.references)),
+    }
 }
 
 /// FTA over every scan presented; FTE over the identities with a genuine scan, an
@@ -470,10 +535,7 @@ pub fn gallery_scores(
         .collect();
     let report = evaluate(&scans, 1, bands.high, score)?;
     if report.genuine_scores.is_empty() {
-        return Err(Error::Invalid(
-            "too few references: enroll people with two or more references, or load a labelled manifest"
-                .into(),
-        ));
+        return Err(Error::TooFewReferences);
     }
     Ok(ScoreSet {
         genuine: report.genuine_scores,
@@ -497,10 +559,12 @@ pub struct Replay {
     pub flips: Vec<(PastDecision, crate::types::Decision)>,
 }
 
-pub fn replay(past: &[PastDecision], bands: Bands) -> Replay {
+/// Each past decision decided again by `bands_of` it (everyone's new bands, moved by the
+/// person's own offset).
+pub fn replay(past: &[PastDecision], bands_of: impl Fn(&PastDecision) -> Bands) -> Replay {
     let flips: Vec<_> = past
         .iter()
-        .map(|p| (p.clone(), bands.decide(p.score)))
+        .map(|p| (p.clone(), bands_of(p).decide(p.score)))
         .filter(|(before, after)| before.decision != *after)
         .collect();
     Replay {
@@ -567,17 +631,18 @@ mod tests {
             at: "2026-12-01T08:00:00.000Z".into(),
             what: "kiosk punch".into(),
             person: None,
+            person_id: None,
         });
         let same = Bands {
             low: 0.45,
             high: 0.55,
         };
-        assert_eq!(replay(&past, same).changed, 0);
+        assert_eq!(replay(&past, |_| same).changed, 0);
         let looser = Bands {
             low: 0.1,
             high: 0.51,
         };
-        let replayed = replay(&past, looser);
+        let replayed = replay(&past, |_| looser);
         assert_eq!(
             (replayed.total, replayed.changed, replayed.now_accepted),
             (4, 2, 1)

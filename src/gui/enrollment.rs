@@ -23,6 +23,9 @@ pub struct EnrollmentTab {
     search: String,
     people: Vec<(PersonRow, Option<egui::TextureHandle>)>,
     confirm_delete: Option<(i64, String)>,
+    /// Re-enrolment of an enrolled person (their id, and "Name (id)"): the new references
+    /// replace theirs.
+    reenrolling: Option<(i64, String)>,
 }
 
 impl Default for EnrollmentTab {
@@ -38,6 +41,7 @@ impl Default for EnrollmentTab {
             search: String::new(),
             people: Vec::new(),
             confirm_delete: None,
+            reenrolling: None,
         }
     }
 }
@@ -52,10 +56,25 @@ impl EnrollmentTab {
             .collect()
     }
 
+    /// Starts re-enrolling someone (from the people list or the workbench's problem
+    /// enrollees).
+    pub fn start_reenrol(&mut self, modality: Modality, person_id: i64, label: String) {
+        self.modality = modality;
+        self.reenrolling = Some((person_id, label));
+        self.images.clear();
+        self.feedback.clear();
+        self.outcome = None;
+    }
+
     pub fn on_enrolled(&mut self, result: Result<EnrollReport, String>) -> Modality {
+        let verb = if self.reenrolling.is_some() {
+            "Re-enrolled"
+        } else {
+            "Enrolled"
+        };
         self.outcome = Some(result.map(|report| {
             let mut text = format!(
-                "Enrolled {} ({}) with {} reference(s).",
+                "{verb} {} ({}) with {} reference(s).",
                 report.name, report.external_id, report.enrolled
             );
             for rejected in report.rejected {
@@ -73,6 +92,7 @@ impl EnrollmentTab {
             self.images.clear();
             self.feedback.clear();
             self.force = false;
+            self.reenrolling = None;
         }
         self.modality
     }
@@ -109,6 +129,7 @@ impl EnrollmentTab {
         camera_frame: Option<&image::RgbImage>,
     ) {
         if let Some(modality) = super::modality_picker(ui, &mut self.modality) {
+            self.reenrolling = None;
             requests.push(Request::People { modality });
         }
         ui.columns(2, |columns| {
@@ -123,9 +144,17 @@ impl EnrollmentTab {
         requests: &mut Vec<Request>,
         camera_frame: Option<&image::RgbImage>,
     ) {
-        ui.heading("New person");
-        labelled_text(ui, "Name", &mut self.name);
-        labelled_text(ui, "Employee or account id", &mut self.external_id);
+        match &self.reenrolling {
+            Some((_, label)) => {
+                ui.heading(format!("Re-enrol {label}"));
+                ui.label("The new references replace all of theirs; the old ones are kept if none is usable.");
+            }
+            None => {
+                ui.heading("New person");
+                labelled_text(ui, "Name", &mut self.name);
+                labelled_text(ui, "Employee or account id", &mut self.external_id);
+            }
+        }
         let label = ui.label("Reference images (one path per line, or drop files here)");
         ui.add(egui::TextEdit::multiline(&mut self.images).desired_rows(4))
             .labelled_by(label.id);
@@ -150,10 +179,12 @@ impl EnrollmentTab {
                     frame: frame.clone(),
                 });
             }
-            ui.checkbox(
-                &mut self.force,
-                "Enroll even if the face matches someone else",
-            );
+            if self.reenrolling.is_none() {
+                ui.checkbox(
+                    &mut self.force,
+                    "Enroll even if the face matches someone else",
+                );
+            }
         });
         for (path, verdict) in &self.feedback {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
@@ -164,6 +195,25 @@ impl EnrollmentTab {
                     format!("{name}: {text}"),
                 ),
             };
+        }
+        if let Some((person_id, _)) = self.reenrolling {
+            ui.horizontal(|ui| {
+                let ready = !self.paths().is_empty();
+                if ui
+                    .add_enabled(ready, egui::Button::new("Replace references"))
+                    .clicked()
+                {
+                    requests.push(Request::Reenroll {
+                        person_id,
+                        images: self.paths(),
+                    });
+                }
+                if ui.button("Cancel re-enrolment").clicked() {
+                    self.reenrolling = None;
+                }
+            });
+            self.outcome_ui(ui);
+            return;
         }
         let ready = !self.name.trim().is_empty()
             && !self.external_id.trim().is_empty()
@@ -182,6 +232,10 @@ impl EnrollmentTab {
                 Modality::Signature => Request::EnrollSignature { request },
             });
         }
+        self.outcome_ui(ui);
+    }
+
+    fn outcome_ui(&self, ui: &mut egui::Ui) {
         match &self.outcome {
             Some(Ok(text)) => {
                 ui.colored_label(egui::Color32::DARK_GREEN, text);
@@ -200,6 +254,7 @@ impl EnrollmentTab {
         ui.heading("Enrolled");
         labelled_text(ui, "Search people", &mut self.search);
         let needle = self.search.trim().to_lowercase();
+        let mut reenrol = None;
         egui::ScrollArea::vertical()
             .id_salt("people")
             .show(ui, |ui| {
@@ -223,6 +278,15 @@ impl EnrollmentTab {
                             &person.created_at[..10.min(person.created_at.len())]
                         ));
                         if ui
+                            .button(format!("Re-enrol {}", person.external_id))
+                            .clicked()
+                        {
+                            reenrol = Some((
+                                person.id,
+                                format!("{} ({})", person.name, person.external_id),
+                            ));
+                        }
+                        if ui
                             .button(format!("Delete {}", person.external_id))
                             .clicked()
                         {
@@ -231,6 +295,9 @@ impl EnrollmentTab {
                     });
                 }
             });
+        if let Some((person_id, label)) = reenrol {
+            self.start_reenrol(self.modality, person_id, label);
+        }
         if let Some((person_id, name)) = self.confirm_delete.clone() {
             ui.separator();
             ui.label(format!(

@@ -162,7 +162,7 @@ impl App {
             Reply::SignatureChecked(result) => self.desk.on_checked(ctx, result),
             Reply::Scores(result) => self.workbench.on_scores(result),
             Reply::Replayed(replay) => self.workbench.replay = Some(replay),
-            Reply::Bands(bands) => self.workbench.on_bands(bands),
+            Reply::Bands { bands, offsets } => self.workbench.on_bands(bands, offsets),
             Reply::SiteLoad(site) => self.workbench.site = Some(site),
             Reply::TrainingPrepared(result) => self.training.on_prepared(ctx, result),
             Reply::Gated(result) => self.training.on_gated(result),
@@ -295,6 +295,17 @@ impl eframe::App for App {
             Tab::Training => self.training.ui(ui, &mut requests),
             Tab::Changes => self.changes.ui(ui, &mut requests),
         });
+        if let Some((modality, person_id, label)) = self.workbench.reenrol.take() {
+            if self.access.shows(Tab::Enrollment) {
+                self.enrollment.start_reenrol(modality, person_id, label);
+                self.tab = Tab::Enrollment;
+                requests.push(Request::People { modality });
+            } else {
+                self.error = Some(format!(
+                    "Re-enrolling {label} needs an operator who may enrol (a clerk or a supervisor)."
+                ));
+            }
+        }
         self.send_all(requests);
     }
 }

@@ -5,6 +5,8 @@
 //! projected false alarms of the site's gallery, problem enrollees), the past decisions a
 //! change would flip, and proposing the bands (a governed change).
 
+use std::collections::BTreeMap;
+
 use eframe::egui;
 use egui_plot::{
     Bar, BarChart, GridInput, GridMark, HoverPosition, Legend, Line, Plot, PlotPoints, Points,
@@ -21,6 +23,7 @@ use crate::eval::verification::{
     Replay, ScoreSet, THRESHOLD_STEP, equal_error_point, error_rates, operating_point,
     threshold_for_far,
 };
+use crate::store::MAX_PERSON_OFFSET;
 use crate::types::{Bands, Modality};
 
 const BINS: usize = 40;
@@ -48,6 +51,12 @@ pub struct WorkbenchTab {
     /// normal-deviate axes and its FNMR at the reported FMRs.
     curves: Vec<KindFigures>,
     pub site: Option<SiteLoad>,
+    /// Each person's governed offset from the bands in force.
+    offsets: BTreeMap<i64, f32>,
+    /// A problem enrollee being acted on: who ("Name (id)") and the offset to propose.
+    adjusting: Option<(i64, String, f32)>,
+    /// A re-enrolment asked for here, for the window to open on the enrollment tab.
+    pub reenrol: Option<(Modality, i64, String)>,
 }
 
 struct KindFigures {
@@ -71,6 +80,9 @@ impl Default for WorkbenchTab {
             asked_bands: false,
             curves: Vec::new(),
             site: None,
+            offsets: BTreeMap::new(),
+            adjusting: None,
+            reenrol: None,
         }
     }
 }
@@ -98,10 +110,11 @@ impl WorkbenchTab {
         }
     }
 
-    pub fn on_bands(&mut self, bands: Bands) {
+    pub fn on_bands(&mut self, bands: Bands, offsets: BTreeMap<i64, f32>) {
         self.threshold = bands.high;
         self.review_width = bands.high - bands.low;
         self.saved = Some(bands);
+        self.offsets = offsets;
     }
 
     fn bands(&self) -> Bands {
@@ -138,14 +151,16 @@ impl WorkbenchTab {
                     manifest: None,
                 });
             }
-            if self.modality == Modality::Signature {
-                labelled_text(ui, "Labelled manifest", &mut self.manifest);
-                if ui.button("Scores from manifest").clicked() && !self.manifest.trim().is_empty() {
-                    requests.push(Request::Scores {
-                        modality: self.modality,
-                        manifest: Some(self.manifest.trim().into()),
-                    });
-                }
+            // Faces: a manifest or a folder per person; its photos in which no face is
+            // found are counted as failures to acquire, by cause.
+            labelled_text(ui, "Labelled manifest", &mut self.manifest).on_hover_text(
+                "CSV path,identity,kind, or a folder with one subfolder per person or writer",
+            );
+            if ui.button("Scores from manifest").clicked() && !self.manifest.trim().is_empty() {
+                requests.push(Request::Scores {
+                    modality: self.modality,
+                    manifest: Some(self.manifest.trim().into()),
+                });
             }
         });
         if let Some(error) = &self.error {
@@ -186,6 +201,7 @@ impl WorkbenchTab {
         });
         self.standards_ui(ui, &scores);
         self.scores = Some(scores);
+        self.zoo_ui(ui, requests);
     }
 
     /// The threshold and review band, presets, the rates they give, the replay of past
@@ -466,23 +482,85 @@ impl WorkbenchTab {
                 per_day
             ));
         }
-        let zoo = standards::zoo(&scores.per_identity, self.threshold, 5);
-        let names = |entries: &[standards::ZooEntry]| {
-            if entries.is_empty() {
-                "none".to_string()
-            } else {
-                entries
-                    .iter()
-                    .map(|e| format!("{} ({} of {})", e.identity, e.errors, e.attempts))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
+    }
+
+    /// Problem enrollees, each at their own threshold (this one, moved by their offset),
+    /// with what can be done about them: a governed offset, or re-enrolment.
+    fn zoo_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+        let Some(scores) = &self.scores else {
+            return;
         };
-        ui.label(format!(
-            "Problem enrollees at this threshold: often rejected (goats): {}. Often impersonated (lambs): {}.",
-            names(&zoo.goats),
-            names(&zoo.lambs)
-        ));
+        let offset_of = |id: Option<i64>| {
+            id.and_then(|id| self.offsets.get(&id).copied())
+                .unwrap_or(0.0)
+        };
+        let zoo = standards::zoo(
+            &scores.per_identity,
+            |s| (self.threshold + offset_of(s.person_id)).clamp(0.0, 1.0),
+            5,
+        );
+        ui.label(egui::RichText::new("Problem enrollees at this threshold").strong());
+        if zoo.goats.is_empty() && zoo.lambs.is_empty() {
+            ui.label("None: nobody is often rejected or often impersonated at this threshold.");
+        }
+        let mut chosen = None;
+        for (kind, entries) in [
+            ("often rejected (goat)", &zoo.goats),
+            ("often impersonated (lamb)", &zoo.lambs),
+        ] {
+            for entry in entries {
+                ui.horizontal(|ui| {
+                    let offset = offset_of(entry.person_id);
+                    ui.label(format!(
+                        "{}: {kind}, {} of {} at {:.3}{}",
+                        entry.identity,
+                        entry.errors,
+                        entry.attempts,
+                        entry.threshold,
+                        if offset != 0.0 {
+                            format!(" (own offset {offset:+.3})")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                    if let Some(person_id) = entry.person_id
+                        && ui.button(format!("Act on {}", entry.identity)).clicked()
+                    {
+                        chosen = Some((person_id, entry.identity.clone(), offset));
+                    }
+                });
+            }
+        }
+        if chosen.is_some() {
+            self.adjusting = chosen;
+        }
+        let Some((person_id, label, mut offset)) = self.adjusting.clone() else {
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.label(format!("{label}: own offset (positive is stricter)"));
+            ui.add(
+                egui::DragValue::new(&mut offset)
+                    .range(-MAX_PERSON_OFFSET..=MAX_PERSON_OFFSET)
+                    .speed(0.005)
+                    .fixed_decimals(3),
+            );
+            self.adjusting = Some((person_id, label.clone(), offset));
+            if ui.button("Propose offset").clicked() {
+                requests.push(Request::ProposeOffset {
+                    modality: self.modality,
+                    person_id,
+                    offset,
+                    scores: self.scores.clone(),
+                });
+            }
+            if ui.button("Re-enrol…").clicked() {
+                self.reenrol = Some((self.modality, person_id, label.clone()));
+            }
+            if ui.button("Close").clicked() {
+                self.adjusting = None;
+            }
+        });
     }
 }
 

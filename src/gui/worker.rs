@@ -17,7 +17,6 @@ use crate::eval::standards::SiteLoad;
 use crate::eval::verification::{self, Replay, ScoreSet, WORKBENCH_REFERENCES};
 use crate::face::FaceModels;
 use crate::gallery::Gallery;
-use crate::matching::{euclidean_distance, face_score};
 use crate::signature::SignatureModel;
 use crate::store::{Person, Proposal, Session, Store};
 use crate::types::{Bands, Decision, Modality, Permission, Role};
@@ -50,6 +49,11 @@ pub enum Request {
     EnrollSignature {
         request: EnrollRequest,
     },
+    /// New references replace all of an enrolled person's.
+    Reenroll {
+        person_id: i64,
+        images: Vec<PathBuf>,
+    },
     /// Live quality feedback on one reference photo before enrolling.
     AssessFace {
         path: PathBuf,
@@ -79,6 +83,13 @@ pub enum Request {
     ProposeBands {
         modality: Modality,
         bands: Bands,
+        scores: Option<ScoreSet>,
+    },
+    /// Proposes one person's threshold offset, with the workbench's scores as evidence.
+    ProposeOffset {
+        modality: Modality,
+        person_id: i64,
+        offset: f32,
         scores: Option<ScoreSet>,
     },
     ProposeRepeatWindow {
@@ -147,6 +158,7 @@ impl Request {
             Request::Capture { .. }
             | Request::EnrollFace { .. }
             | Request::EnrollSignature { .. }
+            | Request::Reenroll { .. }
             | Request::AssessFace { .. }
             | Request::People { .. } => Some(Enroll),
             Request::Delete { .. } => Some(Administer),
@@ -158,6 +170,7 @@ impl Request {
             | Request::SaveReport { .. }
             | Request::Proposals => Some(Report),
             Request::ProposeBands { .. }
+            | Request::ProposeOffset { .. }
             | Request::ProposeRepeatWindow { .. }
             | Request::ProposeApprovers { .. }
             | Request::GateAndPropose { .. }
@@ -232,7 +245,11 @@ pub enum Reply {
     Progress(Progress),
     Scores(Result<ScoreSet, String>),
     Replayed(Replay),
-    Bands(Bands),
+    /// A modality's bands, and each person's offset from them.
+    Bands {
+        bands: Bands,
+        offsets: std::collections::BTreeMap<i64, f32>,
+    },
     SiteLoad(SiteLoad),
     TrainingPrepared(Result<TrainingInputs, String>),
     /// The activation gate's figures (whether or not it passed).
@@ -470,12 +487,18 @@ impl Worker {
     fn read(&self, request: Request) -> Reply {
         let failed = |what: &'static str, error: String| Reply::Failed { what, error };
         match request {
-            Request::Replay { modality, bands } => match self.store.decisions(modality) {
-                Ok(past) => Reply::Replayed(verification::replay(&past, bands)),
-                Err(error) => failed("reading past decisions", error.to_string()),
-            },
-            Request::Bands { modality } => match self.store.bands(modality) {
-                Ok(bands) => Reply::Bands(bands),
+            Request::Replay { modality, bands } => {
+                match governance::replay_bands(&self.store, modality, bands) {
+                    Ok(replayed) => Reply::Replayed(replayed),
+                    Err(error) => failed("reading past decisions", error.to_string()),
+                }
+            }
+            Request::Bands { modality } => match self
+                .store
+                .bands(modality)
+                .and_then(|bands| Ok((bands, self.store.person_offsets()?)))
+            {
+                Ok((bands, offsets)) => Reply::Bands { bands, offsets },
                 Err(error) => failed("reading the threshold", error.to_string()),
             },
             Request::SiteLoad => match workflow::site_load(&self.store, &self.gallery) {
@@ -543,6 +566,9 @@ impl Worker {
                     workflow::enroll_signature(model, store, &request, &actor).map_err(text)
                 }))
             }
+            Request::Reenroll { person_id, images } => {
+                Reply::Enrolled(self.reenroll(person_id, images, &actor))
+            }
             Request::AssessFace { path } => {
                 let verdict = self.assess(&path);
                 Reply::Assessed { path, verdict }
@@ -595,6 +621,7 @@ impl Worker {
             }
             Request::Proposals => self.proposals_reply(),
             other @ (Request::ProposeBands { .. }
+            | Request::ProposeOffset { .. }
             | Request::ProposeRepeatWindow { .. }
             | Request::ProposeApprovers { .. }
             | Request::GateAndPropose { .. }
@@ -666,6 +693,19 @@ impl Worker {
                 bands,
                 scores,
             } => governance::propose_bands(store, session, modality, bands, scores.as_ref()),
+            Request::ProposeOffset {
+                modality,
+                person_id,
+                offset,
+                scores,
+            } => governance::propose_person_offset(
+                store,
+                session,
+                modality,
+                person_id,
+                offset,
+                scores.as_ref(),
+            ),
             Request::ProposeRepeatWindow { minutes } => {
                 governance::propose_repeat_window(store, session, minutes)
             }
@@ -746,6 +786,34 @@ impl Worker {
         .map_err(text)
     }
 
+    fn reenroll(
+        &mut self,
+        person_id: i64,
+        images: Vec<PathBuf>,
+        actor: &str,
+    ) -> Result<crate::workflow::EnrollReport, String> {
+        let person = self.store.person(person_id).map_err(|e| e.to_string())?;
+        let request = EnrollRequest {
+            name: person.name,
+            external_id: person.external_id,
+            images,
+        };
+        match person.modality {
+            Modality::Face => workflow::reenroll_face(
+                &self.faces,
+                &mut self.store,
+                &mut self.gallery,
+                &request,
+                actor,
+            ),
+            Modality::Signature => {
+                let model = signature_model(&self.signatures)?;
+                workflow::reenroll_signature(model, &mut self.store, &request, actor)
+            }
+        }
+        .map_err(text)
+    }
+
     /// The signature model in force, after a change may have made another one active.
     fn reload_signature_model(&mut self) -> Result<(), String> {
         let path = self
@@ -796,23 +864,17 @@ impl Worker {
         let no_face = faces
             .is_empty()
             .then(|| crate::face::quality::no_face_cause(&frame));
-        let named: crate::Result<Vec<FaceView>> = self
-            .store
-            .bands(Modality::Face)
-            .map_err(Into::into)
-            .and_then(|bands| {
-                faces
-                    .into_iter()
-                    .map(|face| {
-                        Ok(FaceView {
-                            nearest: self.nearest(&face.embedding, bands)?,
-                            bbox: face.bbox,
-                            landmarks: face.landmarks,
-                            embedding: face.embedding,
-                        })
-                    })
-                    .collect()
-            });
+        let named: crate::Result<Vec<FaceView>> = faces
+            .into_iter()
+            .map(|face| {
+                Ok(FaceView {
+                    nearest: self.nearest(&face.embedding)?,
+                    bbox: face.bbox,
+                    landmarks: face.landmarks,
+                    embedding: face.embedding,
+                })
+            })
+            .collect();
         let views = match named {
             Ok(views) => views,
             Err(error) => {
@@ -831,11 +893,12 @@ impl Worker {
     }
 
     /// The enrolled person nearest to `embedding`, if anyone is enrolled.
-    fn nearest(&self, embedding: &[f32], bands: Bands) -> crate::Result<Option<Match>> {
+    fn nearest(&self, embedding: &[f32]) -> crate::Result<Option<Match>> {
         let Some(candidate) = self.gallery.search(embedding, 1)?.pop() else {
             return Ok(None);
         };
         let person = self.store.person(candidate.person_id)?;
+        let bands = self.store.bands_for(Modality::Face, candidate.person_id)?;
         Ok(Some(Match {
             person_id: candidate.person_id,
             name: person.name,
@@ -941,58 +1004,46 @@ impl Worker {
     ) -> Result<ScoreSet, String> {
         let bands = self.store.bands(modality).map_err(|e| e.to_string())?;
         if let Some(manifest) = manifest {
-            let model = signature_model(&self.signatures)?;
-            let scans = crate::dataset::load(&manifest).map_err(text)?;
-            let mut set = verification::manifest_scores(
-                model,
-                &scans,
-                WORKBENCH_REFERENCES,
-                bands,
-                cancel,
-                &mut |done, total| {
-                    outbox.progress(Progress {
-                        done,
-                        total,
-                        current: "embedding scans".into(),
-                    })
-                },
-            )
+            let samples = crate::dataset::load(&manifest).map_err(text)?;
+            let mut progress = |done, total| {
+                outbox.progress(Progress {
+                    done,
+                    total,
+                    current: match modality {
+                        Modality::Face => "finding and embedding faces".into(),
+                        Modality::Signature => "embedding scans".into(),
+                    },
+                })
+            };
+            let mut set = match modality {
+                Modality::Face => verification::face_manifest_scores(
+                    &self.faces,
+                    &samples,
+                    WORKBENCH_REFERENCES,
+                    bands,
+                    cancel,
+                    &mut progress,
+                ),
+                Modality::Signature => verification::manifest_scores(
+                    signature_model(&self.signatures)?,
+                    &samples,
+                    WORKBENCH_REFERENCES,
+                    bands,
+                    cancel,
+                    &mut progress,
+                ),
+            }
             .map_err(text)?;
             set.source = format!("{} ({})", manifest.display(), set.source);
             return Ok(set);
         }
-        let templates = |model_id: String, shape| {
-            self.store
-                .templates(modality, &model_id, shape)
-                .map_err(|e| e.to_string())
-        };
-        let mut set = match modality {
-            Modality::Face => verification::gallery_scores(
-                &templates(self.faces.model_id(), &crate::face::TEMPLATE_SHAPE)?,
-                bands,
-                |references, questioned| {
-                    Ok(face_score(euclidean_distance(references[0], questioned)?))
-                },
-            ),
+        let scorer = match modality {
+            Modality::Face => governance::Scorer::Face(self.faces.model_id()),
             Modality::Signature => {
-                let model = signature_model(&self.signatures)?;
-                verification::gallery_scores(
-                    &templates(model.model_id(), &crate::signature::TEMPLATE_SHAPE)?,
-                    bands,
-                    |r, q| model.score(r, q),
-                )
+                governance::Scorer::Signature(signature_model(&self.signatures)?)
             }
-        }
-        .map_err(text)?;
-        // The problem-enrollee view names people, not row ids.
-        for scores in &mut set.per_identity {
-            if let Ok(id) = scores.identity.parse::<i64>()
-                && let Ok(person) = self.store.person(id)
-            {
-                scores.identity = format!("{} ({})", person.name, person.external_id);
-            }
-        }
-        Ok(set)
+        };
+        governance::enrolled_scores(&self.store, &scorer, bands).map_err(text)
     }
 
     fn prepare_training(&self, enrolled_dir: Option<PathBuf>) -> Result<TrainingInputs, String> {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ledger::PROPOSALS;
 use super::operators::Session;
-use super::records::{bands_key, upsert_setting};
+use super::records::{MAX_PERSON_OFFSET, bands_key, offset_key, upsert_setting, valid_offset};
 use super::seals;
 use super::{Store, now};
 use crate::error::{StoreError, StoreResult};
@@ -45,6 +45,15 @@ pub enum Change {
     Approvers {
         required: u8,
     },
+    /// One person's thresholds moved from everyone's (positive is stricter): for someone
+    /// others are often mistaken for, or who is often wrongly rejected.
+    PersonOffset {
+        modality: Modality,
+        person_id: i64,
+        /// Who it is, as "Name (id)", for lists and the audit log.
+        person: String,
+        offset: f32,
+    },
 }
 
 impl Change {
@@ -66,6 +75,9 @@ impl Change {
             Change::SignatureModel { path, model_id } if path.is_empty() || model_id.is_empty() => {
                 bad("a model change names the model's file and id".into())
             }
+            Change::PersonOffset { offset, .. } if !valid_offset(*offset) => bad(format!(
+                "a person's offset must be within ±{MAX_PERSON_OFFSET} (got {offset})"
+            )),
             _ => Ok(()),
         }
     }
@@ -82,6 +94,12 @@ impl Change {
                 format!("active signature model: {model_id}")
             }
             Change::Approvers { required } => format!("approvals a change needs: {required}"),
+            Change::PersonOffset {
+                modality,
+                person,
+                offset,
+                ..
+            } => format!("{modality} threshold offset for {person}: {offset:+.3}"),
         }
     }
 
@@ -102,6 +120,24 @@ impl Change {
                 (ACTIVE_SIGNATURE_MODEL.to_string(), path.clone())
             }
             Change::Approvers { required } => (APPROVERS.to_string(), required.to_string()),
+            Change::PersonOffset {
+                modality,
+                person_id,
+                person,
+                offset,
+            } => {
+                let enrolled: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM people WHERE id = ?1 AND modality = ?2)",
+                    params![person_id, modality],
+                    |row| row.get(0),
+                )?;
+                if !enrolled {
+                    return Err(StoreError::Governance(format!(
+                        "{person} is no longer enrolled for {modality}s"
+                    )));
+                }
+                (offset_key(*person_id), offset.to_string())
+            }
         };
         upsert_setting(tx, keys, changes, &key, &value)
     }

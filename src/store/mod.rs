@@ -41,7 +41,7 @@ pub use governance::{
 pub use keys::Keys;
 pub use operators::{LOCKOUT, MAX_FAILED_LOGINS, OperatorInfo, Session};
 pub use people::{Enrollment, blob_to_embedding, embedding_to_blob};
-pub use records::AttendanceRecord;
+pub use records::{AttendanceRecord, MAX_PERSON_OFFSET};
 pub use text::check_text;
 
 use crate::types::{Decision, Modality, PunchKind};
@@ -106,6 +106,9 @@ pub struct PastDecision {
     pub what: String,
     /// The person it was about, as "Name (id)"; None when they have since been deleted.
     pub person: Option<String>,
+    /// Their row id, for their own threshold offset; None when deleted.
+    #[serde(default)]
+    pub person_id: Option<i64>,
 }
 
 /// A stored reference crop with whose it is, for training on the enrolled references.

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::keys::Keys;
-use super::ledger::{ATTENDANCE, DECISIONS, PEOPLE, TEMPLATES};
+use super::ledger::{ATTENDANCE, DECISIONS, PEOPLE, SETTINGS, TEMPLATES};
 use super::seals;
 use super::text::check_text;
 use super::{CropTemplate, NewTemplate, Person, ReferenceCrop, Store, StoredTemplate, now};
@@ -24,6 +24,9 @@ pub struct Enrollment<'a> {
     /// Templates up to this id were already checked against (an in-memory gallery); the
     /// guard sees the ones enrolled since, by this process or another.
     pub checked_up_to: i64,
+    /// Re-enrolment: the person exists, and these templates replace all of theirs (those
+    /// of earlier models too: they were made from the references being replaced).
+    pub replace: bool,
 }
 
 /// The blob field a template row encrypts, bound into its associated data.
@@ -67,6 +70,7 @@ impl Store {
                 templates,
                 shape: &shape,
                 checked_up_to: i64::MAX,
+                replace: false,
             },
             actor,
             |_| Ok::<(), StoreError>(()),
@@ -85,7 +89,12 @@ impl Store {
         check_text("name", enrollment.name)?;
         check_text("id", enrollment.external_id)?;
         let path = self.path.clone();
-        self.write(actor, "enroll", |tx, keys, changes| {
+        let action = if enrollment.replace {
+            "reenroll"
+        } else {
+            "enroll"
+        };
+        self.write(actor, action, |tx, keys, changes| {
             let exists: Option<i64> = tx
                 .query_row(
                     "SELECT id FROM people WHERE external_id = ?1 AND modality = ?2",
@@ -94,12 +103,20 @@ impl Store {
                 )
                 .optional()
                 .map_err(StoreError::from)?;
-            if exists.is_some() {
-                return Err(StoreError::Duplicate {
-                    external_id: enrollment.external_id.to_string(),
-                    modality: enrollment.modality,
+            match (exists, enrollment.replace) {
+                (Some(_), false) => {
+                    return Err(StoreError::Duplicate {
+                        external_id: enrollment.external_id.to_string(),
+                        modality: enrollment.modality,
+                    }
+                    .into());
                 }
-                .into());
+                (None, true) => {
+                    return Err(
+                        StoreError::UnknownPerson(enrollment.external_id.to_string()).into(),
+                    );
+                }
+                _ => {}
             }
             if enrollment.checked_up_to != i64::MAX {
                 let newer = read_templates(
@@ -117,14 +134,32 @@ impl Store {
                 guard(&newer)?;
             }
             let at = now();
-            tx.execute(
-                "INSERT INTO people (name, external_id, modality, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![enrollment.name, enrollment.external_id, enrollment.modality, at],
-            )
-            .map_err(StoreError::from)?;
-            let person_id = tx.last_insert_rowid();
-            seals::seal(tx, keys, &seals::PEOPLE, &person_id)?;
-            changes.put(tx, &PEOPLE, person_id)?;
+            let (person_id, replaced) = match exists {
+                Some(person_id) => {
+                    let old = ids(
+                        tx,
+                        "SELECT id FROM templates WHERE person_id = ?1",
+                        person_id,
+                    )?;
+                    tx.execute("DELETE FROM templates WHERE person_id = ?1", [person_id])
+                        .map_err(StoreError::from)?;
+                    for id in &old {
+                        changes.gone(&TEMPLATES, id);
+                    }
+                    (person_id, old.len())
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO people (name, external_id, modality, created_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![enrollment.name, enrollment.external_id, enrollment.modality, at],
+                    )
+                    .map_err(StoreError::from)?;
+                    let person_id = tx.last_insert_rowid();
+                    seals::seal(tx, keys, &seals::PEOPLE, &person_id)?;
+                    changes.put(tx, &PEOPLE, person_id)?;
+                    (person_id, 0)
+                }
+            };
             for template in enrollment.templates {
                 let id = insert_template(tx, keys, person_id, enrollment.model_id, template, &at)?;
                 changes.put(tx, &TEMPLATES, id)?;
@@ -133,6 +168,7 @@ impl Store {
                 "person_id": person_id, "external_id": enrollment.external_id,
                 "name": enrollment.name, "modality": enrollment.modality,
                 "templates": enrollment.templates.len(), "model": enrollment.model_id,
+                "replaced": replaced,
             });
             Ok((person_id, detail))
         })
@@ -251,6 +287,10 @@ impl Store {
             tx.execute("DELETE FROM templates WHERE person_id = ?1", [person_id])?;
             tx.execute("DELETE FROM people WHERE id = ?1", [person_id])?;
             changes.gone(&PEOPLE, person_id);
+            let offset = super::records::offset_key(person_id);
+            if tx.execute("DELETE FROM settings WHERE key = ?1", [&offset])? > 0 {
+                changes.gone(&SETTINGS, offset);
+            }
             for id in punches {
                 changes.put(tx, &ATTENDANCE, id)?;
             }

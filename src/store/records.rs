@@ -44,6 +44,20 @@ pub(super) fn bands_key(modality: Modality) -> String {
     format!("bands.{modality}")
 }
 
+const OFFSET_PREFIX: &str = "offset.person.";
+
+pub(super) fn offset_key(person_id: i64) -> String {
+    format!("{OFFSET_PREFIX}{person_id}")
+}
+
+/// The most a person's thresholds may move from everyone's: a larger offset would be a
+/// different policy for one person, not a correction.
+pub const MAX_PERSON_OFFSET: f32 = 0.15;
+
+pub(super) fn valid_offset(offset: f32) -> bool {
+    offset.is_finite() && offset.abs() <= MAX_PERSON_OFFSET
+}
+
 impl Store {
     /// Records a check-in or check-out for `person_id`, unless their last punch is under
     /// `repeat_window` old (a second look at the camera is not a second punch). The first
@@ -133,10 +147,10 @@ impl Store {
     /// not recorded, so they cannot be replayed).
     pub fn decisions(&self, modality: Modality) -> StoreResult<Vec<PastDecision>> {
         let mut statement = self.conn.prepare(
-            "SELECT 'decisions', d.id, d.score, d.decision, d.at, 'verification by ' || d.operator, p.name, p.external_id
+            "SELECT 'decisions', d.id, d.score, d.decision, d.at, 'verification by ' || d.operator, p.name, p.external_id, p.id
              FROM decisions d LEFT JOIN people p ON p.id = d.person_id WHERE d.modality = ?1
              UNION ALL
-             SELECT 'attendance', a.id, a.score, 'accept', a.at, 'kiosk punch', p.name, p.external_id
+             SELECT 'attendance', a.id, a.score, 'accept', a.at, 'kiosk punch', p.name, p.external_id, p.id
              FROM attendance a LEFT JOIN people p ON p.id = a.person_id WHERE ?1 = 'face'
              ORDER BY 5, 2",
         )?;
@@ -167,6 +181,7 @@ impl Store {
                 at,
                 what: row.get(5)?,
                 person: name.zip(external_id).map(|(n, e)| format!("{n} ({e})")),
+                person_id: row.get(8)?,
             });
         }
         Ok(found)
@@ -221,6 +236,56 @@ impl Store {
                 reason: format!("{text:?} are not valid bands"),
                 path: self.path.clone(),
             })
+    }
+
+    /// The bands that decide for one person: the modality's, moved by the person's
+    /// governed offset (none: the modality's as they are).
+    pub fn bands_for(&self, modality: Modality, person_id: i64) -> StoreResult<Bands> {
+        Ok(self
+            .bands(modality)?
+            .shifted(self.person_offset(person_id)?))
+    }
+
+    /// A person's governed threshold offset, 0 when none was set; a stored value that is
+    /// not a number within `MAX_PERSON_OFFSET` is an error naming it.
+    pub fn person_offset(&self, person_id: i64) -> StoreResult<f32> {
+        let key = offset_key(person_id);
+        let Some(text) = self.setting(&key)? else {
+            return Ok(0.0);
+        };
+        text.parse::<f32>()
+            .ok()
+            .filter(|offset| valid_offset(*offset))
+            .ok_or_else(|| StoreError::BadRow {
+                table: "settings",
+                row: key,
+                reason: format!("{text:?} is not an offset within ±{MAX_PERSON_OFFSET}"),
+                path: self.path.clone(),
+            })
+    }
+
+    /// Every person's offset that is set, by person id.
+    pub fn person_offsets(&self) -> StoreResult<std::collections::BTreeMap<i64, f32>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT key FROM settings WHERE key LIKE 'offset.person.%'")?;
+        let keys: Vec<String> = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut offsets = std::collections::BTreeMap::new();
+        for key in keys {
+            let person_id =
+                key[OFFSET_PREFIX.len()..]
+                    .parse::<i64>()
+                    .map_err(|e| StoreError::BadRow {
+                        table: "settings",
+                        row: key.clone(),
+                        reason: format!("not a person's offset: {e}"),
+                        path: self.path.clone(),
+                    })?;
+            offsets.insert(person_id, self.person_offset(person_id)?);
+        }
+        Ok(offsets)
     }
 
     /// Saves the bands of a modality, with an audit row naming the old and new values.

@@ -53,6 +53,31 @@ pub fn enroll_face(
     force: bool,
     actor: &str,
 ) -> Result<EnrollReport> {
+    enroll_face_references(models, store, gallery, request, force, false, actor)
+}
+
+/// Re-enrols an enrolled person from new reference photos: the good ones replace all
+/// their references in one transaction (nothing changes when none is good), with the
+/// same quality and duplicate checks as a first enrollment.
+pub fn reenroll_face(
+    models: &FaceModels,
+    store: &mut Store,
+    gallery: &mut Gallery,
+    request: &EnrollRequest,
+    actor: &str,
+) -> Result<EnrollReport> {
+    enroll_face_references(models, store, gallery, request, false, true, actor)
+}
+
+fn enroll_face_references(
+    models: &FaceModels,
+    store: &mut Store,
+    gallery: &mut Gallery,
+    request: &EnrollRequest,
+    force: bool,
+    replace: bool,
+    actor: &str,
+) -> Result<EnrollReport> {
     request.check_text()?;
     let bands = store.bands(Modality::Face)?;
     let mut samples: Vec<NewTemplate> = Vec::new();
@@ -115,6 +140,7 @@ pub fn enroll_face(
         } else {
             gallery.checked_up_to
         },
+        replace,
     };
     // Inside the enrollment's transaction: faces another kiosk or desk enrolled since
     // this gallery was loaded.
@@ -150,7 +176,11 @@ pub fn enroll_face(
         }
         Err(Refusal::Failed(error)) => return Err(error),
     };
-    gallery.add_person(person_id, samples.iter().map(|s| s.embedding.as_slice()))?;
+    if replace {
+        *gallery = Gallery::of_faces(store, &model_id)?;
+    } else {
+        gallery.add_person(person_id, samples.iter().map(|s| s.embedding.as_slice()))?;
+    }
     Ok(EnrollReport {
         person_id,
         external_id: request.external_id.clone(),
@@ -261,7 +291,7 @@ pub fn verify_face(
         .collect::<Result<_>>()?;
     let best_score = scores.iter().copied().fold(0.0, f32::max);
     let mean_score = scores.iter().sum::<f32>() / scores.len() as f32;
-    let bands = store.bands(Modality::Face)?;
+    let bands = store.bands_for(Modality::Face, person.id)?;
     let decision = bands.decide(best_score);
     store.record_decision(
         person.id,
@@ -306,11 +336,11 @@ pub fn identify_face(
 
 /// Names and decisions for gallery candidates.
 pub fn describe_candidates(store: &Store, candidates: &[Candidate]) -> Result<Vec<Identified>> {
-    let bands = store.bands(Modality::Face)?;
     candidates
         .iter()
         .map(|c| {
             let person = store.person(c.person_id)?;
+            let bands = store.bands_for(Modality::Face, c.person_id)?;
             Ok(Identified {
                 external_id: person.external_id,
                 name: person.name,
@@ -343,7 +373,7 @@ pub fn checkin(
     let Some(best) = gallery.search(embedding, 1)?.pop() else {
         return Err(Error::EmptyGallery);
     };
-    let bands = store.bands(Modality::Face)?;
+    let bands = store.bands_for(Modality::Face, best.person_id)?;
     if bands.decide(best.score) != Decision::Accept {
         return Err(Error::NotRecognised {
             score: best.score,

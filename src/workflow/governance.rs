@@ -17,9 +17,10 @@ use super::models::reembed;
 use crate::dataset::LabelledScan;
 use crate::error::{Error, Result};
 use crate::eval::verification::{
-    ErrorRates, Operating, Replay, ScoreSet, WORKBENCH_REFERENCES, manifest_scores,
+    ErrorRates, Operating, Replay, ScoreSet, WORKBENCH_REFERENCES, gallery_scores, manifest_scores,
     operating_point, replay,
 };
+use crate::matching::{euclidean_distance, face_score};
 use crate::signature::SignatureModel;
 use crate::store::{Change, Proposal, Session, Store};
 use crate::train::{RunOutcome, TRAIN_IDENTITIES};
@@ -75,13 +76,76 @@ pub fn bands_evidence(
     scores: Option<&ScoreSet>,
 ) -> Result<BandsEvidence> {
     let old = store.bands(modality)?;
+    Ok(evidence(
+        old,
+        bands,
+        scores,
+        replay_bands(store, modality, bands)?,
+    ))
+}
+
+/// What a person's own offset would do: their bands before and after, their scores in
+/// the evaluation (genuine attempts, and impostor attempts against their references) and
+/// their recorded decisions decided again.
+pub fn person_offset_evidence(
+    store: &Store,
+    modality: Modality,
+    person_id: i64,
+    offset: f32,
+    scores: Option<&ScoreSet>,
+) -> Result<BandsEvidence> {
+    let everyone = store.bands(modality)?;
+    let old = everyone.shifted(store.person_offset(person_id)?);
+    let new = everyone.shifted(offset);
+    let own = scores
+        .and_then(|set| {
+            set.per_identity
+                .iter()
+                .find(|s| s.person_id == Some(person_id))
+                .map(|s| (set, s))
+        })
+        .map(|(set, s)| ScoreSet {
+            genuine: s.genuine.clone(),
+            random: s.impostor.clone(),
+            source: format!("{}: {} only", set.source, s.identity),
+            per_identity: vec![s.clone()],
+            ..ScoreSet::default()
+        });
+    let past: Vec<_> = store
+        .decisions(modality)?
+        .into_iter()
+        .filter(|p| p.person_id == Some(person_id))
+        .collect();
+    Ok(evidence(old, new, own.as_ref(), replay(&past, |_| new)))
+}
+
+/// The recorded decisions of a modality decided again by new bands, each person's moved
+/// by their own offset.
+pub fn replay_bands(store: &Store, modality: Modality, bands: Bands) -> Result<Replay> {
+    let offsets = store.person_offsets()?;
+    let past = store.decisions(modality)?;
+    Ok(replay(&past, |p| {
+        bands.shifted(
+            p.person_id
+                .and_then(|id| offsets.get(&id).copied())
+                .unwrap_or(0.0),
+        )
+    }))
+}
+
+fn evidence(
+    old: Bands,
+    new: Bands,
+    scores: Option<&ScoreSet>,
+    mut replayed: Replay,
+) -> BandsEvidence {
     let evaluation = scores.map(|set| {
         let impostor = set.impostor();
         EvaluationFigures {
             source: set.source.clone(),
             genuine: set.genuine.len(),
             impostor: impostor.len(),
-            at_new: operating_point(&set.genuine, &impostor, bands),
+            at_new: operating_point(&set.genuine, &impostor, new),
             at_old: operating_point(&set.genuine, &impostor, old),
             far_by_kind: [
                 ("skilled forgeries", &set.skilled),
@@ -93,21 +157,86 @@ pub fn bands_evidence(
                 kind: kind.into(),
                 impostors: scores.len(),
                 old: operating_point(&set.genuine, scores, old).far,
-                new: operating_point(&set.genuine, scores, bands).far,
+                new: operating_point(&set.genuine, scores, new).far,
             })
             .collect(),
         }
     });
-    let mut replayed = replay(&store.decisions(modality)?, bands);
     let cut = replayed.flips.len().saturating_sub(FLIPS_KEPT);
     replayed.flips.drain(..cut);
-    Ok(BandsEvidence {
+    BandsEvidence {
         old,
-        new: bands,
+        new,
         evaluation,
         replay: replayed,
         scores: scores.cloned(),
-    })
+    }
+}
+
+/// Proposes one person's threshold offset (positive is stricter) with its evidence.
+pub fn propose_person_offset(
+    store: &mut Store,
+    session: &Session,
+    modality: Modality,
+    person_id: i64,
+    offset: f32,
+    scores: Option<&ScoreSet>,
+) -> Result<Proposal> {
+    let person = store.person(person_id)?;
+    if person.modality != modality {
+        return Err(Error::Invalid(format!(
+            "{} ({}) is enrolled for {}s, not {modality}s",
+            person.name, person.external_id, person.modality
+        )));
+    }
+    let evidence = person_offset_evidence(store, modality, person.id, offset, scores)?;
+    Ok(store.propose(
+        Change::PersonOffset {
+            modality,
+            person_id: person.id,
+            person: format!("{} ({})", person.name, person.external_id),
+            offset,
+        },
+        serde_json::to_value(evidence).expect("evidence serialises"),
+        session,
+    )?)
+}
+
+/// Whose scores evidence is read on: the face model's (by its id; a face score is a
+/// distance) or a signature model with its scorer.
+pub enum Scorer<'a> {
+    Face(String),
+    Signature(&'a SignatureModel),
+}
+
+/// Genuine and impostor scores of the enrolled references themselves (each person's
+/// first reference against their others and against everyone else's), each person's
+/// scores named and linked to them for the problem-enrollee view.
+pub fn enrolled_scores(store: &Store, scorer: &Scorer, bands: Bands) -> Result<ScoreSet> {
+    let mut set = match scorer {
+        Scorer::Face(model_id) => gallery_scores(
+            &store.templates(Modality::Face, model_id, &crate::face::TEMPLATE_SHAPE)?,
+            bands,
+            |references, questioned| Ok(face_score(euclidean_distance(references[0], questioned)?)),
+        ),
+        Scorer::Signature(model) => gallery_scores(
+            &store.templates(
+                Modality::Signature,
+                &model.model_id(),
+                &crate::signature::TEMPLATE_SHAPE,
+            )?,
+            bands,
+            |r, q| model.score(r, q),
+        ),
+    }?;
+    for scores in &mut set.per_identity {
+        if let Ok(id) = scores.identity.parse::<i64>() {
+            let person = store.person(id)?;
+            scores.identity = format!("{} ({})", person.name, person.external_id);
+            scores.person_id = Some(id);
+        }
+    }
+    Ok(set)
 }
 
 /// Proposes new bands with their evidence.

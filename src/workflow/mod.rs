@@ -16,12 +16,13 @@ use crate::error::{Error, Result};
 
 pub use faces::{
     BatchFailure, BatchReport, CheckinReport, Identified, VerifyReport, checkin, checkin_photo,
-    describe_candidates, enroll_batch, enroll_face, identify_face, site_load, verify_face,
+    describe_candidates, enroll_batch, enroll_face, identify_face, reenroll_face, site_load,
+    verify_face,
 };
 pub use models::{ReembedReport, active_signature_model, export_enrolled_signatures, reembed};
 pub use signatures::{
     SignatureVerdict, SignatureVerifyReport, enroll_signature, judge_signature, png_bytes,
-    verify_signature,
+    reenroll_signature, verify_signature,
 };
 
 /// One person to enroll from reference images.

@@ -8,9 +8,10 @@ use serde::Serialize;
 use sha2::Digest;
 
 use super::{EnrollReport, EnrollRequest, RejectedImage};
+use crate::error::StoreError;
 use crate::error::{Error, Result};
 use crate::signature::{SignatureModel, TEMPLATE_SHAPE};
-use crate::store::{NewTemplate, Store};
+use crate::store::{Enrollment, NewTemplate, Store};
 use crate::types::{Bands, Decision, Modality};
 
 /// Enrolls an account holder's reference signatures: every scan that shows ink, in one
@@ -19,6 +20,27 @@ pub fn enroll_signature(
     model: &SignatureModel,
     store: &mut Store,
     request: &EnrollRequest,
+    actor: &str,
+) -> Result<EnrollReport> {
+    enroll_signature_references(model, store, request, false, actor)
+}
+
+/// Re-enrols an account holder: the scans that show ink replace all their references,
+/// in one transaction (nothing changes when none does).
+pub fn reenroll_signature(
+    model: &SignatureModel,
+    store: &mut Store,
+    request: &EnrollRequest,
+    actor: &str,
+) -> Result<EnrollReport> {
+    enroll_signature_references(model, store, request, true, actor)
+}
+
+fn enroll_signature_references(
+    model: &SignatureModel,
+    store: &mut Store,
+    request: &EnrollRequest,
+    replace: bool,
     actor: &str,
 ) -> Result<EnrollReport> {
     request.check_text()?;
@@ -50,13 +72,19 @@ pub fn enroll_signature(
     if templates.is_empty() {
         return Err(super::nothing_usable(&request.external_id, &rejected));
     }
-    let person_id = store.enroll(
-        &request.name,
-        &request.external_id,
-        Modality::Signature,
-        &model.model_id(),
-        &templates,
+    let person_id = store.enroll_guarded(
+        &Enrollment {
+            name: &request.name,
+            external_id: &request.external_id,
+            modality: Modality::Signature,
+            model_id: &model.model_id(),
+            templates: &templates,
+            shape: &TEMPLATE_SHAPE,
+            checked_up_to: i64::MAX,
+            replace,
+        },
         actor,
+        |_| Ok::<(), StoreError>(()),
     )?;
     Ok(EnrollReport {
         person_id,
@@ -146,7 +174,7 @@ pub fn verify_signature(
         model,
         &reference_embeddings,
         &questioned,
-        store.bands(Modality::Signature)?,
+        store.bands_for(Modality::Signature, person.id)?,
     )?;
     store.record_decision(
         person.id,

@@ -146,3 +146,33 @@ pub fn set_bands(
         &vouch::store::Session::single_user("supervisor"),
     )
 }
+
+/// The shipped signature model, and its file.
+pub fn shipped_signature_model() -> (PathBuf, vouch::signature::SignatureModel) {
+    let shipped = repo()
+        .join("models")
+        .join(vouch::signature::SIGNATURE_MODEL_FILE);
+    let model = vouch::signature::SignatureModel::load(&shipped, &Device::Cpu).unwrap();
+    (shipped, model)
+}
+
+/// Enrols `Writer N` (`ACC-N`) from their first three test scans.
+pub fn enroll_writer(
+    store: &mut vouch::store::Store,
+    model: &vouch::signature::SignatureModel,
+    writer: u32,
+) {
+    vouch::workflow::enroll_signature(
+        model,
+        store,
+        &vouch::workflow::EnrollRequest {
+            name: format!("Writer {writer}"),
+            external_id: format!("ACC-{writer}"),
+            images: (1..=3)
+                .map(|n| data(&format!("signatures/w{writer}_{n}.png")))
+                .collect(),
+        },
+        "ana",
+    )
+    .unwrap();
+}
