@@ -13,6 +13,7 @@ use vouch::eval::crops::{CropStyle, tight_crop};
 use vouch::face::FaceModels;
 use vouch::face::detector::TinyFaceDetector;
 use vouch::face::landmarks::Landmark68Net;
+use vouch::face::liveness::Liveness;
 use vouch::imageio::load_rgb;
 use vouch::matching::{DEFAULT_FACE_THRESHOLD, compare_faces, euclidean_distance};
 
@@ -121,6 +122,44 @@ fn badge_style_crops_that_the_first_look_misses_are_found_and_match() {
         .collect();
     let comparison = compare_faces(&embeddings[0], &embeddings[1], DEFAULT_FACE_THRESHOLD).unwrap();
     assert!(comparison.same_person, "{comparison:?}");
+}
+
+/// A face half in hard shadow (a lamp overhead, a hat's brim): ORL subject 13's shots 6-9
+/// with the lower half at 35% brightness, as `scripts/orl-light-pairs.py shadow` makes
+/// them, are found by neither the first nor the margin look; the equalised look finds them,
+/// and they match the subject's evenly lit first shot.
+#[test]
+fn faces_half_in_shadow_are_found_and_match() {
+    let test = "faces_half_in_shadow_are_found_and_match";
+    let Some(subject) = shared("data/faces/orl/s13", test) else {
+        return;
+    };
+    let grey = |shot: u32| {
+        image::open(subject.join(format!("{shot}.pgm")))
+            .unwrap()
+            .to_luma8()
+    };
+    let rgb = |grey: &image::GrayImage| image::DynamicImage::ImageLuma8(grey.clone()).to_rgb8();
+    let (reference, _) = models().main_face(&rgb(&grey(1)), "s13/1").unwrap();
+    for shot in 6..=9 {
+        let mut shadowed = grey(shot);
+        let half = shadowed.height() / 2;
+        for (_, y, pixel) in shadowed.enumerate_pixels_mut() {
+            if y >= half {
+                pixel.0[0] = (f32::from(pixel.0[0]) * 0.35).round() as u8;
+            }
+        }
+        let (face, _) = models()
+            .main_face(&rgb(&shadowed), &format!("s13/{shot} in shadow"))
+            .unwrap();
+        let comparison = compare_faces(
+            &face.embedding,
+            &reference.embedding,
+            DEFAULT_FACE_THRESHOLD,
+        )
+        .unwrap();
+        assert!(comparison.same_person, "shot {shot}: {comparison:?}");
+    }
 }
 
 /// The margin look runs on every picture without a face: it must not make faces of
@@ -434,4 +473,94 @@ fn face_scores_from_a_folder_count_failures_to_acquire_by_cause() {
         "{frr} of {} genuine ORL photos rejected",
         set.genuine.len()
     );
+}
+
+#[derive(serde::Deserialize)]
+struct GoldenLiveness {
+    logits: Vec<f32>,
+    softmax: Vec<f32>,
+}
+
+/// Both liveness networks against PyTorch running upstream's own model code on its
+/// original .pth files (tests/reference/minifasnet_reference.py), crop by crop.
+#[test]
+fn liveness_networks_match_the_pytorch_reference() {
+    let golden: BTreeMap<String, GoldenLiveness> =
+        serde_json::from_str(&std::fs::read_to_string(data("liveness/golden.json")).unwrap())
+            .unwrap();
+    assert_eq!(golden.len(), 8);
+    let liveness = Liveness::load(&common::repo().join("models"), &Device::Cpu).unwrap();
+    let scales = liveness.scales();
+    for (name, expected) in &golden {
+        let scale = name.rsplit_once('_').unwrap().1.trim_end_matches(".png");
+        let index = scales.iter().position(|s| s.to_string() == scale).unwrap();
+        let crop = image::open(data(&format!("liveness/{name}")))
+            .unwrap()
+            .into_rgb8();
+        let logits = liveness.logits(index, &crop).unwrap();
+        let worst = expected
+            .logits
+            .iter()
+            .zip(&logits)
+            .map(|(e, a)| (e - a).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "{name}: largest logit difference {worst}");
+        assert!(expected.softmax.iter().all(|p| (0.0..=1.0).contains(p)));
+    }
+}
+
+/// Upstream's three sample photos, classified as upstream classifies them: a live face,
+/// and two presentation attacks. The face box is Vouch's own.
+#[test]
+fn liveness_classifies_upstreams_samples_as_upstream_does() {
+    let Some(samples) = shared(
+        "models/silent-face-anti-spoofing/samples",
+        "liveness_classifies_upstreams_samples_as_upstream_does",
+    ) else {
+        return;
+    };
+    let liveness = Liveness::load(&common::repo().join("models"), &Device::Cpu).unwrap();
+    for (file, live) in [
+        ("image_T1.jpg", true),
+        ("image_F1.jpg", false),
+        ("image_F2.jpg", false),
+    ] {
+        let picture = load_rgb(&samples.join(file)).unwrap();
+        let report = vouch::face::liveness::assess(models(), &liveness, &picture, file).unwrap();
+        assert_eq!(report.score.is_live, live, "{file}: {:?}", report.score);
+    }
+}
+
+/// The converter reads upstream's legacy .pth files into exactly the weights shipped.
+#[test]
+fn the_liveness_converter_rebuilds_the_shipped_weights() {
+    let Some(upstream) = shared(
+        "models/silent-face-anti-spoofing",
+        "the_liveness_converter_rebuilds_the_shipped_weights",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let written = vouch::models::minifasnet::import_dir(&upstream, dir.path()).unwrap();
+    assert_eq!(written.len(), 2);
+    for path in written {
+        let rebuilt = vouch::models::load_weights(&path, &Device::Cpu).unwrap();
+        let shipped = vouch::models::load_weights(
+            &common::repo()
+                .join("models")
+                .join(path.file_name().unwrap()),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(rebuilt.tensors.len(), shipped.tensors.len());
+        for (name, tensor) in &rebuilt.tensors {
+            let a = tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let b = shipped.tensors[name]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(a, b, "{name}");
+        }
+    }
 }

@@ -38,6 +38,16 @@ pub enum FaceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Passive liveness of the image's main face (MiniFASNet): live or a presentation
+    /// attack (a printed photo, a screen), with each network's probabilities.
+    Liveness {
+        image: PathBuf,
+        /// Also save each network's 80x80 input crop as DIR/<image stem>_liveness_<scale>.png.
+        #[arg(long, value_name = "DIR")]
+        crops: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,7 +80,46 @@ pub fn run(command: FaceCommand, context: &Context) -> anyhow::Result<ExitCode> 
             threshold,
             json,
         } => face_compare(&models, &first, &second, threshold, json),
+        FaceCommand::Liveness { image, crops, json } => {
+            face_liveness(&models, context, &image, crops.as_deref(), json)
+        }
     }
+}
+
+fn face_liveness(
+    models: &FaceModels,
+    context: &Context,
+    image: &Path,
+    crops: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::face::liveness;
+    let checker = liveness::Liveness::load(&context.models_dir, &context.device)?;
+    let picture = imageio::load_rgb(image)?;
+    let report = liveness::assess(models, &checker, &picture, &image.display().to_string())?;
+    if let Some(dir) = crops {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let stem = image.file_stem().unwrap_or_default().to_string_lossy();
+        for (_, _, scale) in crate::models::minifasnet::NETWORKS {
+            let path = dir.join(format!("{stem}_liveness_{scale}.png"));
+            liveness::crop(&picture, &report.bbox, scale)
+                .save(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    print_report(&report, json, |r| {
+        format!(
+            "{}: {} (live {:.3}; {})",
+            image.display(),
+            if r.score.is_live {
+                "live face"
+            } else {
+                "presentation attack"
+            },
+            r.score.live,
+            r.model
+        )
+    })
 }
 
 pub fn bench(command: BenchCommand, context: &Context) -> anyhow::Result<ExitCode> {

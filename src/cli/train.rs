@@ -121,6 +121,14 @@ pub enum ModelsCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Convert the Silent-Face-Anti-Spoofing MiniFASNet weights (the folder with
+    /// `2.7_80x80_MiniFASNetV2.pth` and `4_0_0_80x80_MiniFASNetV1SE.pth`) to safetensors.
+    ImportMinifasnet {
+        source: PathBuf,
+        /// Output folder [default: the models folder].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Fit the signature scorer (how the embedding and the stroke descriptor are weighed)
     /// of a signature model on writers with skilled forgeries, and write the model with it.
     FitScorer {
@@ -176,10 +184,11 @@ pub fn models(command: ModelsCommand, context: &Context) -> anyhow::Result<ExitC
         }
         ModelsCommand::ImportFaceapi { source, out } => {
             let out = out.unwrap_or_else(|| context.models_dir.clone());
-            for path in crate::models::faceapi::import_dir(&source, &out)? {
-                println!("wrote {}", path.display());
-            }
-            Ok(ExitCode::SUCCESS)
+            print_written(&crate::models::faceapi::import_dir(&source, &out)?)
+        }
+        ModelsCommand::ImportMinifasnet { source, out } => {
+            let out = out.unwrap_or_else(|| context.models_dir.clone());
+            print_written(&crate::models::minifasnet::import_dir(&source, &out)?)
         }
         ModelsCommand::FitScorer {
             model,
@@ -458,6 +467,13 @@ fn dataset_manifest(
     match out {
         Some(path) => write_whole_file(path, &bytes)?,
         None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_written(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    for path in paths {
+        println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! Where model weights live, how they are identified, and how they are imported.
 
 pub mod faceapi;
+pub mod minifasnet;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
