@@ -1,7 +1,9 @@
 //! What the kiosk decides over a stream of frames, before anything is written: the same
-//! person recognised in several consecutive frames (one lucky frame is not enough) and a
-//! blink seen meanwhile (a printed photo does not blink). Blinks are read from the eye
-//! aspect ratio of the 68 landmarks (Soukupová and Čech, 2016).
+//! person recognised in several consecutive frames (one lucky frame is not enough), a
+//! blink seen meanwhile (a printed photo does not blink), and passive liveness agreeing in
+//! most of those frames (a phone playing a video blinks too; the liveness networks judge
+//! the capture itself). Blinks are read from the eye aspect ratio of the 68 landmarks
+//! (Soukupová and Čech, 2016).
 
 use crate::face::Point;
 
@@ -62,8 +64,14 @@ pub enum KioskState {
     Recognising { person_id: i64, frames: usize },
     /// Recognised long enough; waiting for a blink.
     AwaitingBlink { person_id: i64 },
-    /// Ready to punch.
-    Confirmed { person_id: i64, score: f32 },
+    /// Ready to punch, with the frames' mean liveness.
+    Confirmed {
+        person_id: i64,
+        score: f32,
+        liveness: f32,
+    },
+    /// Most of the frames were judged a presentation attack (a photo, a screen): no punch.
+    Refused { person_id: i64, liveness: f32 },
 }
 
 /// Follows one person across frames: consensus plus liveness.
@@ -73,13 +81,28 @@ pub struct Consensus {
     frames: usize,
     best_score: f32,
     blink: BlinkDetector,
+    /// Frames judged by passive liveness, how many of them live, and their live scores.
+    judged: usize,
+    live: usize,
+    live_sum: f32,
+}
+
+/// One frame's view of the person in front of the kiosk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Observation {
+    /// The best match, when it is in the accept band: (person, score).
+    pub accepted: Option<(i64, f32)>,
+    /// The face's eye aspect ratio.
+    pub eyes: Option<f32>,
+    /// Passive liveness of the face: (live or not, the live probability).
+    pub liveness: Option<(bool, f32)>,
 }
 
 impl Consensus {
-    /// `accepted` is the frame's best match when it is in the accept band; `eyes` the
-    /// face's eye aspect ratio.
-    pub fn observe(&mut self, accepted: Option<(i64, f32)>, eyes: Option<f32>) -> KioskState {
-        let Some((person_id, score)) = accepted else {
+    /// A punch needs `CONSENSUS_FRAMES` frames of the same person, a blink, and passive
+    /// liveness live in most of the frames it judged; most judged an attack is a refusal.
+    pub fn observe(&mut self, frame: Observation) -> KioskState {
+        let Some((person_id, score)) = frame.accepted else {
             *self = Self::default();
             return KioskState::Searching;
         };
@@ -91,25 +114,67 @@ impl Consensus {
         }
         self.frames += 1;
         self.best_score = self.best_score.max(score);
-        if let Some(ratio) = eyes {
+        if let Some(ratio) = frame.eyes {
             self.blink.observe(ratio);
         }
-        match (self.frames >= CONSENSUS_FRAMES, self.blink.blinked()) {
-            (false, _) => KioskState::Recognising {
+        if let Some((live, probability)) = frame.liveness {
+            self.judged += 1;
+            self.live += usize::from(live);
+            self.live_sum += probability;
+        }
+        if self.frames < CONSENSUS_FRAMES {
+            return KioskState::Recognising {
                 person_id,
                 frames: self.frames,
-            },
-            (true, false) => KioskState::AwaitingBlink { person_id },
-            (true, true) => KioskState::Confirmed {
+            };
+        }
+        let liveness = self.live_sum / self.judged.max(1) as f32;
+        if self.judged >= CONSENSUS_FRAMES && 2 * self.live < self.judged {
+            return KioskState::Refused {
+                person_id,
+                liveness,
+            };
+        }
+        if self.blink.blinked() && 2 * self.live > self.judged {
+            KioskState::Confirmed {
                 person_id,
                 score: self.best_score,
-            },
+                liveness,
+            }
+        } else {
+            KioskState::AwaitingBlink { person_id }
         }
     }
 
     /// After a punch: the same person must step away (or blink anew) before the next.
     pub fn reset(&mut self) {
         *self = Self::default();
+    }
+}
+
+/// Refused presentation attacks within this long raise an alert at the third.
+pub const ATTACK_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+pub const ATTACKS_FOR_ALERT: usize = 3;
+
+/// Counts refused presentation attacks: repeated ones within `ATTACK_WINDOW` are someone
+/// trying, and the supervisor should know.
+#[derive(Debug, Default)]
+pub struct AttackMonitor {
+    recent: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl AttackMonitor {
+    /// Counts an attack at `at`; true when it makes `ATTACKS_FOR_ALERT` within the
+    /// window (the count then starts again).
+    pub fn record(&mut self, at: std::time::Instant) -> bool {
+        self.recent
+            .retain(|earlier| at.saturating_duration_since(*earlier) < ATTACK_WINDOW);
+        self.recent.push_back(at);
+        let alert = self.recent.len() >= ATTACKS_FOR_ALERT;
+        if alert {
+            self.recent.clear();
+        }
+        alert
     }
 }
 
@@ -137,27 +202,35 @@ mod tests {
         assert!(eye_aspect_ratio(&eye(0.1)) < EYE_CLOSED);
     }
 
+    fn frame(person: i64, score: f32, eyes: f32, live: Option<f32>) -> Observation {
+        Observation {
+            accepted: Some((person, score)),
+            eyes: Some(eyes),
+            liveness: live.map(|p| (p >= 0.5, p)),
+        }
+    }
+
     #[test]
-    fn a_punch_needs_consensus_and_a_blink() {
+    fn a_punch_needs_consensus_a_blink_and_a_live_face() {
         let mut consensus = Consensus::default();
-        let frames = [(0.3, "open"), (0.3, "open"), (0.3, "open"), (0.1, "closed")];
-        for (ratio, _) in frames {
+        for ratio in [0.3, 0.3, 0.3, 0.1] {
             assert!(!matches!(
-                consensus.observe(Some((7, 0.8)), Some(ratio)),
+                consensus.observe(frame(7, 0.8, ratio, Some(0.9))),
                 KioskState::Confirmed { .. }
             ));
         }
         assert_eq!(
-            consensus.observe(Some((7, 0.9)), Some(0.3)),
+            consensus.observe(frame(7, 0.9, 0.3, Some(0.8))),
             KioskState::Confirmed {
                 person_id: 7,
-                score: 0.9
+                score: 0.9,
+                liveness: (0.9 * 4.0 + 0.8) / 5.0
             }
         );
         // A photo held still never blinks.
         let mut photo = Consensus::default();
         let states: Vec<KioskState> = (0..10)
-            .map(|_| photo.observe(Some((7, 0.8)), Some(0.3)))
+            .map(|_| photo.observe(frame(7, 0.8, 0.3, Some(0.9))))
             .collect();
         assert_eq!(states[9], KioskState::AwaitingBlink { person_id: 7 });
         assert!(
@@ -167,12 +240,45 @@ mod tests {
         );
         // Another face resets the count.
         assert_eq!(
-            photo.observe(Some((8, 0.8)), Some(0.3)),
+            photo.observe(frame(8, 0.8, 0.3, Some(0.9))),
             KioskState::Recognising {
                 person_id: 8,
                 frames: 1
             }
         );
-        assert_eq!(photo.observe(None, None), KioskState::Searching);
+        assert_eq!(photo.observe(Observation::default()), KioskState::Searching);
+    }
+
+    #[test]
+    fn a_video_that_blinks_is_still_refused_when_the_frames_look_like_a_screen() {
+        let mut video = Consensus::default();
+        let states: Vec<KioskState> = [0.3, 0.1, 0.3]
+            .map(|ratio| video.observe(frame(7, 0.85, ratio, Some(0.1))))
+            .to_vec();
+        assert!(matches!(
+            states[2],
+            KioskState::Refused { person_id: 7, .. }
+        ));
+        // Without a judgement of liveness there is no punch either.
+        let mut unjudged = Consensus::default();
+        for ratio in [0.3, 0.1, 0.3, 0.3] {
+            assert!(!matches!(
+                unjudged.observe(frame(7, 0.85, ratio, None)),
+                KioskState::Confirmed { .. } | KioskState::Refused { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn the_third_attack_within_ten_minutes_raises_an_alert() {
+        let start = std::time::Instant::now();
+        let mut monitor = AttackMonitor::default();
+        assert!(!monitor.record(start));
+        // Eleven minutes later the first has expired.
+        let later = start + std::time::Duration::from_secs(11 * 60);
+        assert!(!monitor.record(later));
+        assert!(!monitor.record(later + std::time::Duration::from_secs(60)));
+        assert!(monitor.record(later + std::time::Duration::from_secs(120)));
+        assert!(!monitor.record(later + std::time::Duration::from_secs(180)));
     }
 }

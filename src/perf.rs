@@ -26,11 +26,14 @@ pub struct FaceTimings {
     /// Per chip when eight chips go through together.
     pub embed_batch8_per_chip_ms: f64,
     pub pipeline_ms: f64,
+    /// Passive liveness of one face: both MiniFASNets on their crops (candle tensors).
+    pub liveness_ms: f64,
 }
 
 /// Medians over `iterations` runs of each stage, after one warm-up run.
 pub fn time_face_pipeline(
     models: &FaceModels,
+    liveness: &crate::face::liveness::Liveness,
     image: &RgbImage,
     iterations: usize,
 ) -> Result<FaceTimings> {
@@ -71,5 +74,6 @@ pub fn time_face_pipeline(
         embed_batch8_per_chip_ms: median_ms(&mut || models.network_embeddings(&batch).map(drop))?
             / 8.0,
         pipeline_ms: median_ms(&mut || models.analyze(image).map(drop))?,
+        liveness_ms: median_ms(&mut || liveness.score(image, &detection.bbox).map(drop))?,
     })
 }

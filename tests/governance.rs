@@ -556,7 +556,7 @@ fn the_replay_counts_kiosk_punches_and_the_report_lists_what_would_flip() {
         )
         .unwrap();
     store
-        .punch(1, 0.62, chrono::Duration::minutes(10), "kiosk")
+        .punch(1, 0.62, None, chrono::Duration::minutes(10), "kiosk")
         .unwrap();
     let bands = store.bands(Modality::Face).unwrap();
     store

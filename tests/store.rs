@@ -287,7 +287,7 @@ fn edited_swapped_inserted_and_deleted_rows_are_found() {
         {
             let mut store = Store::open(&path).unwrap();
             store
-                .punch(1, 0.8, chrono::Duration::minutes(10), "kiosk")
+                .punch(1, 0.8, None, chrono::Duration::minutes(10), "kiosk")
                 .unwrap();
             store
                 .record_decision(
@@ -463,7 +463,7 @@ fn names_with_controls_are_refused() {
         )
         .unwrap();
     store
-        .punch(1, 0.9, chrono::Duration::minutes(10), "kiosk")
+        .punch(1, 0.9, None, chrono::Duration::minutes(10), "kiosk")
         .unwrap();
     let csv = exchange::write(
         &store.attendance(None, None).unwrap(),
@@ -512,11 +512,11 @@ fn impossible_events_are_refused_and_exports_always_reimport() {
     }
     assert!(store.attendance(None, None).unwrap().is_empty());
     store
-        .punch(2, 0.9, chrono::Duration::minutes(10), "kiosk")
+        .punch(2, 0.9, None, chrono::Duration::minutes(10), "kiosk")
         .unwrap();
     store.delete_person(2, "t").unwrap();
     store
-        .punch(1, 0.8, chrono::Duration::minutes(10), "kiosk")
+        .punch(1, 0.8, None, chrono::Duration::minutes(10), "kiosk")
         .unwrap();
     for format in [exchange::Format::Csv, exchange::Format::Json] {
         let exported = exchange::write(&store.attendance(None, None).unwrap(), format).unwrap();

@@ -338,3 +338,75 @@ fn a_cancelled_batch_enrollment_stops_between_people() {
     drop(store);
     assert_eq!(assert_everyone_whole(&db), report.enrolled.len());
 }
+
+/// The audit details of every row with `action`, oldest first.
+fn audited(db: &Path, action: &str) -> Vec<serde_json::Value> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut statement = conn
+        .prepare("SELECT detail FROM audit WHERE action = ?1 ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([action], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|detail| serde_json::from_str(&detail.unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_camera_punch_keeps_its_liveness_and_repeated_attacks_alert_the_supervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let mut store = Store::open(&db).unwrap();
+    let mut gallery = vouch::gallery::Gallery::new(vouch::face::recognition::EMBEDDING_DIM);
+    let request = vouch::workflow::EnrollRequest {
+        name: "Eileen Collins".into(),
+        external_id: "E100".into(),
+        images: vec![data("astronaut.png")],
+    };
+    let enrolled =
+        vouch::workflow::enroll_face(models(), &mut store, &mut gallery, &request, false, "clerk")
+            .unwrap();
+    let (face, _) = models()
+        .main_face(&load_rgb(&data("astronaut_640x480.jpg")).unwrap(), "frame")
+        .unwrap();
+    let window = chrono::Duration::minutes(10);
+    let punched = vouch::workflow::checkin(
+        &mut store,
+        &gallery,
+        &face.embedding,
+        Some(0.93),
+        window,
+        "kiosk",
+    )
+    .unwrap();
+    assert!(matches!(
+        punched.punch,
+        vouch::store::Punch::Recorded { .. }
+    ));
+    let punches = audited(&db, "attendance");
+    assert!((punches[0]["liveness"].as_f64().unwrap() - 0.93).abs() < 1e-6);
+    // A liveness that is not a probability is refused, never written.
+    assert!(
+        store
+            .punch(enrolled.person_id, 0.9, Some(f32::NAN), window, "kiosk")
+            .is_err()
+    );
+
+    let mut monitor = vouch::kiosk::AttackMonitor::default();
+    let alerts: Vec<bool> = (0..3)
+        .map(|_| {
+            vouch::workflow::record_attack(
+                &mut store,
+                &mut monitor,
+                enrolled.person_id,
+                0.04,
+                "kiosk",
+            )
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(alerts, [false, false, true]);
+    assert_eq!(audited(&db, "presentation_attack").len(), 3);
+    assert_eq!(audited(&db, "alert").len(), 1);
+    assert!(store.audit_verify().unwrap().intact);
+}

@@ -134,10 +134,13 @@ pub fn bench(command: BenchCommand, context: &Context) -> anyhow::Result<ExitCod
     });
     let picture = imageio::load_rgb(&image)?;
     let mut models = context.load_faces()?;
+    let liveness = crate::face::liveness::Liveness::load(&context.models_dir, &context.device)?;
     let mut reports = Vec::new();
     for isa in kernels_to_time(kernel.as_deref())? {
         models.isa = isa;
-        reports.push(perf::time_face_pipeline(&models, &picture, iterations)?);
+        reports.push(perf::time_face_pipeline(
+            &models, &liveness, &picture, iterations,
+        )?);
     }
     print_report(&reports, json, |reports| {
         let lines: Vec<String> = reports.iter().map(describe_timings).collect();
@@ -161,7 +164,7 @@ fn kernels_to_time(requested: Option<&str>) -> anyhow::Result<Vec<Isa>> {
 
 fn describe_timings(t: &perf::FaceTimings) -> String {
     format!(
-        "{} kernels on {}, {} threads, {}x{} image, median of {}:\n  detect {:.2} ms\n  landmarks {:.2} ms\n  align {:.2} ms\n  embed {:.2} ms (batch of 8: {:.2} ms per chip)\n  whole pipeline {:.2} ms",
+        "{} kernels on {}, {} threads, {}x{} image, median of {}:\n  detect {:.2} ms\n  landmarks {:.2} ms\n  align {:.2} ms\n  embed {:.2} ms (batch of 8: {:.2} ms per chip)\n  whole pipeline {:.2} ms\n  liveness {:.2} ms",
         t.kernel,
         t.device,
         t.threads,
@@ -173,7 +176,8 @@ fn describe_timings(t: &perf::FaceTimings) -> String {
         t.align_ms,
         t.embed_ms,
         t.embed_batch8_per_chip_ms,
-        t.pipeline_ms
+        t.pipeline_ms,
+        t.liveness_ms
     )
 }
 

@@ -1,12 +1,13 @@
 //! The attendance kiosk: live camera (or an image file when there is none), face boxes
-//! with names, consensus over frames plus a blink before a punch, and the punch log.
+//! with names, consensus over frames plus a blink and passive liveness before a punch, a
+//! refusal of what looks like a photo or a screen, and the punch log.
 
 use eframe::egui;
 
 use super::worker::{FaceView, Match, Request};
 use super::{labelled_text, texture};
 use crate::camera::{CameraFeed, CameraInfo};
-use crate::kiosk::{Consensus, KioskState, face_eye_aspect_ratio};
+use crate::kiosk::{Consensus, KioskState, Observation, face_eye_aspect_ratio};
 use crate::store::Punch;
 use crate::types::Decision;
 use crate::workflow::CheckinReport;
@@ -110,24 +111,55 @@ impl KioskTab {
             return None;
         }
         let Some(main) = subject.and_then(|index| self.faces.get(index)) else {
-            self.state = self.consensus.observe(None, None);
+            self.state = self.consensus.observe(Observation::default());
             return None;
         };
-        let accepted = main
-            .nearest
-            .as_ref()
-            .filter(|m| m.decision == Decision::Accept)
-            .map(|m| (m.person_id, m.score));
-        self.state = self
-            .consensus
-            .observe(accepted, face_eye_aspect_ratio(&main.landmarks));
-        if let KioskState::Confirmed { .. } = self.state {
-            self.consensus.reset();
-            return Some(Request::Checkin {
-                embedding: main.embedding.clone(),
-            });
+        self.state = self.consensus.observe(Observation {
+            accepted: main
+                .nearest
+                .as_ref()
+                .filter(|m| m.decision == Decision::Accept)
+                .map(|m| (m.person_id, m.score)),
+            eyes: face_eye_aspect_ratio(&main.landmarks),
+            liveness: main.liveness.map(|l| (l.is_live, l.live)),
+        });
+        match self.state {
+            KioskState::Confirmed { liveness, .. } => {
+                self.consensus.reset();
+                Some(Request::Checkin {
+                    embedding: main.embedding.clone(),
+                    liveness,
+                })
+            }
+            KioskState::Refused {
+                person_id,
+                liveness,
+            } => {
+                self.consensus.reset();
+                self.log.insert(
+                    0,
+                    "Not accepted: that looked like a photo or a screen. Please step up to the camera yourself.".into(),
+                );
+                Some(Request::Attack {
+                    person_id,
+                    liveness,
+                })
+            }
+            _ => None,
         }
-        None
+    }
+
+    pub fn on_attack_recorded(&mut self, result: Result<bool, String>) {
+        match result {
+            Ok(true) => self.log.insert(
+                0,
+                "Repeated attempts with a photo or a screen: the supervisor has been alerted (audit log).".into(),
+            ),
+            Ok(false) => {}
+            Err(error) => self
+                .log
+                .insert(0, format!("the refused attempt was not recorded: {error}")),
+        }
     }
 
     pub fn on_checkin(&mut self, result: Result<CheckinReport, String>) {
@@ -173,6 +205,9 @@ impl KioskTab {
             }
             KioskState::AwaitingBlink { .. } => "Please blink.".to_string(),
             KioskState::Confirmed { .. } => "Confirmed.".to_string(),
+            KioskState::Refused { .. } => {
+                "Not accepted: that looked like a photo or a screen.".to_string()
+            }
         });
         ui.horizontal_top(|ui| {
             self.frame_ui(ui);

@@ -149,6 +149,7 @@ impl App {
             }
             Reply::Captured(Err(error)) => self.error = Some(error),
             Reply::CheckedIn(result) => self.kiosk.on_checkin(result),
+            Reply::AttackRecorded(result) => self.kiosk.on_attack_recorded(result),
             Reply::Enrolled(result) => {
                 let modality = self.enrollment.on_enrolled(result);
                 self.send(Request::People { modality });

@@ -16,6 +16,7 @@ use crate::dataset::LabelledScan;
 use crate::eval::standards::SiteLoad;
 use crate::eval::verification::{self, Replay, ScoreSet, WORKBENCH_REFERENCES};
 use crate::face::FaceModels;
+use crate::face::liveness::Liveness;
 use crate::gallery::Gallery;
 use crate::signature::SignatureModel;
 use crate::store::{Person, Proposal, Session, Store};
@@ -39,8 +40,15 @@ pub enum Request {
     Capture {
         frame: RgbImage,
     },
+    /// A punch the kiosk's frames agreed on, with their mean liveness.
     Checkin {
         embedding: Vec<f32>,
+        liveness: f32,
+    },
+    /// The kiosk refused a presentation attack: an audit row, and an alert when they repeat.
+    Attack {
+        person_id: i64,
+        liveness: f32,
     },
     EnrollFace {
         request: EnrollRequest,
@@ -153,7 +161,10 @@ impl Request {
     fn permission(&self) -> Option<Permission> {
         use Permission::*;
         match self {
-            Request::Analyze { .. } | Request::Checkin { .. } | Request::Access(_) => None,
+            Request::Analyze { .. }
+            | Request::Checkin { .. }
+            | Request::Attack { .. }
+            | Request::Access(_) => None,
             Request::CheckinFile { .. } => Some(CheckIn),
             Request::Capture { .. }
             | Request::EnrollFace { .. }
@@ -193,6 +204,8 @@ pub struct Match {
 
 #[derive(Debug, Clone)]
 pub struct FaceView {
+    /// Passive liveness, judged for the subject of a camera frame only.
+    pub liveness: Option<crate::face::liveness::LivenessScore>,
     pub bbox: crate::face::BoundingBox,
     pub landmarks: Vec<crate::face::Point>,
     pub embedding: Vec<f32>,
@@ -232,6 +245,8 @@ pub enum Reply {
     },
     Captured(Result<PathBuf, String>),
     CheckedIn(Result<CheckinReport, String>),
+    /// A refused attack was recorded; true when it raised the supervisor's alert.
+    AttackRecorded(Result<bool, String>),
     Enrolled(Result<EnrollReport, String>),
     Assessed {
         path: PathBuf,
@@ -359,6 +374,11 @@ pub fn spawn(context: Context, wake: impl Fn() + Send + 'static) -> std::io::Res
 
 struct Worker {
     faces: FaceModels,
+    /// Passive liveness for the kiosk's camera frames, or why there is none (then the
+    /// kiosk cannot punch: nothing says the face is live).
+    liveness: Result<Liveness, String>,
+    /// Refused presentation attacks lately, for the supervisor's alert.
+    attacks: crate::kiosk::AttackMonitor,
     signatures: Result<SignatureModel, String>,
     store: Store,
     gallery: Gallery,
@@ -387,8 +407,14 @@ impl Worker {
         // Without operator accounts the window is a single-user desk, as the CLI is.
         let session = (!store.has_operators().map_err(|e| e.to_string())?)
             .then(|| Session::single_user(&context.operator));
+        let liveness = Liveness::load(&context.models_dir, &context.device).map_err(text);
+        if let Err(error) = &liveness {
+            tracing::error!(%error, "no passive liveness: the kiosk cannot punch");
+        }
         Ok(Self {
             faces,
+            liveness,
+            attacks: crate::kiosk::AttackMonitor::default(),
             signatures,
             store,
             gallery,
@@ -546,54 +572,20 @@ impl Worker {
                 Reply::CheckedIn(self.checkin_file(&path, &actor))
             }
             Request::Capture { frame } => Reply::Captured(self.capture(&frame)),
-            Request::Checkin { embedding } => {
-                Reply::CheckedIn(self.checkin_embedding(&embedding, &actor))
-            }
-            Request::EnrollFace { request, force } => Reply::Enrolled(
-                workflow::enroll_face(
-                    &self.faces,
-                    &mut self.store,
-                    &mut self.gallery,
-                    &request,
-                    force,
-                    &actor,
-                )
-                .map_err(text),
-            ),
-            Request::EnrollSignature { request } => {
-                let store = &mut self.store;
-                Reply::Enrolled(signature_model(&self.signatures).and_then(|model| {
-                    workflow::enroll_signature(model, store, &request, &actor).map_err(text)
-                }))
-            }
-            Request::Reenroll { person_id, images } => {
-                Reply::Enrolled(self.reenroll(person_id, images, &actor))
-            }
-            Request::AssessFace { path } => {
-                let verdict = self.assess(&path);
-                Reply::Assessed { path, verdict }
-            }
-            Request::People { modality } => match self.people(modality) {
-                Ok(rows) => Reply::People(rows),
-                Err(error) => Reply::Failed {
-                    what: "listing people",
-                    error,
-                },
-            },
-            Request::Delete { person_id } => {
-                match self
-                    .store
-                    .delete_person(person_id, &actor)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| self.reload_gallery())
-                {
-                    Ok(()) => Reply::Deleted { person_id },
-                    Err(error) => Reply::Failed {
-                        what: "deleting",
-                        error,
-                    },
-                }
-            }
+            Request::Checkin {
+                embedding,
+                liveness,
+            } => Reply::CheckedIn(self.checkin_embedding(&embedding, liveness, &actor)),
+            Request::Attack {
+                person_id,
+                liveness,
+            } => self.attack(person_id, liveness, &actor),
+            other @ (Request::EnrollFace { .. }
+            | Request::EnrollSignature { .. }
+            | Request::Reenroll { .. }
+            | Request::AssessFace { .. }
+            | Request::People { .. }
+            | Request::Delete { .. }) => self.enrollment(other, &actor),
             Request::CheckSignature { external_id, scan } => {
                 let store = &mut self.store;
                 Reply::SignatureChecked(signature_model(&self.signatures).and_then(|model| {
@@ -637,6 +629,58 @@ impl Worker {
             }
         };
         outbox.send(reply)
+    }
+
+    /// The enrollment tab's requests: enrol, re-enrol, check a photo, list, delete.
+    fn enrollment(&mut self, request: Request, actor: &str) -> Reply {
+        match request {
+            Request::EnrollFace { request, force } => Reply::Enrolled(
+                workflow::enroll_face(
+                    &self.faces,
+                    &mut self.store,
+                    &mut self.gallery,
+                    &request,
+                    force,
+                    actor,
+                )
+                .map_err(text),
+            ),
+            Request::EnrollSignature { request } => {
+                let store = &mut self.store;
+                Reply::Enrolled(signature_model(&self.signatures).and_then(|model| {
+                    workflow::enroll_signature(model, store, &request, actor).map_err(text)
+                }))
+            }
+            Request::Reenroll { person_id, images } => {
+                Reply::Enrolled(self.reenroll(person_id, images, actor))
+            }
+            Request::AssessFace { path } => {
+                let verdict = self.assess(&path);
+                Reply::Assessed { path, verdict }
+            }
+            Request::People { modality } => match self.people(modality) {
+                Ok(rows) => Reply::People(rows),
+                Err(error) => Reply::Failed {
+                    what: "listing people",
+                    error,
+                },
+            },
+            Request::Delete { person_id } => {
+                match self
+                    .store
+                    .delete_person(person_id, actor)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| self.reload_gallery())
+                {
+                    Ok(()) => Reply::Deleted { person_id },
+                    Err(error) => Reply::Failed {
+                        what: "deleting",
+                        error,
+                    },
+                }
+            }
+            _ => unreachable!("only enrollment requests come here"),
+        }
     }
 
     /// Logging in and out, and the first supervisor; a refusal is the reply to send
@@ -866,9 +910,17 @@ impl Worker {
             .then(|| crate::face::quality::no_face_cause(&frame));
         let named: crate::Result<Vec<FaceView>> = faces
             .into_iter()
-            .map(|face| {
+            .enumerate()
+            .map(|(index, face)| {
+                // A file is not the camera: there is no capture to judge.
+                let judged = !from_file && subject == Some(index);
+                let liveness = match (&self.liveness, judged) {
+                    (Ok(liveness), true) => Some(liveness.score(&frame, &face.bbox)?),
+                    _ => None,
+                };
                 Ok(FaceView {
                     nearest: self.nearest(&face.embedding)?,
+                    liveness,
                     bbox: face.bbox,
                     landmarks: face.landmarks,
                     embedding: face.embedding,
@@ -921,10 +973,32 @@ impl Worker {
     fn checkin_embedding(
         &mut self,
         embedding: &[f32],
+        liveness: f32,
         actor: &str,
     ) -> Result<CheckinReport, String> {
         let window = self.store.repeat_window().map_err(|e| e.to_string())?;
-        workflow::checkin(&mut self.store, &self.gallery, embedding, window, actor).map_err(text)
+        workflow::checkin(
+            &mut self.store,
+            &self.gallery,
+            embedding,
+            Some(liveness),
+            window,
+            actor,
+        )
+        .map_err(text)
+    }
+
+    fn attack(&mut self, person_id: i64, liveness: f32, actor: &str) -> Reply {
+        Reply::AttackRecorded(
+            workflow::record_attack(
+                &mut self.store,
+                &mut self.attacks,
+                person_id,
+                liveness,
+                actor,
+            )
+            .map_err(text),
+        )
     }
 
     fn checkin_file(

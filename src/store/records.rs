@@ -62,14 +62,19 @@ impl Store {
     /// Records a check-in or check-out for `person_id`, unless their last punch is under
     /// `repeat_window` old (a second look at the camera is not a second punch). The first
     /// punch of a UTC day is "in", then they alternate.
+    /// `liveness`, when the camera's frames were judged, goes into the audit row.
     pub fn punch(
         &mut self,
         person_id: i64,
         score: f32,
+        liveness: Option<f32>,
         repeat_window: chrono::Duration,
         actor: &str,
     ) -> StoreResult<Punch> {
         check_score(score).map_err(StoreError::InvalidSetting)?;
+        if let Some(live) = liveness {
+            check_score(live).map_err(StoreError::InvalidSetting)?;
+        }
         let path = self.path.clone();
         let punched = self.write(actor, "attendance", |tx, _, changes| {
             let last: Option<(i64, PunchKind, String)> = tx
@@ -113,7 +118,9 @@ impl Store {
                 params![person_id, kind, at, score],
             )?;
             changes.put(tx, &ATTENDANCE, tx.last_insert_rowid())?;
-            let detail = serde_json::json!({ "person_id": person_id, "kind": kind, "score": score });
+            let detail = serde_json::json!({
+                "person_id": person_id, "kind": kind, "score": score, "liveness": liveness,
+            });
             Ok((Some(Punch::Recorded { kind, at }), detail))
         });
         punched.map(|punch| punch.expect("a punch or a repeat"))

@@ -367,6 +367,7 @@ pub fn checkin(
     store: &mut Store,
     gallery: &Gallery,
     embedding: &[f32],
+    liveness: Option<f32>,
     repeat_window: chrono::Duration,
     actor: &str,
 ) -> Result<CheckinReport> {
@@ -381,13 +382,36 @@ pub fn checkin(
         });
     }
     let person = store.person(best.person_id)?;
-    let punch = store.punch(person.id, best.score, repeat_window, actor)?;
+    let punch = store.punch(person.id, best.score, liveness, repeat_window, actor)?;
     Ok(CheckinReport {
         external_id: person.external_id,
         name: person.name,
         score: best.score,
         punch,
     })
+}
+
+/// A presentation attack the kiosk refused, in the audit log with the person it was made
+/// to look like and its liveness; repeated ones add an alert row. True when they did.
+pub fn record_attack(
+    store: &mut Store,
+    monitor: &mut crate::kiosk::AttackMonitor,
+    matched_person_id: i64,
+    liveness: f32,
+    actor: &str,
+) -> Result<bool> {
+    let detail =
+        serde_json::json!({ "matched_person_id": matched_person_id, "liveness": liveness });
+    store.audit_append(actor, "presentation_attack", &detail.to_string())?;
+    let alert = monitor.record(std::time::Instant::now());
+    if alert {
+        let detail = serde_json::json!({
+            "presentation_attacks": crate::kiosk::ATTACKS_FOR_ALERT,
+            "within_minutes": crate::kiosk::ATTACK_WINDOW.as_secs() / 60,
+        });
+        store.audit_append(actor, "alert", &detail.to_string())?;
+    }
+    Ok(alert)
 }
 
 /// The kiosk punch for a photo, as `vouch checkin` and the window's image check-in both
@@ -402,7 +426,8 @@ pub fn checkin_photo(
     actor: &str,
 ) -> Result<CheckinReport> {
     let (face, _) = models.main_face(picture, source)?;
-    checkin(store, gallery, &face.embedding, repeat_window, actor)
+    // A file is not the camera: nothing judged its liveness.
+    checkin(store, gallery, &face.embedding, None, repeat_window, actor)
 }
 
 /// The weeks a site's traffic is averaged over.
