@@ -666,3 +666,61 @@ fn a_problem_enrollee_is_re_enrolled_from_the_workbench() {
     assert_eq!(person.templates, 2);
     assert!(store.audit_verify().unwrap().intact);
 }
+
+fn enroll_astronaut(db: &Path) {
+    let mut store = vouch::store::Store::open(db).unwrap();
+    let mut gallery = vouch::gallery::Gallery::new(vouch::face::recognition::EMBEDDING_DIM);
+    vouch::workflow::enroll_face(
+        models(),
+        &mut store,
+        &mut gallery,
+        &vouch::workflow::EnrollRequest {
+            name: "Eileen Collins".into(),
+            external_id: "E100".into(),
+            images: vec![data("astronaut.png")],
+        },
+        false,
+        "clerk",
+    )
+    .unwrap();
+}
+
+fn check_in_from_file(harness: &mut Harness<'_, App>, image: &str) {
+    // Replacing what the field held before.
+    harness.get_by_label("Image file").focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.step();
+    harness.key_press(egui::Key::Backspace);
+    harness.step();
+    type_into(harness, "Image file", &data(image).display().to_string());
+    harness.get_by_label("Check in from image").click();
+}
+
+#[test]
+fn the_kiosk_greets_by_name_says_when_it_failed_and_keeps_the_days_punches() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    enroll_astronaut(&db);
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    check_in_from_file(&mut harness, "coffee.png");
+    wait_for(&mut harness, "the refusal", |h| shows(h, "Not recognised."));
+    check_in_from_file(&mut harness, "astronaut_640x480.jpg");
+    wait_for(&mut harness, "the greeting", |h| {
+        shows(h, ", Eileen: checked in ")
+    });
+    assert!(
+        !shows(&harness, "Not recognised."),
+        "the failure stays over the punch"
+    );
+    assert!(shows(&harness, "check-in  Eileen Collins (E100)"));
+    drop(harness);
+
+    // After a restart the day's punches are listed again, before anyone punches.
+    let mut harness = self::harness(&db);
+    ready(&mut harness);
+    wait_for(&mut harness, "today's punches", |h| {
+        shows(h, "check-in  Eileen Collins (E100)")
+    });
+}

@@ -12,6 +12,35 @@ use crate::store::Punch;
 use crate::types::Decision;
 use crate::workflow::CheckinReport;
 
+/// How long the result of an attempt stays on the kiosk's screen.
+const MESSAGE_SHOWN: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// "Good morning" before noon, "Good afternoon" before six, then "Good evening".
+fn greeting_for_now() -> &'static str {
+    use chrono::Timelike;
+    match chrono::Local::now().hour() {
+        0..12 => "Good morning",
+        12..18 => "Good afternoon",
+        _ => "Good evening",
+    }
+}
+
+fn first_name(name: &str) -> &str {
+    name.split_whitespace().next().unwrap_or(name)
+}
+
+/// An RFC 3339 instant as the local hour and minute.
+fn clock(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or_else(
+        |_| rfc3339.to_string(),
+        |t| t.with_timezone(&chrono::Local).format("%H:%M").to_string(),
+    )
+}
+
+fn punch_line(at: &str, kind: crate::types::PunchKind, name: &str, external_id: &str) -> String {
+    format!("{}  check-{kind}  {name} ({external_id})", clock(at))
+}
+
 pub struct KioskTab {
     cameras: Option<Result<Vec<CameraInfo>, String>>,
     selected: usize,
@@ -26,7 +55,11 @@ pub struct KioskTab {
     image_path: String,
     consensus: Consensus,
     state: KioskState,
+    /// Today's punches, newest first, in local time.
     pub log: Vec<String>,
+    /// What the person at the kiosk is told after an attempt, big, for a few seconds:
+    /// the text, whether it is good news, and when it was said.
+    message: Option<(String, bool, std::time::Instant)>,
     /// The newest camera frame, for enrollment captures.
     pub last_frame: Option<image::RgbImage>,
     /// What the person can change when the last frame showed no face.
@@ -49,6 +82,7 @@ impl Default for KioskTab {
             consensus: Consensus::default(),
             state: KioskState::Searching,
             log: Vec::new(),
+            message: None,
             last_frame: None,
             advice: None,
         }
@@ -163,20 +197,66 @@ impl KioskTab {
     }
 
     pub fn on_checkin(&mut self, result: Result<CheckinReport, String>) {
-        let line = match result {
-            Ok(report) => match report.punch {
-                Punch::Recorded { kind, at } => format!(
-                    "{at}  check-{kind}  {} ({})  score {:.3}",
-                    report.name, report.external_id, report.score
-                ),
-                Punch::Repeat { last_kind, last_at } => format!(
-                    "ignored repeat: {} ({}) already checked {last_kind} at {last_at}",
-                    report.name, report.external_id
-                ),
+        let (said, good) = match &result {
+            Ok(report) => match &report.punch {
+                Punch::Recorded { kind, at } => {
+                    self.log
+                        .insert(0, punch_line(at, *kind, &report.name, &report.external_id));
+                    (
+                        format!(
+                            "{}, {}: checked {kind} {}",
+                            greeting_for_now(),
+                            first_name(&report.name),
+                            clock(at)
+                        ),
+                        true,
+                    )
+                }
+                Punch::Repeat { last_kind, last_at } => {
+                    self.log.insert(
+                        0,
+                        format!(
+                            "ignored repeat: {} ({}) already checked {last_kind} at {}",
+                            report.name,
+                            report.external_id,
+                            clock(last_at)
+                        ),
+                    );
+                    (
+                        format!(
+                            "Already checked {last_kind} at {}, {}.",
+                            clock(last_at),
+                            first_name(&report.name)
+                        ),
+                        true,
+                    )
+                }
             },
-            Err(error) => format!("no punch: {error}"),
+            Err(error) => {
+                self.log.insert(0, format!("no punch: {error}"));
+                (
+                    "Not recognised. Please look at the camera again, or ask at the desk.".into(),
+                    false,
+                )
+            }
         };
-        self.log.insert(0, line);
+        self.message = Some((said, good, std::time::Instant::now()));
+    }
+
+    /// Today's punches from the store, so the list survives a restart.
+    pub fn on_todays_punches(&mut self, records: Vec<crate::store::AttendanceRecord>) {
+        self.log = records
+            .iter()
+            .rev()
+            .map(|r| {
+                punch_line(
+                    &r.at,
+                    r.kind,
+                    r.name.as_deref().unwrap_or("(deleted person)"),
+                    r.external_id.as_deref().unwrap_or("-"),
+                )
+            })
+            .collect();
     }
 
     /// Whether a camera was found (`None` until the cameras were listed).
@@ -195,10 +275,12 @@ impl KioskTab {
         } else if !self.live() {
             ui.label("Check-ins from an image file need a clerk or supervisor to be logged in.");
         }
+        self.message_ui(ui);
         ui.label(match &self.state {
             KioskState::Searching if self.from_file => {
                 "Image file: no liveness check; the photo's subject punches when matched in the accept band.".to_string()
             }
+            KioskState::Searching if !self.live() => String::new(),
             KioskState::Searching => self.advice.unwrap_or("Look at the camera.").to_string(),
             KioskState::Recognising { frames, .. } => {
                 format!("Recognising… ({frames}/{})", crate::kiosk::CONSENSUS_FRAMES)
@@ -222,6 +304,26 @@ impl KioskTab {
                     });
             });
         });
+    }
+
+    /// The last attempt's result for the person at the kiosk, large, until it is
+    /// `MESSAGE_SECONDS` old.
+    fn message_ui(&mut self, ui: &mut egui::Ui) {
+        let Some((text, good, at)) = &self.message else {
+            return;
+        };
+        let age = at.elapsed();
+        if age >= MESSAGE_SHOWN {
+            self.message = None;
+            return;
+        }
+        let colour = if *good {
+            egui::Color32::from_rgb(80, 200, 120)
+        } else {
+            egui::Color32::from_rgb(240, 170, 60)
+        };
+        ui.label(egui::RichText::new(text).size(32.0).strong().color(colour));
+        ui.ctx().request_repaint_after(MESSAGE_SHOWN - age);
     }
 
     /// The camera picker and start/stop, or why there is no camera.

@@ -22,6 +22,9 @@ use crate::types::{Modality, Permission};
 use crate::workflow::Progress;
 use worker::{Reply, Request, WorkerHandle};
 
+/// How long a failure stays on screen (unless a later success clears it first).
+const ERROR_SHOWN: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     Kiosk,
@@ -58,8 +61,11 @@ pub struct App {
     tab: Tab,
     worker: WorkerHandle,
     status: String,
-    /// The last failure, shown until the next success.
-    error: Option<String>,
+    /// The last failure, and since when: shown for `ERROR_SHOWN`, or until a later
+    /// success; one from starting up (a failed audit) has no time and stays.
+    error: Option<(String, Option<std::time::Instant>)>,
+    /// The worker said it is ready: later failures are ones that pass.
+    started: bool,
     progress: Option<Progress>,
     busy: bool,
     kiosk: kiosk::KioskTab,
@@ -82,6 +88,7 @@ impl App {
             worker,
             status: "Loading models…".into(),
             error: None,
+            started: false,
             progress: None,
             busy: true,
             kiosk: kiosk::KioskTab::default(),
@@ -94,14 +101,26 @@ impl App {
         })
     }
 
+    fn fail(&mut self, error: String) {
+        let since = self.started.then(std::time::Instant::now);
+        self.error = Some((error, since));
+    }
+
+    /// A success takes a passing failure off the screen.
+    fn succeeded(&mut self) {
+        if matches!(self.error, Some((_, Some(_)))) {
+            self.error = None;
+        }
+    }
+
     fn send(&mut self, request: Request) {
         match self.worker.requests.try_send(request) {
             Ok(()) => self.busy = true,
             Err(std::sync::mpsc::TrySendError::Full(_)) => {
-                self.error = Some("still working on earlier requests; try again".into());
+                self.fail("still working on earlier requests; try again".into());
             }
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
-                self.error = Some("the worker thread has stopped; restart Vouch".into());
+                self.fail("the worker thread has stopped; restart Vouch".into());
             }
         }
     }
@@ -129,8 +148,9 @@ impl App {
                 // Not clearing the error: what went wrong while starting (a failed audit)
                 // must stay on screen.
                 self.status = status;
+                self.started = true;
             }
-            Reply::Failed { what, error } => self.error = Some(format!("{what}: {error}")),
+            Reply::Failed { what, error } => self.fail(format!("{what}: {error}")),
             Reply::Progress(progress) => self.progress = Some(progress),
             Reply::Analyzed {
                 faces,
@@ -147,9 +167,18 @@ impl App {
                 self.enrollment.add_image(&path);
                 self.send(Request::AssessFace { path });
             }
-            Reply::Captured(Err(error)) => self.error = Some(error),
-            Reply::CheckedIn(result) => self.kiosk.on_checkin(result),
+            Reply::Captured(Err(error)) => self.fail(error),
+            Reply::CheckedIn(result) => {
+                if result.is_ok() {
+                    self.succeeded();
+                }
+                self.kiosk.on_checkin(result)
+            }
             Reply::AttackRecorded(result) => self.kiosk.on_attack_recorded(result),
+            Reply::TodaysPunches(Ok(records)) => self.kiosk.on_todays_punches(records),
+            Reply::TodaysPunches(Err(error)) => {
+                self.fail(format!("reading today's punches: {error}"))
+            }
             Reply::Enrolled(result) => {
                 let modality = self.enrollment.on_enrolled(result);
                 self.send(Request::People { modality });
@@ -218,7 +247,15 @@ impl App {
             }
             ui.label(&self.status);
         });
-        if let Some(error) = &self.error {
+        if let Some((_, Some(since))) = &self.error {
+            let age = since.elapsed();
+            if age >= ERROR_SHOWN {
+                self.error = None;
+            } else {
+                ui.ctx().request_repaint_after(ERROR_SHOWN - age);
+            }
+        }
+        if let Some((error, _)) = &self.error {
             ui.colored_label(
                 egui::Color32::from_rgb(200, 60, 60),
                 format!("Error: {error}"),
@@ -302,7 +339,7 @@ impl eframe::App for App {
                 self.tab = Tab::Enrollment;
                 requests.push(Request::People { modality });
             } else {
-                self.error = Some(format!(
+                self.fail(format!(
                     "Re-enrolling {label} needs an operator who may enrol (a clerk or a supervisor)."
                 ));
             }

@@ -245,6 +245,8 @@ pub enum Reply {
     },
     Captured(Result<PathBuf, String>),
     CheckedIn(Result<CheckinReport, String>),
+    /// Today's punches, oldest first, for the kiosk's list.
+    TodaysPunches(Result<Vec<crate::store::AttendanceRecord>, String>),
     /// A refused attack was recorded; true when it raised the supervisor's alert.
     AttackRecorded(Result<bool, String>),
     Enrolled(Result<EnrollReport, String>),
@@ -358,6 +360,9 @@ pub fn spawn(context: Context, wake: impl Fn() + Send + 'static) -> std::io::Res
                 status: worker.status(),
             });
             outbox.send(worker.session_reply());
+            outbox.send(Reply::TodaysPunches(
+                workflow::todays_punches(&worker.store).map_err(text),
+            ));
             for request in inbox {
                 cancelled.store(false, std::sync::atomic::Ordering::Relaxed);
                 if !worker.serve(request, &cancelled, &outbox) {
