@@ -152,6 +152,30 @@ impl Consensus {
     }
 }
 
+/// A face narrower than this share of the frame is too far for a sure match.
+pub const MIN_FACE_SHARE: f32 = 0.15;
+
+/// What the kiosk asks of the people in front of it, from the frame's faces (how many,
+/// and how wide the subject is) and where the decision stands.
+pub fn prompt(
+    faces: usize,
+    subject_width: Option<f32>,
+    frame_width: u32,
+    state: &KioskState,
+) -> Option<&'static str> {
+    if faces > 1 {
+        return Some("One person at a time, please.");
+    }
+    if subject_width.is_some_and(|w| w < MIN_FACE_SHARE * frame_width as f32) {
+        return Some("Please come closer.");
+    }
+    match state {
+        KioskState::Recognising { .. } => Some("Hold still…"),
+        KioskState::AwaitingBlink { .. } => Some("Blink, please."),
+        _ => None,
+    }
+}
+
 /// Refused presentation attacks within this long raise an alert at the third.
 pub const ATTACK_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 pub const ATTACKS_FOR_ALERT: usize = 3;
@@ -280,5 +304,24 @@ mod tests {
         assert!(!monitor.record(later + std::time::Duration::from_secs(60)));
         assert!(monitor.record(later + std::time::Duration::from_secs(120)));
         assert!(!monitor.record(later + std::time::Duration::from_secs(180)));
+    }
+
+    #[test]
+    fn the_prompt_says_what_to_change() {
+        let searching = KioskState::Searching;
+        assert_eq!(
+            prompt(2, Some(200.0), 640, &searching),
+            Some("One person at a time, please.")
+        );
+        assert_eq!(
+            prompt(1, Some(60.0), 640, &searching),
+            Some("Please come closer.")
+        );
+        let waiting = KioskState::AwaitingBlink { person_id: 7 };
+        assert_eq!(
+            prompt(1, Some(200.0), 640, &waiting),
+            Some("Blink, please.")
+        );
+        assert_eq!(prompt(0, None, 640, &searching), None);
     }
 }

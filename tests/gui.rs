@@ -523,6 +523,10 @@ fn the_window_starts_locked_and_the_kiosk_role_reaches_nothing_else() {
     for tab in ["Enrollment", "Signature desk", "Training", "Changes"] {
         assert!(!shows(&harness, tab), "{tab} is open to the kiosk role");
     }
+    assert!(
+        !shows(&harness, "Check in from image"),
+        "a photo of someone is not someone: files are a supervisor's testing aid"
+    );
     log_out(&mut harness);
     log_in(&mut harness, "ana", "correct horse battery");
     for tab in ["Enrollment", "Signature desk", "Training", "Changes"] {

@@ -273,7 +273,7 @@ impl KioskTab {
         if files_allowed {
             self.file_ui(ui, requests);
         } else if !self.live() {
-            ui.label("Check-ins from an image file need a clerk or supervisor to be logged in.");
+            ui.label("Check-ins from an image file are a supervisor's testing aid.");
         }
         self.message_ui(ui);
         ui.label(match &self.state {
@@ -281,11 +281,14 @@ impl KioskTab {
                 "Image file: no liveness check; the photo's subject punches when matched in the accept band.".to_string()
             }
             KioskState::Searching if !self.live() => String::new(),
+            _ if self.live() && self.prompt().is_some() => {
+                self.prompt().unwrap_or_default().to_string()
+            }
             KioskState::Searching => self.advice.unwrap_or("Look at the camera.").to_string(),
             KioskState::Recognising { frames, .. } => {
                 format!("Recognising… ({frames}/{})", crate::kiosk::CONSENSUS_FRAMES)
             }
-            KioskState::AwaitingBlink { .. } => "Please blink.".to_string(),
+            KioskState::AwaitingBlink { .. } => "Blink, please.".to_string(),
             KioskState::Confirmed { .. } => "Confirmed.".to_string(),
             KioskState::Refused { .. } => {
                 "Not accepted: that looked like a photo or a screen.".to_string()
@@ -304,6 +307,17 @@ impl KioskTab {
                     });
             });
         });
+    }
+
+    /// What the people in front of the camera should change, if anything.
+    fn prompt(&self) -> Option<&'static str> {
+        let subject = self.faces.iter().map(|f| f.bbox.width).reduce(f32::max);
+        crate::kiosk::prompt(
+            self.faces.len(),
+            subject,
+            self.frame_size[0] as u32,
+            &self.state,
+        )
     }
 
     /// The last attempt's result for the person at the kiosk, large, until it is

@@ -165,7 +165,7 @@ impl Request {
             | Request::Checkin { .. }
             | Request::Attack { .. }
             | Request::Access(_) => None,
-            Request::CheckinFile { .. } => Some(CheckIn),
+            Request::CheckinFile { .. } => Some(Administer),
             Request::Capture { .. }
             | Request::EnrollFace { .. }
             | Request::EnrollSignature { .. }
