@@ -480,8 +480,12 @@ impl Worker {
             Ok(model) => model.model_id(),
             Err(error) => format!("not loaded ({error})"),
         };
+        let liveness = match &self.liveness {
+            Ok(_) => String::new(),
+            Err(error) => format!(" · no liveness check, so no camera punches ({error})"),
+        };
         format!(
-            "Database {} · face model {} · signature model {} · {} enrolled face(s)",
+            "Database {} · face model {} · signature model {} · {} enrolled face(s){liveness}",
             self.store.path().display(),
             self.faces.model_id(),
             signature,
