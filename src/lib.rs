@@ -3,6 +3,7 @@
 //! Everything lives in this library; `src/main.rs` is a thin front end (the window with no
 //! arguments, the CLI with a subcommand). See ARCHITECTURE.md for the map.
 
+pub mod attendance;
 pub mod camera;
 pub mod cli;
 pub mod context;

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["matching", "device", "imageio", "dataset", "cpu"],
     &["nn", "models", "store"],
     &["face", "signature", "camera"],
-    &["kiosk", "gallery", "enroll", "eval"],
+    &["kiosk", "attendance", "gallery", "enroll", "eval"],
     &["train", "perf"],
     &["workflow"],
     &["context"],

@@ -410,3 +410,65 @@ fn a_camera_punch_keeps_its_liveness_and_repeated_attacks_alert_the_supervisor()
     assert_eq!(audited(&db, "alert").len(), 1);
     assert!(store.audit_verify().unwrap().intact);
 }
+
+#[test]
+fn hours_per_day_and_per_person_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let mut store = Store::open(&db).unwrap();
+    let mut gallery = vouch::gallery::Gallery::new(vouch::face::recognition::EMBEDDING_DIM);
+    let request = EnrollRequest {
+        name: "Eileen Collins".into(),
+        external_id: "E100".into(),
+        images: vec![data("astronaut.png")],
+    };
+    let enrolled =
+        workflow::enroll_face(models(), &mut store, &mut gallery, &request, false, "clerk")
+            .unwrap();
+    // In, then out: no repeat window, so the second look is a second punch.
+    for _ in 0..2 {
+        store
+            .punch(
+                enrolled.person_id,
+                0.9,
+                Some(0.9),
+                chrono::Duration::zero(),
+                "kiosk",
+            )
+            .unwrap();
+    }
+    drop(store);
+    let today = chrono::Local::now().date_naive().to_string();
+    let days = stdout_of(
+        vouch_on(&db, "manager").args(["export", "hours", "--from", &today, "--to", &today]),
+    );
+    let mut lines = days.lines();
+    assert_eq!(
+        lines.next(),
+        Some("date,external_id,name,first_in,last_out,worked_minutes,punches,missing_check_out")
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with(&format!("{today},E100,Eileen Collins,")),
+        "{row}"
+    );
+    assert!(row.ends_with(",0,2,false"), "{row}");
+    let people = stdout_of(vouch_on(&db, "manager").args([
+        "export",
+        "hours",
+        "--from",
+        &today,
+        "--to",
+        &today,
+        "--per-person",
+        "--json",
+    ]));
+    let people: serde_json::Value = serde_json::from_str(&people).unwrap();
+    assert_eq!(people[0]["days_present"], 1);
+    assert_eq!(people[0]["days_missing_check_out"], 0);
+    let backwards = vouch_on(&db, "manager")
+        .args(["export", "hours", "--from", &today, "--to", "2000-01-01"])
+        .output()
+        .unwrap();
+    assert!(!backwards.status.success());
+}

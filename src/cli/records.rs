@@ -89,6 +89,23 @@ pub enum ExportCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Hours per person and local day (first in, last out, hours, a missing check-out),
+    /// or per person over the period with `--per-person`: CSV, or JSON with `--json`.
+    Hours {
+        /// First local date, e.g. 2026-12-01.
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last local date (inclusive).
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        #[arg(long)]
+        per_person: bool,
+        #[arg(long)]
+        json: bool,
+        /// Output file [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// A consistent copy of the whole database (SQLite online backup; others may keep
     /// working meanwhile).
     Backup { out: PathBuf },
@@ -280,6 +297,13 @@ pub fn export(command: ExportCommand, context: &Context) -> anyhow::Result<ExitC
             to.as_deref(),
             out.as_deref(),
         ),
+        ExportCommand::Hours {
+            from,
+            to,
+            per_person,
+            json,
+            out,
+        } => export_hours(&store, (from, to), per_person, json, out.as_deref()),
         ExportCommand::Backup { out } => {
             store.backup_to(&out)?;
             println!("backup written to {}", out.display());
@@ -355,6 +379,57 @@ fn export_attendance(
         None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Local midnight of `date` as an RFC 3339 instant.
+fn local_midnight(date: chrono::NaiveDate) -> anyhow::Result<String> {
+    use chrono::TimeZone;
+    let midnight = chrono::Local
+        .from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
+        .earliest()
+        .with_context(|| format!("{date} has no local midnight"))?;
+    Ok(midnight
+        .with_timezone(&chrono::Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+fn export_hours(
+    store: &Store,
+    (from, to): (chrono::NaiveDate, chrono::NaiveDate),
+    per_person: bool,
+    json: bool,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+    let next_day = to.succ_opt().context("--to is the last date there is")?;
+    // Up to the instant before the next local midnight.
+    let end = chrono::DateTime::parse_from_rfc3339(&local_midnight(next_day)?)?
+        - chrono::Duration::milliseconds(1);
+    let end = end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let records = store.attendance(Some(&local_midnight(from)?), Some(&end))?;
+    let days = crate::attendance::daily_local(&records)?;
+    let bytes = if per_person {
+        table(&crate::attendance::period(&days), json)?
+    } else {
+        table(&days, json)?
+    };
+    match out {
+        Some(path) => write_whole_file(path, &bytes)?,
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rows as CSV with a header, or as a JSON array.
+fn table<T: serde::Serialize>(rows: &[T], json: bool) -> anyhow::Result<Vec<u8>> {
+    if json {
+        return Ok(serde_json::to_vec_pretty(rows)?);
+    }
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    Ok(writer.into_inner()?)
 }
 
 fn import_attendance(
