@@ -488,22 +488,24 @@ impl Liveness {
             .collect()
     }
 
-    /// Upstream's decision: the summed softmaxes' largest class, and the live class's
-    /// mean probability.
+    /// Upstream's decision on the face at `face` in `frame`.
     pub fn score(&self, frame: &RgbImage, face: &BoundingBox) -> Result<LivenessScore> {
-        let summed = self
-            .probabilities(frame, face)?
-            .into_iter()
-            .fold([0f32; 3], |sum, p| {
-                [sum[0] + p[0], sum[1] + p[1], sum[2] + p[2]]
-            });
-        let best = (0..CLASSES)
-            .max_by(|&a, &b| summed[a].total_cmp(&summed[b]))
-            .unwrap_or(0);
-        Ok(LivenessScore {
-            live: summed[LIVE_CLASS] / self.networks.len() as f32,
-            is_live: best == LIVE_CLASS,
-        })
+        Ok(decide(&self.probabilities(frame, face)?))
+    }
+}
+
+/// Upstream's decision from each network's probabilities: the summed softmaxes' largest
+/// class, and the live class's mean probability.
+pub fn decide(probabilities: &[[f32; CLASSES]]) -> LivenessScore {
+    let summed = probabilities.iter().fold([0f32; CLASSES], |sum, p| {
+        [sum[0] + p[0], sum[1] + p[1], sum[2] + p[2]]
+    });
+    let best = (0..CLASSES)
+        .max_by(|&a, &b| summed[a].total_cmp(&summed[b]))
+        .unwrap_or(0);
+    LivenessScore {
+        live: summed[LIVE_CLASS] / probabilities.len().max(1) as f32,
+        is_live: best == LIVE_CLASS,
     }
 }
 
@@ -524,10 +526,11 @@ pub fn assess(
     source: &str,
 ) -> Result<LivenessReport> {
     let (face, _) = faces.main_face(picture, source)?;
+    let probabilities = liveness.probabilities(picture, &face.bbox)?;
     Ok(LivenessReport {
         bbox: face.bbox,
-        score: liveness.score(picture, &face.bbox)?,
-        probabilities: liveness.probabilities(picture, &face.bbox)?,
+        score: decide(&probabilities),
+        probabilities,
         model: liveness.model_id.clone(),
     })
 }

@@ -921,14 +921,20 @@ impl Worker {
             .into_iter()
             .enumerate()
             .map(|(index, face)| {
-                // A file is not the camera: there is no capture to judge.
-                let judged = !from_file && subject == Some(index);
+                let nearest = self.nearest(&face.embedding)?;
+                // Only the subject of a camera frame, and only when it would be punched: a
+                // file is no capture to judge, and the kiosk ignores the rest.
+                let judged = !from_file
+                    && subject == Some(index)
+                    && nearest
+                        .as_ref()
+                        .is_some_and(|m| m.decision == Decision::Accept);
                 let liveness = match (&self.liveness, judged) {
                     (Ok(liveness), true) => Some(liveness.score(&frame, &face.bbox)?),
                     _ => None,
                 };
                 Ok(FaceView {
-                    nearest: self.nearest(&face.embedding)?,
+                    nearest,
                     liveness,
                     bbox: face.bbox,
                     landmarks: face.landmarks,
