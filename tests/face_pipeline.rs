@@ -564,3 +564,113 @@ fn the_liveness_converter_rebuilds_the_shipped_weights() {
         }
     }
 }
+
+/// The recorded kiosk sequence (tests/data/kiosk: someone steps in, stands, blinks once)
+/// through the kiosk loop, every frame in turn: followed between full detections, embedded
+/// only until recognised (and now and then after), greeted once, after the blink.
+#[test]
+fn the_kiosk_loop_greets_the_person_of_a_recorded_sequence_after_their_blink() {
+    use vouch::kiosk::KioskState;
+    use vouch::workflow::kiosk::{KioskEvent, KioskModels, RecordedSequence, replay_scratch};
+    let sequence = RecordedSequence::load(&data("kiosk")).unwrap();
+    let liveness = Liveness::load(&common::repo().join("models"), &Device::Cpu).unwrap();
+    let kiosk = KioskModels {
+        faces: models(),
+        liveness: Some(&liveness),
+    };
+    let (report, steps) = replay_scratch(kiosk, &sequence, false).unwrap();
+    assert_eq!(steps.len(), sequence.frames.len());
+    let punched: Vec<usize> = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.event, Some(KioskEvent::Punched(_))))
+        .map(|(index, _)| index)
+        .collect();
+    assert_eq!(punched.len(), 1, "{report:?}");
+    let shut = *sequence.info.eyes_shut.last().unwrap();
+    assert!(punched[0] > shut, "punched at frame {}", punched[0]);
+    assert_eq!(report.greeted.as_deref(), Some("Sequence Person"));
+    // Before the blink the person was recognised and asked to blink.
+    assert!(
+        steps[..=shut]
+            .iter()
+            .any(|s| matches!(s.state, KioskState::AwaitingBlink { .. })
+                && s.prompt == Some("Blink, please."))
+    );
+    // Nobody in the first frames; no doubt said about the person at any time.
+    assert!(steps[0].faces.is_empty() && steps[0].no_face.is_some());
+    assert!(steps.iter().all(|s| !matches!(
+        s.event,
+        Some(
+            KioskEvent::Unknown
+                | KioskEvent::LookAgain
+                | KioskEvent::NotSure
+                | KioskEvent::Refused { .. }
+        )
+    )));
+    // The loop paid for less than every stage on every frame.
+    assert!(report.tracked_frames >= 10, "{report:?}");
+    assert!(
+        report.embedded_frames < report.frames_processed - 4,
+        "{report:?}"
+    );
+    assert!(report.liveness_frames <= 2 * vouch::workflow::kiosk::LIVENESS_FRAMES);
+
+    // The same frames without the blink (a still photo would give this): no punch.
+    let mut still = RecordedSequence::load(&data("kiosk")).unwrap();
+    let open = still.frames[shut - 2].clone();
+    for &index in &still.info.eyes_shut {
+        still.frames[index] = open.clone();
+    }
+    let (report, steps) = replay_scratch(kiosk, &still, false).unwrap();
+    assert_eq!(report.greeted, None);
+    assert!(matches!(
+        steps.last().unwrap().state,
+        KioskState::AwaitingBlink { .. }
+    ));
+}
+
+/// A face the gallery does not hold is told so, once, and never punched.
+#[test]
+fn the_kiosk_loop_tells_an_unknown_face_once() {
+    use vouch::workflow::kiosk::{KioskEvent, KioskLoop, KioskModels, RecordedSequence};
+    let sequence = RecordedSequence::load(&data("kiosk")).unwrap();
+    let liveness = Liveness::load(&common::repo().join("models"), &Device::Cpu).unwrap();
+    let kiosk = KioskModels {
+        faces: models(),
+        liveness: Some(&liveness),
+    };
+    // Eileen Collins is enrolled; the person of the sequence is not.
+    let mut store = vouch::store::Store::open_in_memory().unwrap();
+    let mut gallery = vouch::gallery::Gallery::of_faces(&store, &models().model_id()).unwrap();
+    let request = vouch::workflow::EnrollRequest {
+        name: "Eileen Collins".into(),
+        external_id: "E100".into(),
+        images: vec![data("astronaut.png")],
+    };
+    vouch::workflow::enroll_face(models(), &mut store, &mut gallery, &request, false, "test")
+        .unwrap();
+    let mut kiosk_loop = KioskLoop::default();
+    let events: Vec<KioskEvent> = sequence
+        .frames
+        .iter()
+        .filter_map(|frame| {
+            kiosk_loop
+                .step(
+                    kiosk,
+                    &mut store,
+                    &gallery,
+                    frame,
+                    chrono::Duration::minutes(2),
+                    "kiosk",
+                )
+                .unwrap()
+                .event
+        })
+        .collect();
+    assert!(
+        matches!(events.as_slice(), [KioskEvent::Unknown]),
+        "{events:?}"
+    );
+    assert!(store.attendance(None, None).unwrap().is_empty());
+}

@@ -13,6 +13,7 @@ use crate::context::Context;
 use crate::cpu::Isa;
 use crate::face::{Face, FaceModels};
 use crate::matching::{DEFAULT_FACE_THRESHOLD, compare_faces};
+use crate::workflow::kiosk;
 use crate::{imageio, perf};
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +62,25 @@ pub enum BenchCommand {
         iterations: usize,
         /// CPU kernels to time: avx512, avx2, neon, portable, or `all` (each one this CPU
         /// runs, one after the other) [default: the one Vouch would choose].
+        #[arg(long)]
+        kernel: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replays a recorded kiosk sequence through the kiosk loop (the person enrolled in a
+    /// scratch database in memory): frames per second, seconds from the face in view to
+    /// the greeting, and the median of each stage.
+    Kiosk {
+        /// Folder with sequence.json, frame_NN.jpg and reference.jpg [default:
+        /// tests/data/kiosk].
+        #[arg(long)]
+        sequence: Option<PathBuf>,
+        /// Process every frame in turn, instead of the newest frame whenever the loop is
+        /// free (the camera's pace, as the window runs it).
+        #[arg(long)]
+        every_frame: bool,
+        /// CPU kernels to time: avx512, avx2, neon, portable, or `all` [default: the one
+        /// Vouch would choose].
         #[arg(long)]
         kernel: Option<String>,
         #[arg(long)]
@@ -123,12 +143,20 @@ fn face_liveness(
 }
 
 pub fn bench(command: BenchCommand, context: &Context) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Face {
-        image,
-        iterations,
-        kernel,
-        json,
-    } = command;
+    let (image, iterations, kernel, json) = match command {
+        BenchCommand::Face {
+            image,
+            iterations,
+            kernel,
+            json,
+        } => (image, iterations, kernel, json),
+        BenchCommand::Kiosk {
+            sequence,
+            every_frame,
+            kernel,
+            json,
+        } => return bench_kiosk(context, sequence, !every_frame, kernel.as_deref(), json),
+    };
     let image = image.unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/astronaut.png")
     });
@@ -146,6 +174,64 @@ pub fn bench(command: BenchCommand, context: &Context) -> anyhow::Result<ExitCod
         let lines: Vec<String> = reports.iter().map(describe_timings).collect();
         lines.join("\n")
     })
+}
+
+fn bench_kiosk(
+    context: &Context,
+    sequence: Option<PathBuf>,
+    real_time: bool,
+    kernel: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let dir = sequence
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/kiosk"));
+    let sequence = kiosk::RecordedSequence::load(&dir)?;
+    let mut faces = context.load_faces()?;
+    let liveness = crate::face::liveness::Liveness::load(&context.models_dir, &context.device)?;
+    let mut reports = Vec::new();
+    for isa in kernels_to_time(kernel)? {
+        faces.isa = isa;
+        let models = kiosk::KioskModels {
+            faces: &faces,
+            liveness: Some(&liveness),
+        };
+        reports.push(kiosk::replay_scratch(models, &sequence, real_time)?.0);
+    }
+    print_report(&reports, json, |reports| {
+        let lines: Vec<String> = reports.iter().map(describe_replay).collect();
+        lines.join("\n")
+    })
+}
+
+fn describe_replay(r: &kiosk::ReplayReport) -> String {
+    let seconds = |s: Option<f64>| s.map_or_else(|| "never".to_string(), |s| format!("{s:.2} s"));
+    format!(
+        "{} kernels, {} threads, {} of {} frames ({}):\n  {:.1} frames a second, median {:.1} ms a frame\n  recognised {} and greeted {} after the face came into view{}\n  detect {:.2} ms ({} followed, {} full), landmarks and chip {:.2} ms, embed {:.2} ms ({} frames), liveness {:.2} ms ({} frames)",
+        r.kernel,
+        r.threads,
+        r.frames_processed,
+        r.frames_in_sequence,
+        if r.real_time {
+            "at the camera's pace"
+        } else {
+            "every frame"
+        },
+        r.frames_per_second,
+        r.median.total_ms,
+        seconds(r.seconds_to_recognised),
+        seconds(r.seconds_to_greeting),
+        r.greeted
+            .as_ref()
+            .map_or_else(String::new, |name| format!(" ({name})")),
+        r.median.detect_ms,
+        r.tracked_frames,
+        r.full_detections,
+        r.median.landmarks_ms,
+        r.median.embed_ms,
+        r.embedded_frames,
+        r.median.liveness_ms,
+        r.liveness_frames,
+    )
 }
 
 fn kernels_to_time(requested: Option<&str>) -> anyhow::Result<Vec<Isa>> {

@@ -51,6 +51,9 @@ const ZOOMED_OUT_PASS: (u32, u32) = (416, 208);
 /// lie at 160-400 px on the canvas, it missed 10-14% of faces at 160-240 px and 64-85%
 /// at 280-400 px).
 const DETECTOR_FIELD_PX: f32 = 150.0;
+/// (canvas, longest side) for the search around a followed face: the region is twice the
+/// face's side, so the face is about 112 px in the detector's input.
+const TRACKING_PASS: (u32, u32) = (224, 224);
 /// The margin put around a photo in which no face was found, as a fraction of its width
 /// and height on each side, in the photo's mean colour. Chosen on tight grey crops of LFW
 /// DevTrain (the first 500 same and 500 different pairs, `vouch dataset face-crops`):
@@ -123,7 +126,6 @@ impl BoundingBox {
         }
     }
 
-    /// Integer pixel rectangle inside a `width` x `height` image: (x, y, w, h).
     /// The same box in a picture whose corner lies at (`dx`, `dy`) of this one's.
     fn shifted(&self, dx: u32, dy: u32) -> BoundingBox {
         BoundingBox {
@@ -133,6 +135,7 @@ impl BoundingBox {
         }
     }
 
+    /// Integer pixel rectangle inside a `width` x `height` image: (x, y, w, h).
     fn clipped(&self, width: u32, height: u32) -> (u32, u32, u32, u32) {
         let left = self.x.floor().clamp(0.0, width as f32) as u32;
         let top = self.y.floor().clamp(0.0, height as f32) as u32;
@@ -450,6 +453,31 @@ impl FaceModels {
             .collect())
     }
 
+    /// Faces near `around` only, in frame pixels: one detector run on that part of the
+    /// frame, scaled so a face filling half of it sits in the detector's best range. The
+    /// kiosk follows a face this way between full detections (`kiosk::Tracker`), at a
+    /// third of a full pass's cost.
+    pub fn detect_near(&self, image: &RgbImage, around: &BoundingBox) -> Result<Vec<Detection>> {
+        let (x, y, width, height) = around.clipped(image.width(), image.height());
+        if width < MIN_CROP_PX || height < MIN_CROP_PX {
+            return Ok(Vec::new());
+        }
+        let region = imageops::crop_imm(image, x, y, width, height).to_image();
+        let (canvas, longest_side) = TRACKING_PASS;
+        let found = self.detect_pass(&region, canvas, longest_side, self.min_detection_score)?;
+        Ok(non_max_suppression(found)
+            .into_iter()
+            .map(|d| Detection {
+                bbox: BoundingBox {
+                    x: d.bbox.x + x as f32,
+                    y: d.bbox.y + y as f32,
+                    ..d.bbox
+                },
+                ..d
+            })
+            .collect())
+    }
+
     fn detect_above(&self, image: &RgbImage, min_score: f32) -> Result<Vec<Detection>> {
         let (canvas, longest_side) = FULL_SIZE_PASS;
         let mut candidates = self.detect_pass(image, canvas, longest_side, min_score)?;
@@ -741,6 +769,14 @@ pub(crate) fn to_input_tensor(
 /// check-in use this rule, so a photo of two people punches the same one everywhere.
 pub fn subject_index(faces: &[Face], dimensions: (u32, u32)) -> Option<usize> {
     subject_of(faces.iter().map(|f| (f.bbox, f.prominence())), dimensions)
+}
+
+/// `subject_index` for detections not yet described.
+pub fn subject_of_detections(detections: &[Detection], dimensions: (u32, u32)) -> Option<usize> {
+    subject_of(
+        detections.iter().map(|d| (d.bbox, d.prominence())),
+        dimensions,
+    )
 }
 
 /// The index of the most prominent of (box, prominence) among those covering the centre

@@ -1,16 +1,17 @@
 //! The attendance kiosk: live camera (or an image file when there is none), face boxes
-//! with names, consensus over frames plus a blink and passive liveness before a punch, a
-//! refusal of what looks like a photo or a screen, and the punch log.
+//! with names, the prompts and results of the kiosk loop (`workflow::kiosk`, run by the
+//! worker on every frame it can take), and the day's punches.
 
 use eframe::egui;
 
-use super::worker::{FaceView, Match, Request};
+use super::worker::Request;
 use super::{labelled_text, texture};
 use crate::camera::{CameraFeed, CameraInfo};
-use crate::kiosk::{Consensus, KioskState, Observation, face_eye_aspect_ratio};
+use crate::kiosk::KioskState;
 use crate::store::Punch;
 use crate::types::Decision;
 use crate::workflow::CheckinReport;
+use crate::workflow::kiosk::{KioskEvent, KioskStep, Match, SeenFace};
 
 /// How long the result of an attempt stays on the kiosk's screen.
 const MESSAGE_SHOWN: std::time::Duration = std::time::Duration::from_secs(6);
@@ -48,13 +49,16 @@ pub struct KioskTab {
     camera_error: Option<String>,
     frame: Option<egui::TextureHandle>,
     frame_size: [f32; 2],
-    faces: Vec<FaceView>,
+    faces: Vec<SeenFace>,
     in_flight: bool,
     /// Frames from a file have no liveness to check: the punch is manual.
     from_file: bool,
     image_path: String,
-    consensus: Consensus,
+    /// A recorded sequence to play as the camera (a supervisor's testing aid).
+    sequence_path: String,
     state: KioskState,
+    /// What the loop asks of the person in front of the camera.
+    prompt: Option<&'static str>,
     /// Today's punches, newest first, in local time.
     pub log: Vec<String>,
     /// What the person at the kiosk is told after an attempt, big, for a few seconds:
@@ -79,8 +83,9 @@ impl Default for KioskTab {
             in_flight: false,
             from_file: false,
             image_path: String::new(),
-            consensus: Consensus::default(),
+            sequence_path: String::new(),
             state: KioskState::Searching,
+            prompt: None,
             log: Vec::new(),
             message: None,
             last_frame: None,
@@ -94,21 +99,22 @@ impl KioskTab {
         self.feed.is_some()
     }
 
-    /// The newest camera frame, when the worker is free for it.
+    /// The newest camera frame, when the worker is free for it. The view shows the frame
+    /// being analysed, so the boxes drawn belong to the picture under them.
     pub fn poll_camera(&mut self, ctx: &egui::Context) -> Vec<Request> {
         let Some(feed) = &self.feed else {
             return Vec::new();
         };
+        if self.in_flight {
+            return Vec::new();
+        }
         match feed.take_newest() {
             Some(Ok(frame)) => {
                 self.show_frame(ctx, &frame);
                 self.last_frame = Some(frame.clone());
-                if self.in_flight {
-                    return Vec::new();
-                }
                 self.in_flight = true;
                 self.from_file = false;
-                vec![Request::Analyze { frame }]
+                vec![Request::KioskFrame { frame }]
             }
             Some(Err(error)) => {
                 self.camera_error = Some(error);
@@ -125,78 +131,72 @@ impl KioskTab {
         self.frame = Some(texture(ctx, "kiosk-frame", &rgba));
     }
 
-    /// The faces of the last frame (and the frame itself when it came from a file); a
-    /// request to punch when the kiosk is sure of the frame's subject. A file's punch is
-    /// made by the worker itself, as `vouch checkin` makes it.
-    pub fn on_faces(
+    /// The kiosk loop's answer to the last camera frame: faces, prompt, and what to tell
+    /// the person when something happened.
+    pub fn on_step(&mut self, step: KioskStep) {
+        self.in_flight = false;
+        self.from_file = false;
+        self.faces = step.faces;
+        self.state = step.state;
+        self.prompt = step.prompt;
+        self.advice = step.no_face.map(crate::face::quality::advice);
+        let Some(event) = step.event else {
+            return;
+        };
+        let (said, good) = match event {
+            KioskEvent::Punched(report) => return self.on_checkin(Ok(report)),
+            KioskEvent::Refused { alert } => {
+                if alert {
+                    self.log.insert(
+                        0,
+                        "Repeated attempts with a photo or a screen: the supervisor has been alerted (audit log).".into(),
+                    );
+                }
+                (
+                    "Not accepted: that looked like a photo or a screen. Please step up to the camera yourself.",
+                    false,
+                )
+            }
+            KioskEvent::Unknown => (
+                "We do not recognise you. If you work here, please ask at the desk to be enrolled.",
+                false,
+            ),
+            KioskEvent::LookAgain => ("Please look straight into the camera.", false),
+            KioskEvent::NotSure => (
+                "We could not be sure it is you. Please ask at the desk.",
+                false,
+            ),
+        };
+        self.say(said.to_string(), good);
+    }
+
+    /// The worker could not take the last frame (the error is shown): the next may go.
+    pub fn frame_failed(&mut self) {
+        self.in_flight = false;
+    }
+
+    fn say(&mut self, text: String, good: bool) {
+        self.message = Some((text, good, std::time::Instant::now()));
+    }
+
+    /// The faces of an image file about to be punched from.
+    pub fn on_file_faces(
         &mut self,
         ctx: &egui::Context,
-        faces: Vec<FaceView>,
-        subject: Option<usize>,
-        frame: Option<image::RgbImage>,
-    ) -> Option<Request> {
-        self.in_flight = false;
-        if let Some(frame) = &frame {
-            self.show_frame(ctx, frame);
-        }
+        faces: Vec<SeenFace>,
+        frame: &image::RgbImage,
+        no_face: Option<&'static str>,
+    ) {
+        self.show_frame(ctx, frame);
         self.faces = faces;
-        if self.from_file {
-            self.state = KioskState::Searching;
-            return None;
-        }
-        let Some(main) = subject.and_then(|index| self.faces.get(index)) else {
-            self.state = self.consensus.observe(Observation::default());
-            return None;
-        };
-        self.state = self.consensus.observe(Observation {
-            accepted: main
-                .nearest
-                .as_ref()
-                .filter(|m| m.decision == Decision::Accept)
-                .map(|m| (m.person_id, m.score)),
-            eyes: face_eye_aspect_ratio(&main.landmarks),
-            liveness: main.liveness.map(|l| (l.is_live, l.live)),
-        });
-        match self.state {
-            KioskState::Confirmed { liveness, .. } => {
-                self.consensus.reset();
-                Some(Request::Checkin {
-                    embedding: main.embedding.clone(),
-                    liveness,
-                })
-            }
-            KioskState::Refused {
-                person_id,
-                liveness,
-            } => {
-                self.consensus.reset();
-                self.log.insert(
-                    0,
-                    "Not accepted: that looked like a photo or a screen. Please step up to the camera yourself.".into(),
-                );
-                Some(Request::Attack {
-                    person_id,
-                    liveness,
-                })
-            }
-            _ => None,
-        }
+        self.state = KioskState::Searching;
+        self.prompt = None;
+        self.advice = no_face.map(crate::face::quality::advice);
     }
 
-    pub fn on_attack_recorded(&mut self, result: Result<bool, String>) {
-        match result {
-            Ok(true) => self.log.insert(
-                0,
-                "Repeated attempts with a photo or a screen: the supervisor has been alerted (audit log).".into(),
-            ),
-            Ok(false) => {}
-            Err(error) => self
-                .log
-                .insert(0, format!("the refused attempt was not recorded: {error}")),
-        }
-    }
-
+    /// A punch, from the camera or a file: the greeting, and a line in the list.
     pub fn on_checkin(&mut self, result: Result<CheckinReport, String>) {
+        self.in_flight = false;
         let (said, good) = match &result {
             Ok(report) => match &report.punch {
                 Punch::Recorded { kind, at } => {
@@ -212,25 +212,14 @@ impl KioskTab {
                         true,
                     )
                 }
-                Punch::Repeat { last_kind, last_at } => {
-                    self.log.insert(
-                        0,
-                        format!(
-                            "ignored repeat: {} ({}) already checked {last_kind} at {}",
-                            report.name,
-                            report.external_id,
-                            clock(last_at)
-                        ),
-                    );
-                    (
-                        format!(
-                            "Already checked {last_kind} at {}, {}.",
-                            clock(last_at),
-                            first_name(&report.name)
-                        ),
-                        true,
-                    )
-                }
+                Punch::Repeat { last_kind, last_at } => (
+                    format!(
+                        "Already checked {last_kind} at {}, {}.",
+                        clock(last_at),
+                        first_name(&report.name)
+                    ),
+                    true,
+                ),
             },
             Err(error) => {
                 self.log.insert(0, format!("no punch: {error}"));
@@ -240,7 +229,7 @@ impl KioskTab {
                 )
             }
         };
-        self.message = Some((said, good, std::time::Instant::now()));
+        self.say(said, good);
     }
 
     /// Today's punches from the store, so the list survives a restart.
@@ -281,9 +270,7 @@ impl KioskTab {
                 "Image file: no liveness check; the photo's subject punches when matched in the accept band.".to_string()
             }
             KioskState::Searching if !self.live() => String::new(),
-            _ if self.live() && self.prompt().is_some() => {
-                self.prompt().unwrap_or_default().to_string()
-            }
+            _ if self.live() && self.prompt.is_some() => self.prompt.unwrap_or_default().to_string(),
             KioskState::Searching => self.advice.unwrap_or("Look at the camera.").to_string(),
             KioskState::Recognising { frames, .. } => {
                 format!("Recognising… ({frames}/{})", crate::kiosk::CONSENSUS_FRAMES)
@@ -307,17 +294,6 @@ impl KioskTab {
                     });
             });
         });
-    }
-
-    /// What the people in front of the camera should change, if anything.
-    fn prompt(&self) -> Option<&'static str> {
-        let subject = self.faces.iter().map(|f| f.bbox.width).reduce(f32::max);
-        crate::kiosk::prompt(
-            self.faces.len(),
-            subject,
-            self.frame_size[0] as u32,
-            &self.state,
-        )
     }
 
     /// The last attempt's result for the person at the kiosk, large, until it is
@@ -358,22 +334,17 @@ impl KioskTab {
                     })
                     .response
                     .labelled_by(label.id);
-                if self.feed.is_none() {
-                    if ui.button("Start camera").clicked() {
-                        let ctx = ui.ctx().clone();
-                        match CameraFeed::start(list[self.selected].index, move || {
-                            ctx.request_repaint()
-                        }) {
-                            Ok(feed) => {
-                                self.feed = Some(feed);
-                                self.camera_error = None;
-                            }
-                            Err(error) => self.camera_error = Some(error.to_string()),
+                if self.feed.is_none() && ui.button("Start camera").clicked() {
+                    let ctx = ui.ctx().clone();
+                    match CameraFeed::start(list[self.selected].index, move || {
+                        ctx.request_repaint()
+                    }) {
+                        Ok(feed) => {
+                            self.feed = Some(feed);
+                            self.camera_error = None;
                         }
+                        Err(error) => self.camera_error = Some(error.to_string()),
                     }
-                } else if ui.button("Stop camera").clicked() {
-                    self.feed = None;
-                    self.last_frame = None;
                 }
             }
             Ok(_) => {
@@ -383,6 +354,10 @@ impl KioskTab {
                 ui.label(format!("Cameras unavailable ({error})."));
             }
         });
+        if self.feed.is_some() && ui.button("Stop camera").clicked() {
+            self.feed = None;
+            self.last_frame = None;
+        }
         if let Some(error) = &self.camera_error {
             ui.colored_label(egui::Color32::from_rgb(200, 60, 60), error);
         }
@@ -402,6 +377,21 @@ impl KioskTab {
         if let Some(path) = super::dropped_paths(ui.ctx()).first() {
             self.image_path = path.display().to_string();
         }
+        ui.horizontal(|ui| {
+            labelled_text(ui, "Recorded sequence", &mut self.sequence_path);
+            if ui.button("Play as the camera").clicked() && !self.sequence_path.trim().is_empty() {
+                let ctx = ui.ctx().clone();
+                match CameraFeed::replay(self.sequence_path.trim().into(), move || {
+                    ctx.request_repaint()
+                }) {
+                    Ok(feed) => {
+                        self.feed = Some(feed);
+                        self.camera_error = None;
+                    }
+                    Err(error) => self.camera_error = Some(error.to_string()),
+                }
+            }
+        });
     }
 
     /// The last frame with a box and a name on each face.

@@ -20,7 +20,7 @@ use eframe::egui;
 use crate::context::Context;
 use crate::types::{Modality, Permission};
 use crate::workflow::Progress;
-use worker::{Reply, Request, WorkerHandle};
+use worker::{KIOSK_FAILURE, Reply, Request, WorkerHandle};
 
 /// How long a failure stays on screen (unless a later success clears it first).
 const ERROR_SHOWN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -150,19 +150,19 @@ impl App {
                 self.status = status;
                 self.started = true;
             }
-            Reply::Failed { what, error } => self.fail(format!("{what}: {error}")),
+            Reply::Failed { what, error } => {
+                if what == KIOSK_FAILURE {
+                    self.kiosk.frame_failed();
+                }
+                self.fail(format!("{what}: {error}"))
+            }
             Reply::Progress(progress) => self.progress = Some(progress),
+            Reply::KioskStep(step) => self.kiosk.on_step(*step),
             Reply::Analyzed {
                 faces,
-                subject,
                 frame,
                 no_face,
-            } => {
-                self.kiosk.advice = no_face.map(crate::face::quality::advice);
-                if let Some(request) = self.kiosk.on_faces(ctx, faces, subject, frame) {
-                    self.send(request);
-                }
-            }
+            } => self.kiosk.on_file_faces(ctx, faces, &frame, no_face),
             Reply::Captured(Ok(path)) => {
                 self.enrollment.add_image(&path);
                 self.send(Request::AssessFace { path });
@@ -174,7 +174,6 @@ impl App {
                 }
                 self.kiosk.on_checkin(result)
             }
-            Reply::AttackRecorded(result) => self.kiosk.on_attack_recorded(result),
             Reply::TodaysPunches(Ok(records)) => self.kiosk.on_todays_punches(records),
             Reply::TodaysPunches(Err(error)) => {
                 self.fail(format!("reading today's punches: {error}"))

@@ -20,16 +20,21 @@ use crate::face::liveness::Liveness;
 use crate::gallery::Gallery;
 use crate::signature::SignatureModel;
 use crate::store::{Person, Proposal, Session, Store};
-use crate::types::{Bands, Decision, Modality, Permission, Role};
+use crate::types::{Bands, Modality, Permission, Role};
 use crate::workflow::governance::{self, GateReport, Reembedding};
+use crate::workflow::kiosk::{self, KioskLoop, KioskModels, KioskStep, SeenFace};
 use crate::workflow::{
     self, CheckinReport, EnrollReport, EnrollRequest, Progress, SignatureVerifyReport,
 };
 
+/// What a failed camera frame is called in `Reply::Failed`: the kiosk may send the next.
+pub const KIOSK_FAILURE: &str = "the kiosk";
+
 /// Requests the worker serves, one at a time, in order.
 pub enum Request {
-    /// Find, embed and name the faces of a camera frame (kiosk).
-    Analyze {
+    /// One camera frame through the kiosk loop (`workflow::kiosk::KioskLoop`): faces,
+    /// prompts, and the punch or refusal when the frames agree.
+    KioskFrame {
         frame: RgbImage,
     },
     /// Punch from an image file, as `vouch checkin` does (the file is decoded here).
@@ -39,16 +44,6 @@ pub enum Request {
     /// Save a camera frame as a reference photo for enrollment.
     Capture {
         frame: RgbImage,
-    },
-    /// A punch the kiosk's frames agreed on, with their mean liveness.
-    Checkin {
-        embedding: Vec<f32>,
-        liveness: f32,
-    },
-    /// The kiosk refused a presentation attack: an audit row, and an alert when they repeat.
-    Attack {
-        person_id: i64,
-        liveness: f32,
     },
     EnrollFace {
         request: EnrollRequest,
@@ -161,10 +156,7 @@ impl Request {
     fn permission(&self) -> Option<Permission> {
         use Permission::*;
         match self {
-            Request::Analyze { .. }
-            | Request::Checkin { .. }
-            | Request::Attack { .. }
-            | Request::Access(_) => None,
+            Request::KioskFrame { .. } | Request::Access(_) => None,
             Request::CheckinFile { .. } => Some(Administer),
             Request::Capture { .. }
             | Request::EnrollFace { .. }
@@ -193,26 +185,6 @@ impl Request {
     }
 }
 
-/// The nearest enrolled person to a face.
-#[derive(Debug, Clone)]
-pub struct Match {
-    pub person_id: i64,
-    pub name: String,
-    pub score: f32,
-    pub decision: Decision,
-}
-
-#[derive(Debug, Clone)]
-pub struct FaceView {
-    /// Passive liveness, judged for the subject of a camera frame only.
-    pub liveness: Option<crate::face::liveness::LivenessScore>,
-    pub bbox: crate::face::BoundingBox,
-    pub landmarks: Vec<crate::face::Point>,
-    pub embedding: Vec<f32>,
-    /// `None` when nobody is enrolled.
-    pub nearest: Option<Match>,
-}
-
 #[derive(Debug, Clone)]
 pub struct PersonRow {
     pub person: Person,
@@ -234,12 +206,12 @@ pub enum Reply {
         what: &'static str,
         error: String,
     },
-    /// `subject` is the frame's subject (`face::subject_index`); `frame` is the decoded
-    /// image when the request named a file.
+    /// The kiosk loop's answer to a camera frame.
+    KioskStep(Box<KioskStep>),
+    /// The faces of an image file about to be punched from, and the decoded image.
     Analyzed {
-        faces: Vec<FaceView>,
-        subject: Option<usize>,
-        frame: Option<RgbImage>,
+        faces: Vec<SeenFace>,
+        frame: RgbImage,
         /// Why no face was found, when none was (`face::quality::no_face_cause`).
         no_face: Option<&'static str>,
     },
@@ -247,8 +219,6 @@ pub enum Reply {
     CheckedIn(Result<CheckinReport, String>),
     /// Today's punches, oldest first, for the kiosk's list.
     TodaysPunches(Result<Vec<crate::store::AttendanceRecord>, String>),
-    /// A refused attack was recorded; true when it raised the supervisor's alert.
-    AttackRecorded(Result<bool, String>),
     Enrolled(Result<EnrollReport, String>),
     Assessed {
         path: PathBuf,
@@ -382,8 +352,8 @@ struct Worker {
     /// Passive liveness for the kiosk's camera frames, or why there is none (then the
     /// kiosk cannot punch: nothing says the face is live).
     liveness: Result<Liveness, String>,
-    /// Refused presentation attacks lately, for the supervisor's alert.
-    attacks: crate::kiosk::AttackMonitor,
+    /// The kiosk's memory between camera frames (the followed face, the attacks lately).
+    kiosk: KioskLoop,
     signatures: Result<SignatureModel, String>,
     store: Store,
     gallery: Gallery,
@@ -419,7 +389,7 @@ impl Worker {
         Ok(Self {
             faces,
             liveness,
-            attacks: crate::kiosk::AttackMonitor::default(),
+            kiosk: KioskLoop::default(),
             signatures,
             store,
             gallery,
@@ -568,7 +538,7 @@ impl Worker {
             .as_ref()
             .map_or_else(|| "kiosk".to_string(), |s| s.name().to_string());
         let reply = match request {
-            Request::Analyze { frame } => self.analyze(frame, false),
+            Request::KioskFrame { frame } => self.kiosk_frame(&frame, &actor),
             Request::CheckinFile { path } => {
                 let analyzed = self.analyze_file(&path);
                 let failed = matches!(analyzed, Reply::Failed { .. });
@@ -581,14 +551,6 @@ impl Worker {
                 Reply::CheckedIn(self.checkin_file(&path, &actor))
             }
             Request::Capture { frame } => Reply::Captured(self.capture(&frame)),
-            Request::Checkin {
-                embedding,
-                liveness,
-            } => Reply::CheckedIn(self.checkin_embedding(&embedding, liveness, &actor)),
-            Request::Attack {
-                person_id,
-                liveness,
-            } => self.attack(person_id, liveness, &actor),
             other @ (Request::EnrollFace { .. }
             | Request::EnrollSignature { .. }
             | Request::Reenroll { .. }
@@ -903,117 +865,57 @@ impl Worker {
         }
     }
 
-    fn analyze(&self, frame: RgbImage, from_file: bool) -> Reply {
-        let faces = match self.faces.analyze(&frame) {
-            Ok(faces) => faces,
-            Err(error) => {
-                return Reply::Failed {
-                    what: "analysing the frame",
-                    error: error.to_string(),
-                };
-            }
+    /// A camera frame through the kiosk loop.
+    fn kiosk_frame(&mut self, frame: &RgbImage, actor: &str) -> Reply {
+        let models = KioskModels {
+            faces: &self.faces,
+            liveness: self.liveness.as_ref().ok(),
         };
-        let subject = crate::face::subject_index(&faces, frame.dimensions());
-        let no_face = faces
-            .is_empty()
-            .then(|| crate::face::quality::no_face_cause(&frame));
-        let named: crate::Result<Vec<FaceView>> = faces
-            .into_iter()
-            .enumerate()
-            .map(|(index, face)| {
-                let nearest = self.nearest(&face.embedding)?;
-                // Only the subject of a camera frame, and only when it would be punched: a
-                // file is no capture to judge, and the kiosk ignores the rest.
-                let judged = !from_file
-                    && subject == Some(index)
-                    && nearest
-                        .as_ref()
-                        .is_some_and(|m| m.decision == Decision::Accept);
-                let liveness = match (&self.liveness, judged) {
-                    (Ok(liveness), true) => Some(liveness.score(&frame, &face.bbox)?),
-                    _ => None,
-                };
-                Ok(FaceView {
-                    nearest,
-                    liveness,
-                    bbox: face.bbox,
-                    landmarks: face.landmarks,
-                    embedding: face.embedding,
-                })
-            })
-            .collect();
-        let views = match named {
-            Ok(views) => views,
-            Err(error) => {
-                return Reply::Failed {
-                    what: "naming the faces",
-                    error: error.to_string(),
-                };
-            }
-        };
-        Reply::Analyzed {
-            faces: views,
-            no_face,
-            subject,
-            frame: from_file.then_some(frame),
-        }
-    }
-
-    /// The enrolled person nearest to `embedding`, if anyone is enrolled.
-    fn nearest(&self, embedding: &[f32]) -> crate::Result<Option<Match>> {
-        let Some(candidate) = self.gallery.search(embedding, 1)?.pop() else {
-            return Ok(None);
-        };
-        let person = self.store.person(candidate.person_id)?;
-        let bands = self.store.bands_for(Modality::Face, candidate.person_id)?;
-        Ok(Some(Match {
-            person_id: candidate.person_id,
-            name: person.name,
-            score: candidate.score,
-            decision: bands.decide(candidate.score),
-        }))
-    }
-
-    fn analyze_file(&self, path: &std::path::Path) -> Reply {
-        match crate::imageio::load_rgb(path) {
-            Ok(frame) => self.analyze(frame, true),
+        let stepped = self
+            .store
+            .repeat_window()
+            .map_err(crate::Error::from)
+            .and_then(|window| {
+                self.kiosk
+                    .step(models, &mut self.store, &self.gallery, frame, window, actor)
+            });
+        match stepped {
+            Ok(step) => Reply::KioskStep(Box::new(step)),
             Err(error) => Reply::Failed {
-                what: "reading the image",
+                what: KIOSK_FAILURE,
                 error: error.to_string(),
             },
         }
     }
 
-    /// A kiosk punch under the repeat window in force.
-    fn checkin_embedding(
-        &mut self,
-        embedding: &[f32],
-        liveness: f32,
-        actor: &str,
-    ) -> Result<CheckinReport, String> {
-        let window = self.store.repeat_window().map_err(|e| e.to_string())?;
-        workflow::checkin(
-            &mut self.store,
-            &self.gallery,
-            embedding,
-            Some(liveness),
-            window,
-            actor,
-        )
-        .map_err(text)
-    }
-
-    fn attack(&mut self, person_id: i64, liveness: f32, actor: &str) -> Reply {
-        Reply::AttackRecorded(
-            workflow::record_attack(
-                &mut self.store,
-                &mut self.attacks,
-                person_id,
-                liveness,
-                actor,
-            )
-            .map_err(text),
-        )
+    /// The faces of an image file, named, before it is punched from.
+    fn analyze_file(&self, path: &std::path::Path) -> Reply {
+        let analyzed = crate::imageio::load_rgb(path).and_then(|frame| {
+            let faces = self.faces.analyze(&frame)?;
+            let no_face = faces
+                .is_empty()
+                .then(|| crate::face::quality::no_face_cause(&frame));
+            let seen = faces
+                .into_iter()
+                .map(|face| {
+                    Ok(SeenFace {
+                        nearest: kiosk::nearest(&self.store, &self.gallery, &face.embedding)?,
+                        bbox: face.bbox,
+                        landmarks: face.landmarks,
+                        liveness: None,
+                    })
+                })
+                .collect::<crate::Result<Vec<_>>>()?;
+            Ok(Reply::Analyzed {
+                faces: seen,
+                frame,
+                no_face,
+            })
+        });
+        analyzed.unwrap_or_else(|error| Reply::Failed {
+            what: "reading the image",
+            error: error.to_string(),
+        })
     }
 
     fn checkin_file(

@@ -5,6 +5,7 @@
 
 mod faces;
 pub mod governance;
+pub mod kiosk;
 mod models;
 mod signatures;
 
