@@ -64,6 +64,8 @@ pub struct KioskTab {
     /// What the person at the kiosk is told after an attempt, big, for a few seconds:
     /// the text, whether it is good news, and when it was said.
     message: Option<(String, bool, std::time::Instant)>,
+    /// The camera frame the worker is analysing: shown with its faces when they come.
+    analysing: Option<image::RgbImage>,
     /// The newest camera frame, for enrollment captures.
     pub last_frame: Option<image::RgbImage>,
     /// What the person can change when the last frame showed no face.
@@ -88,6 +90,7 @@ impl Default for KioskTab {
             prompt: None,
             log: Vec::new(),
             message: None,
+            analysing: None,
             last_frame: None,
             advice: None,
         }
@@ -101,7 +104,7 @@ impl KioskTab {
 
     /// The newest camera frame, when the worker is free for it. The view shows the frame
     /// being analysed, so the boxes drawn belong to the picture under them.
-    pub fn poll_camera(&mut self, ctx: &egui::Context) -> Vec<Request> {
+    pub fn poll_camera(&mut self) -> Vec<Request> {
         let Some(feed) = &self.feed else {
             return Vec::new();
         };
@@ -110,7 +113,7 @@ impl KioskTab {
         }
         match feed.take_newest() {
             Some(Ok(frame)) => {
-                self.show_frame(ctx, &frame);
+                self.analysing = Some(frame.clone());
                 self.last_frame = Some(frame.clone());
                 self.in_flight = true;
                 self.from_file = false;
@@ -133,8 +136,11 @@ impl KioskTab {
 
     /// The kiosk loop's answer to the last camera frame: faces, prompt, and what to tell
     /// the person when something happened.
-    pub fn on_step(&mut self, step: KioskStep) {
+    pub fn on_step(&mut self, ctx: &egui::Context, step: KioskStep) {
         self.in_flight = false;
+        if let Some(frame) = self.analysing.take() {
+            self.show_frame(ctx, &frame);
+        }
         self.from_file = false;
         self.faces = step.faces;
         self.state = step.state;
@@ -173,6 +179,7 @@ impl KioskTab {
     /// The worker could not take the last frame (the error is shown): the next may go.
     pub fn frame_failed(&mut self) {
         self.in_flight = false;
+        self.analysing = None;
     }
 
     fn say(&mut self, text: String, good: bool) {
@@ -256,33 +263,35 @@ impl KioskTab {
     }
 
     /// `files_allowed`: whether the session may punch from an image file (the unattended
-    /// kiosk punches only from its camera, with a blink).
-    pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>, files_allowed: bool) {
-        self.camera_ui(ui);
+    /// kiosk punches only from its camera, with a blink); `camera_allowed`: whether it
+    /// may stop the camera.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        requests: &mut Vec<Request>,
+        files_allowed: bool,
+        camera_allowed: bool,
+    ) {
+        self.camera_ui(ui, camera_allowed);
         if files_allowed {
             self.file_ui(ui, requests);
-        } else if !self.live() {
-            ui.label("Check-ins from an image file are a supervisor's testing aid.");
+        } else if !self.live() && self.has_camera() == Some(false) {
+            ui.label(
+                egui::RichText::new("This kiosk has no camera. Please check in at the desk.")
+                    .size(28.0),
+            );
         }
         self.message_ui(ui);
-        ui.label(match &self.state {
-            KioskState::Searching if self.from_file => {
-                "Image file: no liveness check; the photo's subject punches when matched in the accept band.".to_string()
-            }
-            KioskState::Searching if !self.live() => String::new(),
-            _ if self.live() && self.prompt.is_some() => self.prompt.unwrap_or_default().to_string(),
-            KioskState::Searching => self.advice.unwrap_or("Look at the camera.").to_string(),
-            KioskState::Recognising { frames, .. } => {
-                format!("Recognising… ({frames}/{})", crate::kiosk::CONSENSUS_FRAMES)
-            }
-            KioskState::AwaitingBlink { .. } => "Blink, please.".to_string(),
-            KioskState::Confirmed { .. } => "Confirmed.".to_string(),
-            KioskState::Refused { .. } => {
-                "Not accepted: that looked like a photo or a screen.".to_string()
-            }
-        });
+        let status = self.status();
+        if !status.is_empty() {
+            let size = if self.live() { 24.0 } else { 14.0 };
+            ui.label(egui::RichText::new(status).size(size));
+        }
+        let available = ui.available_size();
+        // The camera view takes most of the screen; the day's punches the rest.
+        let view = egui::vec2(available.x * 0.68, available.y - 8.0);
         ui.horizontal_top(|ui| {
-            self.frame_ui(ui);
+            self.frame_ui(ui, view);
             ui.vertical(|ui| {
                 ui.heading("Punches");
                 egui::ScrollArea::vertical()
@@ -294,6 +303,29 @@ impl KioskTab {
                     });
             });
         });
+    }
+
+    /// Where the decision stands, or what the person should change.
+    fn status(&self) -> String {
+        match &self.state {
+            KioskState::Searching if self.from_file => {
+                "Image file: no liveness check; the photo's subject punches when matched in the accept band.".to_string()
+            }
+            KioskState::Searching if !self.live() => String::new(),
+            _ if self.live() && self.prompt.is_some() => {
+                self.prompt.unwrap_or_default().to_string()
+            }
+            KioskState::Searching => self.advice.unwrap_or("Look at the camera.").to_string(),
+            KioskState::Recognising { frames, .. } => {
+                format!("Recognising… ({frames}/{})", crate::kiosk::CONSENSUS_FRAMES)
+            }
+            KioskState::AwaitingBlink { .. } => "Blink, please.".to_string(),
+            // The greeting says it, large.
+            KioskState::Confirmed { .. } => String::new(),
+            KioskState::Refused { .. } => {
+                "Not accepted: that looked like a photo or a screen.".to_string()
+            }
+        }
     }
 
     /// The last attempt's result for the person at the kiosk, large, until it is
@@ -312,12 +344,13 @@ impl KioskTab {
         } else {
             egui::Color32::from_rgb(240, 170, 60)
         };
-        ui.label(egui::RichText::new(text).size(32.0).strong().color(colour));
+        ui.label(egui::RichText::new(text).size(36.0).strong().color(colour));
         ui.ctx().request_repaint_after(MESSAGE_SHOWN - age);
     }
 
-    /// The camera picker and start/stop, or why there is no camera.
-    fn camera_ui(&mut self, ui: &mut egui::Ui) {
+    /// The camera picker and start, or why there is no camera; stopping is a supervisor's
+    /// (`may_stop`), not a passer-by's.
+    fn camera_ui(&mut self, ui: &mut egui::Ui, may_stop: bool) {
         let cameras = self
             .cameras
             .get_or_insert_with(|| crate::camera::list().map_err(|e| e.to_string()))
@@ -347,14 +380,15 @@ impl KioskTab {
                     }
                 }
             }
-            Ok(_) => {
+            Ok(_) if !self.live() => {
                 ui.label("No camera found.");
             }
+            Ok(_) => {}
             Err(error) => {
                 ui.label(format!("Cameras unavailable ({error})."));
             }
         });
-        if self.feed.is_some() && ui.button("Stop camera").clicked() {
+        if may_stop && self.feed.is_some() && ui.button("Stop camera").clicked() {
             self.feed = None;
             self.last_frame = None;
         }
@@ -395,9 +429,11 @@ impl KioskTab {
     }
 
     /// The last frame with a box and a name on each face.
-    fn frame_ui(&self, ui: &mut egui::Ui) {
+    fn frame_ui(&self, ui: &mut egui::Ui, room: egui::Vec2) {
         if let Some(frame) = &self.frame {
-            let scale = (560.0 / self.frame_size[0]).min(420.0 / self.frame_size[1]);
+            let scale = (room.x / self.frame_size[0])
+                .min(room.y / self.frame_size[1])
+                .max(0.1);
             let size = egui::vec2(self.frame_size[0] * scale, self.frame_size[1] * scale);
             let response = ui.image((frame.id(), size));
             let painter = ui.painter_at(response.rect);

@@ -157,7 +157,7 @@ impl App {
                 self.fail(format!("{what}: {error}"))
             }
             Reply::Progress(progress) => self.progress = Some(progress),
-            Reply::KioskStep(step) => self.kiosk.on_step(*step),
+            Reply::KioskStep(step) => self.kiosk.on_step(ctx, *step),
             Reply::Analyzed {
                 faces,
                 frame,
@@ -282,7 +282,7 @@ impl eframe::App for App {
     /// and the training run's events are taken here, never only while drawing.
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.take_replies(ctx);
-        let camera_requests = self.kiosk.poll_camera(ctx);
+        let camera_requests = self.kiosk.poll_camera();
         self.send_all(camera_requests);
         self.training.poll();
         if self.busy || self.training.running() || self.kiosk.live() {
@@ -323,7 +323,11 @@ impl eframe::App for App {
                 // Punching from an image file is a supervisor's testing aid, never the
                 // kiosk's: a photo of someone is not someone.
                 let files_allowed = self.access.allows(Permission::Administer);
-                self.kiosk.ui(ui, &mut requests, files_allowed)
+                // Whoever may enrol uses the camera for captures and may stop it; the
+                // person in front of an unattended kiosk may not.
+                let camera_allowed = self.access.allows(Permission::Enroll);
+                self.kiosk
+                    .ui(ui, &mut requests, files_allowed, camera_allowed)
             }
             Tab::Enrollment => {
                 self.enrollment

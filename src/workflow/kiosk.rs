@@ -143,8 +143,8 @@ pub struct KioskLoop {
     /// Embedded frames of this face that were not accepted.
     doubtful: usize,
     doubt: Doubt,
-    /// Punched or refused: nothing more is decided until the face leaves.
-    finished: bool,
+    /// Punched (Confirmed) or refused: nothing more is decided until the face leaves.
+    outcome: Option<KioskState>,
 }
 
 fn elapsed_ms(since: Instant) -> f64 {
@@ -203,7 +203,9 @@ impl KioskLoop {
             return Ok(step);
         };
         faces[index].nearest = self.identity.clone();
-        if !self.finished {
+        if let Some(outcome) = &self.outcome {
+            step.state = outcome.clone();
+        } else {
             step.state = self.decide(
                 models,
                 store,
@@ -339,7 +341,7 @@ impl KioskLoop {
     ) -> Result<Option<KioskEvent>> {
         match *state {
             KioskState::Confirmed { liveness, .. } => {
-                self.finished = true;
+                self.outcome = Some(state.clone());
                 let Some((_, _, embedding)) = &self.best else {
                     return Ok(None);
                 };
@@ -357,7 +359,7 @@ impl KioskLoop {
                 person_id,
                 liveness,
             } => {
-                self.finished = true;
+                self.outcome = Some(state.clone());
                 let alert = record_attack(store, &mut self.attacks, person_id, liveness, actor)?;
                 Ok(Some(KioskEvent::Refused { alert }))
             }
