@@ -9,7 +9,7 @@ use chrono::{DateTime, Local, NaiveDate, TimeZone};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::store::AttendanceRecord;
+use crate::store::{AttendanceRecord, Store};
 use crate::types::PunchKind;
 
 /// One person's local day.
@@ -25,6 +25,8 @@ pub struct DaySummary {
     /// Minutes between each check-in and the check-out that follows it.
     pub worked_minutes: i64,
     pub punches: usize,
+    /// Of those, punches a supervisor added afterwards (the audit says who and why).
+    pub corrected: usize,
     /// The day ended checked in.
     pub missing_check_out: bool,
 }
@@ -47,8 +49,8 @@ pub struct PeriodSummary {
     pub days_missing_check_out: usize,
 }
 
-/// A person's name and the day's punches, as they are gathered.
-type PersonDay<Z> = (String, Vec<(DateTime<Z>, PunchKind)>);
+/// A person's name and the day's punches (time, kind, a correction), as they are gathered.
+type PersonDay<Z> = (String, Vec<(DateTime<Z>, PunchKind, bool)>);
 
 /// Each person's days, in `zone`'s local dates, by date then id. Punches of people since
 /// deleted are left out (they have no one to report on).
@@ -64,15 +66,15 @@ pub fn daily<Z: TimeZone>(records: &[AttendanceRecord], zone: &Z) -> Result<Vec<
         days.entry((at.date_naive(), external_id.clone()))
             .or_insert_with(|| (name.clone(), Vec::new()))
             .1
-            .push((at, record.kind));
+            .push((at, record.kind, record.correction.is_some()));
     }
     Ok(days
         .into_iter()
         .map(|((date, external_id), (name, mut punches))| {
-            punches.sort_by_key(|(at, _)| at.clone());
+            punches.sort_by_key(|(at, _, _)| at.clone());
             let mut worked_minutes = 0;
             let mut open: Option<DateTime<Z>> = None;
-            for (at, kind) in &punches {
+            for (at, kind, _) in &punches {
                 match kind {
                     PunchKind::In => open = Some(at.clone()),
                     PunchKind::Out => {
@@ -87,15 +89,19 @@ pub fn daily<Z: TimeZone>(records: &[AttendanceRecord], zone: &Z) -> Result<Vec<
                 date,
                 first_in: punches
                     .iter()
-                    .find(|(_, k)| *k == PunchKind::In)
-                    .map(|(at, _)| clock(at)),
+                    .find(|(_, k, _)| *k == PunchKind::In)
+                    .map(|(at, _, _)| clock(at)),
                 last_out: punches
                     .iter()
                     .rev()
-                    .find(|(_, k)| *k == PunchKind::Out)
-                    .map(|(at, _)| clock(at)),
+                    .find(|(_, k, _)| *k == PunchKind::Out)
+                    .map(|(at, _, _)| clock(at)),
                 worked_minutes,
                 punches: punches.len(),
+                corrected: punches
+                    .iter()
+                    .filter(|(_, _, corrected)| *corrected)
+                    .count(),
                 missing_check_out: open.is_some(),
                 external_id,
                 name,
@@ -129,6 +135,65 @@ pub fn daily_local(records: &[AttendanceRecord]) -> Result<Vec<DaySummary>> {
     daily(records, &Local)
 }
 
+/// The instant of a local date's midnight, RFC 3339 in UTC.
+pub fn local_midnight(date: NaiveDate) -> Result<String> {
+    let midnight = Local
+        .from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
+        .earliest()
+        .ok_or_else(|| Error::Invalid(format!("{date} has no local midnight")))?;
+    Ok(midnight
+        .with_timezone(&chrono::Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// A local time as people write it (`2026-12-01 17:30`), as an instant.
+pub fn parse_local_time(text: &str) -> Result<DateTime<chrono::Utc>> {
+    let naive =
+        chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M").map_err(|e| {
+            Error::Invalid(format!(
+                "{text:?} is not a local time like 2026-12-01 17:30 ({e})"
+            ))
+        })?;
+    let local = Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .ok_or_else(|| Error::Invalid(format!("{text} does not exist in local time")))?;
+    Ok(local.with_timezone(&chrono::Utc))
+}
+
+/// A period's attendance: each person's local days, and the punches supervisors added.
+#[derive(Debug, Clone, Default)]
+pub struct PeriodReport {
+    pub days: Vec<DaySummary>,
+    /// Oldest first, each with who added it and why.
+    pub corrections: Vec<AttendanceRecord>,
+}
+
+/// The attendance of the local dates `from` to `to` (inclusive), read from the store.
+pub fn days_between(store: &Store, from: NaiveDate, to: NaiveDate) -> Result<PeriodReport> {
+    if from > to {
+        return Err(Error::Invalid(format!(
+            "the period starts ({from}) after it ends ({to})"
+        )));
+    }
+    let next_day = to
+        .succ_opt()
+        .ok_or_else(|| Error::Invalid(format!("{to} is the last date there is")))?;
+    // Up to the instant before the next local midnight.
+    let end = DateTime::parse_from_rfc3339(&local_midnight(next_day)?)
+        .map_err(|e| Error::Invalid(e.to_string()))?
+        - chrono::Duration::milliseconds(1);
+    let end = end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let records = store.attendance(Some(&local_midnight(from)?), Some(&end))?;
+    Ok(PeriodReport {
+        days: daily_local(&records)?,
+        corrections: records
+            .into_iter()
+            .filter(|r| r.correction.is_some())
+            .collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +205,7 @@ mod tests {
             score: 0.9,
             external_id: who.map(Into::into),
             name: who.map(|w| format!("Person {w}")),
+            correction: None,
         }
     }
 

@@ -234,3 +234,48 @@ fn a_persons_offset_and_re_enrolment_from_the_command_line() {
     ]));
     assert_eq!(person["templates"], 1);
 }
+
+/// `vouch correct` adds a forgotten punch; the hours report counts it as corrected.
+#[test]
+fn a_correction_from_the_command_line_is_counted_in_the_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let mut enroll = common::vouch_on(&db, "clerk");
+    enroll.args([
+        "enroll",
+        "--name",
+        "Eileen Collins",
+        "--id",
+        "E100",
+        common::data("astronaut.png").to_str().unwrap(),
+    ]);
+    common::stdout_of(&mut enroll);
+    let when = chrono::Local::now() - chrono::Duration::minutes(30);
+    let at = when.format("%Y-%m-%d %H:%M").to_string();
+    let mut correct = common::vouch_on(&db, "ana");
+    correct.args([
+        "correct",
+        "--id",
+        "E100",
+        "--kind",
+        "in",
+        "--at",
+        &at,
+        "--reason",
+        "kiosk was down",
+    ]);
+    assert!(common::stdout_of(&mut correct).contains("added check-in for Eileen Collins"));
+    let mut refused = common::vouch_on(&db, "ana");
+    refused.args([
+        "correct", "--id", "E100", "--kind", "sideways", "--at", &at, "--reason", "x",
+    ]);
+    refused.assert().failure();
+    let today = when.date_naive().to_string();
+    let mut hours = common::vouch_on(&db, "ana");
+    hours.args([
+        "export", "hours", "--from", &today, "--to", &today, "--json",
+    ]);
+    let days = common::json_of(&mut hours);
+    assert_eq!(days[0]["corrected"], 1, "{days}");
+    assert_eq!(days[0]["missing_check_out"], true, "{days}");
+}

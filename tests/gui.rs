@@ -765,3 +765,51 @@ fn the_kiosk_greets_by_name_says_when_it_failed_and_keeps_the_days_punches() {
         shows(h, "check-in  Eileen Collins (E100)")
     });
 }
+
+/// The day's attendance on screen, and a supervisor adding the forgotten check-out: a new
+/// punch listed with who added it and why.
+#[test]
+fn a_forgotten_check_out_is_added_on_screen_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    enroll_astronaut(&db);
+    // Checked in two minutes ago (at another kiosk), never out.
+    let checked_in = vouch::store::AttendanceRecord {
+        at: (chrono::Utc::now() - chrono::Duration::minutes(2))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        kind: vouch::types::PunchKind::In,
+        score: 0.9,
+        external_id: Some("E100".into()),
+        name: None,
+        correction: None,
+    };
+    vouch::store::Store::open(&db)
+        .unwrap()
+        .import_attendance(&[checked_in], "kiosk-2")
+        .unwrap();
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    harness.get_by_label("Attendance").click();
+    wait_for(&mut harness, "the day's attendance", |h| {
+        shows(h, "no check-out")
+    });
+    harness.get_by_label("Add a forgotten punch").click();
+    harness.step();
+    type_into(&mut harness, "Employee id", "E100");
+    // A minute ago, in local time (the field holds a default to replace).
+    let at = (chrono::Local::now() - chrono::Duration::minutes(1))
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    harness.get_by_label("Local time").focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.step();
+    harness.get_by_label("Local time").type_text(&at);
+    harness.step();
+    type_into(&mut harness, "Reason", "left by the side door");
+    harness.get_by_label("Add punch").click();
+    wait_for(&mut harness, "the correction in the report", |h| {
+        shows(h, "1 corrected") && shows(h, "left by the side door")
+    });
+    assert!(!shows(&harness, "no check-out"));
+}

@@ -490,6 +490,7 @@ fn impossible_events_are_refused_and_exports_always_reimport() {
         score,
         external_id: Some("E1".into()),
         name: None,
+        correction: None,
     };
     let overflowing = exchange::read(
         "at,kind,score,external_id,name\n2026-11-30T08:00:00Z,in,1e39,E1,\n",
@@ -741,4 +742,68 @@ fn processes_opening_a_new_database_at_once_share_one_key_and_one_schema() {
         .unwrap();
     assert!(store.audit_verify().unwrap().intact);
     assert!(Store::open(&path).unwrap().audit_verify().unwrap().intact);
+}
+
+/// A forgotten check-out is added by a supervisor as a new punch, never an edit: the
+/// audit names who and why, the day report counts it, and what makes no sense is refused.
+#[test]
+fn a_correction_is_a_new_audited_punch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = enrolled(dir.path(), "vouch.db", 1);
+    let mut store = Store::open(&path).unwrap();
+    let window = chrono::Duration::minutes(2);
+    let person = store.people(None).unwrap()[0].id;
+    store
+        .punch(person, 0.9, Some(0.95), window, "kiosk")
+        .unwrap();
+    let an_hour_on = chrono::Utc::now() + chrono::Duration::hours(1);
+    let earlier = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let reason = "forgot to check out; left by the side door";
+    // Refused: nobody with that id, no reason, a time in the future.
+    assert!(
+        store
+            .correct_attendance("E9", PunchKind::Out, earlier, reason, "ana")
+            .is_err()
+    );
+    assert!(
+        store
+            .correct_attendance("E1", PunchKind::Out, earlier, " ", "ana")
+            .is_err()
+    );
+    assert!(
+        store
+            .correct_attendance("E1", PunchKind::Out, an_hour_on, reason, "ana")
+            .is_err()
+    );
+    let added = store
+        .correct_attendance("E1", PunchKind::Out, earlier, reason, "ana")
+        .unwrap();
+    assert_eq!(added.score, 0.0);
+    // The same punch twice is refused.
+    assert!(
+        store
+            .correct_attendance("E1", PunchKind::Out, earlier, reason, "ana")
+            .is_err()
+    );
+    let records = store.attendance(None, None).unwrap();
+    assert_eq!(records.len(), 2);
+    let correction = records
+        .iter()
+        .find_map(|r| r.correction.clone())
+        .expect("the correction is read back with its reason");
+    assert_eq!(
+        (correction.by.as_str(), correction.reason.as_str()),
+        ("ana", reason)
+    );
+    assert_eq!(records.iter().filter(|r| r.correction.is_some()).count(), 1);
+    let days = vouch::attendance::daily(&records, &chrono::Utc).unwrap();
+    assert_eq!(days[0].corrected, 1);
+    drop(store);
+    assert!(problems(&path).is_empty());
+    // A correction written in a SQLite shell has no audit row: found.
+    tamper(
+        &path,
+        "INSERT INTO attendance (person_id, kind, at, score) VALUES (1, 'out', '2026-11-30T17:00:00.000Z', 0)",
+    );
+    assert!(!problems(&path).is_empty());
 }

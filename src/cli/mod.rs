@@ -127,6 +127,9 @@ pub enum Command {
     Identify(people::IdentifyArgs),
     /// Kiosk punch: identify the photo's subject and record a check-in or check-out.
     Checkin(people::CheckinArgs),
+    /// A punch a supervisor adds afterwards (a forgotten check-out, a kiosk that was
+    /// down): a new punch with its reason in the audit log, never an edit of another.
+    Correct(records::CorrectArgs),
     /// Train a Siamese encoder on labelled scans (a new model version; the shipped one is
     /// never overwritten). Ctrl-C stops cleanly, keeping the last finished epoch.
     Train(train::TrainArgs),
@@ -181,6 +184,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
         Command::Verify(args) => people::verify(args, &context),
         Command::Identify(args) => people::identify(args, &context),
         Command::Checkin(args) => people::checkin(args, &context),
+        Command::Correct(args) => records::correct(args, &context),
         Command::People(command) => people::run(command, &context),
         Command::Signature(command) => signature::run(command, &context),
         Command::Settings(command) => records::settings(command, &context),

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use super::governance::print_proposal;
 use super::{cancel_flag, open_as, open_to_read_as, print_report, progress_bar, write_whole_file};
 use crate::context::Context;
 use crate::eval::verification::ScoreSet;
 use crate::store::{Change, Store, exchange};
-use crate::types::{Bands, Modality, Permission};
+use crate::types::{Bands, Modality, Permission, PunchKind};
 use crate::workflow::governance;
 
 #[derive(Subcommand, Debug)]
@@ -109,6 +109,42 @@ pub enum ExportCommand {
     /// A consistent copy of the whole database (SQLite online backup; others may keep
     /// working meanwhile).
     Backup { out: PathBuf },
+}
+
+#[derive(Args, Debug)]
+pub struct CorrectArgs {
+    /// The person's employee id.
+    #[arg(long)]
+    pub id: String,
+    /// `in` or `out`.
+    #[arg(long, value_parser = parse_punch_kind)]
+    pub kind: PunchKind,
+    /// Local time of the punch, e.g. "2026-12-01 17:30".
+    #[arg(long)]
+    pub at: String,
+    /// Why (it goes into the audit log).
+    #[arg(long)]
+    pub reason: String,
+}
+
+fn parse_punch_kind(text: &str) -> Result<PunchKind, String> {
+    PunchKind::parse(text).ok_or_else(|| format!("{text:?} is neither in nor out"))
+}
+
+/// A supervisor's correction: needs the Administer permission once accounts exist.
+pub fn correct(args: CorrectArgs, context: &Context) -> anyhow::Result<ExitCode> {
+    let at = crate::attendance::parse_local_time(&args.at)?;
+    let (mut store, session) = open_as(context, Permission::Administer)?;
+    let record = store.correct_attendance(&args.id, args.kind, at, &args.reason, session.name())?;
+    println!(
+        "added check-{} for {} ({}) at {}: {}",
+        record.kind,
+        record.name.as_deref().unwrap_or_default(),
+        args.id,
+        args.at.trim(),
+        args.reason
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand, Debug)]
@@ -382,17 +418,6 @@ fn export_attendance(
 }
 
 /// Local midnight of `date` as an RFC 3339 instant.
-fn local_midnight(date: chrono::NaiveDate) -> anyhow::Result<String> {
-    use chrono::TimeZone;
-    let midnight = chrono::Local
-        .from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
-        .earliest()
-        .with_context(|| format!("{date} has no local midnight"))?;
-    Ok(midnight
-        .with_timezone(&chrono::Utc)
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
-
 fn export_hours(
     store: &Store,
     (from, to): (chrono::NaiveDate, chrono::NaiveDate),
@@ -400,14 +425,7 @@ fn export_hours(
     json: bool,
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
-    let next_day = to.succ_opt().context("--to is the last date there is")?;
-    // Up to the instant before the next local midnight.
-    let end = chrono::DateTime::parse_from_rfc3339(&local_midnight(next_day)?)?
-        - chrono::Duration::milliseconds(1);
-    let end = end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let records = store.attendance(Some(&local_midnight(from)?), Some(&end))?;
-    let days = crate::attendance::daily_local(&records)?;
+    let days = crate::attendance::days_between(store, from, to)?.days;
     let bytes = if per_person {
         table(&crate::attendance::period(&days), json)?
     } else {

@@ -111,7 +111,7 @@ impl Access {
             Tab::Kiosk => true,
             Tab::Enrollment => self.allows(Permission::Enroll),
             Tab::SignatureDesk => self.allows(Permission::Verify),
-            Tab::Thresholds | Tab::Changes => self.allows(Permission::Report),
+            Tab::Thresholds | Tab::Changes | Tab::Attendance => self.allows(Permission::Report),
             Tab::Training => self.allows(Permission::Train),
         }
     }

@@ -4,6 +4,7 @@
 //! Every input carries an accessible label, which is how the tests drive the window.
 
 mod access;
+mod attendance;
 mod changes;
 mod desk;
 mod enrollment;
@@ -33,13 +34,15 @@ pub enum Tab {
     Thresholds,
     Training,
     Changes,
+    Attendance,
 }
 
 impl Tab {
-    const ALL: [Tab; 6] = [
+    const ALL: [Tab; 7] = [
         Tab::Kiosk,
         Tab::Enrollment,
         Tab::SignatureDesk,
+        Tab::Attendance,
         Tab::Thresholds,
         Tab::Training,
         Tab::Changes,
@@ -53,6 +56,7 @@ impl Tab {
             Tab::Thresholds => "Threshold workbench",
             Tab::Training => "Training",
             Tab::Changes => "Changes",
+            Tab::Attendance => "Attendance",
         }
     }
 }
@@ -74,6 +78,7 @@ pub struct App {
     workbench: workbench::WorkbenchTab,
     training: training::TrainingTab,
     changes: changes::ChangesTab,
+    attendance: attendance::AttendanceTab,
     access: access::Access,
 }
 
@@ -97,6 +102,7 @@ impl App {
             workbench: workbench::WorkbenchTab::default(),
             training,
             changes: changes::ChangesTab::default(),
+            attendance: attendance::AttendanceTab::default(),
             access: access::Access::default(),
         })
     }
@@ -193,6 +199,14 @@ impl App {
             Reply::Replayed(replay) => self.workbench.replay = Some(replay),
             Reply::Bands { bands, offsets } => self.workbench.on_bands(bands, offsets),
             Reply::SiteLoad(site) => self.workbench.site = Some(site),
+            Reply::Hours(result) => self.attendance.on_hours(result),
+            Reply::Corrected(result) => {
+                let corrected = result.is_ok();
+                self.attendance.on_corrected(result);
+                if corrected && let Some(request) = self.attendance.report_request() {
+                    self.send(request);
+                }
+            }
             Reply::TrainingPrepared(result) => self.training.on_prepared(ctx, result),
             Reply::Gated(result) => self.training.on_gated(result),
             Reply::Governed(result) => {
@@ -337,6 +351,10 @@ impl eframe::App for App {
             Tab::Thresholds => self.workbench.ui(ui, &mut requests),
             Tab::Training => self.training.ui(ui, &mut requests),
             Tab::Changes => self.changes.ui(ui, &mut requests),
+            Tab::Attendance => {
+                let may_correct = self.access.allows(Permission::Administer);
+                self.attendance.ui(ui, &mut requests, may_correct)
+            }
         });
         if let Some((modality, person_id, label)) = self.workbench.reenrol.take() {
             if self.access.shows(Tab::Enrollment) {

@@ -106,6 +106,18 @@ pub enum Request {
     },
     /// The enrolled gallery's size and the kiosk's punches a day.
     SiteLoad,
+    /// Each person's local days between two dates (inclusive).
+    Hours {
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    },
+    /// A supervisor adds a forgotten punch (`Store::correct_attendance`).
+    CorrectPunch {
+        external_id: String,
+        kind: crate::types::PunchKind,
+        at: chrono::DateTime<chrono::Utc>,
+        reason: String,
+    },
     /// Save a proposal's evidence as an HTML report beside the database.
     SaveReport {
         id: i64,
@@ -171,7 +183,9 @@ impl Request {
             | Request::Bands { .. }
             | Request::SiteLoad
             | Request::SaveReport { .. }
+            | Request::Hours { .. }
             | Request::Proposals => Some(Report),
+            Request::CorrectPunch { .. } => Some(Administer),
             Request::ProposeBands { .. }
             | Request::ProposeOffset { .. }
             | Request::ProposeRepeatWindow { .. }
@@ -238,6 +252,8 @@ pub enum Reply {
         offsets: std::collections::BTreeMap<i64, f32>,
     },
     SiteLoad(SiteLoad),
+    Hours(Result<crate::attendance::PeriodReport, String>),
+    Corrected(Result<crate::store::AttendanceRecord, String>),
     TrainingPrepared(Result<TrainingInputs, String>),
     /// The activation gate's figures (whether or not it passed).
     Gated(Result<Box<GateReport>, String>),
@@ -510,6 +526,9 @@ impl Worker {
                 Ok(site) => Reply::SiteLoad(site),
                 Err(error) => failed("reading the site's traffic", error.to_string()),
             },
+            Request::Hours { from, to } => {
+                Reply::Hours(crate::attendance::days_between(&self.store, from, to).map_err(text))
+            }
             Request::SaveReport { id } => Reply::ReportSaved(
                 workflow::governance::save_proposal_report(
                     &self.store,
@@ -570,7 +589,18 @@ impl Worker {
             other @ (Request::Replay { .. }
             | Request::Bands { .. }
             | Request::SiteLoad
+            | Request::Hours { .. }
             | Request::SaveReport { .. }) => self.read(other),
+            Request::CorrectPunch {
+                external_id,
+                kind,
+                at,
+                reason,
+            } => Reply::Corrected(
+                self.store
+                    .correct_attendance(&external_id, kind, at, &reason, &actor)
+                    .map_err(|e| e.to_string()),
+            ),
             Request::PrepareTraining { enrolled_dir } => {
                 Reply::TrainingPrepared(self.prepare_training(enrolled_dir))
             }

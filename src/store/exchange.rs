@@ -97,6 +97,7 @@ mod tests {
             score: 0.9,
             external_id: Some("=cmd|' /C calc'!A0".into()),
             name: Some("+1+2".into()),
+            correction: None,
         };
         let plain = AttendanceRecord {
             external_id: Some("'quoted".into()),

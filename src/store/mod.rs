@@ -41,7 +41,7 @@ pub use governance::{
 pub use keys::Keys;
 pub use operators::{LOCKOUT, MAX_FAILED_LOGINS, OperatorInfo, Session};
 pub use people::{Enrollment, blob_to_embedding, embedding_to_blob};
-pub use records::{AttendanceRecord, MAX_PERSON_OFFSET};
+pub use records::{AttendanceRecord, Correction, MAX_PERSON_OFFSET};
 pub use text::check_text;
 
 use crate::types::{Decision, Modality, PunchKind};

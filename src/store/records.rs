@@ -20,11 +20,26 @@ const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 pub struct AttendanceRecord {
     pub at: String,
     pub kind: PunchKind,
+    /// The face's match score; 0 for a correction (no face was matched).
     pub score: f32,
     /// Absent when the person was deleted after the punch.
     pub external_id: Option<String>,
     pub name: Option<String>,
+    /// Who added this punch afterwards and why, as its audit row says; not exported (the
+    /// receiving site's own audit records the import).
+    #[serde(skip)]
+    pub correction: Option<Correction>,
 }
+
+/// A punch a supervisor added afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Correction {
+    pub by: String,
+    pub reason: String,
+}
+
+/// The audit action of a correction; its detail names the attendance row it wrote.
+const CORRECTION_ACTION: &str = "attendance_correction";
 
 fn check_score(score: f32) -> Result<(), String> {
     if score.is_finite() && (0.0..=1.0).contains(&score) {
@@ -326,6 +341,7 @@ impl Store {
              ORDER BY a.at, a.id",
         )?;
         let mut rows = statement.query(params![from, to])?;
+        let mut corrections = self.corrections()?;
         let mut found = Vec::new();
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
@@ -341,12 +357,112 @@ impl Store {
                 score: row.get(3)?,
                 external_id: row.get(4)?,
                 name: row.get(5)?,
+                correction: corrections.remove(&id),
             };
             check_score(record.score).map_err(bad)?;
             parse_time(&record.at).map_err(bad)?;
             found.push(record);
         }
         Ok(found)
+    }
+
+    /// The corrections the audit log records, by the attendance row each wrote.
+    fn corrections(&self) -> StoreResult<std::collections::HashMap<i64, Correction>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, actor, detail FROM audit WHERE action = ?1")?;
+        let mut rows = statement.query(params![CORRECTION_ACTION])?;
+        let mut found = std::collections::HashMap::new();
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let detail: String = row.get(2)?;
+            let parsed = serde_json::from_str::<serde_json::Value>(&detail).ok();
+            let field = |name: &str| parsed.as_ref().and_then(|d| d.get(name).cloned());
+            let (Some(attendance_id), Some(reason)) = (
+                field("attendance_id").and_then(|v| v.as_i64()),
+                field("reason").and_then(|v| v.as_str().map(str::to_string)),
+            ) else {
+                return Err(StoreError::BadRow {
+                    table: "audit",
+                    row: id.to_string(),
+                    reason: "a correction that names no attendance row or reason".into(),
+                    path: self.path.clone(),
+                });
+            };
+            found.insert(
+                attendance_id,
+                Correction {
+                    by: row.get(1)?,
+                    reason,
+                },
+            );
+        }
+        Ok(found)
+    }
+
+    /// A punch a supervisor adds afterwards (a forgotten check-out, a kiosk that was
+    /// down): a new attendance row at `at` with score 0 (no face was matched), never an
+    /// edit of another, and an audit row naming who and why. Refused: nobody enrolled
+    /// with that id, no reason, a time in the future, the same punch already there.
+    pub fn correct_attendance(
+        &mut self,
+        external_id: &str,
+        kind: PunchKind,
+        at: DateTime<Utc>,
+        reason: &str,
+        actor: &str,
+    ) -> StoreResult<AttendanceRecord> {
+        super::text::check_text("reason", reason)?;
+        if at > Utc::now() + CLOCK_SKEW {
+            return Err(StoreError::InvalidSetting(format!(
+                "a correction at {at} is in the future"
+            )));
+        }
+        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.write(actor, CORRECTION_ACTION, |tx, _, changes| {
+            let (person_id, name): (i64, String) = tx
+                .query_row(
+                    "SELECT id, name FROM people WHERE external_id = ?1 AND modality = 'face'",
+                    params![external_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?
+                .ok_or_else(|| {
+                    StoreError::InvalidSetting(format!("nobody is enrolled with id {external_id}"))
+                })?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM attendance WHERE person_id = ?1 AND kind = ?2 AND at = ?3)",
+                params![person_id, kind, at],
+                |row| row.get(0),
+            )?;
+            if exists {
+                return Err(StoreError::InvalidSetting(format!(
+                    "{external_id} already has a check-{kind} at {at}"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO attendance (person_id, kind, at, score) VALUES (?1, ?2, ?3, 0)",
+                params![person_id, kind, at],
+            )?;
+            let attendance_id = tx.last_insert_rowid();
+            changes.put(tx, &ATTENDANCE, attendance_id)?;
+            let detail = serde_json::json!({
+                "attendance_id": attendance_id, "person_id": person_id, "kind": kind,
+                "at": at, "reason": reason,
+            });
+            let record = AttendanceRecord {
+                at: at.clone(),
+                kind,
+                score: 0.0,
+                external_id: Some(external_id.to_string()),
+                name: Some(name),
+                correction: Some(Correction {
+                    by: actor.to_string(),
+                    reason: reason.to_string(),
+                }),
+            };
+            Ok((record, detail))
+        })
     }
 
     /// Adds attendance events from another kiosk or a manual sheet, all or none. Every

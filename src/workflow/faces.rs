@@ -394,15 +394,8 @@ pub fn checkin(
 /// Today's punches (since local midnight), oldest first: the kiosk's list survives a
 /// restart.
 pub fn todays_punches(store: &Store) -> Result<Vec<crate::store::AttendanceRecord>> {
-    let midnight = chrono::Local::now()
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .and_then(|t| t.and_local_timezone(chrono::Local).earliest())
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        });
-    Ok(store.attendance(midnight.as_deref(), None)?)
+    let midnight = crate::attendance::local_midnight(chrono::Local::now().date_naive())?;
+    Ok(store.attendance(Some(&midnight), None)?)
 }
 
 /// A presentation attack the kiosk refused, in the audit log with the person it was made
