@@ -95,3 +95,225 @@ pub fn assess_face(
         sharpness,
     }))
 }
+
+/// A face narrower than this share of the camera frame is too far for a good reference.
+pub const COACH_MIN_FACE_SHARE: f32 = 0.2;
+/// A good reference is sharper than the enrollment minimum by this factor.
+pub const COACH_SHARPNESS_FACTOR: f32 = 1.5;
+/// Head turned (the nose off the eyes' midpoint, in eye distances along the eye line) or
+/// tilted (the eye line's angle) past these is not frontal.
+pub const COACH_MAX_YAW: f32 = 0.2;
+pub const COACH_MAX_ROLL_DEGREES: f32 = 10.0;
+/// The face's mean grey on the aligned chip outside this range is too dark or washed out;
+/// one half of the face darker than this share of the other is lit from the side.
+pub const COACH_GREY_RANGE: (f32, f32) = (60.0, 200.0);
+pub const COACH_MIN_LIGHT_BALANCE: f32 = 0.7;
+
+/// What the camera coach says about one frame: what to change (nothing when the frame
+/// would make a good reference), and how good a reference it would make (0 to 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Coaching {
+    pub advice: Option<&'static str>,
+    pub score: f32,
+}
+
+impl Coaching {
+    fn advise(advice: &'static str) -> Self {
+        Self {
+            advice: Some(advice),
+            score: 0.0,
+        }
+    }
+}
+
+/// Coaches someone being enrolled at the camera: one face, near enough and wholly in the
+/// frame, sharp, frontal and level, evenly lit. Whether the eyes are open is not judged:
+/// the landmark network barely moves the eyelid points (see `kiosk`), and the quality
+/// checks of `assess_face` still apply to the kept frames.
+pub fn coach_frame(models: &FaceModels, frame: &RgbImage) -> Result<Coaching> {
+    let faces = models.analyze(frame)?;
+    let face = match faces.as_slice() {
+        [] => return Ok(Coaching::advise("Look at the camera.")),
+        [face] => face,
+        _ => return Ok(Coaching::advise("One person at a time, please.")),
+    };
+    let (width, height) = (frame.width() as f32, frame.height() as f32);
+    let b = face.bbox;
+    if b.width < MIN_FACE_WIDTH_PX.max(COACH_MIN_FACE_SHARE * width) {
+        return Ok(Coaching::advise("Please come closer."));
+    }
+    if b.x < 0.0 || b.y < 0.0 || b.x + b.width > width || b.y + b.height > height {
+        return Ok(Coaching::advise("Please step back a little."));
+    }
+    let chip = align_chip(frame, &face.landmarks)?;
+    let sharpness = laplacian_variance(&chip);
+    if sharpness < COACH_SHARPNESS_FACTOR * MIN_SHARPNESS {
+        return Ok(Coaching::advise("Hold still."));
+    }
+    let (yaw, roll) = head_pose(&face.landmarks);
+    if yaw.abs() > COACH_MAX_YAW {
+        return Ok(Coaching::advise("Look straight into the camera."));
+    }
+    if roll.abs() > COACH_MAX_ROLL_DEGREES {
+        return Ok(Coaching::advise("Keep your head level."));
+    }
+    let (left, right) = face_halves_grey(&chip);
+    let mean = (left + right) / 2.0;
+    if mean < COACH_GREY_RANGE.0 {
+        return Ok(Coaching::advise("More light on your face, please."));
+    }
+    if mean > COACH_GREY_RANGE.1 {
+        return Ok(Coaching::advise("Too bright: step out of the glare."));
+    }
+    if left.min(right) < COACH_MIN_LIGHT_BALANCE * left.max(right) {
+        return Ok(Coaching::advise(
+            "The light is on one side: face the light.",
+        ));
+    }
+    Ok(Coaching {
+        advice: None,
+        score: face.detection_score * (sharpness / (sharpness + 100.0)) * (1.0 - yaw.abs()),
+    })
+}
+
+/// (yaw, roll in degrees) from the 68 landmarks: the nose tip's offset from the eyes'
+/// midpoint along the eye line, in eye distances, and the eye line's angle.
+fn head_pose(landmarks: &[crate::face::Point]) -> (f32, f32) {
+    if landmarks.len() != 68 {
+        return (0.0, 0.0);
+    }
+    let centre = |points: &[crate::face::Point]| {
+        let n = points.len() as f32;
+        (
+            points.iter().map(|p| p.x).sum::<f32>() / n,
+            points.iter().map(|p| p.y).sum::<f32>() / n,
+        )
+    };
+    let (left, right) = (centre(&landmarks[36..42]), centre(&landmarks[42..48]));
+    let (dx, dy) = (right.0 - left.0, right.1 - left.1);
+    let distance = (dx * dx + dy * dy).sqrt().max(f32::EPSILON);
+    let middle = ((left.0 + right.0) / 2.0, (left.1 + right.1) / 2.0);
+    let nose = landmarks[30];
+    let along = ((nose.x - middle.0) * dx + (nose.y - middle.1) * dy) / distance;
+    (along / distance, dy.atan2(dx).to_degrees())
+}
+
+/// Mean grey of the left and right halves of the face on an aligned chip.
+fn face_halves_grey(chip: &RgbImage) -> (f32, f32) {
+    let side = chip.width();
+    let (top, bottom) = (side / 5, side * 4 / 5);
+    let half = |from: u32, to: u32| {
+        let mut sum = 0.0f32;
+        let mut count = 0.0f32;
+        for y in top..bottom {
+            for x in from..to {
+                let [r, g, b] = chip.get_pixel(x, y).0;
+                sum += (f32::from(r) + f32::from(g) + f32::from(b)) / 3.0;
+                count += 1.0;
+            }
+        }
+        sum / count.max(1.0)
+    };
+    (half(side / 5, side / 2), half(side / 2, side * 4 / 5))
+}
+
+/// Frames a coached capture looks at (about three seconds of a webcam) and how many of
+/// the good ones it keeps as references.
+pub const CAPTURE_FRAMES: usize = 45;
+pub const CAPTURE_KEEP: usize = 5;
+/// Kept frames are at least this many frames apart: different moments, not one twice.
+const CAPTURE_GAP: usize = 3;
+
+/// A coached capture at the camera: the frames that would make good references, the best
+/// few of them kept.
+#[derive(Default)]
+pub struct CaptureSession {
+    seen: usize,
+    good: Vec<(f32, usize, RgbImage)>,
+}
+
+impl CaptureSession {
+    /// One more frame and what the coach said of it.
+    pub fn offer(&mut self, frame: RgbImage, coaching: &Coaching) {
+        self.seen += 1;
+        if coaching.advice.is_none() {
+            self.good.push((coaching.score, self.seen, frame));
+        }
+    }
+
+    /// (frames seen, good frames so far).
+    pub fn progress(&self) -> (usize, usize) {
+        (self.seen, self.good.len())
+    }
+
+    /// Enough frames seen, or plenty of good ones.
+    pub fn done(&self) -> bool {
+        self.seen >= CAPTURE_FRAMES || self.good.len() >= 3 * CAPTURE_KEEP
+    }
+
+    /// The best good frames, at most `CAPTURE_KEEP`, at least `CAPTURE_GAP` frames apart.
+    pub fn best(mut self) -> Vec<RgbImage> {
+        self.good.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut kept: Vec<(usize, RgbImage)> = Vec::new();
+        for (_, index, frame) in self.good {
+            if kept.len() < CAPTURE_KEEP
+                && kept
+                    .iter()
+                    .all(|(other, _)| index.abs_diff(*other) >= CAPTURE_GAP)
+            {
+                kept.push((index, frame));
+            }
+        }
+        kept.sort_by_key(|(index, _)| *index);
+        kept.into_iter().map(|(_, frame)| frame).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good(score: f32) -> Coaching {
+        Coaching {
+            advice: None,
+            score,
+        }
+    }
+
+    #[test]
+    fn a_capture_keeps_the_best_frames_of_different_moments() {
+        let mut session = CaptureSession::default();
+        let frame = |shade: u8| RgbImage::from_pixel(4, 4, image::Rgb([shade; 3]));
+        session.offer(frame(1), &Coaching::advise("Hold still."));
+        for (shade, score) in [(2, 0.5), (3, 0.9), (4, 0.8), (5, 0.2), (6, 0.7), (7, 0.6)] {
+            session.offer(frame(shade), &good(score));
+        }
+        assert_eq!(session.progress(), (7, 6));
+        assert!(!session.done());
+        // 0.9 (frame 3) first; 0.8 (frame 4) is its neighbour; 0.7 (frame 6) is 3 on.
+        let kept: Vec<u8> = session
+            .best()
+            .iter()
+            .map(|f| f.get_pixel(0, 0).0[0])
+            .collect();
+        assert_eq!(kept, vec![3, 6]);
+    }
+
+    #[test]
+    fn the_head_pose_reads_a_turn_and_a_tilt() {
+        let mut points = vec![crate::face::Point { x: 0.0, y: 0.0 }; 68];
+        for (index, x) in (36..42)
+            .map(|i| (i, 40.0))
+            .chain((42..48).map(|i| (i, 60.0)))
+        {
+            points[index] = crate::face::Point { x, y: 50.0 };
+        }
+        points[30] = crate::face::Point { x: 50.0, y: 65.0 };
+        let (yaw, roll) = head_pose(&points);
+        assert!(yaw.abs() < 1e-6 && roll.abs() < 1e-6);
+        points[30].x = 56.0;
+        assert!((head_pose(&points).0 - 0.3).abs() < 1e-6);
+        points[42..48].iter_mut().for_each(|p| p.y = 70.0);
+        assert!(head_pose(&points).1 > 30.0);
+    }
+}

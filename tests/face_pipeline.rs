@@ -674,3 +674,36 @@ fn the_kiosk_loop_tells_an_unknown_face_once() {
     );
     assert!(store.attendance(None, None).unwrap().is_empty());
 }
+
+/// The camera coach on real frames: a good reference, nobody, two people, too far, and a
+/// head turned and tilted (the recorded sequence's person looks down to one side).
+#[test]
+fn the_enrollment_coach_says_what_to_change() {
+    use vouch::enroll::coach_frame;
+    let advice = |name: &str| {
+        coach_frame(models(), &load_rgb(&data(name)).unwrap())
+            .unwrap()
+            .advice
+    };
+    // A frontal, sharp face a fifth of the frame wide.
+    let good = coach_frame(models(), &load_rgb(&data("astronaut_640x480.jpg")).unwrap()).unwrap();
+    assert_eq!(good.advice, None);
+    assert!(good.score > 0.3, "{good:?}");
+    assert_eq!(advice("coffee.png"), Some("Look at the camera."));
+    assert!(matches!(
+        advice("kiosk/reference.jpg"),
+        Some("Look straight into the camera." | "Keep your head level.")
+    ));
+    assert_eq!(
+        advice("two_faces.png"),
+        Some("One person at a time, please.")
+    );
+    // The astronaut further off: her face an eighth of the frame's width.
+    let far = load_rgb(&data("astronaut.png")).unwrap();
+    let mut frame = image::RgbImage::from_pixel(960, 720, image::Rgb([90, 90, 90]));
+    image::imageops::replace(&mut frame, &far, 224, 104);
+    assert_eq!(
+        coach_frame(models(), &frame).unwrap().advice,
+        Some("Please come closer.")
+    );
+}

@@ -813,3 +813,53 @@ fn a_forgotten_check_out_is_added_on_screen_with_its_reason() {
     });
     assert!(!shows(&harness, "no check-out"));
 }
+
+/// Enrolment at the camera: the coach looks at the frames (here a recorded sequence of a
+/// still, frontal face), keeps the best five as reference photos, and they are checked.
+#[test]
+fn a_coached_capture_at_the_camera_keeps_the_best_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let sequence = dir.path().join("sequence");
+    std::fs::create_dir(&sequence).unwrap();
+    for index in 0..45 {
+        std::fs::copy(
+            data("astronaut_640x480.jpg"),
+            sequence.join(format!("frame_{index:02}.jpg")),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        sequence.join("sequence.json"),
+        r#"{"fps": 30, "frames": 45, "face_in_view_from": 0}"#,
+    )
+    .unwrap();
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    type_into(
+        &mut harness,
+        "Recorded sequence",
+        &sequence.display().to_string(),
+    );
+    harness.get_by_label("Play as the camera").click();
+    harness.step();
+    harness.get_by_label("Enrollment").click();
+    harness.step();
+    // The button is enabled once the camera has given a frame.
+    let started = Instant::now();
+    while !shows(&harness, "Stop capture") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no camera frame"
+        );
+        harness.get_by_label("Capture with coaching").click();
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for(&mut harness, "the capture to end", |h| {
+        shows(h, "Kept the best 5 of")
+    });
+    wait_for(&mut harness, "the kept photos checked", |h| {
+        h.query_all_by_label_contains("good: one face").count() == 5
+    });
+}

@@ -445,14 +445,16 @@ fn hours_per_day_and_per_person_from_the_command_line() {
     let mut lines = days.lines();
     assert_eq!(
         lines.next(),
-        Some("date,external_id,name,first_in,last_out,worked_minutes,punches,missing_check_out")
+        Some(
+            "date,external_id,name,first_in,last_out,worked_minutes,punches,corrected,missing_check_out"
+        )
     );
     let row = lines.next().unwrap();
     assert!(
         row.starts_with(&format!("{today},E100,Eileen Collins,")),
         "{row}"
     );
-    assert!(row.ends_with(",0,2,false"), "{row}");
+    assert!(row.ends_with(",0,2,0,false"), "{row}");
     let people = stdout_of(vouch_on(&db, "manager").args([
         "export",
         "hours",

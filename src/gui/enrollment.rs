@@ -26,6 +26,20 @@ pub struct EnrollmentTab {
     /// Re-enrolment of an enrolled person (their id, and "Name (id)"): the new references
     /// replace theirs.
     reenrolling: Option<(i64, String)>,
+    /// A coached capture at the camera, while one runs.
+    coaching: Option<CoachingView>,
+    /// What the last coached capture kept.
+    capture_note: Option<String>,
+}
+
+/// What the coach last said, and how far the capture is.
+#[derive(Default)]
+struct CoachingView {
+    /// The next camera frame starts the capture.
+    first: bool,
+    advice: Option<&'static str>,
+    seen: usize,
+    good: usize,
 }
 
 impl Default for EnrollmentTab {
@@ -42,11 +56,89 @@ impl Default for EnrollmentTab {
             people: Vec::new(),
             confirm_delete: None,
             reenrolling: None,
+            coaching: None,
+            capture_note: None,
         }
     }
 }
 
 impl EnrollmentTab {
+    /// While a coached capture runs, whether the next camera frame is its first.
+    pub fn coaching_first(&mut self) -> Option<bool> {
+        let coaching = self.coaching.as_mut()?;
+        Some(std::mem::take(&mut coaching.first))
+    }
+
+    pub fn stop_coaching(&mut self) {
+        self.coaching = None;
+    }
+
+    /// The coach's word on a frame; when the capture ended, the photos it kept (added to
+    /// the reference list, to be checked).
+    pub fn on_coached(
+        &mut self,
+        advice: Option<&'static str>,
+        seen: usize,
+        good: usize,
+        saved: Option<Result<Vec<PathBuf>, String>>,
+    ) -> Result<Vec<PathBuf>, String> {
+        if let Some(coaching) = &mut self.coaching {
+            coaching.advice = advice;
+            coaching.seen = seen;
+            coaching.good = good;
+        }
+        let Some(saved) = saved else {
+            return Ok(Vec::new());
+        };
+        self.coaching = None;
+        let paths = saved?;
+        for path in &paths {
+            self.add_image(path);
+        }
+        self.capture_note = Some(if paths.is_empty() {
+            format!(
+                "None of the {seen} frames was good enough: follow the advice and capture again."
+            )
+        } else {
+            format!(
+                "Kept the best {} of {good} good frames (of {seen}).",
+                paths.len()
+            )
+        });
+        Ok(paths)
+    }
+
+    fn coaching_ui(&mut self, ui: &mut egui::Ui, preview: Option<(egui::TextureId, [f32; 2])>) {
+        let Some(coaching) = &self.coaching else {
+            if let Some(note) = &self.capture_note {
+                ui.label(note);
+            }
+            return;
+        };
+        if let Some((texture, [width, height])) = preview {
+            let scale = 320.0 / width.max(1.0);
+            ui.image((texture, egui::vec2(width * scale, height * scale)));
+        }
+        let (text, colour) = match coaching.advice {
+            Some(advice) => (advice, egui::Color32::from_rgb(240, 170, 60)),
+            None => (
+                "Good: hold it there.",
+                egui::Color32::from_rgb(80, 200, 120),
+            ),
+        };
+        ui.label(egui::RichText::new(text).size(24.0).color(colour));
+        ui.label(format!(
+            "{} good frames of {} looked at ({} at most; the best {} are kept)",
+            coaching.good,
+            coaching.seen,
+            crate::enroll::CAPTURE_FRAMES,
+            crate::enroll::CAPTURE_KEEP
+        ));
+        if ui.button("Stop capture").clicked() {
+            self.coaching = None;
+        }
+    }
+
     fn paths(&self) -> Vec<PathBuf> {
         self.images
             .lines()
@@ -127,6 +219,7 @@ impl EnrollmentTab {
         ui: &mut egui::Ui,
         requests: &mut Vec<Request>,
         camera_frame: Option<&image::RgbImage>,
+        preview: Option<(egui::TextureId, [f32; 2])>,
     ) {
         if let Some(modality) = super::modality_picker(ui, &mut self.modality) {
             self.reenrolling = None;
@@ -134,6 +227,9 @@ impl EnrollmentTab {
         }
         ui.columns(2, |columns| {
             self.new_person_ui(&mut columns[0], requests, camera_frame);
+            if self.modality == Modality::Face {
+                self.coaching_ui(&mut columns[0], preview);
+            }
             self.people_ui(&mut columns[1], requests);
         });
     }
@@ -177,6 +273,21 @@ impl EnrollmentTab {
             {
                 requests.push(Request::Capture {
                     frame: frame.clone(),
+                });
+            }
+            if self.modality == Modality::Face
+                && ui
+                    .add_enabled(
+                        camera_frame.is_some() && self.coaching.is_none(),
+                        egui::Button::new("Capture with coaching"),
+                    )
+                    .on_disabled_hover_text("Start the camera on the Kiosk tab")
+                    .clicked()
+            {
+                self.capture_note = None;
+                self.coaching = Some(CoachingView {
+                    first: true,
+                    ..CoachingView::default()
                 });
             }
             if self.reenrolling.is_none() {

@@ -102,30 +102,33 @@ impl KioskTab {
         self.feed.is_some()
     }
 
-    /// The newest camera frame, when the worker is free for it. The view shows the frame
-    /// being analysed, so the boxes drawn belong to the picture under them.
-    pub fn poll_camera(&mut self) -> Vec<Request> {
-        let Some(feed) = &self.feed else {
-            return Vec::new();
-        };
+    /// The newest camera frame, when the worker is free for it (the caller sends it to
+    /// the kiosk loop or to a coached capture). The view shows the frame being analysed,
+    /// so the boxes drawn belong to the picture under them.
+    pub fn poll_camera(&mut self) -> Option<image::RgbImage> {
+        let feed = self.feed.as_ref()?;
         if self.in_flight {
-            return Vec::new();
+            return None;
         }
-        match feed.take_newest() {
-            Some(Ok(frame)) => {
+        match feed.take_newest()? {
+            Ok(frame) => {
                 self.analysing = Some(frame.clone());
                 self.last_frame = Some(frame.clone());
                 self.in_flight = true;
                 self.from_file = false;
-                vec![Request::KioskFrame { frame }]
+                Some(frame)
             }
-            Some(Err(error)) => {
+            Err(error) => {
                 self.camera_error = Some(error);
                 self.feed = None;
-                Vec::new()
+                None
             }
-            None => Vec::new(),
         }
+    }
+
+    /// The camera frame and its size, for a preview elsewhere (a coached capture).
+    pub fn preview(&self) -> Option<(egui::TextureId, [f32; 2])> {
+        self.frame.as_ref().map(|t| (t.id(), self.frame_size))
     }
 
     fn show_frame(&mut self, ctx: &egui::Context, frame: &image::RgbImage) {
@@ -176,10 +179,14 @@ impl KioskTab {
         self.say(said.to_string(), good);
     }
 
-    /// The worker could not take the last frame (the error is shown): the next may go.
-    pub fn frame_failed(&mut self) {
+    /// The worker is done with the last frame, outside the kiosk loop (a coached
+    /// capture, or a failure that is shown): it is shown, and the next may go.
+    pub fn frame_answered(&mut self, ctx: &egui::Context) {
         self.in_flight = false;
-        self.analysing = None;
+        if let Some(frame) = self.analysing.take() {
+            self.show_frame(ctx, &frame);
+        }
+        self.faces.clear();
     }
 
     fn say(&mut self, text: String, good: bool) {

@@ -21,7 +21,7 @@ use eframe::egui;
 use crate::context::Context;
 use crate::types::{Modality, Permission};
 use crate::workflow::Progress;
-use worker::{KIOSK_FAILURE, Reply, Request, WorkerHandle};
+use worker::{CAMERA_FRAME_FAILURE, Reply, Request, WorkerHandle};
 
 /// How long a failure stays on screen (unless a later success clears it first).
 const ERROR_SHOWN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -157,8 +157,9 @@ impl App {
                 self.started = true;
             }
             Reply::Failed { what, error } => {
-                if what == KIOSK_FAILURE {
-                    self.kiosk.frame_failed();
+                if what == CAMERA_FRAME_FAILURE {
+                    self.kiosk.frame_answered(ctx);
+                    self.enrollment.stop_coaching();
                 }
                 self.fail(format!("{what}: {error}"))
             }
@@ -174,6 +175,22 @@ impl App {
                 self.send(Request::AssessFace { path });
             }
             Reply::Captured(Err(error)) => self.fail(error),
+            Reply::Coached {
+                advice,
+                seen,
+                good,
+                saved,
+            } => {
+                self.kiosk.frame_answered(ctx);
+                match self.enrollment.on_coached(advice, seen, good, saved) {
+                    Ok(paths) => {
+                        for path in paths {
+                            self.send(Request::AssessFace { path });
+                        }
+                    }
+                    Err(error) => self.fail(error),
+                }
+            }
             Reply::CheckedIn(result) => {
                 if result.is_ok() {
                     self.succeeded();
@@ -296,8 +313,14 @@ impl eframe::App for App {
     /// and the training run's events are taken here, never only while drawing.
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.take_replies(ctx);
-        let camera_requests = self.kiosk.poll_camera();
-        self.send_all(camera_requests);
+        if let Some(frame) = self.kiosk.poll_camera() {
+            // A coached capture takes the camera while it runs; otherwise the kiosk does.
+            let request = match self.enrollment.coaching_first() {
+                Some(first) => Request::CoachFrame { frame, first },
+                None => Request::KioskFrame { frame },
+            };
+            self.send(request);
+        }
         self.training.poll();
         if self.busy || self.training.running() || self.kiosk.live() {
             // The camera keeps running on the enrollment tab, for captures.
@@ -343,10 +366,12 @@ impl eframe::App for App {
                 self.kiosk
                     .ui(ui, &mut requests, files_allowed, camera_allowed)
             }
-            Tab::Enrollment => {
-                self.enrollment
-                    .ui(ui, &mut requests, self.kiosk.last_frame.as_ref())
-            }
+            Tab::Enrollment => self.enrollment.ui(
+                ui,
+                &mut requests,
+                self.kiosk.last_frame.as_ref(),
+                self.kiosk.preview(),
+            ),
             Tab::SignatureDesk => self.desk.ui(ui, &mut requests),
             Tab::Thresholds => self.workbench.ui(ui, &mut requests),
             Tab::Training => self.training.ui(ui, &mut requests),

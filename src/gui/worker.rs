@@ -27,8 +27,8 @@ use crate::workflow::{
     self, CheckinReport, EnrollReport, EnrollRequest, Progress, SignatureVerifyReport,
 };
 
-/// What a failed camera frame is called in `Reply::Failed`: the kiosk may send the next.
-pub const KIOSK_FAILURE: &str = "the kiosk";
+/// What a failed camera frame is called in `Reply::Failed`: the next may be sent.
+pub const CAMERA_FRAME_FAILURE: &str = "the camera frame";
 
 /// Requests the worker serves, one at a time, in order.
 pub enum Request {
@@ -44,6 +44,12 @@ pub enum Request {
     /// Save a camera frame as a reference photo for enrollment.
     Capture {
         frame: RgbImage,
+    },
+    /// A camera frame for a coached capture (`enroll::coach_frame`); `first` starts a new
+    /// capture. When enough frames were seen, the best few are saved as reference photos.
+    CoachFrame {
+        frame: RgbImage,
+        first: bool,
     },
     EnrollFace {
         request: EnrollRequest,
@@ -171,6 +177,7 @@ impl Request {
             Request::KioskFrame { .. } | Request::Access(_) => None,
             Request::CheckinFile { .. } => Some(Administer),
             Request::Capture { .. }
+            | Request::CoachFrame { .. }
             | Request::EnrollFace { .. }
             | Request::EnrollSignature { .. }
             | Request::Reenroll { .. }
@@ -230,6 +237,14 @@ pub enum Reply {
         no_face: Option<&'static str>,
     },
     Captured(Result<PathBuf, String>),
+    /// The coach's word on the last frame, the capture's progress, and the photos saved
+    /// when it ended.
+    Coached {
+        advice: Option<&'static str>,
+        seen: usize,
+        good: usize,
+        saved: Option<Result<Vec<PathBuf>, String>>,
+    },
     CheckedIn(Result<CheckinReport, String>),
     /// Today's punches, oldest first, for the kiosk's list.
     TodaysPunches(Result<Vec<crate::store::AttendanceRecord>, String>),
@@ -370,6 +385,8 @@ struct Worker {
     liveness: Result<Liveness, String>,
     /// The kiosk's memory between camera frames (the followed face, the attacks lately).
     kiosk: KioskLoop,
+    /// A coached capture at the camera for enrollment, while one runs.
+    capture_session: Option<crate::enroll::CaptureSession>,
     signatures: Result<SignatureModel, String>,
     store: Store,
     gallery: Gallery,
@@ -406,6 +423,7 @@ impl Worker {
             faces,
             liveness,
             kiosk: KioskLoop::default(),
+            capture_session: None,
             signatures,
             store,
             gallery,
@@ -569,7 +587,10 @@ impl Worker {
                 }
                 Reply::CheckedIn(self.checkin_file(&path, &actor))
             }
-            Request::Capture { frame } => Reply::Captured(self.capture(&frame)),
+            Request::Capture { frame } => {
+                Reply::Captured(self.capture(&[frame]).map(|mut saved| saved.remove(0)))
+            }
+            Request::CoachFrame { frame, first } => self.coach(frame, first),
             other @ (Request::EnrollFace { .. }
             | Request::EnrollSignature { .. }
             | Request::Reenroll { .. }
@@ -912,7 +933,7 @@ impl Worker {
         match stepped {
             Ok(step) => Reply::KioskStep(Box::new(step)),
             Err(error) => Reply::Failed {
-                what: KIOSK_FAILURE,
+                what: CAMERA_FRAME_FAILURE,
                 error: error.to_string(),
             },
         }
@@ -967,18 +988,53 @@ impl Worker {
         .map_err(text)
     }
 
-    fn capture(&self, frame: &RgbImage) -> Result<PathBuf, String> {
+    /// Saves camera frames as reference photos in the captures folder.
+    fn capture(&self, frames: &[RgbImage]) -> Result<Vec<PathBuf>, String> {
         let dir = self.context.captures_dir();
-        let path = dir.join(format!(
-            "{}.png",
-            chrono::Utc::now().format("%Y%m%d-%H%M%S%.3f")
-        ));
         std::fs::create_dir_all(&dir)
-            .and_then(|()| frame.save(&path).map_err(std::io::Error::other))
-            .map(|()| path)
-            .map_err(|e| format!("cannot save the capture in {}: {e}", dir.display()))
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S%.3f");
+        frames
+            .iter()
+            .enumerate()
+            .map(|(index, frame)| {
+                let path = dir.join(format!("{stamp}-{index}.png"));
+                frame
+                    .save(&path)
+                    .map(|()| path.clone())
+                    .map_err(|e| format!("cannot save the capture {}: {e}", path.display()))
+            })
+            .collect()
     }
 
+    /// One frame of a coached capture; the best frames saved when it is done.
+    fn coach(&mut self, frame: RgbImage, first: bool) -> Reply {
+        let coaching = match crate::enroll::coach_frame(&self.faces, &frame) {
+            Ok(coaching) => coaching,
+            Err(error) => {
+                return Reply::Failed {
+                    what: CAMERA_FRAME_FAILURE,
+                    error: error.to_string(),
+                };
+            }
+        };
+        if first {
+            self.capture_session = None;
+        }
+        let session = self.capture_session.get_or_insert_default();
+        session.offer(frame, &coaching);
+        let (seen, good) = session.progress();
+        let saved = session.done().then(|| {
+            let best = self.capture_session.take().unwrap_or_default().best();
+            self.capture(&best)
+        });
+        Reply::Coached {
+            advice: coaching.advice,
+            seen,
+            good,
+            saved,
+        }
+    }
     fn assess(&self, path: &std::path::Path) -> Result<String, String> {
         let bytes = std::fs::read(path).map_err(|e| text(crate::Error::io(e, path)))?;
         let picture = crate::imageio::decode_rgb(&bytes, path).map_err(text)?;
