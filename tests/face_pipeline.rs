@@ -707,3 +707,95 @@ fn the_enrollment_coach_says_what_to_change() {
         Some("Please come closer.")
     );
 }
+
+/// A face the kiosk is not sure of (every frame in the review band), who looked live and
+/// has a kiosk PIN: "look again", then the PIN pad; a wrong PIN is refused, theirs punches.
+#[test]
+fn a_face_in_the_review_band_is_asked_to_look_again_then_for_its_pin() {
+    use vouch::kiosk::KioskState;
+    use vouch::types::{Bands, Modality};
+    use vouch::workflow::kiosk::{KioskEvent, KioskLoop, KioskModels, RecordedSequence};
+    let sequence = RecordedSequence::load(&data("kiosk")).unwrap();
+    let liveness = Liveness::load(&common::repo().join("models"), &Device::Cpu).unwrap();
+    let kiosk = KioskModels {
+        faces: models(),
+        liveness: Some(&liveness),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let mut store = vouch::store::Store::open(&db).unwrap();
+    let mut gallery = vouch::gallery::Gallery::of_faces(&store, &models().model_id()).unwrap();
+    let request = vouch::workflow::EnrollRequest {
+        name: "Mei Chen".into(),
+        external_id: "E200".into(),
+        images: vec![sequence.reference.clone()],
+    };
+    vouch::workflow::enroll_face(models(), &mut store, &mut gallery, &request, false, "test")
+        .unwrap();
+    // Accept only above 0.995: the sequence's frames all fall in the review band.
+    common::set_bands(
+        &mut store,
+        Modality::Face,
+        Bands {
+            low: 0.5,
+            high: 0.995,
+        },
+    )
+    .unwrap();
+    let person = store.people(None).unwrap()[0].id;
+    assert!(store.set_pin(person, "12a4", "clerk").is_err());
+    store.set_pin(person, "2468", "clerk").unwrap();
+    let window = chrono::Duration::minutes(2);
+    let mut kiosk_loop = KioskLoop::default();
+    let mut events = Vec::new();
+    let mut asked = false;
+    for frame in &sequence.frames {
+        let step = kiosk_loop
+            .step(kiosk, &mut store, &gallery, frame, window, "kiosk")
+            .unwrap();
+        assert!(!matches!(step.state, KioskState::Confirmed { .. }));
+        asked |= step.pin_requested;
+        events.extend(step.event);
+    }
+    assert!(
+        matches!(
+            events.as_slice(),
+            [KioskEvent::LookAgain, KioskEvent::AskPin]
+        ),
+        "{events:?}"
+    );
+    assert!(asked);
+    assert!(matches!(
+        kiosk_loop
+            .enter_pin(&mut store, "1357", window, "kiosk")
+            .unwrap(),
+        KioskEvent::PinRefused { tries_left: 2 }
+    ));
+    let KioskEvent::Punched(report) = kiosk_loop
+        .enter_pin(&mut store, "2468", window, "kiosk")
+        .unwrap()
+    else {
+        panic!("the right PIN punches");
+    };
+    assert_eq!(report.external_id, "E200");
+    assert_eq!(store.attendance(None, None).unwrap().len(), 1);
+    drop(store);
+    // Both tries are in the audit log, the PIN itself nowhere.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let checks: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE action = 'pin_check'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(checks, 2);
+    let leaks: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE detail LIKE '%2468%'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(leaks, 0);
+}

@@ -863,3 +863,42 @@ fn a_coached_capture_at_the_camera_keeps_the_best_frames() {
         h.query_all_by_label_contains("good: one face").count() == 5
     });
 }
+
+/// The camera not sure (every frame in the review band): the kiosk asks for a second look,
+/// then for the PIN of the likely person, and their PIN punches.
+#[test]
+fn the_kiosk_asks_for_a_pin_when_it_is_not_sure() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    enroll_photo(&db, "Mei Chen", "E200", "kiosk/reference.jpg");
+    {
+        let mut store = vouch::store::Store::open(&db).unwrap();
+        common::set_bands(
+            &mut store,
+            Modality::Face,
+            vouch::types::Bands {
+                low: 0.5,
+                high: 0.995,
+            },
+        )
+        .unwrap();
+        let person = store.people(None).unwrap()[0].id;
+        store.set_pin(person, "2468", "clerk").unwrap();
+    }
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    type_into(
+        &mut harness,
+        "Recorded sequence",
+        &data("kiosk").display().to_string(),
+    );
+    harness.get_by_label("Play as the camera").click();
+    wait_for(&mut harness, "the PIN pad", |h| {
+        shows(h, "please enter your PIN")
+    });
+    type_into(&mut harness, "PIN", "2468");
+    harness.get_by_label("Enter PIN").click();
+    wait_for(&mut harness, "the greeting", |h| {
+        shows(h, ", Mei: checked in ")
+    });
+}

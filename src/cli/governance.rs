@@ -71,10 +71,18 @@ pub enum ProposalsCommand {
 }
 
 fn new_secret(name: &str) -> anyhow::Result<String> {
-    if let Ok(secret) = std::env::var("VOUCH_NEW_PASSWORD") {
+    secret_from(
+        "VOUCH_NEW_PASSWORD",
+        &format!("New password or PIN for {name}: "),
+    )
+}
+
+/// A new secret from the environment variable `variable`, else typed twice at a prompt.
+pub(super) fn secret_from(variable: &str, prompt: &str) -> anyhow::Result<String> {
+    if let Ok(secret) = std::env::var(variable) {
         return Ok(secret);
     }
-    let first = rpassword::prompt_password(format!("New password or PIN for {name}: "))?;
+    let first = rpassword::prompt_password(prompt)?;
     let again = rpassword::prompt_password("The same again: ")?;
     anyhow::ensure!(first == again, "the two entries differ: nothing changed");
     Ok(first)

@@ -89,6 +89,9 @@ pub enum PeopleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set a person's kiosk PIN (4 to 8 digits; from $VOUCH_PIN, else a prompt): the
+    /// kiosk asks for it when the camera is not sure it is them.
+    SetPin { id: String },
     /// Delete a person with their templates and crops (the audit keeps a row).
     Delete {
         id: String,
@@ -313,6 +316,15 @@ pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode
                     p.name, p.external_id, p.modality, p.templates, p.created_at
                 )
             })
+        }
+        PeopleCommand::SetPin { id } => {
+            let (mut store, session) = open_as(context, Permission::Enroll)?;
+            let person = store.person_by_external_id(&id, Modality::Face)?;
+            let pin =
+                super::governance::secret_from("VOUCH_PIN", &format!("Kiosk PIN for {id}: "))?;
+            store.set_pin(person.id, &pin, session.name())?;
+            println!("kiosk PIN set for {} ({id})", person.name);
+            Ok(ExitCode::SUCCESS)
         }
         PeopleCommand::Reenroll {
             id,

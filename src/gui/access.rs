@@ -164,7 +164,9 @@ impl Access {
                 }
             }
             Some((_, None)) => {
-                ui.label("Single-user desk (no operator accounts)");
+                ui.label("Single-user desk").on_hover_text(
+                    "No operator accounts: whoever opens the window may do everything",
+                );
                 if ui.button("Create the first supervisor").clicked() {
                     self.dialog = Dialog::FirstSupervisor;
                 }

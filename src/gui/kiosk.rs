@@ -64,6 +64,8 @@ pub struct KioskTab {
     /// What the person at the kiosk is told after an attempt, big, for a few seconds:
     /// the text, whether it is good news, and when it was said.
     message: Option<(String, bool, std::time::Instant)>,
+    /// The digits typed while the kiosk asks for a PIN.
+    pin: Option<String>,
     /// The camera frame the worker is analysing: shown with its faces when they come.
     analysing: Option<image::RgbImage>,
     /// The newest camera frame, for enrollment captures.
@@ -90,6 +92,7 @@ impl Default for KioskTab {
             prompt: None,
             log: Vec::new(),
             message: None,
+            pin: None,
             analysing: None,
             last_frame: None,
             advice: None,
@@ -149,10 +152,19 @@ impl KioskTab {
         self.state = step.state;
         self.prompt = step.prompt;
         self.advice = step.no_face.map(crate::face::quality::advice);
-        let Some(event) = step.event else {
-            return;
-        };
-        let (said, good) = match event {
+        match (step.pin_requested, &self.pin) {
+            (true, None) => self.pin = Some(String::new()),
+            (false, Some(_)) => self.pin = None,
+            _ => {}
+        }
+        if let Some(event) = step.event {
+            self.on_event(event);
+        }
+    }
+
+    /// What the kiosk tells the person after something happened.
+    pub fn on_event(&mut self, event: KioskEvent) {
+        let said = match event {
             KioskEvent::Punched(report) => return self.on_checkin(Ok(report)),
             KioskEvent::Refused { alert } => {
                 if alert {
@@ -161,22 +173,72 @@ impl KioskTab {
                         "Repeated attempts with a photo or a screen: the supervisor has been alerted (audit log).".into(),
                     );
                 }
-                (
-                    "Not accepted: that looked like a photo or a screen. Please step up to the camera yourself.",
-                    false,
-                )
+                "Not accepted: that looked like a photo or a screen. Please step up to the camera yourself.".to_string()
             }
-            KioskEvent::Unknown => (
-                "We do not recognise you. If you work here, please ask at the desk to be enrolled.",
-                false,
-            ),
-            KioskEvent::LookAgain => ("Please look straight into the camera.", false),
-            KioskEvent::NotSure => (
-                "We could not be sure it is you. Please ask at the desk.",
-                false,
-            ),
+            KioskEvent::Unknown => {
+                "We do not recognise you. If you work here, please ask at the desk to be enrolled."
+                    .to_string()
+            }
+            KioskEvent::LookAgain => "Please look straight into the camera.".to_string(),
+            KioskEvent::NotSure => {
+                self.pin = None;
+                "We could not be sure it is you. Please ask at the desk.".to_string()
+            }
+            KioskEvent::AskPin => {
+                "We are not quite sure it is you: please enter your PIN.".to_string()
+            }
+            KioskEvent::PinRefused { tries_left } => {
+                if let Some(pin) = &mut self.pin {
+                    pin.clear();
+                }
+                format!("That PIN is not right: {tries_left} more tries.")
+            }
         };
-        self.say(said.to_string(), good);
+        self.say(said, false);
+    }
+
+    /// The PIN pad, while the kiosk asks for one: big keys for a touch screen, and a
+    /// field for a keyboard.
+    fn pin_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+        let Some(pin) = &mut self.pin else {
+            return;
+        };
+        let mut submit = false;
+        ui.horizontal(|ui| {
+            let label = ui.label(egui::RichText::new("PIN").size(24.0));
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(pin)
+                        .password(true)
+                        .font(egui::TextStyle::Heading)
+                        .desired_width(160.0),
+                )
+                .labelled_by(label.id);
+            submit |= field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            submit |= ui
+                .button(egui::RichText::new("Enter PIN").size(24.0))
+                .clicked();
+        });
+        ui.horizontal(|ui| {
+            for key in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "Back"] {
+                let pressed = ui
+                    .add(
+                        egui::Button::new(egui::RichText::new(key).size(28.0))
+                            .min_size(egui::vec2(48.0, 48.0)),
+                    )
+                    .clicked();
+                if pressed && key == "Back" {
+                    pin.pop();
+                } else if pressed && pin.len() < 8 {
+                    pin.push_str(key);
+                }
+            }
+        });
+        if submit && !pin.is_empty() {
+            requests.push(Request::KioskPin {
+                pin: std::mem::take(pin),
+            });
+        }
     }
 
     /// The worker is done with the last frame, outside the kiosk loop (a coached
@@ -289,6 +351,7 @@ impl KioskTab {
             );
         }
         self.message_ui(ui);
+        self.pin_ui(ui, requests);
         let status = self.status();
         if !status.is_empty() {
             let size = if self.live() { 24.0 } else { 14.0 };
@@ -322,6 +385,8 @@ impl KioskTab {
             _ if self.live() && self.prompt.is_some() => {
                 self.prompt.unwrap_or_default().to_string()
             }
+            // A face the loop is still unsure of: the message above says what to do.
+            KioskState::Searching if !self.faces.is_empty() => String::new(),
             KioskState::Searching => self.advice.unwrap_or("Look at the camera.").to_string(),
             KioskState::Recognising { frames, .. } => {
                 format!("Recognising… ({frames}/{})", crate::kiosk::CONSENSUS_FRAMES)

@@ -165,6 +165,8 @@ impl App {
             }
             Reply::Progress(progress) => self.progress = Some(progress),
             Reply::KioskStep(step) => self.kiosk.on_step(ctx, *step),
+            Reply::KioskPin(Ok(event)) => self.kiosk.on_event(event),
+            Reply::KioskPin(Err(error)) => self.fail(format!("checking the PIN: {error}")),
             Reply::Analyzed {
                 faces,
                 frame,

@@ -22,7 +22,7 @@ use crate::signature::SignatureModel;
 use crate::store::{Person, Proposal, Session, Store};
 use crate::types::{Bands, Modality, Permission, Role};
 use crate::workflow::governance::{self, GateReport, Reembedding};
-use crate::workflow::kiosk::{self, KioskLoop, KioskModels, KioskStep, SeenFace};
+use crate::workflow::kiosk::{self, KioskEvent, KioskLoop, KioskModels, KioskStep, SeenFace};
 use crate::workflow::{
     self, CheckinReport, EnrollReport, EnrollRequest, Progress, SignatureVerifyReport,
 };
@@ -36,6 +36,10 @@ pub enum Request {
     /// prompts, and the punch or refusal when the frames agree.
     KioskFrame {
         frame: RgbImage,
+    },
+    /// The PIN typed when the kiosk asked for one.
+    KioskPin {
+        pin: String,
     },
     /// Punch from an image file, as `vouch checkin` does (the file is decoded here).
     CheckinFile {
@@ -174,7 +178,7 @@ impl Request {
     fn permission(&self) -> Option<Permission> {
         use Permission::*;
         match self {
-            Request::KioskFrame { .. } | Request::Access(_) => None,
+            Request::KioskFrame { .. } | Request::KioskPin { .. } | Request::Access(_) => None,
             Request::CheckinFile { .. } => Some(Administer),
             Request::Capture { .. }
             | Request::CoachFrame { .. }
@@ -229,6 +233,8 @@ pub enum Reply {
     },
     /// The kiosk loop's answer to a camera frame.
     KioskStep(Box<KioskStep>),
+    /// What a PIN typed at the kiosk led to.
+    KioskPin(Result<KioskEvent, String>),
     /// The faces of an image file about to be punched from, and the decoded image.
     Analyzed {
         faces: Vec<SeenFace>,
@@ -576,6 +582,13 @@ impl Worker {
             .map_or_else(|| "kiosk".to_string(), |s| s.name().to_string());
         let reply = match request {
             Request::KioskFrame { frame } => self.kiosk_frame(&frame, &actor),
+            Request::KioskPin { pin } => Reply::KioskPin(
+                self.store
+                    .repeat_window()
+                    .map_err(crate::Error::from)
+                    .and_then(|window| self.kiosk.enter_pin(&mut self.store, &pin, window, &actor))
+                    .map_err(text),
+            ),
             Request::CheckinFile { path } => {
                 let analyzed = self.analyze_file(&path);
                 let failed = matches!(analyzed, Reply::Failed { .. });

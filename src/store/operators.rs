@@ -390,3 +390,49 @@ impl Store {
             .count())
     }
 }
+
+/// How many digits a person's kiosk PIN has.
+pub const PIN_DIGITS: std::ops::RangeInclusive<usize> = 4..=8;
+
+/// The sealed setting that holds a person's kiosk PIN hash.
+pub(super) fn pin_key(person_id: i64) -> String {
+    format!("pin.person.{person_id}")
+}
+
+impl Store {
+    /// Sets (or replaces) a person's kiosk PIN, asked for when the camera is not sure it
+    /// is them: its argon2id hash in a sealed setting, and an audit row naming who set it
+    /// (never the PIN). Deleting the person deletes it.
+    pub fn set_pin(&mut self, person_id: i64, pin: &str, actor: &str) -> StoreResult<()> {
+        if !(pin.chars().all(|c| c.is_ascii_digit()) && PIN_DIGITS.contains(&pin.len())) {
+            return Err(StoreError::InvalidSetting(format!(
+                "a PIN is {} to {} digits",
+                PIN_DIGITS.start(),
+                PIN_DIGITS.end()
+            )));
+        }
+        self.person(person_id)?;
+        let hash = hash_secret(pin)?;
+        self.write(actor, "set_pin", |tx, keys, changes| {
+            super::records::upsert_setting(tx, keys, changes, &pin_key(person_id), &hash)?;
+            Ok::<_, StoreError>(((), serde_json::json!({ "person_id": person_id })))
+        })
+    }
+
+    /// Whether the person has a kiosk PIN.
+    pub fn has_pin(&self, person_id: i64) -> StoreResult<bool> {
+        Ok(self.setting(&pin_key(person_id))?.is_some())
+    }
+
+    /// Whether `pin` is the person's kiosk PIN. Every try is an audit row: a PIN lets
+    /// someone in whom the camera was not sure of.
+    pub fn check_pin(&mut self, person_id: i64, pin: &str, actor: &str) -> StoreResult<bool> {
+        let Some(hash) = self.setting(&pin_key(person_id))? else {
+            return Ok(false);
+        };
+        let matched = secret_matches(pin, &hash);
+        let detail = serde_json::json!({ "person_id": person_id, "matched": matched });
+        self.audit_append(actor, "pin_check", &detail.to_string())?;
+        Ok(matched)
+    }
+}

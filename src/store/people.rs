@@ -287,9 +287,13 @@ impl Store {
             tx.execute("DELETE FROM templates WHERE person_id = ?1", [person_id])?;
             tx.execute("DELETE FROM people WHERE id = ?1", [person_id])?;
             changes.gone(&PEOPLE, person_id);
-            let offset = super::records::offset_key(person_id);
-            if tx.execute("DELETE FROM settings WHERE key = ?1", [&offset])? > 0 {
-                changes.gone(&SETTINGS, offset);
+            for key in [
+                super::records::offset_key(person_id),
+                super::operators::pin_key(person_id),
+            ] {
+                if tx.execute("DELETE FROM settings WHERE key = ?1", [&key])? > 0 {
+                    changes.gone(&SETTINGS, key);
+                }
             }
             for id in punches {
                 changes.put(tx, &ATTENDANCE, id)?;

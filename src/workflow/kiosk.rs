@@ -84,7 +84,15 @@ pub enum KioskEvent {
     LookAgain,
     /// Still not sure after the second look: the desk decides.
     NotSure,
+    /// Still not sure after the second look, but the likely person has a kiosk PIN and
+    /// the face looked live: their PIN settles it (`KioskLoop::enter_pin`).
+    AskPin,
+    /// A wrong PIN; after `PIN_TRIES` the desk decides.
+    PinRefused { tries_left: usize },
 }
+
+/// Wrong PINs allowed for one face before the kiosk gives up on it.
+pub const PIN_TRIES: usize = 3;
 
 /// Milliseconds each stage took on this frame (0 when the stage did not run).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -110,6 +118,8 @@ pub struct KioskStep {
     pub event: Option<KioskEvent>,
     /// Why no face was found, when none was (`face::quality::no_face_cause`).
     pub no_face: Option<&'static str>,
+    /// The kiosk waits for a PIN from the face in front of it.
+    pub pin_requested: bool,
     pub times: StageTimes,
 }
 
@@ -145,6 +155,13 @@ pub struct KioskLoop {
     doubt: Doubt,
     /// Punched (Confirmed) or refused: nothing more is decided until the face leaves.
     outcome: Option<KioskState>,
+    /// The likeliest person while the face is in the review band: (person, best score).
+    review: Option<(i64, f32)>,
+    /// Passive liveness of the face's review-band frames: (judged, live, sum of scores).
+    review_liveness: (usize, usize, f32),
+    /// Waiting for the PIN of `review`, and the wrong ones so far.
+    asking_pin: bool,
+    pin_tries: usize,
 }
 
 fn elapsed_ms(since: Instant) -> f64 {
@@ -195,6 +212,7 @@ impl KioskLoop {
             prompt: None,
             event: None,
             no_face,
+            pin_requested: false,
             times,
         };
         let Some(index) = subject else {
@@ -215,6 +233,7 @@ impl KioskLoop {
                 &mut step.times,
             )?;
             step.event = self.act(store, gallery, &step.state, repeat_window, actor)?;
+            step.pin_requested = self.asking_pin;
             step.prompt = crate::kiosk::prompt(
                 faces.len(),
                 Some(faces[index].bbox.width),
@@ -316,12 +335,35 @@ impl KioskLoop {
             .filter(|m| m.decision == Decision::Accept)
             .map(|m| (m.person_id, m.score));
 
-        if let (Some(liveness), Some(_)) = (models.liveness, accepted)
-            && self.consensus.judged() < LIVENESS_FRAMES
+        let review = self
+            .identity
+            .as_ref()
+            .filter(|m| m.decision == Decision::Review)
+            .map(|m| (m.person_id, m.score));
+        if let Some((person_id, score)) = review
+            && self.review.is_none_or(|(_, best)| score > best)
+        {
+            self.review = Some((person_id, score));
+        }
+        let judged = if accepted.is_some() {
+            self.consensus.judged()
+        } else {
+            self.review_liveness.0
+        };
+        if let Some(liveness) = models.liveness
+            && (accepted.is_some() || review.is_some())
+            && judged < LIVENESS_FRAMES
         {
             let clock = Instant::now();
-            face.liveness = Some(liveness.score(frame, &face.bbox)?);
+            let score = liveness.score(frame, &face.bbox)?;
             times.liveness_ms = elapsed_ms(clock);
+            if accepted.is_none() {
+                let (judged, live, sum) = &mut self.review_liveness;
+                *judged += 1;
+                *live += usize::from(score.is_live);
+                *sum += score.live;
+            }
+            face.liveness = Some(score);
         }
         Ok(self.consensus.observe(Observation {
             accepted,
@@ -363,20 +405,20 @@ impl KioskLoop {
                 let alert = record_attack(store, &mut self.attacks, person_id, liveness, actor)?;
                 Ok(Some(KioskEvent::Refused { alert }))
             }
-            KioskState::Searching => Ok(self.doubt_event()),
+            KioskState::Searching => self.doubt_event(store),
             _ => Ok(None),
         }
     }
 
     /// After `CONSENSUS_FRAMES` doubtful embeddings: "unknown" for a face nobody matches,
-    /// "look again" for one in the review band, and "not sure" when the second look did
-    /// not settle it.
-    fn doubt_event(&mut self) -> Option<KioskEvent> {
+    /// "look again" for one in the review band, and, when the second look did not settle
+    /// it, the likely person's PIN (they have one and the face looked live) or "not sure".
+    fn doubt_event(&mut self, store: &Store) -> Result<Option<KioskEvent>> {
         let review = self
             .identity
             .as_ref()
             .is_some_and(|m| m.decision == Decision::Review);
-        match self.doubt {
+        Ok(match self.doubt {
             Doubt::None if self.doubtful >= CONSENSUS_FRAMES => {
                 if review {
                     self.doubt = Doubt::LookAgain;
@@ -388,10 +430,59 @@ impl KioskLoop {
             }
             Doubt::LookAgain if self.doubtful >= CONSENSUS_FRAMES + SECOND_LOOK_FRAMES => {
                 self.doubt = Doubt::Told;
-                Some(KioskEvent::NotSure)
+                let (judged, live, _) = self.review_liveness;
+                let looked_live = judged >= CONSENSUS_FRAMES && 2 * live > judged;
+                match self.review {
+                    Some((person_id, _)) if looked_live && store.has_pin(person_id)? => {
+                        self.asking_pin = true;
+                        Some(KioskEvent::AskPin)
+                    }
+                    _ => Some(KioskEvent::NotSure),
+                }
             }
             _ => None,
+        })
+    }
+
+    /// The PIN typed at the kiosk when it asked for one: the likely person's punch when
+    /// it is theirs (with the review score and the face's liveness), else another try
+    /// until `PIN_TRIES`, then "not sure".
+    pub fn enter_pin(
+        &mut self,
+        store: &mut Store,
+        pin: &str,
+        repeat_window: chrono::Duration,
+        actor: &str,
+    ) -> Result<KioskEvent> {
+        let Some((person_id, score)) = self.review.filter(|_| self.asking_pin) else {
+            return Ok(KioskEvent::NotSure);
+        };
+        if store.check_pin(person_id, pin, actor)? {
+            self.asking_pin = false;
+            let (judged, _, sum) = self.review_liveness;
+            let liveness = sum / judged.max(1) as f32;
+            let punch = store.punch(person_id, score, Some(liveness), repeat_window, actor)?;
+            let person = store.person(person_id)?;
+            self.outcome = Some(KioskState::Confirmed {
+                person_id,
+                score,
+                liveness,
+            });
+            return Ok(KioskEvent::Punched(CheckinReport {
+                external_id: person.external_id,
+                name: person.name,
+                score,
+                punch,
+            }));
         }
+        self.pin_tries += 1;
+        if self.pin_tries >= PIN_TRIES {
+            self.asking_pin = false;
+            return Ok(KioskEvent::NotSure);
+        }
+        Ok(KioskEvent::PinRefused {
+            tries_left: PIN_TRIES - self.pin_tries,
+        })
     }
 }
 
