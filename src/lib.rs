@@ -8,6 +8,7 @@ pub mod camera;
 pub mod cli;
 pub mod context;
 pub mod cpu;
+pub mod cue;
 pub mod dataset;
 pub mod device;
 pub mod enroll;

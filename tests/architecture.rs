@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["types"],
     &["error"],
-    &["matching", "device", "imageio", "dataset", "cpu"],
+    &["matching", "device", "imageio", "dataset", "cpu", "cue"],
     &["nn", "models", "store"],
     &["face", "signature", "camera"],
     &["kiosk", "attendance", "gallery", "enroll", "eval"],

@@ -66,6 +66,8 @@ pub struct KioskTab {
     message: Option<(String, bool, std::time::Instant)>,
     /// The digits typed while the kiosk asks for a PIN.
     pin: Option<String>,
+    /// The sound cues, when this machine can play them (looked for at the first cue).
+    cues: Option<Option<crate::cue::CuePlayer>>,
     /// The camera frame the worker is analysing: shown with its faces when they come.
     analysing: Option<image::RgbImage>,
     /// The newest camera frame, for enrollment captures.
@@ -93,6 +95,7 @@ impl Default for KioskTab {
             log: Vec::new(),
             message: None,
             pin: None,
+            cues: None,
             analysing: None,
             last_frame: None,
             advice: None,
@@ -251,7 +254,19 @@ impl KioskTab {
         self.faces.clear();
     }
 
+    /// Shows `text` large for a while, with its sound.
     fn say(&mut self, text: String, good: bool) {
+        let cue = if good {
+            crate::cue::Cue::Done
+        } else {
+            crate::cue::Cue::Attention
+        };
+        let cues = self.cues.get_or_insert_with(|| {
+            crate::cue::CuePlayer::new(&std::env::temp_dir().join("vouch-cues"))
+        });
+        if let Some(player) = cues {
+            player.play(cue);
+        }
         self.message = Some((text, good, std::time::Instant::now()));
     }
 
