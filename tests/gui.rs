@@ -902,3 +902,23 @@ fn the_kiosk_asks_for_a_pin_when_it_is_not_sure() {
         shows(h, ", Mei: checked in ")
     });
 }
+
+/// Someone nobody enrolled at the camera: told so, large, and nothing is punched.
+#[test]
+fn the_kiosk_camera_tells_an_unknown_face_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    enroll_astronaut(&db);
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    type_into(
+        &mut harness,
+        "Recorded sequence",
+        &data("kiosk").display().to_string(),
+    );
+    harness.get_by_label("Play as the camera").click();
+    wait_for(&mut harness, "the unknown message", |h| {
+        shows(h, "We do not recognise you.")
+    });
+    assert!(!shows(&harness, "checked in"));
+}
