@@ -865,7 +865,7 @@ fn a_coached_capture_at_the_camera_keeps_the_best_frames() {
 }
 
 /// The camera not sure (every frame in the review band): the kiosk asks for a second look,
-/// then for the PIN of the likely person, and their PIN punches.
+/// then for the PIN of the likely person (set on the Enrollment tab), and their PIN punches.
 #[test]
 fn the_kiosk_asks_for_a_pin_when_it_is_not_sure() {
     let dir = tempfile::tempdir().unwrap();
@@ -882,11 +882,20 @@ fn the_kiosk_asks_for_a_pin_when_it_is_not_sure() {
             },
         )
         .unwrap();
-        let person = store.people(None).unwrap()[0].id;
-        store.set_pin(person, "2468", "clerk").unwrap();
     }
     let mut harness = harness(&db);
     ready(&mut harness);
+    // The clerk sets her kiosk PIN on the Enrollment tab.
+    harness.get_by_label("Enrollment").click();
+    harness.step();
+    type_into(&mut harness, "Kiosk PIN for id", "E200");
+    type_into(&mut harness, "PIN", "2468");
+    harness.get_by_label("Set PIN").click();
+    wait_for(&mut harness, "the PIN set", |h| {
+        shows(h, "Kiosk PIN set for Mei Chen (E200)")
+    });
+    harness.get_by_label("Kiosk").click();
+    harness.step();
     type_into(
         &mut harness,
         "Recorded sequence",

@@ -30,6 +30,9 @@ pub struct EnrollmentTab {
     coaching: Option<CoachingView>,
     /// What the last coached capture kept.
     capture_note: Option<String>,
+    /// A kiosk PIN being set: for whom (employee id), and the digits.
+    pin_for: String,
+    new_pin: String,
 }
 
 /// What the coach last said, and how far the capture is.
@@ -58,6 +61,8 @@ impl Default for EnrollmentTab {
             reenrolling: None,
             coaching: None,
             capture_note: None,
+            pin_for: String::new(),
+            new_pin: String::new(),
         }
     }
 }
@@ -361,8 +366,33 @@ impl EnrollmentTab {
         }
     }
 
+    /// A kiosk PIN for someone enrolled: asked when the camera is not sure it is them.
+    fn pin_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+        ui.horizontal(|ui| {
+            let label = ui.label("Kiosk PIN for id");
+            ui.add(egui::TextEdit::singleline(&mut self.pin_for).desired_width(90.0))
+                .labelled_by(label.id);
+            let label = ui.label("PIN");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.new_pin)
+                    .password(true)
+                    .desired_width(80.0),
+            )
+            .labelled_by(label.id);
+            if ui.button("Set PIN").clicked() {
+                requests.push(Request::SetPin {
+                    external_id: self.pin_for.trim().to_string(),
+                    pin: std::mem::take(&mut self.new_pin),
+                });
+            }
+        });
+    }
+
     fn people_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
         ui.heading("Enrolled");
+        if self.modality == Modality::Face {
+            self.pin_ui(ui, requests);
+        }
         labelled_text(ui, "Search people", &mut self.search);
         let needle = self.search.trim().to_lowercase();
         let mut reenrol = None;

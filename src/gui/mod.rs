@@ -177,6 +177,7 @@ impl App {
                 self.send(Request::AssessFace { path });
             }
             Reply::Captured(Err(error)) => self.fail(error),
+            Reply::PinSet(result) => self.enrollment.outcome = Some(result),
             Reply::Coached {
                 advice,
                 seen,

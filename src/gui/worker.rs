@@ -49,6 +49,11 @@ pub enum Request {
     Capture {
         frame: RgbImage,
     },
+    /// Set an enrolled person's kiosk PIN.
+    SetPin {
+        external_id: String,
+        pin: String,
+    },
     /// A camera frame for a coached capture (`enroll::coach_frame`); `first` starts a new
     /// capture. When enough frames were seen, the best few are saved as reference photos.
     CoachFrame {
@@ -182,6 +187,7 @@ impl Request {
             Request::CheckinFile { .. } => Some(Administer),
             Request::Capture { .. }
             | Request::CoachFrame { .. }
+            | Request::SetPin { .. }
             | Request::EnrollFace { .. }
             | Request::EnrollSignature { .. }
             | Request::Reenroll { .. }
@@ -243,6 +249,8 @@ pub enum Reply {
         no_face: Option<&'static str>,
     },
     Captured(Result<PathBuf, String>),
+    /// A kiosk PIN was set (who), or why not.
+    PinSet(Result<String, String>),
     /// The coach's word on the last frame, the capture's progress, and the photos saved
     /// when it ended.
     Coached {
@@ -604,6 +612,18 @@ impl Worker {
                 Reply::Captured(self.capture(&[frame]).map(|mut saved| saved.remove(0)))
             }
             Request::CoachFrame { frame, first } => self.coach(frame, first),
+            Request::SetPin { external_id, pin } => Reply::PinSet(
+                self.store
+                    .person_by_external_id(&external_id, Modality::Face)
+                    .and_then(|person| {
+                        self.store.set_pin(person.id, &pin, &actor)?;
+                        Ok(format!(
+                            "Kiosk PIN set for {} ({})",
+                            person.name, person.external_id
+                        ))
+                    })
+                    .map_err(|e| e.to_string()),
+            ),
             other @ (Request::EnrollFace { .. }
             | Request::EnrollSignature { .. }
             | Request::Reenroll { .. }
