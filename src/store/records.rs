@@ -59,6 +59,21 @@ pub(super) fn bands_key(modality: Modality) -> String {
     format!("bands.{modality}")
 }
 
+/// A check-out when the last punch was a check-in on the same day in `zone` (the kiosk's
+/// local day: in UTC+10 a day's 08:00 check-in and 17:00 check-out fall on two UTC dates),
+/// else a check-in.
+fn next_punch_kind<Z: chrono::TimeZone>(
+    last: Option<(PunchKind, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+    zone: &Z,
+) -> PunchKind {
+    let local_day = |time: DateTime<Utc>| time.with_timezone(zone).date_naive();
+    match last {
+        Some((PunchKind::In, time)) if local_day(time) == local_day(now) => PunchKind::Out,
+        _ => PunchKind::In,
+    }
+}
+
 const OFFSET_PREFIX: &str = "offset.person.";
 
 pub(super) fn offset_key(person_id: i64) -> String {
@@ -121,12 +136,11 @@ impl Store {
                 // Nothing written, nothing said: no audit row.
                 return Ok((Some(repeat), serde_json::Value::Null));
             }
-            let kind = match &last {
-                Some((PunchKind::In, _, time)) if time.date_naive() == now.date_naive() => {
-                    PunchKind::Out
-                }
-                _ => PunchKind::In,
-            };
+            let kind = next_punch_kind(
+                last.as_ref().map(|(kind, _, time)| (*kind, *time)),
+                now,
+                &chrono::Local,
+            );
             let at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             tx.execute(
                 "INSERT INTO attendance (person_id, kind, at, score) VALUES (?1, ?2, ?3, ?4)",
@@ -534,4 +548,37 @@ pub(super) fn upsert_setting(
     )?;
     seals::seal(tx, keys, &seals::SETTINGS, &key)?;
     changes.put(tx, &SETTINGS, key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_in_and_out_alternate_within_the_local_day() {
+        let sydney = chrono::FixedOffset::east_opt(10 * 3600).unwrap();
+        let utc = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+        // 08:00 and 17:00 in Sydney are on two UTC dates: still one working day.
+        let morning = utc("2026-11-30T22:00:00Z");
+        let evening = utc("2026-12-01T07:00:00Z");
+        assert_eq!(
+            next_punch_kind(Some((PunchKind::In, morning)), evening, &sydney),
+            PunchKind::Out
+        );
+        assert_eq!(
+            next_punch_kind(Some((PunchKind::In, morning)), evening, &Utc),
+            PunchKind::In
+        );
+        // The next local morning starts again with a check-in, and so does a first punch.
+        let next_morning = utc("2026-12-01T22:00:00Z");
+        assert_eq!(
+            next_punch_kind(Some((PunchKind::In, evening)), next_morning, &sydney),
+            PunchKind::In
+        );
+        assert_eq!(
+            next_punch_kind(Some((PunchKind::Out, morning)), evening, &sydney),
+            PunchKind::In
+        );
+        assert_eq!(next_punch_kind(None, evening, &sydney), PunchKind::In);
+    }
 }
