@@ -173,12 +173,22 @@ pub struct RecordedSequence {
 
 /// Frames a sequence may hold: a minute at 30 frames a second.
 const MAX_SEQUENCE_FRAMES: usize = 1800;
+/// A camera frame's longest side: a 1080p webcam's, with room.
+const MAX_FRAME_SIDE: u32 = 2048;
+/// `sequence.json` is a few lines.
+const MAX_INFO_BYTES: u64 = 64 * 1024;
 
 impl RecordedSequence {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join("sequence.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(e, &path))?;
         let bad = |reason: String| Error::Invalid(format!("{reason}: {}", path.display()));
+        let size = std::fs::metadata(&path)
+            .map_err(|e| Error::io(e, &path))?
+            .len();
+        if size > MAX_INFO_BYTES {
+            return Err(bad(format!("{size} bytes is no sequence description")));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(e, &path))?;
         let info: SequenceInfo =
             serde_json::from_str(&text).map_err(|e| bad(format!("not a sequence: {e}")))?;
         if !(info.fps.is_finite() && info.fps > 0.0 && info.fps <= 240.0) {
@@ -193,9 +203,20 @@ impl RecordedSequence {
         if info.face_in_view_from >= info.frames {
             return Err(bad("the face is never in view".into()));
         }
-        let frames = (0..info.frames)
-            .map(|index| crate::imageio::load_rgb(&dir.join(format!("frame_{index:02}.jpg"))))
-            .collect::<Result<Vec<_>>>()?;
+        let mut frames: Vec<RgbImage> = Vec::with_capacity(info.frames);
+        for index in 0..info.frames {
+            let file = dir.join(format!("frame_{index:02}.jpg"));
+            let frame = crate::imageio::load_rgb(&file)?;
+            let (width, height) = frame.dimensions();
+            let first = frames.first().map_or((width, height), RgbImage::dimensions);
+            if width > MAX_FRAME_SIDE || height > MAX_FRAME_SIDE || (width, height) != first {
+                return Err(Error::Invalid(format!(
+                    "a {width}x{height} frame is not the camera's (at most {MAX_FRAME_SIDE} px a side, every frame the size of the first): {}",
+                    file.display()
+                )));
+            }
+            frames.push(frame);
+        }
         Ok(Self {
             info,
             frames,

@@ -799,3 +799,34 @@ fn a_face_in_the_review_band_is_asked_to_look_again_then_for_its_pin() {
         .unwrap();
     assert_eq!(leaks, 0);
 }
+
+/// A recorded sequence is a camera's frames or nothing: a description that is not one,
+/// or frames of another size, are refused with the file named.
+#[test]
+fn a_recorded_sequence_that_is_not_a_cameras_is_refused() {
+    use vouch::workflow::kiosk::RecordedSequence;
+    let dir = tempfile::tempdir().unwrap();
+    let write_info = |text: &str| std::fs::write(dir.path().join("sequence.json"), text).unwrap();
+    write_info(r#"{"fps": 0, "frames": 2, "face_in_view_from": 0}"#);
+    let error = RecordedSequence::load(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("sequence.json"), "{error}");
+    write_info(r#"{"fps": 15, "frames": 2, "face_in_view_from": 0}"#);
+    std::fs::copy(
+        data("astronaut_640x480.jpg"),
+        dir.path().join("frame_00.jpg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        data("astronaut_mirrored.jpg"),
+        dir.path().join("frame_01.jpg"),
+    )
+    .unwrap();
+    let error = RecordedSequence::load(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("frame_01.jpg"), "{error}");
+}
