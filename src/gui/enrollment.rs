@@ -295,13 +295,13 @@ impl EnrollmentTab {
                     ..CoachingView::default()
                 });
             }
-            if self.reenrolling.is_none() {
-                ui.checkbox(
-                    &mut self.force,
-                    "Enroll even if the face matches someone else",
-                );
-            }
         });
+        if self.reenrolling.is_none() {
+            ui.checkbox(
+                &mut self.force,
+                "Enroll even if the face matches someone else",
+            );
+        }
         for (path, verdict) in &self.feedback {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             match verdict {
@@ -407,7 +407,8 @@ impl EnrollmentTab {
                     {
                         continue;
                     }
-                    ui.horizontal(|ui| {
+                    // Wrapped: a long name pushes the buttons under it, not off the screen.
+                    ui.horizontal_wrapped(|ui| {
                         if let Some(handle) = thumbnail {
                             ui.image((handle.id(), egui::vec2(48.0, 48.0)));
                         }
