@@ -682,6 +682,16 @@ fn enroll_astronaut(db: &Path) {
     enroll_photo(db, "Eileen Collins", "E100", "astronaut.png");
 }
 
+/// Plays a recorded sequence (a folder) as the kiosk's camera.
+fn play_as_camera(harness: &mut Harness<'_, App>, sequence: &Path) {
+    type_into(
+        harness,
+        "Recorded sequence",
+        &sequence.display().to_string(),
+    );
+    harness.get_by_label("Play as the camera").click();
+}
+
 fn enroll_photo(db: &Path, name: &str, external_id: &str, photo: &str) {
     let mut store = vouch::store::Store::open(db).unwrap();
     let mut gallery = vouch::gallery::Gallery::new(vouch::face::recognition::EMBEDDING_DIM);
@@ -710,12 +720,7 @@ fn the_kiosk_camera_asks_for_a_blink_then_greets_the_person() {
     enroll_photo(&db, "Mei Chen", "E200", "kiosk/reference.jpg");
     let mut harness = harness(&db);
     ready(&mut harness);
-    type_into(
-        &mut harness,
-        "Recorded sequence",
-        &data("kiosk").display().to_string(),
-    );
-    harness.get_by_label("Play as the camera").click();
+    play_as_camera(&mut harness, &data("kiosk"));
     wait_for(&mut harness, "the blink prompt", |h| {
         shows(h, "Blink, please.")
     });
@@ -836,12 +841,7 @@ fn a_coached_capture_at_the_camera_keeps_the_best_frames() {
     .unwrap();
     let mut harness = harness(&db);
     ready(&mut harness);
-    type_into(
-        &mut harness,
-        "Recorded sequence",
-        &sequence.display().to_string(),
-    );
-    harness.get_by_label("Play as the camera").click();
+    play_as_camera(&mut harness, &sequence);
     harness.step();
     harness.get_by_label("Enrollment").click();
     harness.step();
@@ -896,12 +896,7 @@ fn the_kiosk_asks_for_a_pin_when_it_is_not_sure() {
     });
     harness.get_by_label("Kiosk").click();
     harness.step();
-    type_into(
-        &mut harness,
-        "Recorded sequence",
-        &data("kiosk").display().to_string(),
-    );
-    harness.get_by_label("Play as the camera").click();
+    play_as_camera(&mut harness, &data("kiosk"));
     wait_for(&mut harness, "the PIN pad", |h| {
         shows(h, "please enter your PIN")
     });
@@ -920,12 +915,7 @@ fn the_kiosk_camera_tells_an_unknown_face_so() {
     enroll_astronaut(&db);
     let mut harness = harness(&db);
     ready(&mut harness);
-    type_into(
-        &mut harness,
-        "Recorded sequence",
-        &data("kiosk").display().to_string(),
-    );
-    harness.get_by_label("Play as the camera").click();
+    play_as_camera(&mut harness, &data("kiosk"));
     wait_for(&mut harness, "the unknown message", |h| {
         shows(h, "We do not recognise you.")
     });
