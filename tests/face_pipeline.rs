@@ -708,8 +708,9 @@ fn the_enrollment_coach_says_what_to_change() {
     );
 }
 
-/// A face the kiosk is not sure of (every frame in the review band), who looked live and
-/// has a kiosk PIN: "look again", then the PIN pad; a wrong PIN is refused, theirs punches.
+/// A face the kiosk is not sure of (every frame in the review band), who looked live,
+/// blinked and has a kiosk PIN: "look again", then the PIN pad; a wrong PIN is refused,
+/// theirs punches. Without the blink the PIN is not asked.
 #[test]
 fn a_face_in_the_review_band_is_asked_to_look_again_then_for_its_pin() {
     use vouch::kiosk::KioskState;
@@ -765,6 +766,29 @@ fn a_face_in_the_review_band_is_asked_to_look_again_then_for_its_pin() {
         "{events:?}"
     );
     assert!(asked);
+    // The same frames without the blink: the PIN waits for one, as a match would.
+    let mut open_eyed = KioskLoop::default();
+    let open = sequence.frames[sequence.info.eyes_shut[0] - 2].clone();
+    let mut waiting = Vec::new();
+    for (index, frame) in sequence.frames.iter().enumerate() {
+        let frame = if sequence.info.eyes_shut.contains(&index) {
+            &open
+        } else {
+            frame
+        };
+        let step = open_eyed
+            .step(kiosk, &mut store, &gallery, frame, window, "kiosk")
+            .unwrap();
+        assert!(!step.pin_requested);
+        waiting.extend(step.event);
+        if index + 1 == sequence.frames.len() {
+            assert_eq!(step.prompt, Some("Blink, please."));
+        }
+    }
+    assert!(
+        matches!(waiting.as_slice(), [KioskEvent::LookAgain]),
+        "{waiting:?}"
+    );
     assert!(matches!(
         kiosk_loop
             .enter_pin(&mut store, "1357", window, "kiosk")

@@ -84,8 +84,8 @@ pub enum KioskEvent {
     LookAgain,
     /// Still not sure after the second look: the desk decides.
     NotSure,
-    /// Still not sure after the second look, but the likely person has a kiosk PIN and
-    /// the face looked live: their PIN settles it (`KioskLoop::enter_pin`).
+    /// Still not sure after the second look, but the likely person has a kiosk PIN, the
+    /// face looked live and blinked: their PIN settles it (`KioskLoop::enter_pin`).
     AskPin,
     /// A wrong PIN; after `PIN_TRIES` the desk decides.
     PinRefused { tries_left: usize },
@@ -159,6 +159,9 @@ pub struct KioskLoop {
     review: Option<(i64, f32)>,
     /// Passive liveness of the face's review-band frames: (judged, live, sum of scores).
     review_liveness: (usize, usize, f32),
+    /// Blinks seen while the face was in the review band, and whether the PIN waits on one.
+    review_blink: crate::kiosk::BlinkDetector,
+    awaiting_blink: bool,
     /// Waiting for the PIN of `review`, and the wrong ones so far.
     asking_pin: bool,
     pin_tries: usize,
@@ -239,7 +242,8 @@ impl KioskLoop {
                 Some(faces[index].bbox.width),
                 frame.width(),
                 &step.state,
-            );
+            )
+            .or(self.awaiting_blink.then_some("Blink, please."));
         }
         step.faces = faces;
         step.times.total_ms = elapsed_ms(started);
@@ -365,9 +369,13 @@ impl KioskLoop {
             }
             face.liveness = Some(score);
         }
+        let eyes = EyeSignal::from_chip(&chip);
+        if let (Some(_), Some(eyes)) = (review, &eyes) {
+            self.review_blink.observe(eyes);
+        }
         Ok(self.consensus.observe(Observation {
             accepted,
-            eyes: EyeSignal::from_chip(&chip),
+            eyes,
             liveness: face.liveness.map(|l| (l.is_live, l.live)),
         }))
     }
@@ -429,15 +437,25 @@ impl KioskLoop {
                 }
             }
             Doubt::LookAgain if self.doubtful >= CONSENSUS_FRAMES + SECOND_LOOK_FRAMES => {
-                self.doubt = Doubt::Told;
                 let (judged, live, _) = self.review_liveness;
                 let looked_live = judged >= CONSENSUS_FRAMES && 2 * live > judged;
-                match self.review {
-                    Some((person_id, _)) if looked_live && store.has_pin(person_id)? => {
-                        self.asking_pin = true;
-                        Some(KioskEvent::AskPin)
-                    }
-                    _ => Some(KioskEvent::NotSure),
+                let pin_holder = match self.review {
+                    Some((person_id, _)) => looked_live && store.has_pin(person_id)?,
+                    None => false,
+                };
+                // The PIN stands in for the match, not for the blink: a face that never
+                // blinked is waited for, a while, as an accepted one is.
+                let waited = self.doubtful >= CONSENSUS_FRAMES + 2 * SECOND_LOOK_FRAMES;
+                self.awaiting_blink = pin_holder && !self.review_blink.blinked() && !waited;
+                if self.awaiting_blink {
+                    return Ok(None);
+                }
+                self.doubt = Doubt::Told;
+                if pin_holder && self.review_blink.blinked() {
+                    self.asking_pin = true;
+                    Some(KioskEvent::AskPin)
+                } else {
+                    Some(KioskEvent::NotSure)
                 }
             }
             _ => None,
