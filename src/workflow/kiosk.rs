@@ -621,9 +621,6 @@ pub fn replay(
             greeted_at = Some(clock - in_view_at);
             greeted = Some(report.name.clone());
         }
-        if matches!(step.state, KioskState::Confirmed { .. }) && recognised_at.is_none() {
-            recognised_at = Some(clock - in_view_at);
-        }
         steps.push(step);
         next = index + 1;
     }
