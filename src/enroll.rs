@@ -7,6 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::face::eyes::EyeSignal;
 use crate::face::quality::laplacian_variance;
 use crate::face::{FaceModels, align_chip};
 use crate::store::NewTemplate;
@@ -115,6 +116,10 @@ pub const COACH_MIN_LIGHT_BALANCE: f32 = 0.7;
 pub struct Coaching {
     pub advice: Option<&'static str>,
     pub score: f32,
+    /// The eyes on the face's aligned chip, when it was made: a capture keeps blinking
+    /// frames out (`CaptureSession`).
+    #[serde(skip)]
+    pub eyes: Option<EyeSignal>,
 }
 
 impl Coaching {
@@ -122,14 +127,15 @@ impl Coaching {
         Self {
             advice: Some(advice),
             score: 0.0,
+            eyes: None,
         }
     }
 }
 
 /// Coaches someone being enrolled at the camera: one face, near enough and wholly in the
-/// frame, sharp, frontal and level, evenly lit. Whether the eyes are open is not judged:
-/// the landmark network barely moves the eyelid points (see `kiosk`), and the quality
-/// checks of `assess_face` still apply to the kept frames.
+/// frame, sharp, frontal and level, evenly lit. Whether the eyes are open cannot be told
+/// from one frame (the landmark network barely moves the eyelid points, `face::eyes`):
+/// `CaptureSession` compares the frames' eyes with each other's.
 pub fn coach_frame(models: &FaceModels, frame: &RgbImage) -> Result<Coaching> {
     let faces = models.analyze(frame)?;
     let face = match faces.as_slice() {
@@ -173,6 +179,7 @@ pub fn coach_frame(models: &FaceModels, frame: &RgbImage) -> Result<Coaching> {
     Ok(Coaching {
         advice: None,
         score: face.detection_score * (sharpness / (sharpness + 100.0)) * (1.0 - yaw.abs()),
+        eyes: EyeSignal::from_chip(&chip),
     })
 }
 
@@ -225,20 +232,51 @@ pub const CAPTURE_KEEP: usize = 5;
 const CAPTURE_GAP: usize = 3;
 
 /// A coached capture at the camera: the frames that would make good references, the best
-/// few of them kept.
+/// few of them kept. A frame whose eyes look closed against most of the good frames is a
+/// blink: said ("Keep your eyes open.") and never kept.
 #[derive(Default)]
 pub struct CaptureSession {
     seen: usize,
-    good: Vec<(f32, usize, RgbImage)>,
+    good: Vec<GoodFrame>,
+}
+
+struct GoodFrame {
+    score: f32,
+    index: usize,
+    eyes: Option<EyeSignal>,
+    frame: RgbImage,
+}
+
+/// Whether `eyes` look closed against most of `others` (at least two to compare with).
+fn blinking<'a>(eyes: &EyeSignal, others: impl Iterator<Item = &'a EyeSignal>) -> bool {
+    let (mut compared, mut closed) = (0, 0);
+    for other in others {
+        compared += 1;
+        closed += usize::from(eyes.looks_closed_against(other));
+    }
+    compared >= 2 && 2 * closed > compared
 }
 
 impl CaptureSession {
-    /// One more frame and what the coach said of it.
-    pub fn offer(&mut self, frame: RgbImage, coaching: &Coaching) {
+    /// One more frame and what the coach said of it; the advice to show (the coach's, or
+    /// "Keep your eyes open." for a good frame taken mid-blink).
+    pub fn offer(&mut self, frame: RgbImage, coaching: &Coaching) -> Option<&'static str> {
         self.seen += 1;
-        if coaching.advice.is_none() {
-            self.good.push((coaching.score, self.seen, frame));
+        if coaching.advice.is_some() {
+            return coaching.advice;
         }
+        if let Some(eyes) = &coaching.eyes
+            && blinking(eyes, self.good.iter().filter_map(|g| g.eyes.as_ref()))
+        {
+            return Some("Keep your eyes open.");
+        }
+        self.good.push(GoodFrame {
+            score: coaching.score,
+            index: self.seen,
+            eyes: coaching.eyes.clone(),
+            frame,
+        });
+        None
     }
 
     /// (frames seen, good frames so far).
@@ -251,21 +289,39 @@ impl CaptureSession {
         self.seen >= CAPTURE_FRAMES || self.good.len() >= 3 * CAPTURE_KEEP
     }
 
-    /// The best good frames, at most `CAPTURE_KEEP`, at least `CAPTURE_GAP` frames apart.
-    pub fn best(mut self) -> Vec<RgbImage> {
-        self.good.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut kept: Vec<(usize, RgbImage)> = Vec::new();
-        for (_, index, frame) in self.good {
+    /// The best good frames, at most `CAPTURE_KEEP`, at least `CAPTURE_GAP` frames apart,
+    /// none blinking against the others (the first frames had nothing to be judged by).
+    pub fn best(self) -> Vec<RgbImage> {
+        let blinks: Vec<bool> = self
+            .good
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                g.eyes.as_ref().is_some_and(|eyes| {
+                    let others = self.good.iter().enumerate().filter(|(j, _)| *j != i);
+                    blinking(eyes, others.filter_map(|(_, o)| o.eyes.as_ref()))
+                })
+            })
+            .collect();
+        let mut good: Vec<GoodFrame> = self
+            .good
+            .into_iter()
+            .zip(blinks)
+            .filter_map(|(g, blink)| (!blink).then_some(g))
+            .collect();
+        good.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let mut kept: Vec<GoodFrame> = Vec::new();
+        for candidate in good {
             if kept.len() < CAPTURE_KEEP
                 && kept
                     .iter()
-                    .all(|(other, _)| index.abs_diff(*other) >= CAPTURE_GAP)
+                    .all(|k| candidate.index.abs_diff(k.index) >= CAPTURE_GAP)
             {
-                kept.push((index, frame));
+                kept.push(candidate);
             }
         }
-        kept.sort_by_key(|(index, _)| *index);
-        kept.into_iter().map(|(_, frame)| frame).collect()
+        kept.sort_by_key(|k| k.index);
+        kept.into_iter().map(|k| k.frame).collect()
     }
 }
 
@@ -277,6 +333,7 @@ mod tests {
         Coaching {
             advice: None,
             score,
+            eyes: None,
         }
     }
 
@@ -297,6 +354,39 @@ mod tests {
             .map(|f| f.get_pixel(0, 0).0[0])
             .collect();
         assert_eq!(kept, vec![3, 6]);
+    }
+
+    #[test]
+    fn a_capture_keeps_no_frame_taken_mid_blink() {
+        let frame = |shade: u8| RgbImage::from_pixel(4, 4, image::Rgb([shade; 3]));
+        let eyes = |lids: f32| EyeSignal::from_values(vec![0.8 + lids; 64], vec![1.1; 64]);
+        let seen = |score: f32, lids: f32| Coaching {
+            eyes: Some(eyes(lids)),
+            ..good(score)
+        };
+        let mut session = CaptureSession::default();
+        assert_eq!(session.offer(frame(1), &seen(0.5, 0.0)), None);
+        assert_eq!(session.offer(frame(2), &seen(0.5, 0.0)), None);
+        // Mid-blink, with the best score: said, and not kept.
+        assert_eq!(
+            session.offer(frame(3), &seen(0.99, 0.2)),
+            Some("Keep your eyes open.")
+        );
+        for shade in 4..=8 {
+            session.offer(frame(shade), &seen(0.5, 0.0));
+        }
+        let shades = |kept: Vec<RgbImage>| -> Vec<u8> {
+            kept.iter().map(|f| f.get_pixel(0, 0).0[0]).collect()
+        };
+        assert!(!shades(session.best()).contains(&3));
+        // A blink among the first frames, with nothing yet to judge it by, goes at the end.
+        let mut early = CaptureSession::default();
+        early.offer(frame(1), &seen(0.99, 0.2));
+        for shade in 2..=6 {
+            early.offer(frame(shade), &seen(0.5, 0.0));
+        }
+        let kept = shades(early.best());
+        assert!(!kept.is_empty() && !kept.contains(&1), "{kept:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod align;
 pub mod detector;
+pub mod eyes;
 pub mod landmarks;
 pub mod liveness;
 pub mod quality;

@@ -1055,14 +1055,14 @@ impl Worker {
             self.capture_session = None;
         }
         let session = self.capture_session.get_or_insert_default();
-        session.offer(frame, &coaching);
+        let advice = session.offer(frame, &coaching);
         let (seen, good) = session.progress();
         let saved = session.done().then(|| {
             let best = self.capture_session.take().unwrap_or_default().best();
             self.capture(&best)
         });
         Reply::Coached {
-            advice: coaching.advice,
+            advice,
             seen,
             good,
             saved,
