@@ -807,3 +807,40 @@ fn a_correction_is_a_new_audited_punch() {
     );
     assert!(!problems(&path).is_empty());
 }
+
+/// A kiosk PIN is a way in: a hash swapped in a SQLite shell (to a PIN the attacker knows)
+/// breaks the setting's seal and is refused, never checked; deleting the person deletes it.
+#[test]
+fn a_kiosk_pin_edited_in_the_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = enrolled(dir.path(), "vouch.db", 2);
+    let mut store = Store::open(&path).unwrap();
+    let people = store.people(None).unwrap();
+    store.set_pin(people[0].id, "2468", "clerk").unwrap();
+    store.set_pin(people[1].id, "1357", "clerk").unwrap();
+    assert!(store.check_pin(people[0].id, "2468", "kiosk").unwrap());
+    assert!(!store.check_pin(people[0].id, "1357", "kiosk").unwrap());
+    drop(store);
+    // Person 1 gets person 2's hash and seal: the attacker knows 1357.
+    tamper(
+        &path,
+        &format!(
+            "UPDATE settings SET (value, seal) = (SELECT value, seal FROM settings WHERE key = 'pin.person.{}') WHERE key = 'pin.person.{}'",
+            people[1].id, people[0].id
+        ),
+    );
+    let mut store = Store::open(&path).unwrap();
+    assert!(store.check_pin(people[0].id, "1357", "kiosk").is_err());
+    drop(store);
+    assert!(!problems(&path).is_empty());
+
+    let other = tempfile::tempdir().unwrap();
+    let path = enrolled(other.path(), "vouch.db", 1);
+    let mut store = Store::open(&path).unwrap();
+    let person = store.people(None).unwrap()[0].id;
+    store.set_pin(person, "2468", "clerk").unwrap();
+    store.delete_person(person, "clerk").unwrap();
+    assert!(!store.has_pin(person).unwrap());
+    drop(store);
+    assert!(problems(&path).is_empty());
+}
