@@ -11,7 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use vouch::signature::canvas_tensor;
 use vouch::signature::encoder::SignatureEncoder;
-use vouch::signature::preprocess::{SIGNATURE_CANVAS, normalise};
+use vouch::signature::preprocess::{Normalisation, SIGNATURE_CANVAS, normalise};
 use vouch::train::adam::{Adam, AdamConfig};
 use vouch::train::loss::{Loss, RowLabel, batch_loss};
 
@@ -23,7 +23,9 @@ fn canvases() -> Vec<image::GrayImage> {
         .map(|row| {
             let path = data.join(format!("w{}_{}.png", row % 4 + 1, row / 4 % 4 + 1));
             let scan = vouch::imageio::load(&path).unwrap();
-            normalise(&scan, SIGNATURE_CANVAS, "bench").unwrap().canvas
+            normalise(&scan, SIGNATURE_CANVAS, Normalisation::default(), "bench")
+                .unwrap()
+                .canvas
         })
         .collect()
 }

@@ -88,6 +88,41 @@ pub fn load(root: &Path) -> Result<Vec<LabelledScan>> {
     Ok(scans)
 }
 
+/// Several sources as one data set. Sets name their people independently (the cross-media
+/// set's writer `1` is not SVC2004's user `1`), so an identity found in more than one
+/// source is renamed `<source folder>/<identity>` in each: two people are never merged.
+pub fn load_all(sources: &[std::path::PathBuf]) -> Result<Vec<LabelledScan>> {
+    let loaded: Vec<Vec<LabelledScan>> = sources.iter().map(|s| load(s)).collect::<Result<_>>()?;
+    let mut sources_of: std::collections::HashMap<String, usize> = Default::default();
+    for identity in loaded.iter().flat_map(|scans| identities(scans)) {
+        *sources_of.entry(identity).or_default() += 1;
+    }
+    let mut all = Vec::new();
+    for (source, scans) in sources.iter().zip(&loaded) {
+        let label = source_label(source);
+        all.extend(scans.iter().cloned().map(|mut scan| {
+            if sources_of[&scan.identity] > 1 {
+                scan.identity = format!("{label}/{}", scan.identity);
+            }
+            scan
+        }));
+    }
+    Ok(all)
+}
+
+/// A source's name: its folder (a manifest's folder), as in `svc2004`.
+fn source_label(source: &Path) -> String {
+    let folder = if source.is_file() {
+        source.parent().unwrap_or(source)
+    } else {
+        source
+    };
+    folder.file_name().map_or_else(
+        || source.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 /// Text split into (words, number) runs, compared number by number.
 type NaturalText = Vec<(String, u64)>;
 

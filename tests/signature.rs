@@ -11,7 +11,7 @@ use assert_cmd::Command;
 use candle_core::Device;
 use common::{data, repo, shared};
 use vouch::dataset::{Kind, LabelledScan};
-use vouch::signature::preprocess::{SIGNATURE_CANVAS, normalise};
+use vouch::signature::preprocess::{Normalisation, SIGNATURE_CANVAS, normalise};
 use vouch::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
 use vouch::train::{Loss, TrainConfig, TrainEvent, TrainModality};
 
@@ -40,7 +40,9 @@ fn json_of(command: &mut Command) -> serde_json::Value {
 fn scans_in_every_format_normalise_to_the_same_canvas() {
     let rgba = vouch::imageio::load(&scan(1, 1)).unwrap();
     assert!(rgba.color().has_alpha(), "the test scan is RGBA");
-    let from_png = normalise(&rgba, SIGNATURE_CANVAS, "png").unwrap().canvas;
+    let from_png = normalise(&rgba, SIGNATURE_CANVAS, Normalisation::default(), "png")
+        .unwrap()
+        .canvas;
     // The same scan as a grey JPEG on white paper.
     let mut flattened = image::GrayImage::new(rgba.width(), rgba.height());
     for (x, y, pixel) in rgba.to_rgba8().enumerate_pixels() {
@@ -61,7 +63,7 @@ fn scans_in_every_format_normalise_to_the_same_canvas() {
         )
         .unwrap();
     let decoded = vouch::imageio::decode(&jpeg, Path::new("scan.jpg")).unwrap();
-    let from_jpeg = normalise(&decoded, SIGNATURE_CANVAS, "jpeg")
+    let from_jpeg = normalise(&decoded, SIGNATURE_CANVAS, Normalisation::default(), "jpeg")
         .unwrap()
         .canvas;
     let ink = |c: &image::GrayImage| c.pixels().filter(|p| p.0[0] > 0).count() as f64;
@@ -244,8 +246,8 @@ fn cedar_unseen_writers_skilled_forgery_eer() {
     );
 }
 
-/// Measured skilled EER of the shipped model with its fitted scorer (5.00%, the issue's
-/// target), plus a little room for float sums in another order (see models/README.md).
+/// Measured skilled EER of the shipped model with its fitted scorer (5.00%), plus a little
+/// room for float sums in another order (see models/README.md).
 const SKILLED_EER_BOUND: f64 = 0.06;
 
 /// The shipped scorer is what `vouch models fit-scorer` makes from the shipped encoder on
@@ -261,8 +263,13 @@ fn the_shipped_scorer_is_reproduced_from_cedar_1_to_30() {
     let dir = tempfile::tempdir().unwrap();
     let refitted_path = dir.path().join("refitted.safetensors");
     let shipped_path = repo().join("models").join(SIGNATURE_MODEL_FILE);
-    let (_, unusable) =
-        vouch::train::fit_scorer(&shipped_path, &scans, 12, &refitted_path).unwrap();
+    let (_, _, unusable) = vouch::train::fit_scorer(
+        &shipped_path,
+        &scans,
+        &vouch::signature::fusion::FitOptions::shipped(),
+        &refitted_path,
+    )
+    .unwrap();
     assert!(unusable.is_empty(), "{unusable:?}");
     let (shipped, refitted) = (
         model(),
@@ -543,4 +550,171 @@ fn a_training_run_writes_beside_the_database_it_was_given() {
         out.parent().unwrap(),
         dir.path().join("site").join("models")
     );
+}
+
+/// A branch's scanner, paper, a crooked page or JPEG must not turn the holder's own
+/// signature into a stranger's: every degraded copy of a scan, scored against the scan
+/// alone, is accepted, except that a thinner pen may go to a second clerk (never straight
+/// to rejection). A pen of another darkness (and a 4-level scanner, which mostly changes
+/// the ink's darkness) is the shipped encoder's known weakness (models/README); the test
+/// below shows the normaliser that removes a lighter pen for models trained with it.
+#[test]
+fn a_scan_matches_its_own_degraded_copies() {
+    use vouch::signature::variation::{BRANCH_VARIATIONS, Variation, apply};
+    let model = model();
+    let template = |image: &image::GrayImage| {
+        let canvas = model
+            .normalise(&image::DynamicImage::ImageLuma8(image.clone()), "scan")
+            .unwrap()
+            .canvas;
+        model.templates(&[canvas]).unwrap().remove(0)
+    };
+    let robust_to = BRANCH_VARIATIONS.into_iter().filter(|variation| {
+        !matches!(
+            variation,
+            Variation::InkDarkness(_) | Variation::GreyLevels(4)
+        )
+    });
+    let mut failures = Vec::new();
+    for variation in robust_to {
+        for writer in 1..=4 {
+            for number in 1..=4 {
+                let original = vouch::imageio::load(&scan(writer, number))
+                    .unwrap()
+                    .to_luma8();
+                let copy = apply(&original, variation, u64::from(writer * 10 + number)).unwrap();
+                let score = model
+                    .score(&[&template(&original)], &template(&copy))
+                    .unwrap();
+                println!("w{writer}_{number} {variation}: {score:.3}");
+                let bands = vouch::matching::SIGNATURE_BANDS;
+                let least = if variation == Variation::StrokeWidth(-1) {
+                    bands.low
+                } else {
+                    bands.high
+                };
+                if score < least {
+                    failures.push(format!("w{writer}_{number} {variation}: {score:.3}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "copies scored too low: {failures:?}");
+}
+
+/// The ink-stretched normaliser puts a scan written with a lighter pen on the same canvas
+/// as the original; the paper-relative one does not. A darker pen is not covered: where it
+/// saturates the scanner (ink x1.4 turns the darker strokes pure black) the lost levels
+/// cannot be stretched back, and a scanner's grey depth moves both alike (models/README).
+#[test]
+fn the_ink_stretched_canvas_does_not_change_with_the_pen() {
+    use vouch::signature::variation::{Variation, apply};
+    let canvas = |image: &image::GrayImage, normalisation| {
+        normalise(
+            &image::DynamicImage::ImageLuma8(image.clone()),
+            SIGNATURE_CANVAS,
+            normalisation,
+            "scan",
+        )
+        .unwrap()
+        .canvas
+    };
+    let mean_difference = |a: &image::GrayImage, b: &image::GrayImage| {
+        a.pixels()
+            .zip(b.pixels())
+            .map(|(p, q)| (f64::from(p.0[0]) - f64::from(q.0[0])).abs())
+            .sum::<f64>()
+            / f64::from(a.width() * a.height())
+    };
+    for variation in [Variation::InkDarkness(0.6), Variation::InkDarkness(0.4)] {
+        let (mut stretched, mut relative) = (0.0, 0.0);
+        for writer in 1..=4 {
+            for number in 1..=4 {
+                let original = vouch::imageio::load(&scan(writer, number))
+                    .unwrap()
+                    .to_luma8();
+                let copy = apply(&original, variation, 0).unwrap();
+                for (normalisation, total) in [
+                    (Normalisation::InkStretched, &mut stretched),
+                    (Normalisation::PaperRelative, &mut relative),
+                ] {
+                    *total += mean_difference(
+                        &canvas(&original, normalisation),
+                        &canvas(&copy, normalisation),
+                    ) / 16.0;
+                }
+            }
+        }
+        println!(
+            "{variation}: ink-stretched {stretched:.2}, paper-relative {relative:.2} grey levels per pixel"
+        );
+        assert!(
+            stretched < 0.5 && stretched * 4.0 < relative.max(0.5),
+            "{variation}: ink-stretched canvases differ by {stretched:.2} grey levels per pixel, paper-relative by {relative:.2}"
+        );
+    }
+}
+
+/// The honest protocol on a small subset: every writer is tested exactly once, by a fold
+/// whose scorer and bands were fitted without it, and the bands come out of each fold's
+/// own fitting.
+#[test]
+fn cross_validation_tests_each_writer_once_with_everything_fitted_without_it() {
+    use vouch::signature::fusion::FitOptions;
+    use vouch::train::crossval::{CrossValidationPlan, cross_validate};
+    let test = "cross_validation_tests_each_writer_once_with_everything_fitted_without_it";
+    let Some(scans) = cedar_writers(1..=12, test) else {
+        return;
+    };
+    let plan = CrossValidationPlan {
+        folds: 2,
+        seed: 1,
+        references: vec![5],
+        fit: FitOptions {
+            references: vec![5],
+            writer_dependent: false,
+        },
+        train_encoder: None,
+        extra_training: Vec::new(),
+        vary_scans: None,
+    };
+    let mut finished = 0;
+    let result = cross_validate(
+        &scans,
+        &model(),
+        &plan,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut |event| {
+            if let vouch::train::crossval::FoldEvent::Done(_) = event {
+                finished += 1;
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(finished, 2);
+    assert!(!result.encoder_refitted);
+    let mut tested: Vec<&String> = result.folds.iter().flat_map(|f| &f.split.test).collect();
+    tested.sort();
+    let mut writers = vouch::dataset::identities(&scans);
+    writers.sort();
+    assert_eq!(tested, writers.iter().collect::<Vec<_>>());
+    for fold in &result.folds {
+        assert!(
+            fold.split
+                .test
+                .iter()
+                .all(|w| !fold.split.train.contains(w))
+        );
+        assert_eq!(fold.runs[0].identities, 6);
+        assert!(fold.bands.low <= fold.bands.high && fold.bands.high < 1.0);
+    }
+    assert_ne!(
+        result.folds[0].bands, result.folds[1].bands,
+        "fitted per fold"
+    );
+    let k5 = &result.summary[0];
+    let skilled = k5.skilled_eer.unwrap().mean;
+    assert!(skilled < 0.25, "skilled EER {skilled}");
+    assert!(k5.random_eer.unwrap().mean < 0.1);
 }

@@ -29,6 +29,17 @@ pub enum EvalCommand {
         /// Genuine references per identity; repeat for several (e.g. --refs 1 --refs 5).
         #[arg(long, default_value = "12")]
         refs: Vec<usize>,
+        /// Change every scan as a random branch would scan it (pen, paper, grey depth, a
+        /// turned page, slant, JPEG; this seed draws the changes) before anything is
+        /// fitted or scored.
+        #[arg(long)]
+        vary_scans: Option<u64>,
+        /// Writer-level k-fold cross-validation: each fold fits the scorer and the bands
+        /// (and, with --train-epochs, trains the encoder) on the other writers only.
+        #[arg(long)]
+        folds: Option<usize>,
+        #[command(flatten)]
+        folding: FoldOptions,
         #[arg(long)]
         json: bool,
     },
@@ -58,6 +69,37 @@ pub enum EvalCommand {
     },
 }
 
+/// What each cross-validation fold learns, beyond the scorer and bands it always fits.
+#[derive(clap::Args, Debug)]
+pub struct FoldOptions {
+    /// Seed of the writers' split into folds (and of each fold's training).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Enrollment sizes the scorer is fitted on [default: those of --refs].
+    #[arg(long)]
+    fit_refs: Vec<usize>,
+    /// Also weigh each account's own discriminant against other writers (exemplar LDA on
+    /// the embedding) in the scorer.
+    #[arg(long)]
+    writer_dependent: bool,
+    /// Train each fold's encoder from scratch for this many epochs (contrastive, as the
+    /// shipped model); without it the model's own encoder serves every fold.
+    #[arg(long)]
+    train_epochs: Option<usize>,
+    /// Learning rate of the folds' training.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[command(flatten)]
+    recipe: super::train::ScanRecipe,
+    /// More scans every fold trains on and never tests (other data sets); repeatable.
+    #[arg(long)]
+    train_data: Vec<PathBuf>,
+    /// The folds' training runs [default: crossval-<time> beside the database]. A fold
+    /// whose run finished there is reused.
+    #[arg(long)]
+    runs: Option<PathBuf>,
+}
+
 pub fn run(command: EvalCommand, context: &Context) -> anyhow::Result<ExitCode> {
     match command {
         EvalCommand::Pairs {
@@ -71,8 +113,27 @@ pub fn run(command: EvalCommand, context: &Context) -> anyhow::Result<ExitCode> 
             modality,
             manifest,
             refs,
+            vary_scans,
+            folds: None,
             json,
-        } => eval_verify(&signature_model(context)?, modality, &manifest, &refs, json),
+            ..
+        } => eval_verify(
+            &signature_model(context)?,
+            modality,
+            &manifest,
+            &refs,
+            vary_scans,
+            json,
+        ),
+        EvalCommand::Verify {
+            manifest,
+            refs,
+            vary_scans,
+            folds: Some(folds),
+            folding,
+            json,
+            ..
+        } => eval_folds(context, &manifest, refs, folds, vary_scans, folding, json),
         EvalCommand::Oneshot { runs, json } => {
             eval_oneshot(&signature_model(context)?, &runs, json)
         }
@@ -176,13 +237,19 @@ fn eval_verify(
     modality: crate::train::TrainModality,
     manifest: &Path,
     refs: &[usize],
+    vary_scans: Option<u64>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     modality.canvas()?;
     let scans = crate::dataset::load(manifest)?;
     let bar = progress_bar("embedding", "scans")?;
-    let (embedded, unreadable) =
-        crate::eval::verification::embed_scans(model, &scans, cancel_flag(), &mut follow(&bar))?;
+    let (embedded, unreadable) = crate::eval::verification::embed_varied_scans(
+        model,
+        &scans,
+        vary_scans,
+        cancel_flag(),
+        &mut follow(&bar),
+    )?;
     bar.finish_and_clear();
     let threshold = crate::matching::default_bands(Modality::Signature).high;
     let runs = refs
@@ -236,6 +303,91 @@ fn eval_verify(
             lines.extend(run.random.at_fmr.iter().map(at_fmr_line));
         }
         lines.join("\n")
+    })
+}
+
+fn eval_folds(
+    context: &Context,
+    manifest: &Path,
+    references: Vec<usize>,
+    folds: usize,
+    vary_scans: Option<u64>,
+    options: FoldOptions,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::train::crossval::{CrossValidationPlan, FoldEvent, cross_validate};
+    let model = signature_model(context)?;
+    let scans = crate::dataset::load(manifest)?;
+    let runs = options.runs.unwrap_or_else(|| {
+        context.runs_dir().join(format!(
+            "crossval-{}",
+            chrono::Utc::now().format("%Y%m%d-%H%M%S")
+        ))
+    });
+    let train_encoder = options.train_epochs.map(|epochs| {
+        let mut config = crate::train::TrainConfig::new(
+            crate::train::TrainModality::Signature,
+            crate::train::Loss::Contrastive,
+            epochs,
+            runs.clone(),
+        );
+        config.learning_rate = options.lr;
+        options.recipe.apply(&mut config);
+        config.command = std::env::args().collect::<Vec<_>>().join(" ");
+        config
+    });
+    let plan = CrossValidationPlan {
+        folds,
+        seed: options.seed,
+        fit: crate::signature::fusion::FitOptions {
+            references: if options.fit_refs.is_empty() {
+                references.clone()
+            } else {
+                options.fit_refs
+            },
+            writer_dependent: options.writer_dependent,
+        },
+        references,
+        train_encoder,
+        extra_training: crate::dataset::load_all(&options.train_data)?,
+        vary_scans,
+    };
+    let training = super::train::training_bar()?;
+    let embedding = progress_bar("embedding", "scans")?;
+    let result = cross_validate(
+        &scans,
+        &model,
+        &plan,
+        &context.device,
+        cancel_flag(),
+        &mut |event| match event {
+            FoldEvent::Training(fold, event) => {
+                training.set_message(format!("fold {}", fold + 1));
+                super::train::show_train_event(&training, event);
+            }
+            FoldEvent::Embedding { fold, done, of } => {
+                embedding.set_message(format!("fold {}: embedding", fold + 1));
+                follow(&embedding)(done, of);
+            }
+            FoldEvent::Done(result) => embedding.suspend(|| {
+                eprintln!(
+                    "fold {} done: bands accept >= {:.3}, reject < {:.3}",
+                    result.split.index + 1,
+                    result.bands.high,
+                    result.bands.low
+                )
+            }),
+        },
+    )?;
+    training.finish_and_clear();
+    embedding.finish_and_clear();
+    print_report(&result, json, |r| {
+        format!(
+            "{} scans of {manifest}; scorer fitted on {}\n{r}",
+            scans.len(),
+            crate::train::crossval::fitted_on(&plan),
+            manifest = manifest.display()
+        )
     })
 }
 

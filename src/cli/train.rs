@@ -49,6 +49,8 @@ pub struct TrainArgs {
     /// Share of identities held out to validate each epoch.
     #[arg(long, default_value_t = 0.2)]
     pub validation_fraction: f64,
+    #[command(flatten)]
+    pub recipe: ScanRecipe,
     /// The run's folder [default: models/<modality>-<time> in the user's data folder].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -57,6 +59,26 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// How training scans are prepared.
+#[derive(Args, Debug)]
+pub struct ScanRecipe {
+    /// How ink levels reach the canvas [default: the --init model's, else paper-relative,
+    /// as the shipped model].
+    #[arg(long, value_enum)]
+    pub normalisation: Option<crate::signature::preprocess::Normalisation>,
+    /// Varied copies of each training scan (pen, paper, grey depth, a turned page, slant,
+    /// JPEG), as other branches would scan it.
+    #[arg(long, default_value_t = 0)]
+    pub scan_variations: usize,
+}
+
+impl ScanRecipe {
+    pub fn apply(&self, config: &mut TrainConfig) {
+        config.normalisation = self.normalisation;
+        config.scan_variations = self.scan_variations;
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,9 +159,14 @@ pub enum ModelsCommand {
         /// Labelled scans (manifest or folder); writers without forgeries are skipped.
         #[arg(long, required = true)]
         data: Vec<PathBuf>,
-        /// Genuine scans enrolled per writer while fitting.
-        #[arg(long, default_value_t = 12)]
-        refs: usize,
+        /// Genuine scans enrolled per writer while fitting; repeat to fit one scorer on
+        /// several enrollment sizes (e.g. --refs 3 --refs 5 --refs 12).
+        #[arg(long, default_value = "12")]
+        refs: Vec<usize>,
+        /// Also weigh each account's own discriminant against the fitting writers' genuine
+        /// scans (exemplar LDA on the embedding).
+        #[arg(long)]
+        writer_dependent: bool,
         /// Output file (may be the input).
         #[arg(long)]
         out: PathBuf,
@@ -194,18 +221,30 @@ pub fn models(command: ModelsCommand, context: &Context) -> anyhow::Result<ExitC
             model,
             data,
             refs,
+            writer_dependent,
             out,
         } => {
-            let mut scans = Vec::new();
-            for source in &data {
-                scans.extend(crate::dataset::load(source)?);
-            }
-            let (_, unusable) = crate::train::fit_scorer(&model, &scans, refs, &out)?;
+            let scans = crate::dataset::load_all(&data)?;
+            let (_, bands, unusable) = crate::train::fit_scorer(
+                &model,
+                &scans,
+                &crate::signature::fusion::FitOptions {
+                    references: refs,
+                    writer_dependent,
+                },
+                &out,
+            )?;
             for scan in &unusable {
                 eprintln!("skipped {}: {}", scan.path.display(), scan.error);
             }
             let fitted = crate::signature::SignatureModel::load(&out, &candle_core::Device::Cpu)?;
             println!("wrote {} ({})", out.display(), fitted.model_id());
+            if let Some(bands) = bands {
+                println!(
+                    "bands its out-of-sample scores suggest: accept >= {:.3}, reject < {:.3}",
+                    bands.high, bands.low
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -355,13 +394,57 @@ fn authorize_training(context: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A training run's progress on a bar with `{prefix}` for the epoch: steps move it,
+/// preparation and finished epochs are printed above it.
+pub(super) fn show_train_event(bar: &indicatif::ProgressBar, event: &TrainEvent) {
+    match event {
+        TrainEvent::Prepared {
+            train_identities,
+            train_scans,
+            validation_identities,
+            validation_scans,
+        } => bar.suspend(|| eprintln!(
+            "training on {train_scans} scans of {train_identities} identities, validating on {validation_scans} scans of {validation_identities}"
+        )),
+        TrainEvent::Step {
+            epoch,
+            step,
+            steps,
+            loss,
+        } => {
+            bar.set_prefix(epoch.to_string());
+            bar.set_length(*steps as u64);
+            bar.set_position(*step as u64);
+            bar.set_message(format!("{loss:.4}"));
+        }
+        TrainEvent::Epoch(summary) => bar.suspend(|| eprintln!(
+            "epoch {}: loss {:.4}, validation EER {:.2}%{}, {:.1} images/s, {:.0} s",
+            summary.epoch,
+            summary.train_loss,
+            100.0 * summary.validation_eer,
+            if summary.best { " (best so far, saved)" } else { "" },
+            summary.images_per_second,
+            summary.seconds
+        )),
+    }
+}
+
+/// The bar `show_train_event` moves.
+pub(super) fn training_bar() -> anyhow::Result<indicatif::ProgressBar> {
+    let bar = progress_bar("training", "steps")?;
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, {eta} left",
+        )?
+        .progress_chars("=> "),
+    );
+    Ok(bar)
+}
+
 pub fn train(args: TrainArgs, context: &Context) -> anyhow::Result<ExitCode> {
     authorize_training(context)?;
     let device = &context.device;
-    let mut scans = Vec::new();
-    for source in &args.data {
-        scans.extend(crate::dataset::load(source)?);
-    }
+    let scans = crate::dataset::load_all(&args.data)?;
     let out = match (&args.resume, &args.out) {
         (Some(dir), _) | (None, Some(dir)) => dir.clone(),
         (None, None) => context.runs_dir().join(format!(
@@ -381,47 +464,13 @@ pub fn train(args: TrainArgs, context: &Context) -> anyhow::Result<ExitCode> {
     config.steps_per_epoch = args.steps_per_epoch;
     config.identities_per_batch = args.identities_per_batch;
     config.validation_fraction = args.validation_fraction;
+    args.recipe.apply(&mut config);
     config.init = args.init.clone();
     config.resume = args.resume.is_some();
     config.command = std::env::args().collect::<Vec<_>>().join(" ");
-    let bar = progress_bar("training", "steps")?;
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg}, {eta} left",
-        )?
-        .progress_chars("=> "),
-    );
+    let bar = training_bar()?;
     let report = crate::train::train(&config, &scans, device, cancel_flag(), &mut |event| {
-        match event {
-            TrainEvent::Prepared {
-                train_identities,
-                train_scans,
-                validation_identities,
-                validation_scans,
-            } => bar.suspend(|| eprintln!(
-                "training on {train_scans} scans of {train_identities} identities, validating on {validation_scans} scans of {validation_identities}"
-            )),
-            TrainEvent::Step {
-                epoch,
-                step,
-                steps,
-                loss,
-            } => {
-                bar.set_prefix(epoch.to_string());
-                bar.set_length(steps as u64);
-                bar.set_position(step as u64);
-                bar.set_message(format!("{loss:.4}"));
-            }
-            TrainEvent::Epoch(summary) => bar.suspend(|| eprintln!(
-                "epoch {}: loss {:.4}, validation EER {:.2}%{}, {:.1} images/s, {:.0} s",
-                summary.epoch,
-                summary.train_loss,
-                100.0 * summary.validation_eer,
-                if summary.best { " (best so far, saved)" } else { "" },
-                summary.images_per_second,
-                summary.seconds
-            )),
-        }
+        show_train_event(&bar, &event)
     })?;
     bar.finish_and_clear();
     print_report(&report, args.json, |r| {

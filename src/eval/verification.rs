@@ -325,6 +325,20 @@ pub fn embed_scans<'a>(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<EmbeddedScan<'a>>, Unusable)> {
+    embed_varied_scans(model, scans, None, cancel, progress)
+}
+
+/// `embed_scans`, each scan first changed as a random branch would scan it
+/// (`signature::variation::random_branch`) when `vary` gives a seed: every scan,
+/// reference or questioned, as if it came from another branch's scanner, pen and paper.
+/// The draw depends on the seed and the scan's path only.
+pub fn embed_varied_scans<'a>(
+    model: &SignatureModel,
+    scans: &'a [LabelledScan],
+    vary: Option<u64>,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<EmbeddedScan<'a>>, Unusable)> {
     use rayon::prelude::*;
     let mut embedded = Vec::new();
     let mut failed = Vec::new();
@@ -336,7 +350,13 @@ pub fn embed_scans<'a>(
         let canvases: Vec<Result<image::GrayImage>> = chunk
             .par_iter()
             .map(|scan| {
-                let image = crate::imageio::load(&scan.path)?;
+                let mut image = crate::imageio::load(&scan.path)?;
+                if let Some(seed) = vary {
+                    let mut rng = rand::SeedableRng::seed_from_u64(seed ^ path_seed(&scan.path));
+                    image = image::DynamicImage::ImageLuma8(
+                        crate::signature::variation::random_branch(&image.to_luma8(), &mut rng)?,
+                    );
+                }
                 Ok(model
                     .normalise(&image, &scan.path.display().to_string())?
                     .canvas)
@@ -370,6 +390,15 @@ pub fn embed_scans<'a>(
     }
     progress(scans.len(), scans.len());
     Ok((embedded, failed))
+}
+
+/// A number drawn from a path alone (FNV-1a of its bytes), the same on every run.
+fn path_seed(path: &std::path::Path) -> u64 {
+    path.to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// Genuine and impostor scores for the threshold workbench, and where they came from.

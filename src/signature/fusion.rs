@@ -16,7 +16,16 @@ use crate::matching::distance_of_same_length;
 
 const BLOCKS: usize = 1 + Block::ALL.len();
 /// Per block: mean distance, nearest distance, mean distance over the references' spread.
-pub const FEATURES: usize = 3 * BLOCKS;
+const DISTANCE_FEATURES: usize = 3 * BLOCKS;
+/// With a background: how far the questioned scan lies along the account's own direction
+/// against other writers (as a share of the references' reach, and in background sds).
+const BACKGROUND_FEATURES: usize = 2;
+/// The covariance of the background is shrunk towards this share of its mean variance, so
+/// the 128 directions of the embedding never make it singular.
+const SHRINKAGE: f64 = 0.1;
+/// Fewer genuine scans than this say too little about other writers; with the shrinkage,
+/// more than a handful keep the covariance well-conditioned.
+const MIN_BACKGROUND: usize = 20;
 /// sklearn's `C`: the inverse strength of the L2 penalty on the weights. Chosen by
 /// 6-fold cross-validation over the training writers (never the test writers).
 const INVERSE_PENALTY: f64 = 0.1;
@@ -32,6 +41,7 @@ const TENSOR_NAMES: [&str; 7] = [
     "fusion.cooccurrence_mean",
     "fusion.cooccurrence_scale",
 ];
+const BACKGROUND_NAMES: [&str; 2] = ["fusion.background_mean", "fusion.background_cholesky"];
 
 /// The co-occurrence statistics differ in scale a hundredfold; each is standardised over
 /// the fitting scans so that contrast alone does not decide the distance.
@@ -109,11 +119,11 @@ fn reference_spread(references: &[Prepared]) -> Option<[f32; BLOCKS]> {
     (pairs > 0).then(|| sum.map(|s| s / pairs as f32))
 }
 
-fn features(
+fn distance_features(
     references: &[Prepared],
     questioned: &Prepared,
     spread: [f32; BLOCKS],
-) -> [f32; FEATURES] {
+) -> Vec<f32> {
     let mut mean = [0f32; BLOCKS];
     let mut nearest = [f32::INFINITY; BLOCKS];
     for reference in references {
@@ -125,13 +135,151 @@ fn features(
             nearest[block] = nearest[block].min(d);
         }
     }
-    let mut out = [0f32; FEATURES];
+    let mut out = vec![0f32; DISTANCE_FEATURES];
     for block in 0..BLOCKS {
         out[block] = mean[block];
         out[BLOCKS + block] = nearest[block];
         out[2 * BLOCKS + block] = mean[block] / spread[block].max(1e-6);
     }
     out
+}
+
+/// Other writers' genuine signatures in the embedding: their mean and the Cholesky factor
+/// of their (shrunk) covariance. Against it any account's references give a linear
+/// discriminant of their own (exemplar LDA) with nothing trained per account: the
+/// direction `w = C^-1 (references' mean - background mean)`, along which the background
+/// has standard deviation `sqrt(w . (references' mean - background mean))`.
+#[derive(Debug, Clone, PartialEq)]
+struct Background {
+    mean: Vec<f64>,
+    /// Lower triangle, row-major, `EMBEDDING_DIM` squared.
+    cholesky: Vec<f64>,
+}
+
+/// An account's discriminant: its direction, and its reach (the references' mean's
+/// projection, which is also the background's variance along it).
+struct Discriminant {
+    direction: Vec<f64>,
+    reach: f64,
+}
+
+impl Background {
+    fn fit(genuine: &[&[f32]]) -> Result<Self> {
+        let d = EMBEDDING_DIM;
+        if genuine.len() < MIN_BACKGROUND {
+            return Err(Error::Invalid(format!(
+                "the background of other writers needs at least {MIN_BACKGROUND} genuine scans (found {})",
+                genuine.len()
+            )));
+        }
+        let n = genuine.len() as f64;
+        let mut mean = vec![0f64; d];
+        for template in genuine {
+            for (m, &v) in mean.iter_mut().zip(&template[..d]) {
+                *m += f64::from(v) / n;
+            }
+        }
+        let mut covariance = vec![0f64; d * d];
+        for template in genuine {
+            let centred: Vec<f64> = template[..d]
+                .iter()
+                .zip(&mean)
+                .map(|(&v, m)| f64::from(v) - m)
+                .collect();
+            for i in 0..d {
+                for j in 0..=i {
+                    covariance[i * d + j] += centred[i] * centred[j] / n;
+                }
+            }
+        }
+        let mean_variance = (0..d).map(|i| covariance[i * d + i]).sum::<f64>() / d as f64;
+        for i in 0..d {
+            for j in 0..=i {
+                covariance[i * d + j] *= 1.0 - SHRINKAGE;
+            }
+            covariance[i * d + i] += SHRINKAGE * mean_variance;
+        }
+        let cholesky = cholesky(covariance, d).ok_or_else(|| {
+            Error::Invalid("the background's covariance is not positive definite".into())
+        })?;
+        Ok(Self { mean, cholesky })
+    }
+
+    fn discriminant(&self, references: &[Prepared]) -> Discriminant {
+        let d = EMBEDDING_DIM;
+        let mut difference = vec![0f64; d];
+        for reference in references {
+            for ((x, &v), m) in difference
+                .iter_mut()
+                .zip(reference.embedding)
+                .zip(&self.mean)
+            {
+                *x += (f64::from(v) - m) / references.len() as f64;
+            }
+        }
+        let direction = cholesky_solve(&self.cholesky, &difference, d);
+        let reach = direction
+            .iter()
+            .zip(&difference)
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            .max(1e-12);
+        Discriminant { direction, reach }
+    }
+
+    fn features(
+        &self,
+        account: &Discriminant,
+        questioned: &Prepared,
+    ) -> [f32; BACKGROUND_FEATURES] {
+        let projection: f64 = account
+            .direction
+            .iter()
+            .zip(questioned.embedding)
+            .zip(&self.mean)
+            .map(|((w, &v), m)| w * (f64::from(v) - m))
+            .sum();
+        [
+            (projection / account.reach) as f32,
+            (projection / account.reach.sqrt()) as f32,
+        ]
+    }
+}
+
+/// The lower Cholesky factor of a symmetric positive definite matrix given by its lower
+/// triangle; `None` when it is not positive definite.
+fn cholesky(mut a: Vec<f64>, d: usize) -> Option<Vec<f64>> {
+    for j in 0..d {
+        let diagonal = a[j * d + j] - (0..j).map(|k| a[j * d + k].powi(2)).sum::<f64>();
+        if diagonal <= 0.0 || !diagonal.is_finite() {
+            return None;
+        }
+        let root = diagonal.sqrt();
+        a[j * d + j] = root;
+        for i in j + 1..d {
+            let dot: f64 = (0..j).map(|k| a[i * d + k] * a[j * d + k]).sum();
+            a[i * d + j] = (a[i * d + j] - dot) / root;
+        }
+        for k in j + 1..d {
+            a[j * d + k] = 0.0;
+        }
+    }
+    Some(a)
+}
+
+/// `x` with `L L^T x = b`, by forward then backward substitution.
+fn cholesky_solve(l: &[f64], b: &[f64], d: usize) -> Vec<f64> {
+    let mut y = vec![0f64; d];
+    for i in 0..d {
+        let dot: f64 = (0..i).map(|k| l[i * d + k] * y[k]).sum();
+        y[i] = (b[i] - dot) / l[i * d + i];
+    }
+    let mut x = vec![0f64; d];
+    for i in (0..d).rev() {
+        let dot: f64 = (i + 1..d).map(|k| l[k * d + i] * x[k]).sum();
+        x[i] = (y[i] - dot) / l[i * d + i];
+    }
+    x
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +291,34 @@ pub struct ScoreFusion {
     /// The references' spread of a typical writer, standing in when only one is enrolled.
     typical_spread: [f32; BLOCKS],
     cooccurrence: CooccurrenceStandard,
+    /// Other writers, when the scorer weighs each account's own discriminant too.
+    background: Option<Background>,
+}
+
+/// How a scorer is fitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FitOptions {
+    /// Enrollment sizes, each fitted on.
+    pub references: Vec<usize>,
+    /// Also weigh each account's own discriminant against a background made of every
+    /// fitting writer's genuine scans (those without forgeries too).
+    pub writer_dependent: bool,
+}
+
+impl FitOptions {
+    /// How the shipped scorer is fitted (models/README says why not the other options).
+    pub fn shipped() -> Self {
+        Self {
+            references: vec![12],
+            writer_dependent: false,
+        }
+    }
+}
+
+/// An account's references, reduced to what scoring a questioned scan needs.
+struct Account {
+    spread: [f32; BLOCKS],
+    discriminant: Option<Discriminant>,
 }
 
 /// One writer's templates for fitting: genuine in enrollment order, and forgeries.
@@ -166,8 +342,13 @@ impl ScoreFusion {
             return 0.0;
         }
         let references = self.cooccurrence.prepare_all(references);
-        let spread = reference_spread(&references).unwrap_or(self.typical_spread);
-        let logit = features(&references, &self.cooccurrence.prepare(questioned), spread)
+        let account = self.account(&references);
+        let logit = self
+            .features(
+                &references,
+                &account,
+                &self.cooccurrence.prepare(questioned),
+            )
             .iter()
             .zip(&self.mean)
             .zip(&self.scale)
@@ -178,17 +359,49 @@ impl ScoreFusion {
         1.0 / (1.0 + (-logit).exp())
     }
 
-    /// Fits on every writer with more than `references` genuine templates and at least one
-    /// forgery: the first `references` genuine are enrolled, the other genuine are the
-    /// positives and the forgeries the negatives.
-    pub fn fit(writers: &[WriterTemplates], references: usize) -> Result<Self> {
+    /// What an account's references give every comparison: their spread (a typical
+    /// writer's for a single reference) and their discriminant against the background.
+    fn account(&self, references: &[Prepared]) -> Account {
+        Account {
+            spread: reference_spread(references).unwrap_or(self.typical_spread),
+            discriminant: self.background.as_ref().map(|b| b.discriminant(references)),
+        }
+    }
+
+    fn features(
+        &self,
+        references: &[Prepared],
+        account: &Account,
+        questioned: &Prepared,
+    ) -> Vec<f32> {
+        let mut features = distance_features(references, questioned, account.spread);
+        if let (Some(background), Some(discriminant)) = (&self.background, &account.discriminant) {
+            features.extend(background.features(discriminant, questioned));
+        }
+        features
+    }
+
+    /// Whether the scorer weighs each account's own discriminant against other writers.
+    pub fn is_writer_dependent(&self) -> bool {
+        self.background.is_some()
+    }
+
+    /// Fits on every writer with skilled forgeries, once per enrollment size in
+    /// `references`: the first K genuine are enrolled, the other genuine are the positives
+    /// and the forgeries the negatives. Fitting on several sizes at once gives one scorer
+    /// (and one set of bands) that holds whether an account enrolled 3 references or 12.
+    pub fn fit(writers: &[WriterTemplates], options: &FitOptions) -> Result<Self> {
+        let references = &options.references;
+        let smallest = references.iter().copied().min().unwrap_or(0);
+        let largest = references.iter().copied().max().unwrap_or(0);
         let usable: Vec<&WriterTemplates> =
-            writers.iter().filter(|w| w.can_fit(references)).collect();
-        if usable.len() < 2 || references < 2 {
+            writers.iter().filter(|w| w.can_fit(smallest)).collect();
+        let with_spread = usable.iter().filter(|w| w.can_fit(smallest.max(2))).count();
+        if with_spread < 2 || largest < 2 {
             return Err(Error::Invalid(format!(
-                "fitting the signature scorer needs at least 2 writers with more than {references} \
-                 genuine scans and some skilled forgeries, and at least 2 references (found {} writers)",
-                usable.len()
+                "fitting the signature scorer needs at least 2 writers with more than {} \
+                 genuine scans and some skilled forgeries, and at least 2 references (found {with_spread} writers)",
+                smallest.max(2)
             )));
         }
         let cooccurrence = CooccurrenceStandard::fit(
@@ -206,57 +419,96 @@ impl ScoreFusion {
                 )
             })
             .collect();
+        // A single reference has no spread: a typical writer's stands in, taken at the
+        // smallest enrollment that has one.
+        let typical_over = smallest.max(2);
         let spreads: Vec<[f32; BLOCKS]> = prepared
             .iter()
-            .map(|(genuine, _)| {
-                reference_spread(&genuine[..references]).expect("two or more references")
-            })
+            .filter(|(genuine, _)| genuine.len() > typical_over)
+            .filter_map(|(genuine, _)| reference_spread(&genuine[..typical_over]))
             .collect();
         let typical_spread = std::array::from_fn(|block| {
             spreads.iter().map(|s| s[block]).sum::<f32>() / spreads.len() as f32
         });
-        let (mut rows, mut labels) = (Vec::new(), Vec::new());
-        for ((genuine, forgeries), spread) in prepared.iter().zip(&spreads) {
-            let enrolled = &genuine[..references];
-            for (questioned, label) in genuine[references..]
+        let background = if options.writer_dependent {
+            let genuine: Vec<&[f32]> = writers
                 .iter()
-                .map(|q| (q, 1.0))
-                .chain(forgeries.iter().map(|q| (q, 0.0)))
-            {
-                rows.push(features(enrolled, questioned, *spread).map(f64::from));
-                labels.push(label);
+                .flat_map(|w| w.genuine.iter().copied())
+                .collect();
+            Some(Background::fit(&genuine)?)
+        } else {
+            None
+        };
+        let mut fusion = Self {
+            mean: Vec::new(),
+            scale: Vec::new(),
+            weight: Vec::new(),
+            bias: 0.0,
+            typical_spread,
+            cooccurrence,
+            background,
+        };
+        let (mut rows, mut labels) = (Vec::new(), Vec::new());
+        for &k in references {
+            for (genuine, forgeries) in prepared.iter().filter(|(g, _)| g.len() > k) {
+                let enrolled = &genuine[..k];
+                let account = fusion.account(enrolled);
+                for (questioned, label) in genuine[k..]
+                    .iter()
+                    .map(|q| (q, 1.0))
+                    .chain(forgeries.iter().map(|q| (q, 0.0)))
+                {
+                    rows.push(
+                        fusion
+                            .features(enrolled, &account, questioned)
+                            .into_iter()
+                            .map(f64::from)
+                            .collect::<Vec<f64>>(),
+                    );
+                    labels.push(label);
+                }
             }
         }
         let (mean, scale) = standardisation(&rows);
-        let standardised: Vec<[f64; FEATURES]> = rows
+        let standardised: Vec<Vec<f64>> = rows
             .iter()
-            .map(|r| std::array::from_fn(|j| (r[j] - mean[j]) / scale[j]))
+            .map(|r| {
+                r.iter()
+                    .zip(&mean)
+                    .zip(&scale)
+                    .map(|((v, m), s)| (v - m) / s)
+                    .collect()
+            })
             .collect();
         let (weight, bias) = logistic_regression(&standardised, &labels);
-        Ok(Self {
-            mean: mean.iter().map(|&v| v as f32).collect(),
-            scale: scale.iter().map(|&v| v as f32).collect(),
-            weight: weight.iter().map(|&v| v as f32).collect(),
-            bias: bias as f32,
-            typical_spread,
-            cooccurrence,
-        })
+        fusion.mean = mean.iter().map(|&v| v as f32).collect();
+        fusion.scale = scale.iter().map(|&v| v as f32).collect();
+        fusion.weight = weight.iter().map(|&v| v as f32).collect();
+        fusion.bias = bias as f32;
+        Ok(fusion)
     }
 
     /// The fitted numbers as named tensors, stored beside the encoder's weights.
     pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        let values: [Vec<f32>; 7] = [
-            self.mean.clone(),
-            self.scale.clone(),
-            self.weight.clone(),
-            vec![self.bias],
-            self.typical_spread.to_vec(),
-            self.cooccurrence.mean.clone(),
-            self.cooccurrence.scale.clone(),
-        ];
-        TENSOR_NAMES
-            .iter()
-            .zip(values)
+        let mut values: Vec<(&str, Vec<f32>)> = TENSOR_NAMES
+            .into_iter()
+            .zip([
+                self.mean.clone(),
+                self.scale.clone(),
+                self.weight.clone(),
+                vec![self.bias],
+                self.typical_spread.to_vec(),
+                self.cooccurrence.mean.clone(),
+                self.cooccurrence.scale.clone(),
+            ])
+            .collect();
+        if let Some(background) = &self.background {
+            let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect();
+            values.push((BACKGROUND_NAMES[0], narrow(&background.mean)));
+            values.push((BACKGROUND_NAMES[1], narrow(&background.cholesky)));
+        }
+        values
+            .into_iter()
             .map(|(name, v)| {
                 let length = v.len();
                 Ok((name.to_string(), Tensor::from_vec(v, length, &Device::Cpu)?))
@@ -289,28 +541,50 @@ impl ScoreFusion {
             }
             Ok(values)
         };
+        let background = if BACKGROUND_NAMES.iter().any(|n| tensors.contains_key(*n)) {
+            let d = EMBEDDING_DIM;
+            let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
+            let cholesky = widen(read(BACKGROUND_NAMES[1], d * d)?);
+            // Solving with the factor divides by its diagonal, and reads only its lower
+            // triangle: an edited file must not turn that into infinities.
+            if (0..d).any(|i| cholesky[i * d + i] <= 1e-9) {
+                return Err(Error::Invalid(format!(
+                    "{} is not a Cholesky factor: its diagonal must be positive",
+                    BACKGROUND_NAMES[1]
+                )));
+            }
+            Some(Background {
+                mean: widen(read(BACKGROUND_NAMES[0], d)?),
+                cholesky,
+            })
+        } else {
+            None
+        };
+        let features = DISTANCE_FEATURES + background.as_ref().map_or(0, |_| BACKGROUND_FEATURES);
         let spread = read(TENSOR_NAMES[4], BLOCKS)?;
         Ok(Some(Self {
-            mean: read(TENSOR_NAMES[0], FEATURES)?,
-            scale: read(TENSOR_NAMES[1], FEATURES)?,
-            weight: read(TENSOR_NAMES[2], FEATURES)?,
+            mean: read(TENSOR_NAMES[0], features)?,
+            scale: read(TENSOR_NAMES[1], features)?,
+            weight: read(TENSOR_NAMES[2], features)?,
             bias: read(TENSOR_NAMES[3], 1)?[0],
             typical_spread: std::array::from_fn(|i| spread[i]),
             cooccurrence: CooccurrenceStandard {
                 mean: read(TENSOR_NAMES[5], COOCCURRENCE)?,
                 scale: read(TENSOR_NAMES[6], COOCCURRENCE)?,
             },
+            background,
         }))
     }
 }
 
-fn standardisation(rows: &[[f64; FEATURES]]) -> ([f64; FEATURES], [f64; FEATURES]) {
-    let columns: [(f64, f64); FEATURES] =
-        std::array::from_fn(|j| mean_and_spread(rows.iter().map(|r| r[j])));
-    (
-        columns.map(|(mean, _)| mean),
-        columns.map(|(_, spread)| spread.max(1e-9)),
-    )
+fn standardisation(rows: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+    let width = rows.first().map_or(0, Vec::len);
+    (0..width)
+        .map(|j| {
+            let (mean, spread) = mean_and_spread(rows.iter().map(|r| r[j]));
+            (mean, spread.max(1e-9))
+        })
+        .unzip()
 }
 
 /// Mean and population standard deviation.
@@ -323,58 +597,61 @@ fn mean_and_spread(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
 
 /// L2-penalised logistic regression (the intercept unpenalised) by Newton's method: the
 /// problem is small and convex, so a few exact steps beat tuning a step size.
-fn logistic_regression(rows: &[[f64; FEATURES]], labels: &[f64]) -> ([f64; FEATURES], f64) {
-    const N: usize = FEATURES + 1;
-    let mut theta = [0f64; N];
+fn logistic_regression(rows: &[Vec<f64>], labels: &[f64]) -> (Vec<f64>, f64) {
+    let features = rows.first().map_or(0, Vec::len);
+    let n = features + 1;
+    let mut theta = vec![0f64; n];
     let penalty = 1.0 / INVERSE_PENALTY;
     for _ in 0..NEWTON_STEPS {
-        let mut gradient = [0f64; N];
-        let mut hessian = [[0f64; N]; N];
+        let mut gradient = vec![0f64; n];
+        let mut hessian = vec![vec![0f64; n]; n];
         for (row, &label) in rows.iter().zip(labels) {
-            let x: [f64; N] = std::array::from_fn(|j| if j < FEATURES { row[j] } else { 1.0 });
+            let x: Vec<f64> = row.iter().copied().chain(std::iter::once(1.0)).collect();
             let logit: f64 = x.iter().zip(&theta).map(|(a, b)| a * b).sum();
             let p = 1.0 / (1.0 + (-logit).exp());
             let curvature = (p * (1.0 - p)).max(1e-12);
-            for i in 0..N {
+            for i in 0..n {
                 gradient[i] += (p - label) * x[i];
-                for j in 0..N {
+                for j in 0..n {
                     hessian[i][j] += curvature * x[i] * x[j];
                 }
             }
         }
-        for i in 0..FEATURES {
+        for i in 0..features {
             gradient[i] += penalty * theta[i];
             hessian[i][i] += penalty;
         }
         let step = solve(hessian, gradient);
-        theta.iter_mut().zip(step).for_each(|(t, s)| *t -= s);
+        theta.iter_mut().zip(&step).for_each(|(t, s)| *t -= s);
         if step.iter().map(|s| s.abs()).fold(0.0, f64::max) < 1e-10 {
             break;
         }
     }
-    (std::array::from_fn(|j| theta[j]), theta[FEATURES])
+    let bias = theta.pop().unwrap_or(0.0);
+    (theta, bias)
 }
 
 /// Gaussian elimination with partial pivoting; the penalised Hessian is positive definite.
-fn solve<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N]) -> [f64; N] {
-    for column in 0..N {
-        let pivot = (column..N)
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
+    let n = b.len();
+    for column in 0..n {
+        let pivot = (column..n)
             .max_by(|&i, &j| a[i][column].abs().total_cmp(&a[j][column].abs()))
             .expect("a non-empty range");
         a.swap(column, pivot);
         b.swap(column, pivot);
-        for row in column + 1..N {
+        for row in column + 1..n {
             let factor = a[row][column] / a[column][column];
-            let pivot_row = a[column];
+            let pivot_row = a[column].clone();
             for (value, pivot) in a[row][column..].iter_mut().zip(&pivot_row[column..]) {
                 *value -= factor * pivot;
             }
             b[row] -= factor * b[column];
         }
     }
-    let mut x = [0f64; N];
-    for row in (0..N).rev() {
-        let rest: f64 = (row + 1..N).map(|k| a[row][k] * x[k]).sum();
+    let mut x = vec![0f64; n];
+    for row in (0..n).rev() {
+        let rest: f64 = (row + 1..n).map(|k| a[row][k] * x[k]).sum();
         x[row] = (b[row] - rest) / a[row][row];
     }
     x
@@ -389,8 +666,12 @@ mod tests {
         use rand::{Rng, SeedableRng};
         // Label 1 when the first feature is positive; the others are noise.
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let rows: Vec<[f64; FEATURES]> = (0..2000)
-            .map(|_| std::array::from_fn(|_| rng.random_range(-1.0..1.0)))
+        let rows: Vec<Vec<f64>> = (0..2000)
+            .map(|_| {
+                (0..DISTANCE_FEATURES)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect()
+            })
             .collect();
         let labels: Vec<f64> = rows.iter().map(|r| f64::from(r[0] > 0.0)).collect();
         let (weight, _) = logistic_regression(&rows, &labels);
@@ -408,15 +689,16 @@ mod tests {
     #[test]
     fn the_scorer_survives_its_own_tensors() {
         let fusion = ScoreFusion {
-            mean: (0..FEATURES).map(|i| i as f32).collect(),
-            scale: vec![2.0; FEATURES],
-            weight: vec![-0.5; FEATURES],
+            mean: (0..DISTANCE_FEATURES).map(|i| i as f32).collect(),
+            scale: vec![2.0; DISTANCE_FEATURES],
+            weight: vec![-0.5; DISTANCE_FEATURES],
             bias: 1.5,
             typical_spread: [0.3, 0.05, 0.8, 1.4, 2.0],
             cooccurrence: CooccurrenceStandard {
                 mean: (0..COOCCURRENCE).map(|i| i as f32 / 10.0).collect(),
                 scale: vec![0.5; COOCCURRENCE],
             },
+            background: None,
         };
         let tensors: HashMap<String, Tensor> = fusion.tensors().unwrap().into_iter().collect();
         assert_eq!(ScoreFusion::from_tensors(&tensors).unwrap(), Some(fusion));
@@ -426,15 +708,16 @@ mod tests {
     #[test]
     fn a_scorer_from_before_the_cooccurrence_block_is_refused_with_the_way_out() {
         let fusion = ScoreFusion {
-            mean: vec![0.0; FEATURES],
-            scale: vec![1.0; FEATURES],
-            weight: vec![1.0; FEATURES],
+            mean: vec![0.0; DISTANCE_FEATURES],
+            scale: vec![1.0; DISTANCE_FEATURES],
+            weight: vec![1.0; DISTANCE_FEATURES],
             bias: 0.0,
             typical_spread: [1.0; BLOCKS],
             cooccurrence: CooccurrenceStandard {
                 mean: vec![0.0; COOCCURRENCE],
                 scale: vec![1.0; COOCCURRENCE],
             },
+            background: None,
         };
         let older: HashMap<String, Tensor> = fusion
             .tensors()
@@ -445,5 +728,102 @@ mod tests {
         let error = ScoreFusion::from_tensors(&older).unwrap_err().to_string();
         assert!(error.contains("fusion.cooccurrence_mean"), "{error}");
         assert!(error.contains("vouch models fit-scorer"), "{error}");
+    }
+
+    #[test]
+    fn cholesky_solves_a_symmetric_system() {
+        // A = [[4, 2, 0.4], [2, 5, 1], [0.4, 1, 3]] as its lower triangle.
+        let lower = vec![4.0, 0.0, 0.0, 2.0, 5.0, 0.0, 0.4, 1.0, 3.0];
+        let l = cholesky(lower, 3).unwrap();
+        let x = cholesky_solve(&l, &[1.0, 2.0, 3.0], 3);
+        let full = [[4.0, 2.0, 0.4], [2.0, 5.0, 1.0], [0.4, 1.0, 3.0]];
+        for (row, want) in full.iter().zip([1.0, 2.0, 3.0]) {
+            let got: f64 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
+            assert!((got - want).abs() < 1e-9, "{got} != {want}");
+        }
+        assert!(
+            cholesky(vec![1.0, 0.0, 2.0, 1.0], 2).is_none(),
+            "not positive definite"
+        );
+    }
+
+    /// A made-up writer's (genuine, forged) templates.
+    type Synthetic = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+    /// Templates of `writers` writers: each has its own point in the embedding, genuine
+    /// scans close around it and forgeries further off; the descriptor is noise.
+    fn synthetic_writers(writers: usize) -> Vec<Synthetic> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let unit = |v: Vec<f32>| {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
+        };
+        (0..writers)
+            .map(|_| {
+                let centre: Vec<f32> = (0..EMBEDDING_DIM)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
+                let mut around = |spread: f32| {
+                    let mut template = unit(
+                        centre
+                            .iter()
+                            .map(|c| c + spread * rng.random_range(-1.0f32..1.0))
+                            .collect(),
+                    );
+                    template.extend(
+                        (0..super::super::descriptor::DESCRIPTOR_LEN)
+                            .map(|_| rng.random_range(0.0f32..1.0)),
+                    );
+                    template
+                };
+                let genuine = (0..14).map(|_| around(0.5)).collect();
+                let forgeries = (0..6).map(|_| around(1.2)).collect();
+                (genuine, forgeries)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_writer_dependent_scorer_tells_forgeries_apart_and_survives_its_tensors() {
+        let data = synthetic_writers(24);
+        let writers: Vec<WriterTemplates> = data
+            .iter()
+            .map(|(g, f)| WriterTemplates {
+                genuine: g.iter().map(Vec::as_slice).collect(),
+                forgeries: f.iter().map(Vec::as_slice).collect(),
+            })
+            .collect();
+        let options = FitOptions {
+            references: vec![5],
+            writer_dependent: true,
+        };
+        let fusion = ScoreFusion::fit(&writers, &options).unwrap();
+        assert!(fusion.is_writer_dependent());
+        let references: Vec<&[f32]> = writers[0].genuine[..5].to_vec();
+        let genuine = fusion.score(&references, writers[0].genuine[10]);
+        let forged = fusion.score(&references, writers[0].forgeries[0]);
+        let other = fusion.score(&references, writers[1].genuine[0]);
+        assert!(
+            genuine > forged && forged > other,
+            "{genuine} {forged} {other}"
+        );
+
+        let tensors: HashMap<String, Tensor> = fusion.tensors().unwrap().into_iter().collect();
+        let read = ScoreFusion::from_tensors(&tensors).unwrap().unwrap();
+        let again = read.score(&references, writers[0].genuine[10]);
+        assert!((again - genuine).abs() < 1e-4, "{again} != {genuine}");
+
+        // An edited factor with a zero on its diagonal would divide by zero when scoring.
+        let mut edited = tensors.clone();
+        let mut cholesky = edited[BACKGROUND_NAMES[1]].to_vec1::<f32>().unwrap();
+        cholesky[0] = 0.0;
+        let length = cholesky.len();
+        edited.insert(
+            BACKGROUND_NAMES[1].into(),
+            Tensor::from_vec(cholesky, length, &Device::Cpu).unwrap(),
+        );
+        let error = ScoreFusion::from_tensors(&edited).unwrap_err().to_string();
+        assert!(error.contains("fusion.background_cholesky"), "{error}");
     }
 }

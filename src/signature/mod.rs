@@ -5,6 +5,7 @@ pub mod descriptor;
 pub mod encoder;
 pub mod fusion;
 pub mod preprocess;
+pub mod variation;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,7 +19,7 @@ use crate::models::{CropEmbedder, WeightFile, load_weights};
 use crate::types::{Modality, TemplateShape};
 use encoder::{EMBEDDING_DIM, SignatureEncoder};
 use fusion::ScoreFusion;
-use preprocess::{Normalised, normalise};
+use preprocess::{Normalisation, Normalised, normalise};
 
 /// The shipped signature model in the models folder.
 pub const SIGNATURE_MODEL_FILE: &str = "signature_encoder.safetensors";
@@ -41,6 +42,8 @@ pub struct SignatureModel {
     device: Device,
     sha256: String,
     pub canvas: (u32, u32),
+    /// How scans are prepared for this model: as it was trained.
+    pub normalisation: Normalisation,
     /// Provenance and metrics written by `vouch train`.
     pub metadata: HashMap<String, String>,
 }
@@ -57,6 +60,13 @@ impl SignatureModel {
         };
         let canvas = parse_canvas(weights.metadata.get("canvas").map(String::as_str))
             .ok_or_else(|| bad("no `canvas` (HxW) in its metadata".into()))?;
+        let normalisation = Normalisation::from_metadata(
+            weights
+                .metadata
+                .get(Normalisation::METADATA_KEY)
+                .map(String::as_str),
+        )
+        .map_err(|e| bad(e.to_string()))?;
         let fusion = ScoreFusion::from_tensors(&weights.tensors).map_err(|e| bad(e.to_string()))?;
         let vb = VarBuilder::from_tensors(weights.tensors, DType::F32, device);
         let encoder = SignatureEncoder::new(vb).map_err(|e| bad(e.to_string()))?;
@@ -66,6 +76,7 @@ impl SignatureModel {
             device: device.clone(),
             sha256: weights.sha256,
             canvas,
+            normalisation,
             metadata: weights.metadata,
         })
     }
@@ -76,7 +87,7 @@ impl SignatureModel {
     }
 
     pub fn normalise(&self, scan: &DynamicImage, source: &str) -> Result<Normalised> {
-        normalise(scan, self.canvas, source)
+        normalise(scan, self.canvas, self.normalisation, source)
     }
 
     pub fn embed_canvases(&self, canvases: &[GrayImage]) -> Result<Vec<Vec<f32>>> {

@@ -34,6 +34,84 @@ const MAX_INK_FRACTION: f64 = 0.40;
 /// (spread, ink) beyond both of which a page is a photograph.
 const TEXTURED_AND_DARK: (f64, f64) = (0.18, 0.30);
 
+/// Where the ink's dark core lands on the canvas under `Normalisation::InkStretched`, and
+/// which share of the ink is at least that dark.
+const INK_CORE_LEVEL: f64 = 224.0;
+const INK_CORE_QUANTILE: f64 = 0.9;
+/// Grey levels the stretched ink is rounded to: a scanner's depth (256 or 16) no longer
+/// shows.
+const INK_LEVELS: f64 = 16.0;
+
+/// How ink levels reach the canvas. A model records the one it was trained with in its
+/// metadata (`normalisation`), so it always sees scans prepared the way it learnt them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Normalisation {
+    /// The ink's grey relative to the paper's: the shipped model's, and that of a model
+    /// file without the key. A lighter pen moves its embedding (models/README).
+    #[default]
+    PaperRelative,
+    /// Relative to the paper, then stretched so the ink's dark core sits at one level and
+    /// rounded to 16 levels: a lighter or darker pen, or a scanner's grey depth, no
+    /// longer changes the canvas.
+    InkStretched,
+}
+
+impl Normalisation {
+    pub const METADATA_KEY: &str = "normalisation";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PaperRelative => "paper-relative",
+            Self::InkStretched => "ink-stretched",
+        }
+    }
+
+    /// The normalisation a model's metadata names; none named is the original one.
+    pub fn from_metadata(value: Option<&str>) -> Result<Self> {
+        match value {
+            None | Some("paper-relative") => Ok(Self::PaperRelative),
+            Some("ink-stretched") => Ok(Self::InkStretched),
+            Some(other) => Err(Error::Invalid(format!(
+                "unknown scan normalisation `{other}` (this Vouch knows paper-relative and ink-stretched)"
+            ))),
+        }
+    }
+
+    /// Moves the ink's levels (paper is 0, ink brighter) as this normalisation says.
+    fn finish(self, inverted: &mut GrayImage) {
+        if self == Self::PaperRelative {
+            return;
+        }
+        let mut ink: Vec<u8> = inverted
+            .pixels()
+            .map(|p| p.0[0])
+            .filter(|&v| v > 0)
+            .collect();
+        if ink.is_empty() {
+            return;
+        }
+        let at = ((INK_CORE_QUANTILE * ink.len() as f64) as usize).min(ink.len() - 1);
+        let core = f64::from(*ink.select_nth_unstable(at).1).max(1.0);
+        let step = 255.0 / (INK_LEVELS - 1.0);
+        for pixel in inverted.pixels_mut().filter(|p| p.0[0] > 0) {
+            let stretched = (f64::from(pixel.0[0]) * INK_CORE_LEVEL / core).min(255.0);
+            // Faint ink stays ink: rounding must not turn a stroke into paper.
+            pixel.0[0] = ((stretched / step).round() * step).max(step) as u8;
+        }
+    }
+}
+
 /// A normalised scan: `canvas` is what the encoder sees and what the store keeps.
 #[derive(Debug, Clone)]
 pub struct Normalised {
@@ -44,7 +122,12 @@ pub struct Normalised {
 
 /// Normalises a decoded scan onto a `canvas` of (height, width); `source` names the file
 /// in errors.
-pub fn normalise(image: &DynamicImage, canvas: (u32, u32), source: &str) -> Result<Normalised> {
+pub fn normalise(
+    image: &DynamicImage,
+    canvas: (u32, u32),
+    normalisation: Normalisation,
+    source: &str,
+) -> Result<Normalised> {
     let grey = working_grey(image);
     // Paper grain and pencil speckle average out under a blur; strokes stay dark. The
     // threshold and the ink's box come from the blurred page (as in SigNet's
@@ -65,7 +148,7 @@ pub fn normalise(image: &DynamicImage, canvas: (u32, u32), source: &str) -> Resu
     // survive. The level is read against the paper's, not absolute: a brighter scanner or
     // a tinted cheque must not look like a different pen.
     let to_white = 255.0 / paper_mean.max(1.0);
-    let inverted = GrayImage::from_fn(ink.width(), ink.height(), |x, y| {
+    let mut inverted = GrayImage::from_fn(ink.width(), ink.height(), |x, y| {
         let value = ink.get_pixel(x, y).0[0];
         let relative = (f64::from(value) * to_white).min(255.0);
         Luma([if value > threshold {
@@ -74,6 +157,7 @@ pub fn normalise(image: &DynamicImage, canvas: (u32, u32), source: &str) -> Resu
             (255.0 - relative).round() as u8
         }])
     });
+    normalisation.finish(&mut inverted);
     Ok(Normalised {
         canvas: centre(&inverted, canvas),
         threshold,
@@ -323,6 +407,7 @@ mod tests {
         let normalised = normalise(
             &DynamicImage::ImageLuma8(page_with_stroke()),
             SIGNATURE_CANVAS,
+            Normalisation::default(),
             "test",
         )
         .unwrap();
@@ -340,6 +425,7 @@ mod tests {
         let error = normalise(
             &DynamicImage::ImageLuma8(blank),
             SIGNATURE_CANVAS,
+            Normalisation::default(),
             "blank.png",
         )
         .unwrap_err();
@@ -353,7 +439,8 @@ mod tests {
                 .join("tests/data")
                 .join(photo);
             let image = crate::imageio::load(&path).unwrap();
-            let error = normalise(&image, SIGNATURE_CANVAS, photo).unwrap_err();
+            let error =
+                normalise(&image, SIGNATURE_CANVAS, Normalisation::default(), photo).unwrap_err();
             assert!(matches!(error, Error::NotAScan { .. }), "{photo}: {error}");
         }
     }
@@ -367,8 +454,13 @@ mod tests {
                 image::Rgba([0, 0, 0, 0])
             }
         });
-        let normalised =
-            normalise(&DynamicImage::ImageRgba8(rgba), SIGNATURE_CANVAS, "rgba").unwrap();
+        let normalised = normalise(
+            &DynamicImage::ImageRgba8(rgba),
+            SIGNATURE_CANVAS,
+            Normalisation::default(),
+            "rgba",
+        )
+        .unwrap();
         assert!(normalised.canvas.get_pixel(110, 75).0[0] > 200);
         assert_eq!(normalised.canvas.get_pixel(110, 5).0[0], 0);
     }

@@ -5,6 +5,7 @@
 //! bar and Ctrl-C; the window with a progress callback and a cancel flag.
 
 pub mod adam;
+pub mod crossval;
 pub mod loss;
 mod scorer;
 
@@ -26,12 +27,15 @@ use crate::error::{Error, Result};
 use crate::eval::verification::equal_error_rate;
 use crate::models::{load_weights, save_weights};
 use crate::signature::encoder::SignatureEncoder;
-use crate::signature::preprocess::{CHARACTER_CANVAS, SIGNATURE_CANVAS, normalise};
+use crate::signature::fusion::FitOptions;
+use crate::signature::preprocess::{CHARACTER_CANVAS, Normalisation, SIGNATURE_CANVAS, normalise};
+use crate::signature::variation::random_branch;
 use crate::signature::{canvas_metadata, canvas_tensor, signature_score};
 use adam::{Adam, AdamConfig};
+use image::DynamicImage;
 pub use loss::Loss;
 use loss::{PairHead, RowLabel, batch_loss};
-pub use scorer::fit_scorer;
+pub use scorer::{enrollment_sizes, fit_scorer, writer_templates};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -130,6 +134,14 @@ pub struct TrainConfig {
     pub steps_per_epoch: Option<usize>,
     /// Share of identities held out for validation (never trained on).
     pub validation_fraction: f64,
+    /// Copies of every training scan as other branches would scan it (pen, paper, grey
+    /// depth, a turned page, JPEG: `signature::variation`), drawn from beside the original.
+    #[serde(default)]
+    pub scan_variations: usize,
+    /// How scans reach the canvas [default: the `init` model's, else paper-relative]. A
+    /// resumed run keeps its checkpoint's.
+    #[serde(default)]
+    pub normalisation: Option<Normalisation>,
     pub seed: u64,
     /// Start from these weights instead of random ones (fine-tuning).
     pub init: Option<PathBuf>,
@@ -156,6 +168,8 @@ impl TrainConfig {
             forgeries_per_identity: 2,
             steps_per_epoch: None,
             validation_fraction: 0.2,
+            scan_variations: 0,
+            normalisation: None,
             seed: 1,
             init: None,
             out,
@@ -206,7 +220,10 @@ pub struct TrainReport {
 
 /// Normalised scans in memory, grouped by identity.
 struct Prepared {
+    /// The scans' canvases, then each variation's copies of them in the same order.
     images: Tensor,
+    scans: usize,
+    variations: usize,
     identities: Vec<IdentityRows>,
 }
 
@@ -215,14 +232,44 @@ struct IdentityRows {
     forgeries: Vec<usize>,
 }
 
-fn prepare(scans: &[&LabelledScan], canvas: (u32, u32), device: &Device) -> Result<Prepared> {
-    let canvases: Vec<image::GrayImage> = scans
+/// Canvases of the scans, and `variations` varied copies of each (a copy whose variation
+/// left no readable ink keeps the original's canvas).
+fn prepare(
+    scans: &[&LabelledScan],
+    canvas: (u32, u32),
+    normalisation: Normalisation,
+    variations: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Prepared> {
+    let sets: Vec<Vec<image::GrayImage>> = scans
         .par_iter()
-        .map(|scan| {
+        .enumerate()
+        .map(|(index, scan)| {
+            let source = scan.path.display().to_string();
             let image = crate::imageio::load(&scan.path)?;
-            Ok(normalise(&image, canvas, &scan.path.display().to_string())?.canvas)
+            let original = normalise(&image, canvas, normalisation, &source)?.canvas;
+            let grey = image.to_luma8();
+            let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(7_919) + index as u64);
+            let mut set = vec![original.clone()];
+            for _ in 0..variations {
+                let varied = random_branch(&grey, &mut rng)?;
+                set.push(
+                    normalise(
+                        &DynamicImage::ImageLuma8(varied),
+                        canvas,
+                        normalisation,
+                        &source,
+                    )
+                    .map_or_else(|_| original.clone(), |n| n.canvas),
+                );
+            }
+            Ok(set)
         })
         .collect::<Result<_>>()?;
+    let canvases: Vec<image::GrayImage> = (0..=variations)
+        .flat_map(|v| sets.iter().map(move |set| set[v].clone()))
+        .collect();
     let names = crate::dataset::identities_of(scans.iter().map(|s| s.identity.as_str()));
     let identities = names
         .iter()
@@ -243,6 +290,8 @@ fn prepare(scans: &[&LabelledScan], canvas: (u32, u32), device: &Device) -> Resu
         .collect();
     Ok(Prepared {
         images: canvas_tensor(&canvases, device)?,
+        scans: scans.len(),
+        variations,
         identities,
     })
 }
@@ -319,7 +368,7 @@ fn shift(images: &Tensor, dim: usize, by: i64) -> candle_core::Result<Tensor> {
 /// EER of the validation identities: genuine pairs against skilled forgeries and other
 /// identities' genuine scans.
 fn validation_eer(encoder: &SignatureEncoder, data: &Prepared) -> Result<f64> {
-    let count = data.images.dim(0)?;
+    let count = data.scans;
     let mut embeddings = Vec::with_capacity(count);
     for start in (0..count).step_by(64) {
         let batch = data.images.narrow(0, start, 64.min(count - start))?;
@@ -419,8 +468,17 @@ pub fn train(
             .collect()
     };
     let (train_scans, validation_scans) = (pick(&train_names), pick(&validation_names));
-    let train_data = prepare(&train_scans, canvas, device)?;
-    let validation_data = prepare(&validation_scans, canvas, device)?;
+    std::fs::create_dir_all(&config.out).map_err(|e| Error::io(e, &config.out))?;
+    let mut run = Run::start(config, device)?;
+    let train_data = prepare(
+        &train_scans,
+        canvas,
+        run.normalisation,
+        config.scan_variations,
+        config.seed,
+        device,
+    )?;
+    let validation_data = prepare(&validation_scans, canvas, run.normalisation, 0, 0, device)?;
     on_event(TrainEvent::Prepared {
         train_identities: train_names.len(),
         train_scans: train_scans.len(),
@@ -428,8 +486,6 @@ pub fn train(
         validation_scans: validation_scans.len(),
     });
 
-    std::fs::create_dir_all(&config.out).map_err(|e| Error::io(e, &config.out))?;
-    let mut run = Run::start(config, device)?;
     let mut outcome = RunOutcome {
         finished: false,
         epochs_run: run.history.len(),
@@ -498,6 +554,9 @@ struct Run {
     optimiser: Adam,
     /// The model this run was fine-tuned from, if any.
     parent: String,
+    /// How its scans are prepared: a fine-tuned model keeps its parent's, a resumed run
+    /// its own.
+    normalisation: Normalisation,
     history: Vec<EpochSummary>,
 }
 
@@ -509,8 +568,13 @@ impl Run {
         let encoder = SignatureEncoder::new(VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         seeded_init(&varmap, config.seed)?;
         let mut parent = String::new();
+        let mut normalisation = config.normalisation.unwrap_or_default();
         if let Some(init) = &config.init {
             let weights = load_weights(init, device)?;
+            normalisation = match config.normalisation {
+                Some(chosen) => chosen,
+                None => recorded_normalisation(&weights.metadata)?,
+            };
             load_into(&varmap, &weights.tensors, init)?;
             parent = format!("signet-lite@{}", &weights.sha256[..12]);
         }
@@ -560,6 +624,7 @@ impl Run {
             if let Some(recorded) = checkpoint.metadata.get("parent") {
                 parent.clone_from(recorded);
             }
+            normalisation = recorded_normalisation(&checkpoint.metadata)?;
         }
         Ok(Self {
             varmap,
@@ -567,6 +632,7 @@ impl Run {
             head,
             optimiser,
             parent,
+            normalisation,
             history,
         })
     }
@@ -588,7 +654,10 @@ impl Run {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(None);
             }
-            let (rows, labels) = sample_batch(data, config, &mut rng);
+            let (mut rows, labels) = sample_batch(data, config, &mut rng);
+            for row in &mut rows {
+                *row += (data.scans * rng.random_range(0..=data.variations)) as u32;
+            }
             let index = Tensor::from_vec(rows.clone(), rows.len(), device)?;
             let batch = augment(&data.images.index_select(&index, 0)?, &mut rng)?;
             let embeddings = self.encoder.forward(&batch)?;
@@ -626,6 +695,10 @@ impl Run {
             ("format".to_string(), "vouch-siamese-encoder".to_string()),
             ("modality".to_string(), config.modality.as_str().to_string()),
             ("canvas".to_string(), canvas_metadata(canvas)),
+            (
+                Normalisation::METADATA_KEY.to_string(),
+                self.normalisation.name().to_string(),
+            ),
             (
                 "loss".to_string(),
                 format!("{:?}", config.loss).to_lowercase(),
@@ -673,20 +746,23 @@ impl Run {
     }
 }
 
+fn recorded_normalisation(metadata: &HashMap<String, String>) -> Result<Normalisation> {
+    Normalisation::from_metadata(
+        metadata
+            .get(Normalisation::METADATA_KEY)
+            .map(String::as_str),
+    )
+}
+
 /// The best model's scorer, fitted on the training writers that have skilled forgeries.
 /// Without such writers the model keeps the plain embedding score, which is not an error.
 fn fit_signature_scorer(model_path: &Path, train_scans: &[&LabelledScan]) -> String {
     let scans: Vec<LabelledScan> = train_scans.iter().map(|&s| s.clone()).collect();
-    match fit_scorer(model_path, &scans, SCORER_REFERENCES, model_path) {
-        Ok(_) => format!(
-            "fitted on the training writers with forgeries ({SCORER_REFERENCES} references each)"
-        ),
+    match fit_scorer(model_path, &scans, &FitOptions::shipped(), model_path) {
+        Ok(_) => "fitted on the training writers with forgeries, as the shipped scorer".into(),
         Err(error) => format!("none, the plain embedding score stays: {error}"),
     }
 }
-
-/// References per writer while fitting the scorer: the enrollment of 12.
-const SCORER_REFERENCES: usize = 12;
 
 /// Genuine and impostor scores of `model` on the validation identities of `config`'s split
 /// (the same identities a run validates on), for before / after comparisons.

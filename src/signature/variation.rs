@@ -1,0 +1,307 @@
+//! The ways one signature's scan differs from branch to branch: the scanner's grey depth
+//! and resolution, the pen's width and darkness, the paper's level and grain, a page laid
+//! crooked, a slanted hand, JPEG re-compression. Training draws from them (augmentation),
+//! and tests apply them to show that a scan still matches its own degraded copies.
+
+use image::codecs::jpeg::{JpegDecoder, JpegEncoder};
+use image::{DynamicImage, GrayImage, Luma};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Variation {
+    /// The scanner keeps this many grey levels (2-256).
+    GreyLevels(u16),
+    /// Strokes grow (positive) or shrink (negative) by this many pixels on each side.
+    StrokeWidth(i32),
+    /// The ink's contrast with the paper is multiplied by this (a lighter or darker pen).
+    InkDarkness(f32),
+    /// The page lies turned by this many degrees.
+    Rotation(f32),
+    /// The hand leans: x moves by this fraction of the height above the centre.
+    Slant(f32),
+    /// Resolution: 0.5 is a 600 dpi scan read at 300 dpi.
+    Scale(f32),
+    /// The paper's grey level and its grain (the spread of its noise).
+    Paper { level: u8, grain: u8 },
+    /// Saved as JPEG at this quality (1-100) and read back.
+    Jpeg(u8),
+}
+
+impl std::fmt::Display for Variation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Variation::GreyLevels(levels) => write!(f, "{levels} grey levels"),
+            Variation::StrokeWidth(by) => write!(f, "strokes {by:+} px"),
+            Variation::InkDarkness(factor) => write!(f, "ink contrast x{factor}"),
+            Variation::Rotation(degrees) => write!(f, "turned {degrees:+}°"),
+            Variation::Slant(shear) => write!(f, "slant {shear:+}"),
+            Variation::Scale(factor) => write!(f, "resolution x{factor}"),
+            Variation::Paper { level, grain } => write!(f, "paper {level} grain {grain}"),
+            Variation::Jpeg(quality) => write!(f, "JPEG quality {quality}"),
+        }
+    }
+}
+
+/// The variations a branch's scans are expected to cover, each near its far end.
+pub const BRANCH_VARIATIONS: [Variation; 13] = [
+    Variation::GreyLevels(16),
+    Variation::GreyLevels(4),
+    Variation::StrokeWidth(1),
+    Variation::StrokeWidth(-1),
+    Variation::InkDarkness(0.6),
+    Variation::InkDarkness(1.4),
+    Variation::Rotation(5.0),
+    Variation::Rotation(-5.0),
+    Variation::Slant(0.15),
+    Variation::Scale(0.5),
+    Variation::Scale(2.0),
+    Variation::Paper {
+        level: 215,
+        grain: 6,
+    },
+    Variation::Jpeg(40),
+];
+
+/// `scan` as another branch would have scanned it; `seed` draws the paper's grain.
+pub fn apply(scan: &GrayImage, variation: Variation, seed: u64) -> Result<GrayImage> {
+    let paper = paper_level(scan);
+    Ok(match variation {
+        Variation::GreyLevels(levels) => {
+            let step = 255.0 / f32::from(levels.clamp(2, 256) - 1);
+            map_levels(scan, |v| (f32::from(v) / step).round() * step)
+        }
+        Variation::StrokeWidth(by) => rank_filter(scan, by.unsigned_abs(), by > 0),
+        Variation::InkDarkness(factor) => map_levels(scan, |v| {
+            let ink = f32::from(paper) - f32::from(v);
+            if ink > 0.0 {
+                f32::from(paper) - ink * factor
+            } else {
+                f32::from(v)
+            }
+        }),
+        Variation::Rotation(degrees) => {
+            let (sin, cos) = degrees.to_radians().sin_cos();
+            warp(scan, [[cos, -sin], [sin, cos]], paper)
+        }
+        Variation::Slant(shear) => warp(scan, [[1.0, -shear], [0.0, 1.0]], paper),
+        Variation::Scale(factor) => image::imageops::resize(
+            scan,
+            ((scan.width() as f32 * factor).round() as u32).max(1),
+            ((scan.height() as f32 * factor).round() as u32).max(1),
+            image::imageops::FilterType::Lanczos3,
+        ),
+        Variation::Paper { level, grain } => {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let shift = f32::from(level) - f32::from(paper);
+            let mut out = scan.clone();
+            for pixel in out.pixels_mut() {
+                let noise = if grain > 0 {
+                    rng.random_range(-f32::from(grain)..=f32::from(grain))
+                } else {
+                    0.0
+                };
+                // Ink keeps its darkness against the new paper: only the paper moves fully.
+                let paperness = f32::from(pixel.0[0]) / f32::from(paper.max(1));
+                let value = f32::from(pixel.0[0]) + paperness.min(1.0) * shift + noise;
+                pixel.0[0] = value.round().clamp(0.0, 255.0) as u8;
+            }
+            out
+        }
+        Variation::Jpeg(quality) => {
+            let mut bytes = Vec::new();
+            JpegEncoder::new_with_quality(&mut bytes, quality.clamp(1, 100))
+                .encode_image(scan)
+                .map_err(|e| Error::Invalid(format!("JPEG re-compression failed: {e}")))?;
+            DynamicImage::from_decoder(
+                JpegDecoder::new(std::io::Cursor::new(bytes))
+                    .map_err(|e| Error::Invalid(format!("JPEG re-compression failed: {e}")))?,
+            )
+            .map_err(|e| Error::Invalid(format!("JPEG re-compression failed: {e}")))?
+            .to_luma8()
+        }
+    })
+}
+
+/// The paper's grey: the commonest level of the brighter half of the page.
+fn paper_level(scan: &GrayImage) -> u8 {
+    let mut counts = [0u32; 256];
+    for pixel in scan.pixels() {
+        counts[pixel.0[0] as usize] += 1;
+    }
+    (128..256).max_by_key(|&v| counts[v]).unwrap_or(255) as u8
+}
+
+fn map_levels(scan: &GrayImage, f: impl Fn(u8) -> f32) -> GrayImage {
+    let table: Vec<u8> = (0..=255u8)
+        .map(|v| f(v).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    let mut out = scan.clone();
+    for pixel in out.pixels_mut() {
+        pixel.0[0] = table[pixel.0[0] as usize];
+    }
+    out
+}
+
+/// The darkest (`thicken`) or brightest pixel within `radius` of each: dark strokes grow
+/// or shrink by `radius` on every side.
+fn rank_filter(scan: &GrayImage, radius: u32, thicken: bool) -> GrayImage {
+    if radius == 0 {
+        return scan.clone();
+    }
+    let pick = |a: u8, b: u8| if thicken { a.min(b) } else { a.max(b) };
+    let pass = |source: &GrayImage, horizontal: bool| {
+        GrayImage::from_fn(source.width(), source.height(), |x, y| {
+            let (along, limit) = if horizontal {
+                (x, source.width())
+            } else {
+                (y, source.height())
+            };
+            let span = along.saturating_sub(radius)..=(along + radius).min(limit - 1);
+            let value = span
+                .map(|i| {
+                    let (sx, sy) = if horizontal { (i, y) } else { (x, i) };
+                    source.get_pixel(sx, sy).0[0]
+                })
+                .reduce(pick)
+                .unwrap_or(0);
+            Luma([value])
+        })
+    };
+    pass(&pass(scan, true), false)
+}
+
+/// The page under the linear map `matrix` about its centre, on a canvas that holds all of
+/// it, the uncovered corners filled with `paper`; bilinear sampling.
+fn warp(scan: &GrayImage, matrix: [[f32; 2]; 2], paper: u8) -> GrayImage {
+    let (width, height) = (scan.width() as f32, scan.height() as f32);
+    let corners = [(0.0, 0.0), (width, 0.0), (0.0, height), (width, height)];
+    let mapped = corners.map(|(x, y)| {
+        let (dx, dy) = (x - width / 2.0, y - height / 2.0);
+        (
+            matrix[0][0] * dx + matrix[0][1] * dy,
+            matrix[1][0] * dx + matrix[1][1] * dy,
+        )
+    });
+    let extent = |pick: fn(&(f32, f32)) -> f32| {
+        let values = mapped.iter().map(pick);
+        values.clone().fold(f32::NEG_INFINITY, f32::max) - values.fold(f32::INFINITY, f32::min)
+    };
+    let (out_width, out_height) = (extent(|p| p.0).ceil(), extent(|p| p.1).ceil());
+    let determinant = matrix[0][0] * matrix[1][1] - matrix[0][1] * matrix[1][0];
+    let inverse = [
+        [matrix[1][1] / determinant, -matrix[0][1] / determinant],
+        [-matrix[1][0] / determinant, matrix[0][0] / determinant],
+    ];
+    GrayImage::from_fn(out_width as u32, out_height as u32, |x, y| {
+        let (dx, dy) = (x as f32 - out_width / 2.0, y as f32 - out_height / 2.0);
+        let sx = inverse[0][0] * dx + inverse[0][1] * dy + width / 2.0;
+        let sy = inverse[1][0] * dx + inverse[1][1] * dy + height / 2.0;
+        Luma([sample(scan, sx, sy, paper)])
+    })
+}
+
+fn sample(scan: &GrayImage, x: f32, y: f32, outside: u8) -> u8 {
+    let (x, y) = (x - 0.5, y - 0.5);
+    let (x0, y0) = (x.floor(), y.floor());
+    let at = |xi: f32, yi: f32| {
+        if xi < 0.0 || yi < 0.0 || xi >= scan.width() as f32 || yi >= scan.height() as f32 {
+            f32::from(outside)
+        } else {
+            f32::from(scan.get_pixel(xi as u32, yi as u32).0[0])
+        }
+    };
+    let (fx, fy) = (x - x0, y - y0);
+    let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1.0, y0) * fx;
+    let bottom = at(x0, y0 + 1.0) * (1.0 - fx) + at(x0 + 1.0, y0 + 1.0) * fx;
+    (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8
+}
+
+/// A random mix of branch variations for training: each kind drawn with probability
+/// one half, at a random strength within the branch range.
+pub fn random_branch(scan: &GrayImage, rng: &mut StdRng) -> Result<GrayImage> {
+    let mut out = scan.clone();
+    let mut maybe = |rng: &mut StdRng, variation: Variation| -> Result<()> {
+        if rng.random_bool(0.5) {
+            out = apply(&out, variation, rng.random())?;
+        }
+        Ok(())
+    };
+    let stroke = rng.random_range(-1..=1);
+    maybe(rng, Variation::StrokeWidth(stroke))?;
+    let darkness = rng.random_range(0.6..1.4);
+    maybe(rng, Variation::InkDarkness(darkness))?;
+    let degrees = rng.random_range(-5.0..5.0);
+    maybe(rng, Variation::Rotation(degrees))?;
+    let shear = rng.random_range(-0.15..0.15);
+    maybe(rng, Variation::Slant(shear))?;
+    let (level, grain) = (rng.random_range(200..=255), rng.random_range(0..=8));
+    maybe(rng, Variation::Paper { level, grain })?;
+    let levels = [4, 16, 64, 256][rng.random_range(0..4)];
+    maybe(rng, Variation::GreyLevels(levels))?;
+    let quality = rng.random_range(30..=95);
+    maybe(rng, Variation::Jpeg(quality))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page() -> GrayImage {
+        GrayImage::from_fn(200, 100, |x, y| {
+            let on_stroke = (50..150).contains(&x) && (48..52).contains(&y);
+            Luma([if on_stroke { 40 } else { 240 }])
+        })
+    }
+
+    fn ink(scan: &GrayImage) -> usize {
+        scan.pixels().filter(|p| p.0[0] < 140).count()
+    }
+
+    #[test]
+    fn strokes_grow_and_shrink_by_the_radius() {
+        assert_eq!(ink(&page()), 400);
+        assert_eq!(
+            ink(&apply(&page(), Variation::StrokeWidth(1), 0).unwrap()),
+            102 * 6
+        );
+        assert_eq!(
+            ink(&apply(&page(), Variation::StrokeWidth(-1), 0).unwrap()),
+            98 * 2
+        );
+    }
+
+    #[test]
+    fn a_turned_page_keeps_its_ink_and_fills_the_corners_with_paper() {
+        let turned = apply(&page(), Variation::Rotation(5.0), 0).unwrap();
+        assert!(turned.width() > 200 && turned.height() > 100);
+        assert_eq!(turned.get_pixel(0, 0).0[0], 240);
+        let ratio = ink(&turned) as f64 / 400.0;
+        assert!((0.8..1.25).contains(&ratio), "{ratio}");
+    }
+
+    #[test]
+    fn grey_depth_ink_and_paper_change_levels_only() {
+        let four = apply(&page(), Variation::GreyLevels(4), 0).unwrap();
+        assert!(four.pixels().all(|p| [0, 85, 170, 255].contains(&p.0[0])));
+        let light = apply(&page(), Variation::InkDarkness(0.5), 0).unwrap();
+        assert_eq!(light.get_pixel(100, 50).0[0], 140);
+        assert_eq!(light.get_pixel(0, 0).0[0], 240);
+        let paper = apply(
+            &page(),
+            Variation::Paper {
+                level: 210,
+                grain: 0,
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(paper.get_pixel(0, 0).0[0], 210);
+        let jpeg = apply(&page(), Variation::Jpeg(40), 0).unwrap();
+        assert_eq!(jpeg.dimensions(), (200, 100));
+        assert!(jpeg.get_pixel(100, 50).0[0] < 100);
+    }
+}
