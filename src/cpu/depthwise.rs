@@ -2,8 +2,6 @@
 //! as a separable convolution's first half: each output pixel is nine multiply-adds over
 //! the channels of its window, vectorised across channels, rows shared out over the pool.
 
-use rayon::prelude::*;
-
 use super::simd::{Kernel, Vector};
 use super::{Isa, Plane};
 
@@ -54,24 +52,20 @@ impl Depthwise3x3 {
         let mut out = Plane::zeros(out_h, out_w, channels, border);
         let in_stride = input.row_stride();
         let out_stride = out.row_stride();
-        out.values
-            .par_chunks_mut(out_stride)
-            .skip(border)
-            .take(out_h)
-            .enumerate()
-            .for_each(|(y, line)| {
-                isa.dispatch(Row {
-                    taps: &self.taps,
-                    input: &input.values,
-                    in_stride,
-                    // Window (0, 0) of output pixel (y, 0).
-                    window: (y * stride + input.border - top) * in_stride
-                        + (input.border - left) * channels,
-                    step: stride * channels,
-                    out: &mut line[border * channels..(border + out_w) * channels],
-                    relu_input,
-                })
-            });
+        let rows = out.values.chunks_mut(out_stride).skip(border).take(out_h);
+        super::share_rows(rows.collect(), |y, line| {
+            isa.dispatch(Row {
+                taps: &self.taps,
+                input: &input.values,
+                in_stride,
+                // Window (0, 0) of output pixel (y, 0).
+                window: (y * stride + input.border - top) * in_stride
+                    + (input.border - left) * channels,
+                step: stride * channels,
+                out: &mut line[border * channels..(border + out_w) * channels],
+                relu_input,
+            })
+        });
         out
     }
 }

@@ -11,6 +11,7 @@ mod depthwise;
 mod plane;
 mod separable;
 mod simd;
+mod team;
 mod winograd;
 
 pub use conv::{Activation, Epilogue, PackedConv, convolve};
@@ -113,6 +114,50 @@ thread_local! {
     /// Set while a thread runs a whole share of a batch (`per_thread`): its layers then
     /// keep their work to themselves.
     static ON_ITS_OWN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set while a thread leads a team (`as_team`): its layers are shared by the team.
+    static LEADING: std::cell::Cell<*const team::Team> =
+        const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Runs `forward` (one image's pass through a network, or a batch smaller than the pool)
+/// with the pool's threads as one team: they join once and spin between layers, instead
+/// of being woken for each (`team`). They stay busy until `forward` returns, so a batch
+/// with an image per thread should use `per_thread` instead.
+pub(crate) fn as_team<R: Send>(forward: impl FnOnce() -> R + Send) -> R {
+    let threads = rayon::current_num_threads();
+    if threads == 1 || ON_ITS_OWN.get() || !LEADING.get().is_null() {
+        return forward();
+    }
+    let team = team::Team::new(threads);
+    rayon::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|_| team.follow());
+        }
+        // Ends the team also when `forward` panics, or the scope would wait for the
+        // members forever.
+        struct Lead<'a>(&'a team::Team, *const team::Team);
+        impl Drop for Lead<'_> {
+            fn drop(&mut self) {
+                LEADING.set(self.1);
+                self.0.finish();
+            }
+        }
+        let _lead = Lead(&team, LEADING.replace(&team));
+        forward()
+    })
+}
+
+/// `work(y, row)` for each of `rows` (a plane's output rows), shared out as a layer's
+/// items are (`share_out`).
+pub(crate) fn share_rows(rows: Vec<&mut [f32]>, work: impl Fn(usize, &mut [f32]) + Sync) {
+    let rows: Vec<std::sync::Mutex<&mut [f32]>> =
+        rows.into_iter().map(std::sync::Mutex::new).collect();
+    share_out(rows.len(), |range| {
+        for y in range {
+            let mut row = rows[y].lock().unwrap_or_else(|poison| poison.into_inner());
+            work(y, &mut row);
+        }
+    });
 }
 
 /// Runs `work` on each of `items` at once, one rayon task each, every layer inside kept
@@ -142,6 +187,12 @@ pub(crate) fn share_out(items: usize, run: impl Fn(std::ops::Range<usize>) + Syn
     let threads = rayon::current_num_threads();
     if threads == 1 || items < 2 || ON_ITS_OWN.get() {
         return run(0..items);
+    }
+    let leading = LEADING.get();
+    if !leading.is_null() && items <= team::MOST_ITEMS {
+        // SAFETY: `LEADING` is set only inside `as_team`, to its team, which outlives
+        // the call and is unset before the team is dropped.
+        return unsafe { &*leading }.share(items, &run);
     }
     let per_run = items.div_ceil(4 * threads);
     let next = AtomicUsize::new(0);

@@ -2,8 +2,6 @@
 //! a padded convolution reads its window without bounds checks; and the pools and
 //! conversions around the convolutions.
 
-use rayon::prelude::*;
-
 use super::Isa;
 use super::simd::{Kernel, Vector};
 
@@ -136,20 +134,16 @@ impl Plane {
     ) -> Plane {
         let mut out = Plane::zeros(out_h, out_w, self.channels, border);
         let (stride_out, channels) = (out.row_stride(), self.channels);
-        out.values
-            .par_chunks_mut(stride_out)
-            .skip(border)
-            .take(out_h)
-            .enumerate()
-            .for_each(|(y, line)| {
-                isa.dispatch(MaxRow {
-                    input: self,
-                    y,
-                    size,
-                    stride,
-                    out: &mut line[border * channels..(border + out_w) * channels],
-                })
-            });
+        let rows = out.values.chunks_mut(stride_out).skip(border).take(out_h);
+        super::share_rows(rows.collect(), |y, line| {
+            isa.dispatch(MaxRow {
+                input: self,
+                y,
+                size,
+                stride,
+                out: &mut line[border * channels..(border + out_w) * channels],
+            })
+        });
         out
     }
 

@@ -22,6 +22,10 @@ pub(super) trait Vector: Copy {
     fn add(self, other: Self) -> Self;
     fn mul(self, other: Self) -> Self;
     fn max(self, other: Self) -> Self;
+    /// Asks for the cache line at `p` ahead of its use; any address, never faults. (Not
+    /// on NEON, whose prefetch intrinsic is not stable Rust, nor portably.)
+    #[inline(always)]
+    fn prefetch(_p: *const f32) {}
 }
 
 /// Work written once over `Vector`, run by `Isa::dispatch` compiled for one instruction
@@ -45,6 +49,11 @@ mod x86 {
     // function compiled for AVX-512F on a CPU that has it.
     impl Vector for Avx512 {
         const LANES: usize = 16;
+        #[inline(always)]
+        fn prefetch(p: *const f32) {
+            // SAFETY: a prefetch reads nothing and never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+        }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
             // SAFETY: the caller's contract.
@@ -89,6 +98,11 @@ mod x86 {
     // function compiled for AVX2 and FMA on a CPU that has them.
     impl Vector for Avx2 {
         const LANES: usize = 8;
+        #[inline(always)]
+        fn prefetch(p: *const f32) {
+            // SAFETY: a prefetch reads nothing and never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+        }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
             // SAFETY: the caller's contract.

@@ -68,6 +68,13 @@ fn convolutions_match_candle_conv2d() -> Outcome {
         (3, 32, 3, 2, (0, 1), 12, 1),
         (16, 32, 1, 1, (0, 0), 9, 0),
         (40, 25, 1, 1, (0, 0), 5, 0),
+        // Small planes, where windows reach over both edges into the padding (the last
+        // block's 1x1 output reads one column and one row of its window), on AVX2 with
+        // the narrow rows' 32-channel tiles.
+        (32, 64, 3, 1, (1, 1), 1, 1),
+        (32, 64, 3, 1, (1, 1), 2, 1),
+        (48, 64, 3, 1, (1, 1), 4, 1),
+        (64, 64, 3, 2, (0, 0), 4, 1),
     ] {
         let weight = Tensor::randn(0f32, 0.3, (o, c, k, k), &device)?;
         let bias = Tensor::randn(0f32, 1.0, o, &device)?;
@@ -249,4 +256,59 @@ fn pooling_matches_candle() -> Outcome {
         assert!(worst(&average.to_planar(), &expected) < 1e-6);
     }
     Ok(())
+}
+
+/// A team shares every item of every layer exactly once, however its threads come and go,
+/// and leaves layers outside a team as they were.
+#[test]
+fn a_team_runs_every_item_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let layers = |round: usize| {
+        for items in [1, 2, 3, 7, 64, 1000] {
+            let counts: Vec<AtomicUsize> = (0..items).map(|_| AtomicUsize::new(0)).collect();
+            share_out(items, |range| {
+                for item in range {
+                    counts[item].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let once = counts
+                .iter()
+                .all(|count| count.load(Ordering::Relaxed) == 1);
+            assert!(once, "round {round}, {items} items");
+        }
+    };
+    pool.install(|| {
+        for round in 0..200 {
+            as_team(|| layers(round));
+        }
+        layers(200);
+    });
+}
+
+/// A layer that panics on any thread of a team ends the pass with that panic instead of
+/// leaving the team waiting.
+#[test]
+fn a_panic_in_a_team_reaches_its_caller() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for failing in [0, 50, 99] {
+        let outcome = pool.install(|| {
+            std::panic::catch_unwind(|| {
+                as_team(|| {
+                    share_out(100, |range| {
+                        assert!(!range.contains(&failing), "layer failed");
+                    })
+                })
+            })
+        });
+        assert!(outcome.is_err(), "item {failing}");
+        // The pool is free again.
+        assert_eq!(pool.install(|| as_team(|| 7)), 7);
+    }
 }

@@ -4,7 +4,8 @@
 //! kernel; the transforms around them are additions, vectorised over channels.
 
 use super::conv::{
-    Activation, Aligned, Epilogue, MAX_BLOCK, Tile, TileRow, aligned, batch_addresses, tile_shape,
+    Activation, Aligned, Epilogue, MAX_BLOCK, Tile, TileRow, WindowColumns, aligned,
+    batch_addresses, streams_weights, tile_shape,
 };
 use super::simd::{Kernel, Vector};
 use super::{Isa, Plane, share_out};
@@ -81,7 +82,7 @@ pub fn convolve_winograd(
     assert!(h <= outputs[0].height && w <= outputs[0].width);
     let columns = w.div_ceil(2);
     let patches = h.div_ceil(2) * columns;
-    let (tile_channels, most) = tile_shape(isa, MAX_BLOCK);
+    let (tile_channels, most) = tile_shape(isa, MAX_BLOCK, patches);
     let geometry = Plane {
         values: Vec::new(),
         ..outputs[0]
@@ -180,6 +181,8 @@ impl Kernel for Item<'_> {
                     weights: (self.conv.weights.as_ptr() as *const f32)
                         .wrapping_add(((position * blocks + block) * in_channels) * MAX_BLOCK),
                     weight_step: MAX_BLOCK,
+                    weight_row_stride: 0,
+                    prefetch: streams_weights(self.conv.weights.len() * 16),
                     bias: NO_BIAS.as_ptr() as *const f32,
                     out: products[position * count * out_channels + block * MAX_BLOCK..]
                         .as_mut_ptr(),
@@ -197,6 +200,7 @@ impl Kernel for Item<'_> {
                     pixels: count,
                     block: MAX_BLOCK,
                     tile_channels: self.tile_channels,
+                    columns: WindowColumns::one(in_channels),
                 }
                 .run::<V>();
             }

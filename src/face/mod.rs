@@ -700,6 +700,10 @@ impl FaceModels {
                 chip.height()
             )));
         }
+        if self.device.is_cpu() {
+            return on_the_pool(|| self.recognition.embed_chips_cpu(chips, self.isa))
+                .map_err(Error::from);
+        }
         let input = to_input_tensor(chips, recognition::MEAN_RGB, &self.device)?;
         let embeddings = on_the_pool(|| self.recognition.forward(&input, self.isa))?;
         Ok(embeddings.to_vec2::<f32>()?)
