@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Vouch needs to build and run on Debian or Ubuntu: a C toolchain, libclang
 # (bindgen, for the webcam crate), the X11/Wayland/OpenGL libraries the window opens with,
-# Xvfb for headless GUI runs, and Rust (rustup) when cargo is missing. Safe to run again.
+# Xvfb for headless GUI runs, PostgreSQL (the tests run the store on a throwaway server;
+# a single kiosk never needs it), and Rust (rustup) when cargo is missing. Safe to run again.
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,7 @@ packages=(
   libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libx11-xcb1 libwayland-client0
   libgl1 libegl1 libgl1-mesa-dri
   xvfb
+  postgresql
 )
 
 missing=()

@@ -10,7 +10,7 @@ use candle_core::Device;
 use crate::error::Result;
 use crate::face::FaceModels;
 use crate::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
-use crate::store::Store;
+use crate::store::{self, Store};
 use crate::workflow::active_signature_model;
 
 #[derive(Debug, Clone)]
@@ -19,8 +19,11 @@ pub struct Context {
     /// A signature model named on the command line: used instead of the database's
     /// active one.
     pub signature_model: Option<PathBuf>,
+    /// A SQLite file, or a PostgreSQL server's URL (`postgres://user@host/dbname`).
     pub db: PathBuf,
-    /// The database's key file [default: beside the database, `<db>.key`].
+    /// The database's key file [default: beside the database, `<db>.key`; for a server,
+    /// `postgres.key` in the user's data folder: every kiosk of a site needs a copy of
+    /// the one made with the store].
     pub key: Option<PathBuf>,
     pub device: Device,
     /// Who acts: on a database without operator accounts, the name the audit log records;
@@ -47,49 +50,86 @@ impl Context {
         self.models_dir.join(SIGNATURE_MODEL_FILE)
     }
 
-    /// Where training runs write their model versions: beside the database, so each site
-    /// (each `--db`) keeps its own.
+    /// Whether `db` names a PostgreSQL server.
+    pub fn on_server(&self) -> bool {
+        store::is_server(&self.db)
+    }
+
+    /// The folder this machine keeps its own files in: beside the database file, so each
+    /// site (each `--db`) keeps its own; the user's data folder for a server.
+    fn local_dir(&self) -> PathBuf {
+        if self.on_server() {
+            Self::default_db().with_file_name("")
+        } else {
+            self.db.with_file_name("")
+        }
+    }
+
+    /// Where training runs write their model versions.
     pub fn runs_dir(&self) -> PathBuf {
-        self.db.with_file_name("models")
+        self.local_dir().join("models")
     }
 
     /// Where the HTML reports of governed changes are saved.
     pub fn reports_dir(&self) -> PathBuf {
-        self.db.with_file_name("reports")
+        self.local_dir().join("reports")
     }
 
     /// Where camera frames captured for enrollment are saved.
     pub fn captures_dir(&self) -> PathBuf {
-        self.db.with_file_name("captures")
+        self.local_dir().join("captures")
     }
 
     /// The database's key file.
     pub fn key_path(&self) -> PathBuf {
-        self.key
-            .clone()
-            .unwrap_or_else(|| crate::store::Keys::path_for(&self.db))
+        match &self.key {
+            Some(key) => key.clone(),
+            None if self.on_server() => self.local_dir().join("postgres.key"),
+            None => store::Keys::path_for(&self.db),
+        }
     }
 
-    /// Opens the database to read and write, creating it (in a private folder) and its
-    /// key when absent.
+    /// The same context on another database (with its default key file unless `key`).
+    pub fn on_db(&self, db: PathBuf, key: Option<PathBuf>) -> Context {
+        Context {
+            db,
+            key,
+            ..self.clone()
+        }
+    }
+
+    /// Opens the database to read and write, creating it (a file in a private folder, or
+    /// the schema in an empty server database) and its key when absent.
     pub fn open_store(&self) -> Result<Store> {
-        Ok(Store::open_with_key(&self.db, &self.key_path())?)
+        let key = self.key_path();
+        Ok(match self.server_url() {
+            Some(url) => Store::open_server(url, &key)?,
+            None => Store::open_with_key(&self.db, &key)?,
+        })
     }
 
     /// Opens the database without writing to it: what every command that only reads
     /// uses, so a read-only copy can be listed and audited.
     pub fn read_store(&self) -> Result<Store> {
-        Ok(Store::open_read_only_with_key(&self.db, &self.key_path())?)
+        let key = self.key_path();
+        Ok(match self.server_url() {
+            Some(url) => Store::open_server_read_only(url, &key)?,
+            None => Store::open_read_only_with_key(&self.db, &key)?,
+        })
     }
 
     /// The database, read-only, when it exists: work that needs none (comparing two
     /// scans, an evaluation) still follows its settings when there is one.
     pub fn existing_store(&self) -> Result<Option<Store>> {
-        if self.db.is_file() {
+        if self.on_server() || self.db.is_file() {
             Ok(Some(self.read_store()?))
         } else {
             Ok(None)
         }
+    }
+
+    fn server_url(&self) -> Option<&str> {
+        self.db.to_str().filter(|_| self.on_server())
     }
 
     pub fn load_faces(&self) -> Result<FaceModels> {

@@ -149,6 +149,12 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
+    #[error("the database server refused ({reason}): {location}")]
+    Server { reason: String, location: PathBuf },
+    #[error("a stored value in column {column} is not what Vouch writes ({reason})")]
+    Value { column: usize, reason: String },
+    #[error("no such row")]
+    NoRow,
     #[error("schema migration failed: {0}")]
     Migration(#[from] rusqlite_migration::Error),
 }

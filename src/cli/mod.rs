@@ -51,7 +51,9 @@ pub struct GlobalArgs {
     /// signature_encoder.safetensors in the models folder].
     #[arg(long, global = true)]
     pub signature_model: Option<PathBuf>,
-    /// The database [default: vouch.db in the user's data folder].
+    /// The database: a SQLite file, or a PostgreSQL server's URL
+    /// (postgres://user@host/dbname) that a site's kiosks and desks share [default:
+    /// vouch.db in the user's data folder].
     #[arg(long, global = true)]
     pub db: Option<PathBuf>,
     /// The database's key file [default: beside the database, DB.key]. Keep a copy of it
@@ -154,6 +156,9 @@ pub enum Command {
     /// Governed changes: list, approve or reject proposals.
     #[command(subcommand)]
     Proposals(governance::ProposalsCommand),
+    /// Move a site's whole store to another engine (a SQLite file onto a PostgreSQL
+    /// server, or back), checked by comparing every table's rows and the audit chain.
+    Migrate(records::MigrateArgs),
 }
 
 /// Commands whose only option is the output format.
@@ -194,6 +199,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
         Command::Keys(command) => records::keys(command, &context),
         Command::Operators(command) => governance::operators(command, &context),
         Command::Proposals(command) => governance::proposals(command, &context),
+        Command::Migrate(args) => records::migrate(args, &context),
     }
 }
 

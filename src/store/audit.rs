@@ -4,18 +4,20 @@
 //! last hash) is kept in the `anchor` row, sealed with the key kept outside the database,
 //! so rows cut from the end of the log, or a log rebuilt from scratch, are found too.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::canonical::feed;
 use super::keys::Keys;
 use super::ledger::{self, Changes, Expected};
+use super::sql::{Db, OptionalExtension, params};
 use crate::error::StoreResult;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// Problems listed in one report, at most: the first ones say where to look.
 const MOST_PROBLEMS: usize = 50;
+/// Audit rows read at once while walking the chain.
+const CHAIN_PAGE: i64 = 4096;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {
@@ -70,12 +72,7 @@ fn anchor_seal_parts(rows: i64, head_hash: &str) -> [Vec<u8>; 3] {
 }
 
 /// Seals the log's head: `rows` rows ending with `head_hash`.
-pub(super) fn write_anchor(
-    conn: &Connection,
-    keys: &Keys,
-    rows: i64,
-    head_hash: &str,
-) -> StoreResult<()> {
+pub(super) fn write_anchor(conn: &Db, keys: &Keys, rows: i64, head_hash: &str) -> StoreResult<()> {
     let parts = anchor_seal_parts(rows, head_hash);
     let seal = keys.seal(&parts.each_ref().map(Vec::as_slice));
     conn.execute(
@@ -88,11 +85,11 @@ pub(super) fn write_anchor(
 }
 
 /// The log's last (id, hash), or (0, genesis).
-fn head(conn: &Connection) -> StoreResult<(i64, String)> {
+fn head(conn: &Db) -> StoreResult<(i64, String)> {
     Ok(conn
         .query_row(
             "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
-            [],
+            params![],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?
@@ -101,7 +98,7 @@ fn head(conn: &Connection) -> StoreResult<(i64, String)> {
 
 /// Appends a row (and moves the sealed anchor to it), inside the caller's transaction.
 pub(super) fn append(
-    conn: &Connection,
+    conn: &Db,
     keys: &Keys,
     actor: &str,
     action: &str,
@@ -152,68 +149,75 @@ impl Findings {
 /// Walks the chain; returns the rows read, the last hash, and the ledger's expected rows
 /// when the chain held.
 fn walk_chain(
-    conn: &Connection,
+    conn: &Db,
     findings: &mut Findings,
 ) -> StoreResult<(usize, String, Option<Expected>)> {
-    let mut statement = conn.prepare(
-        "SELECT id, at, actor, action, detail, prev_hash, hash, changes FROM audit ORDER BY id",
-    )?;
-    let mut rows = statement.query([])?;
     let (mut expected_prev, mut expected_id, mut count) = (GENESIS.to_string(), 1, 0);
     let mut ledger = Expected::new();
-    while let Some(row) = rows.next()? {
-        count += 1;
-        let entry = AuditEntry {
-            id: row.get(0)?,
-            at: row.get(1)?,
-            actor: row.get(2)?,
-            action: row.get(3)?,
-            detail: row.get(4)?,
-        };
-        let (prev_hash, hash, changes): (String, String, String) =
-            (row.get(5)?, row.get(6)?, row.get(7)?);
-        let problem = if entry.id != expected_id {
-            Some(format!(
-                "audit rows {expected_id}..{} are missing",
-                entry.id - 1
-            ))
-        } else if prev_hash != expected_prev {
-            Some(format!(
-                "audit row {}: its link to the previous row does not match",
-                entry.id
-            ))
-        } else if row_hash(&prev_hash, &entry, &changes) != hash {
-            Some(format!(
-                "audit row {}: its content was changed after it was written",
-                entry.id
-            ))
-        } else if changes.is_empty() {
-            None
-        } else {
-            match serde_json::from_str::<Changes>(&changes) {
-                Ok(changes) => {
-                    ledger::replay(&mut ledger, &changes);
-                    None
-                }
-                Err(error) => Some(format!(
-                    "audit row {}: its ledger is unreadable ({error})",
+    let mut after = i64::MIN;
+    loop {
+        // A page at a time: a site's log of years of punches is not held in memory.
+        let rows = conn.query(
+            "SELECT id, at, actor, action, detail, prev_hash, hash, changes FROM audit
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+            params![after, CHAIN_PAGE],
+        )?;
+        let Some(last) = rows.last() else { break };
+        after = last.get(0)?;
+        for row in &rows {
+            count += 1;
+            let entry = AuditEntry {
+                id: row.get(0)?,
+                at: row.get(1)?,
+                actor: row.get(2)?,
+                action: row.get(3)?,
+                detail: row.get(4)?,
+            };
+            let (prev_hash, hash, changes): (String, String, String) =
+                (row.get(5)?, row.get(6)?, row.get(7)?);
+            let problem = if entry.id != expected_id {
+                Some(format!(
+                    "audit rows {expected_id}..{} are missing",
+                    entry.id - 1
+                ))
+            } else if prev_hash != expected_prev {
+                Some(format!(
+                    "audit row {}: its link to the previous row does not match",
                     entry.id
-                )),
+                ))
+            } else if row_hash(&prev_hash, &entry, &changes) != hash {
+                Some(format!(
+                    "audit row {}: its content was changed after it was written",
+                    entry.id
+                ))
+            } else if changes.is_empty() {
+                None
+            } else {
+                match serde_json::from_str::<Changes>(&changes) {
+                    Ok(changes) => {
+                        ledger::replay(&mut ledger, &changes);
+                        None
+                    }
+                    Err(error) => Some(format!(
+                        "audit row {}: its ledger is unreadable ({error})",
+                        entry.id
+                    )),
+                }
+            };
+            if let Some(problem) = problem {
+                findings.first_bad_id = Some(entry.id);
+                findings.add(problem);
+                return Ok((count, hash, None));
             }
-        };
-        if let Some(problem) = problem {
-            findings.first_bad_id = Some(entry.id);
-            findings.add(problem);
-            return Ok((count, hash, None));
+            expected_prev = hash;
+            expected_id += 1;
         }
-        expected_prev = hash;
-        expected_id += 1;
     }
     Ok((count, expected_prev, Some(ledger)))
 }
 
 fn check_anchor(
-    conn: &Connection,
+    conn: &Db,
     keys: &Keys,
     rows: usize,
     head_hash: &str,
@@ -222,7 +226,7 @@ fn check_anchor(
     let anchor: Option<(i64, String, String)> = conn
         .query_row(
             "SELECT rows, head_hash, seal FROM anchor WHERE id = 1",
-            [],
+            params![],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
@@ -245,7 +249,7 @@ fn check_anchor(
 
 /// The chain, the anchor (with `keys`), the ledger against every table, and the seals of
 /// the rows that carry one.
-pub(super) fn verify(conn: &Connection, keys: Option<&Keys>) -> StoreResult<AuditReport> {
+pub(super) fn verify(conn: &Db, keys: Option<&Keys>) -> StoreResult<AuditReport> {
     let mut findings = Findings {
         problems: Vec::new(),
         first_bad_id: None,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::sql::Db;
 use super::{APPLICATION_ID, SCHEMA_VERSION, Store, audit, classify, files, migrations, people};
 use crate::error::{StoreError, StoreResult};
 
@@ -38,6 +39,12 @@ fn copy(from: &Connection, to: &mut Connection) -> rusqlite::Result<()> {
 }
 
 impl Store {
+    /// The SQLite file under this store: backups and restores are SQLite's; a server's
+    /// are its operator's (pg_dump, replication).
+    fn sqlite_file(&self) -> StoreResult<&Connection> {
+        self.conn.as_sqlite().ok_or_else(server_backups)
+    }
+
     /// A consistent copy of the whole database, taken with SQLite's online backup while
     /// others may keep writing. The copy (mode 0600) is written beside `target` and
     /// renamed into place, so an interrupted backup never leaves a half file under that
@@ -50,7 +57,7 @@ impl Store {
         files::create_private_file(&partial)?;
         {
             let mut copied = Connection::open(&partial).map_err(|e| classify(e, &partial))?;
-            copy(&self.conn, &mut copied).map_err(|e| classify(e, &partial))?;
+            copy(self.sqlite_file()?, &mut copied).map_err(|e| classify(e, &partial))?;
             // One self-contained file: opened read-only elsewhere (an evidence copy) it
             // needs no log or shared-memory file beside it.
             copied
@@ -67,7 +74,9 @@ impl Store {
     /// and through (see the module); the source file is never written to.
     pub fn restore_from(&mut self, source: &Path, actor: &str) -> StoreResult<()> {
         let staged = self.stage(source)?;
-        copy(&staged, &mut self.conn).map_err(|e| classify(e, &self.path))?;
+        let path = self.path.clone();
+        let conn = self.conn.as_sqlite_mut().ok_or_else(server_backups)?;
+        copy(&staged, conn).map_err(|e| classify(e, &path))?;
         self.audit_append(
             actor,
             "restore",
@@ -128,6 +137,7 @@ impl Store {
             ));
         }
         let keys = self.keys()?;
+        let staged = Db::sqlite(staged, source);
         let report = audit::verify(&staged, Some(keys))?;
         if !report.intact {
             return Err(refused(format!(
@@ -142,6 +152,12 @@ impl Store {
                 unreadable.len()
             )));
         }
-        Ok(staged)
+        Ok(staged.into_sqlite().expect("staged in SQLite"))
     }
+}
+
+fn server_backups() -> StoreError {
+    StoreError::NotAllowed(
+        "a PostgreSQL store is backed up and restored by the server's own tools (pg_dump, pg_restore, replication), or moved with `vouch migrate`".into(),
+    )
 }

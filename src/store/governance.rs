@@ -5,7 +5,7 @@
 //! one approver explicitly, itself a governed change. On a single-user desk (no operator
 //! accounts) a proposal is approved as it is made, and still recorded.
 
-use rusqlite::{Connection, params};
+use super::sql::{Db, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::PROPOSALS;
@@ -104,12 +104,7 @@ impl Change {
     }
 
     /// Writes the change's setting.
-    fn apply(
-        &self,
-        tx: &Connection,
-        keys: &super::Keys,
-        changes: &mut super::Changes,
-    ) -> StoreResult<()> {
+    fn apply(&self, tx: &Db, keys: &super::Keys, changes: &mut super::Changes) -> StoreResult<()> {
         let (key, value) = match self {
             Change::Bands { modality, bands } => (
                 bands_key(*modality),
@@ -190,7 +185,7 @@ pub struct Proposal {
 const COLUMNS: &str =
     "id, change, evidence, proposed_by, proposed_at, status, decided_by, decided_at, seal";
 
-fn read_proposal(store: &Store, row: &rusqlite::Row) -> StoreResult<Proposal> {
+fn read_proposal(store: &Store, row: &Row) -> StoreResult<Proposal> {
     let id: i64 = row.get(0)?;
     let bad = |reason: String| StoreError::BadRow {
         table: "proposals",
@@ -220,23 +215,23 @@ fn read_proposal(store: &Store, row: &rusqlite::Row) -> StoreResult<Proposal> {
 impl Store {
     /// Every proposal, newest first.
     pub fn proposals(&self) -> StoreResult<Vec<Proposal>> {
-        let mut statement = self
-            .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM proposals ORDER BY id DESC"))?;
-        let mut rows = statement.query([])?;
+        let rows = self.conn.query(
+            &format!("SELECT {COLUMNS} FROM proposals ORDER BY id DESC"),
+            [],
+        )?;
         let mut found = Vec::new();
-        while let Some(row) = rows.next()? {
+        for row in &rows {
             found.push(read_proposal(self, row)?);
         }
         Ok(found)
     }
 
     pub fn proposal(&self, id: i64) -> StoreResult<Proposal> {
-        let mut statement = self
-            .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM proposals WHERE id = ?1"))?;
-        let mut rows = statement.query(params![id])?;
-        match rows.next()? {
+        let rows = self.conn.query(
+            &format!("SELECT {COLUMNS} FROM proposals WHERE id = ?1"),
+            params![id],
+        )?;
+        match rows.first() {
             Some(row) => read_proposal(self, row),
             None => Err(StoreError::Governance(format!("there is no proposal {id}"))),
         }
@@ -261,7 +256,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, 'pending')",
                 params![text, evidence.to_string(), by.name(), at],
             )?;
-            let id = tx.last_insert_rowid();
+            let id = tx.last_insert_rowid()?;
             if immediate {
                 decide(tx, id, ProposalStatus::Approved, by.name())?;
                 change.apply(tx, keys, changes)?;
@@ -389,7 +384,7 @@ impl Store {
     }
 }
 
-fn decide(tx: &Connection, id: i64, status: ProposalStatus, by: &str) -> StoreResult<()> {
+fn decide(tx: &Db, id: i64, status: ProposalStatus, by: &str) -> StoreResult<()> {
     let updated = tx.execute(
         "UPDATE proposals SET status = ?1, decided_by = ?2, decided_at = ?3
          WHERE id = ?4 AND status = 'pending'",

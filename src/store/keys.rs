@@ -85,6 +85,18 @@ pub struct BlobRefused(pub String);
 
 impl Keys {
     /// Where a database's key file lives: beside it.
+    /// Whether `other` holds the same keys as these: two stores of one site, whose rows
+    /// open and seal alike.
+    pub fn same_keys(&self, other: &Keys) -> bool {
+        self.current == other.current
+            && self.keys.len() == other.keys.len()
+            && self
+                .keys
+                .iter()
+                .zip(&other.keys)
+                .all(|(a, b)| a.id == b.id && a.secret == b.secret)
+    }
+
     pub fn path_for(db: &Path) -> PathBuf {
         let mut name = db.file_name().unwrap_or_default().to_os_string();
         name.push(".key");

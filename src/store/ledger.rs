@@ -6,12 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ToSql};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::canonical::{encode_columns, feed};
+use super::sql::{Db, Row, ToValue};
 use crate::error::StoreResult;
 
 /// A table under the ledger: its key column and every column it stores.
@@ -128,9 +127,9 @@ impl Changes {
     /// Records the row of `table` under `key` as it now stands in `conn`.
     pub fn put(
         &mut self,
-        conn: &Connection,
+        conn: &Db,
         table: &Table,
-        key: impl ToSql + std::fmt::Display,
+        key: impl ToValue + std::fmt::Display,
     ) -> StoreResult<()> {
         let digest = digest_row(conn, table, &key)?;
         let key = key.to_string();
@@ -147,7 +146,7 @@ impl Changes {
     }
 
     /// `put` for a key read back as text (`digests`' keys): integer keys as integers.
-    pub fn put_key(&mut self, conn: &Connection, table: &Table, key: &str) -> StoreResult<()> {
+    pub fn put_key(&mut self, conn: &Db, table: &Table, key: &str) -> StoreResult<()> {
         match key.parse::<i64>() {
             Ok(id) if table.key == "id" => self.put(conn, table, id),
             _ => self.put(conn, table, key.to_string()),
@@ -203,43 +202,42 @@ fn select(table: &Table) -> String {
     )
 }
 
-fn digest_of(table: &Table, row: &rusqlite::Row) -> rusqlite::Result<String> {
-    let values = encode_columns(row, table.columns.len())?;
+fn digest_of(table: &Table, row: &Row) -> String {
+    let values = encode_columns(row, table.columns.len());
     let mut parts: Vec<&[u8]> = vec![table.name.as_bytes()];
     parts.extend(values.iter().map(Vec::as_slice));
     let mut hasher = Sha256::new();
     feed(&mut |bytes| hasher.update(bytes), &parts);
-    Ok(hex::encode(hasher.finalize()))
+    hex::encode(hasher.finalize())
 }
 
-fn digest_row(conn: &Connection, table: &Table, key: &dyn ToSql) -> StoreResult<Option<String>> {
-    let mut statement = conn.prepare_cached(&select(table))?;
-    let mut rows = statement.query([key])?;
-    Ok(match rows.next()? {
-        Some(row) => Some(digest_of(table, row)?),
-        None => None,
-    })
+fn digest_row(conn: &Db, table: &Table, key: &dyn ToValue) -> StoreResult<Option<String>> {
+    Ok(conn
+        .query(&select(table), [key])?
+        .first()
+        .map(|row| digest_of(table, row)))
 }
 
 /// key -> digest of every row of `table` as it stands.
-pub fn digests(conn: &Connection, table: &Table) -> StoreResult<BTreeMap<String, String>> {
-    let mut statement = conn.prepare(&format!(
-        "SELECT {}, {} FROM {}",
-        table.columns.join(", "),
-        table.key,
-        table.name
-    ))?;
-    let mut rows = statement.query([])?;
-    let mut found = BTreeMap::new();
-    while let Some(row) = rows.next()? {
-        let key = match row.get_ref(table.columns.len())? {
-            ValueRef::Integer(i) => i.to_string(),
-            ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-            other => format!("{other:?}"),
-        };
-        found.insert(key, digest_of(table, row)?);
-    }
-    Ok(found)
+pub fn digests(conn: &Db, table: &Table) -> StoreResult<BTreeMap<String, String>> {
+    let rows = conn.query(
+        &format!(
+            "SELECT {}, {} FROM {}",
+            table.columns.join(", "),
+            table.key,
+            table.name
+        ),
+        super::sql::params![],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            (
+                row.value(table.columns.len()).key_text(),
+                digest_of(table, row),
+            )
+        })
+        .collect())
 }
 
 /// What differs between the ledger's rows and the table's, one line each.

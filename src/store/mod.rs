@@ -20,16 +20,19 @@ pub mod files;
 mod governance;
 pub mod keys;
 mod ledger;
+mod migrate;
 mod operators;
 mod people;
 mod records;
 mod seals;
+mod server;
+pub mod sql;
 mod text;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 use rusqlite_migration::{M, Migrations};
 use serde::{Deserialize, Serialize};
 
@@ -39,13 +42,16 @@ pub use governance::{
     ACTIVE_SIGNATURE_MODEL, Change, DEFAULT_REPEAT_MINUTES, Proposal, ProposalStatus,
 };
 pub use keys::Keys;
+pub use migrate::Migration;
 pub use operators::{LOCKOUT, MAX_FAILED_LOGINS, OperatorInfo, Session};
 pub use people::{Enrollment, blob_to_embedding, embedding_to_blob};
 pub use records::{AttendanceRecord, Correction, MAX_PERSON_OFFSET};
+pub use server::is_server;
 pub use text::check_text;
 
 use crate::types::{Decision, Modality, PunchKind};
 use ledger::Changes;
+use sql::{Db, OptionalExtension, params};
 
 /// Marks a Vouch database (`PRAGMA application_id`), "VOUC".
 const APPLICATION_ID: i32 = 0x564F_5543;
@@ -149,7 +155,7 @@ pub struct StoredTemplate {
 }
 
 pub struct Store {
-    conn: Connection,
+    conn: Db,
     path: PathBuf,
     /// Absent only for a read-only store whose key file is not beside it.
     keys: Option<Keys>,
@@ -193,7 +199,7 @@ impl Store {
         )
         .map_err(|e| classify(e, path))?;
         let mut store = Self {
-            conn,
+            conn: Db::sqlite(conn, path),
             path: path.to_path_buf(),
             keys: None,
             read_only: false,
@@ -230,7 +236,7 @@ impl Store {
             });
         }
         Ok(Self {
-            conn,
+            conn: Db::sqlite(conn, path),
             path: path.to_path_buf(),
             keys: Keys::load(key_path)?,
             read_only: true,
@@ -243,7 +249,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", true)?;
         migrations().to_latest(&mut conn)?;
         let mut store = Self {
-            conn,
+            conn: Db::sqlite(conn, Path::new(":memory:")),
             path: PathBuf::from(":memory:"),
             keys: Some(Keys::ephemeral()),
             read_only: false,
@@ -254,10 +260,14 @@ impl Store {
 
     fn prepare(&mut self, existed: bool, key_path: &Path) -> StoreResult<()> {
         let path = self.path.clone();
-        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        let conn = self
+            .conn
+            .as_sqlite_mut()
+            .expect("prepare opens a SQLite file");
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // The header is read first: a foreign or corrupt file fails here, before any write.
-        check_header(&self.conn, &path, existed)?;
-        let version = user_version(&self.conn, &path)?;
+        check_header(conn, &path, existed)?;
+        let version = user_version(conn, &path)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Newer {
                 found: version,
@@ -265,39 +275,34 @@ impl Store {
                 path,
             });
         }
-        let keys = match Keys::load(key_path)? {
-            Some(keys) => keys,
-            None if version >= SEALED_SINCE => {
-                return Err(StoreError::MissingKey {
-                    path: key_path.to_path_buf(),
-                });
-            }
-            None => Keys::create(key_path)?,
-        };
+        let keys = keys_for(version, key_path)?;
         for (pragma, value) in [
             ("foreign_keys", "ON"),
             // Deleted rows are overwritten, so a deleted person's data is not left behind.
             ("secure_delete", "ON"),
             ("synchronous", "NORMAL"),
         ] {
-            self.conn
-                .pragma_update(None, pragma, value)
+            conn.pragma_update(None, pragma, value)
                 .map_err(|e| classify(e, &path))?;
         }
-        self.conn
-            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
             .map_err(|e| classify(e, &path))?;
         if !existed {
-            self.conn
-                .pragma_update(None, "application_id", APPLICATION_ID)
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
                 .map_err(|e| classify(e, &path))?;
         }
-        migrations()
-            .to_latest(&mut self.conn)
-            .map_err(|e| match e {
-                rusqlite_migration::Error::RusqliteError { err, .. } => classify(err, &path),
-                other => StoreError::Migration(other),
-            })?;
+        migrations().to_latest(conn).map_err(|e| match e {
+            rusqlite_migration::Error::RusqliteError { err, .. } => classify(err, &path),
+            other => StoreError::Migration(other),
+        })?;
+        self.seal_unsealed(version, keys)
+    }
+
+    /// With the schema current: seals a database that is not sealed yet (a new one, or one
+    /// of an earlier schema) under `keys`, and refuses one that lost the anchor its key
+    /// file sealed.
+    fn seal_unsealed(&mut self, version: i64, keys: Keys) -> StoreResult<()> {
+        let path = self.path.clone();
         self.keys = Some(keys);
         if version < SEALED_SINCE || !self.has_anchor()? {
             // A database its key file has sealed before never loses its anchor in Vouch's
@@ -320,7 +325,7 @@ impl Store {
     fn has_anchor(&self) -> StoreResult<bool> {
         Ok(self
             .conn
-            .query_row("SELECT 1 FROM anchor WHERE id = 1", [], |_| Ok(()))
+            .query_row("SELECT 1 FROM anchor WHERE id = 1", params![], |_| Ok(()))
             .optional()?
             .is_some())
     }
@@ -333,7 +338,7 @@ impl Store {
             "SELECT NOT EXISTS (SELECT 1 FROM people) AND NOT EXISTS (SELECT 1 FROM settings)
                 AND NOT EXISTS (SELECT 1 FROM attendance) AND NOT EXISTS (SELECT 1 FROM decisions)
                 AND NOT EXISTS (SELECT 1 FROM audit)",
-            [],
+            params![],
             |row| row.get(0),
         )?;
         if empty {
@@ -378,7 +383,7 @@ impl Store {
         &mut self,
         actor: &str,
         action: &str,
-        body: impl FnOnce(&Connection, &Keys, &mut Changes) -> Result<(T, serde_json::Value), E>,
+        body: impl FnOnce(&Db, &Keys, &mut Changes) -> Result<(T, serde_json::Value), E>,
     ) -> Result<T, E> {
         if self.read_only {
             return Err(StoreError::ReadOnly {
@@ -390,17 +395,14 @@ impl Store {
         let keys = self.keys.as_ref().ok_or_else(|| StoreError::MissingKey {
             path: Keys::path_for(&path),
         })?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| classify(e, &path))?;
+        let tx = self.conn.begin_write()?;
         let mut changes = Changes::default();
         let (value, detail) = body(&tx, keys, &mut changes)?;
         // A transaction that wrote nothing and has nothing to say leaves no audit row.
         if !(changes.is_empty() && detail.is_null()) {
             audit::append(&tx, keys, actor, action, &detail.to_string(), &changes)?;
         }
-        tx.commit().map_err(|e| classify(e, &path))?;
+        tx.commit()?;
         Ok(value)
     }
 
@@ -409,9 +411,8 @@ impl Store {
     /// log until it lets go.
     fn checkpoint(&self) {
         if self.path != Path::new(":memory:")
-            && let Err(error) = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            && let Some(conn) = self.conn.as_sqlite()
+            && let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         {
             tracing::warn!(%error, "the write-ahead log could not be emptied now");
         }
@@ -489,6 +490,18 @@ impl Store {
     }
 }
 
+/// The key file of a database of schema `version` (0: a new one): made when absent only for
+/// a database that was never sealed.
+fn keys_for(version: i64, key_path: &Path) -> StoreResult<Keys> {
+    match Keys::load(key_path)? {
+        Some(keys) => Ok(keys),
+        None if version >= SEALED_SINCE => Err(StoreError::MissingKey {
+            path: key_path.to_path_buf(),
+        }),
+        None => Keys::create(key_path),
+    }
+}
+
 /// The file's header and integrity, read before anything is written: a file that is not a
 /// Vouch database (another application's, even without tables) is refused.
 fn check_header(conn: &Connection, path: &Path, existed: bool) -> StoreResult<()> {
@@ -541,22 +554,17 @@ fn classify(error: rusqlite::Error, path: &Path) -> StoreError {
 /// naming the row.
 macro_rules! text_column {
     ($type:ty, $what:literal) => {
-        impl rusqlite::types::ToSql for $type {
-            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                Ok(self.as_str().into())
+        impl sql::ToValue for $type {
+            fn to_value(&self) -> sql::Value {
+                sql::Value::Text(self.as_str().into())
             }
         }
 
-        impl rusqlite::types::FromSql for $type {
-            fn column_result(
-                value: rusqlite::types::ValueRef<'_>,
-            ) -> rusqlite::types::FromSqlResult<Self> {
-                let text = value.as_str()?;
-                <$type>::parse(text).ok_or_else(|| {
-                    rusqlite::types::FromSqlError::Other(
-                        format!(concat!("not a ", $what, ": {:?}"), text).into(),
-                    )
-                })
+        impl sql::FromValue for $type {
+            fn from_value(value: &sql::Value) -> Result<Self, String> {
+                let text = String::from_value(value)?;
+                <$type>::parse(&text)
+                    .ok_or_else(|| format!(concat!("not a ", $what, ": {:?}"), text))
             }
         }
     };

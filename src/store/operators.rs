@@ -4,10 +4,10 @@
 //! change is authorised against (`Store::authorize`), re-reading the account each time so
 //! that a disabled operator or an edited role stops at once.
 
+use super::sql::{Db, OptionalExtension, params};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::ledger::OPERATORS;
@@ -108,16 +108,18 @@ fn check_secret(name: &str, role: Role, secret: &str) -> StoreResult<()> {
 
 /// The account row as sealed, checked: (id, info, secret hash).
 fn read_operator(
-    conn: &Connection,
+    conn: &Db,
     store: &Store,
     name: &str,
 ) -> StoreResult<Option<(i64, OperatorInfo, String)>> {
-    let mut statement = conn.prepare(&format!(
-        "SELECT {} FROM operators WHERE name = ?1",
-        seals::select_sealed(&seals::OPERATORS)
-    ))?;
-    let mut rows = statement.query(params![name])?;
-    let Some(row) = rows.next()? else {
+    let rows = conn.query(
+        &format!(
+            "SELECT {} FROM operators WHERE name = ?1",
+            seals::select_sealed(&seals::OPERATORS)
+        ),
+        params![name],
+    )?;
+    let Some(row) = rows.first() else {
         return Ok(None);
     };
     let id: i64 = row.get(0)?;
@@ -136,7 +138,7 @@ fn read_operator(
     let info = OperatorInfo {
         name: row.get(1)?,
         role,
-        active: row.get::<_, i64>(4)? == 1,
+        active: row.get::<i64>(4)? == 1,
         failed_logins: row.get(5)?,
         locked_until: row.get(6)?,
         created_at: row.get(7)?,
@@ -164,12 +166,11 @@ impl Store {
 
     /// Every account, by name.
     pub fn operators(&self) -> StoreResult<Vec<OperatorInfo>> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT name FROM operators ORDER BY name")?;
-        let names: Vec<String> = statement
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
+        let names: Vec<String> = self.conn.query_map(
+            "SELECT name FROM operators ORDER BY name",
+            params![],
+            |row| row.get(0),
+        )?;
         names
             .iter()
             .map(|name| {
@@ -214,7 +215,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, 1, 0, ?4)",
                 params![name, role.as_str(), hash, created_at],
             )?;
-            let id = tx.last_insert_rowid();
+            let id = tx.last_insert_rowid()?;
             seals::seal(tx, keys, &seals::OPERATORS, &id)?;
             changes.put(tx, &OPERATORS, id)?;
             Ok(((), serde_json::json!({ "operator": name, "role": role })))

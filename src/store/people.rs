@@ -2,7 +2,7 @@
 //! same transaction), reads that open and validate every template, deletion that leaves
 //! nothing behind, re-embedding, and moving the biometrics to a new key.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Db, OptionalExtension, Params, ToValue, params};
 
 use super::keys::Keys;
 use super::ledger::{ATTENDANCE, DECISIONS, PEOPLE, SETTINGS, TEMPLATES};
@@ -101,8 +101,7 @@ impl Store {
                     params![enrollment.external_id, enrollment.modality],
                     |row| row.get(0),
                 )
-                .optional()
-                .map_err(StoreError::from)?;
+                .optional()?;
             match (exists, enrollment.replace) {
                 (Some(_), false) => {
                     return Err(StoreError::Duplicate {
@@ -141,8 +140,7 @@ impl Store {
                         "SELECT id FROM templates WHERE person_id = ?1",
                         person_id,
                     )?;
-                    tx.execute("DELETE FROM templates WHERE person_id = ?1", [person_id])
-                        .map_err(StoreError::from)?;
+                    tx.execute("DELETE FROM templates WHERE person_id = ?1", params![person_id])?;
                     for id in &old {
                         changes.gone(&TEMPLATES, id);
                     }
@@ -152,9 +150,8 @@ impl Store {
                     tx.execute(
                         "INSERT INTO people (name, external_id, modality, created_at) VALUES (?1, ?2, ?3, ?4)",
                         params![enrollment.name, enrollment.external_id, enrollment.modality, at],
-                    )
-                    .map_err(StoreError::from)?;
-                    let person_id = tx.last_insert_rowid();
+                    )?;
+                    let person_id = tx.last_insert_rowid()?;
                     seals::seal(tx, keys, &seals::PEOPLE, &person_id)?;
                     changes.put(tx, &PEOPLE, person_id)?;
                     (person_id, 0)
@@ -175,7 +172,7 @@ impl Store {
     }
 
     pub fn people(&self, modality: Option<Modality>) -> StoreResult<Vec<Person>> {
-        self.people_where("?1 IS NULL OR p.modality = ?1", &[&modality])
+        self.people_where("CAST(?1 AS TEXT) IS NULL OR p.modality = ?1", &[&modality])
     }
 
     pub fn person_by_external_id(
@@ -199,25 +196,23 @@ impl Store {
 
     /// People matching an SQL condition on `p` (people), with their template counts; each
     /// row's seal is checked (when the key is at hand) and its words validated.
-    fn people_where(
-        &self,
-        condition: &str,
-        values: &[&dyn rusqlite::ToSql],
-    ) -> StoreResult<Vec<Person>> {
-        let mut statement = self.conn.prepare(&format!(
-            "SELECT {}, count(t.id)
+    fn people_where(&self, condition: &str, values: &[&dyn ToValue]) -> StoreResult<Vec<Person>> {
+        let rows = self.conn.query(
+            &format!(
+                "SELECT {}, count(t.id)
              FROM people p LEFT JOIN templates t ON t.person_id = p.id
              WHERE {condition}
              GROUP BY p.id ORDER BY p.name, p.id",
-            seals::select_sealed(&seals::PEOPLE)
-                .split(", ")
-                .map(|c| format!("p.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))?;
-        let mut rows = statement.query(values)?;
+                seals::select_sealed(&seals::PEOPLE)
+                    .split(", ")
+                    .map(|c| format!("p.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            values,
+        )?;
         let mut people = Vec::new();
-        while let Some(row) = rows.next()? {
+        for row in &rows {
             let id: i64 = row.get(0)?;
             let bad = |reason: String| StoreError::BadRow {
                 table: "people",
@@ -236,7 +231,7 @@ impl Store {
                 external_id: row.get(2)?,
                 modality: row.get(3).map_err(|e| bad(e.to_string()))?,
                 created_at: row.get(4)?,
-                templates: row.get::<_, i64>(6)? as usize,
+                templates: row.get::<i64>(6)? as usize,
             };
             for (field, value) in [("name", &person.name), ("id", &person.external_id)] {
                 check_text(field, value).map_err(|e| bad(e.to_string()))?;
@@ -253,7 +248,7 @@ impl Store {
         self.write(actor, "delete_person", |tx, _, changes| {
             let exists: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM people WHERE id = ?1)",
-                [person_id],
+                params![person_id],
                 |row| row.get(0),
             )?;
             if !exists {
@@ -278,20 +273,23 @@ impl Store {
             )?;
             tx.execute(
                 "UPDATE attendance SET person_id = NULL WHERE person_id = ?1",
-                [person_id],
+                params![person_id],
             )?;
             tx.execute(
                 "UPDATE decisions SET person_id = NULL WHERE person_id = ?1",
-                [person_id],
+                params![person_id],
             )?;
-            tx.execute("DELETE FROM templates WHERE person_id = ?1", [person_id])?;
-            tx.execute("DELETE FROM people WHERE id = ?1", [person_id])?;
+            tx.execute(
+                "DELETE FROM templates WHERE person_id = ?1",
+                params![person_id],
+            )?;
+            tx.execute("DELETE FROM people WHERE id = ?1", params![person_id])?;
             changes.gone(&PEOPLE, person_id);
             for key in [
                 super::records::offset_key(person_id),
                 super::operators::pin_key(person_id),
             ] {
-                if tx.execute("DELETE FROM settings WHERE key = ?1", [&key])? > 0 {
+                if tx.execute("DELETE FROM settings WHERE key = ?1", params![&key])? > 0 {
                     changes.gone(&SETTINGS, key);
                 }
             }
@@ -344,11 +342,11 @@ impl Store {
 
     /// The highest template id, for "what has been enrolled since".
     pub fn last_template_id(&self) -> StoreResult<i64> {
-        Ok(self
-            .conn
-            .query_row("SELECT coalesce(max(id), 0) FROM templates", [], |row| {
-                row.get(0)
-            })?)
+        self.conn.query_row(
+            "SELECT coalesce(max(id), 0) FROM templates",
+            params![],
+            |row| row.get(0),
+        )
     }
 
     /// Templates whose crop has not yet been embedded by `model_id` (the work of a
@@ -358,27 +356,29 @@ impl Store {
         modality: Modality,
         model_id: &str,
     ) -> StoreResult<Vec<CropTemplate>> {
-        let mut statement = self.conn.prepare(
+        let rows = self.conn.query(
             "SELECT t.id, t.person_id, t.quality, t.source_sha256, t.crop, t.model_id, t.key_id
              FROM templates t JOIN people p ON p.id = t.person_id
              WHERE p.modality = ?1 AND t.model_id <> ?2 AND t.crop IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM templates n
                                WHERE n.person_id = t.person_id AND n.model_id = ?2
                                  AND n.source_sha256 = t.source_sha256)
-             GROUP BY t.person_id, t.source_sha256
+               AND t.id = (SELECT min(u.id) FROM templates u
+                           WHERE u.person_id = t.person_id AND u.source_sha256 = t.source_sha256
+                             AND u.model_id <> ?2 AND u.crop IS NOT NULL)
              ORDER BY t.person_id, t.id",
+            params![modality, model_id],
         )?;
-        let mut rows = statement.query(params![modality, model_id])?;
         let mut found = Vec::new();
-        while let Some(row) = rows.next()? {
+        for row in &rows {
             let (template_id, person_id): (i64, i64) = (row.get(0)?, row.get(1)?);
             let crop = self.open_blob(
                 template_id,
                 person_id,
-                &row.get::<_, String>(5)?,
+                &row.get::<String>(5)?,
                 Field::Crop,
                 row.get(6)?,
-                &row.get::<_, Vec<u8>>(4)?,
+                &row.get::<Vec<u8>>(4)?,
             )?;
             found.push(CropTemplate {
                 template_id,
@@ -433,24 +433,24 @@ impl Store {
     /// Each enrolled reference crop of a modality once (a re-embedded template shares its
     /// crop with the template it came from), with the person's id.
     pub fn reference_crops(&self, modality: Modality) -> StoreResult<Vec<ReferenceCrop>> {
-        let mut statement = self.conn.prepare(
+        let rows = self.conn.query(
             "SELECT t.id, t.person_id, t.model_id, t.key_id, t.crop, p.external_id, t.source_sha256
              FROM templates t JOIN people p ON p.id = t.person_id
              WHERE p.modality = ?1 AND t.crop IS NOT NULL
                AND t.id = (SELECT min(u.id) FROM templates u
                            WHERE u.person_id = t.person_id AND u.source_sha256 = t.source_sha256)
              ORDER BY p.external_id, t.id",
+            params![modality],
         )?;
-        let mut rows = statement.query(params![modality])?;
         let mut found = Vec::new();
-        while let Some(row) = rows.next()? {
+        for row in &rows {
             let crop = self.open_blob(
                 row.get(0)?,
                 row.get(1)?,
-                &row.get::<_, String>(2)?,
+                &row.get::<String>(2)?,
                 Field::Crop,
                 row.get(3)?,
-                &row.get::<_, Vec<u8>>(4)?,
+                &row.get::<Vec<u8>>(4)?,
             )?;
             found.push(ReferenceCrop {
                 external_id: row.get(5)?,
@@ -465,25 +465,27 @@ impl Store {
     fn crops_where(
         &self,
         condition: &str,
-        values: impl rusqlite::Params,
+        values: impl Params,
         limit: Option<usize>,
     ) -> StoreResult<Vec<(i64, Vec<u8>)>> {
-        let mut statement = self.conn.prepare(&format!(
-            "SELECT t.id, t.person_id, t.model_id, t.key_id, t.crop FROM templates t
+        let rows = self.conn.query(
+            &format!(
+                "SELECT t.id, t.person_id, t.model_id, t.key_id, t.crop FROM templates t
              WHERE {condition} AND t.crop IS NOT NULL ORDER BY t.id{}",
-            limit.map_or(String::new(), |n| format!(" LIMIT {n}"))
-        ))?;
-        let mut rows = statement.query(values)?;
+                limit.map_or(String::new(), |n| format!(" LIMIT {n}"))
+            ),
+            values,
+        )?;
         let mut found = Vec::new();
-        while let Some(row) = rows.next()? {
+        for row in &rows {
             let id: i64 = row.get(0)?;
             let crop = self.open_blob(
                 id,
                 row.get(1)?,
-                &row.get::<_, String>(2)?,
+                &row.get::<String>(2)?,
                 Field::Crop,
                 row.get(3)?,
-                &row.get::<_, Vec<u8>>(4)?,
+                &row.get::<Vec<u8>>(4)?,
             )?;
             found.push((id, crop));
         }
@@ -517,7 +519,7 @@ impl Store {
                 tx,
                 keys,
                 &path,
-                "key_id IS NOT ?1 ORDER BY id LIMIT ?2",
+                "key_id IS DISTINCT FROM ?1 ORDER BY id LIMIT ?2",
                 params![keys.current_id(), chunk as i64],
             )?;
             for id in &moved {
@@ -549,12 +551,8 @@ impl Store {
     }
 }
 
-fn ids(tx: &Connection, sql: &str, person_id: i64) -> StoreResult<Vec<i64>> {
-    let mut statement = tx.prepare(sql)?;
-    let found = statement
-        .query_map([person_id], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(found)
+fn ids(tx: &Db, sql: &str, person_id: i64) -> StoreResult<Vec<i64>> {
+    tx.query_map(sql, params![person_id], |row| row.get(0))
 }
 
 /// A template row's blob, opened: the key it was sealed with, its associated data naming
@@ -579,21 +577,23 @@ fn open_blob(
 
 /// Templates (joined with their person as `p`) matching `condition`, opened and checked.
 fn read_templates(
-    conn: &Connection,
+    conn: &Db,
     keys: &Keys,
     path: &std::path::Path,
     condition: &str,
-    values: impl rusqlite::Params,
+    values: impl Params,
     shape: &TemplateShape,
 ) -> StoreResult<Vec<StoredTemplate>> {
-    let mut statement = conn.prepare(&format!(
-        "SELECT t.id, t.person_id, t.model_id, t.key_id, t.embedding
-         FROM templates t JOIN people p ON p.id = t.person_id
-         WHERE {condition} ORDER BY t.id"
-    ))?;
-    let mut rows = statement.query(values)?;
+    let rows = conn.query(
+        &format!(
+            "SELECT t.id, t.person_id, t.model_id, t.key_id, t.embedding
+             FROM templates t JOIN people p ON p.id = t.person_id
+             WHERE {condition} ORDER BY t.id"
+        ),
+        values,
+    )?;
     let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
+    for row in &rows {
         let (template_id, person_id): (i64, i64) = (row.get(0)?, row.get(1)?);
         let bytes = open_blob(
             keys,
@@ -601,11 +601,11 @@ fn read_templates(
             (
                 template_id,
                 person_id,
-                &row.get::<_, String>(2)?,
+                &row.get::<String>(2)?,
                 Field::Embedding,
             ),
             row.get(3)?,
-            &row.get::<_, Vec<u8>>(4)?,
+            &row.get::<Vec<u8>>(4)?,
         )?;
         let embedding = blob_to_embedding(&bytes).and_then(|values| {
             shape.check(&values)?;
@@ -628,7 +628,7 @@ fn read_templates(
 
 /// Inserts one template with its id chosen first, so its blobs can be bound to it.
 fn insert_template(
-    tx: &Connection,
+    tx: &Db,
     keys: &Keys,
     person_id: i64,
     model_id: &str,
@@ -681,17 +681,18 @@ struct StoredBlobs {
 /// key: blobs under an older key are opened first, blobs an earlier schema kept in the
 /// clear are taken as they are. Returns the ids sealed.
 fn seal_templates(
-    tx: &Connection,
+    tx: &Db,
     keys: &Keys,
     path: &std::path::Path,
     condition: &str,
-    values: impl rusqlite::Params,
+    values: impl Params,
 ) -> StoreResult<Vec<i64>> {
-    let mut statement = tx.prepare(&format!(
-        "SELECT id, person_id, model_id, key_id, embedding, crop FROM templates WHERE {condition}"
-    ))?;
-    let rows: Vec<StoredBlobs> = statement
-        .query_map(values, |row| {
+    let rows: Vec<StoredBlobs> = tx.query_map(
+        &format!(
+            "SELECT id, person_id, model_id, key_id, embedding, crop FROM templates WHERE {condition}"
+        ),
+        values,
+        |row| {
             Ok(StoredBlobs {
                 id: row.get(0)?,
                 person_id: row.get(1)?,
@@ -700,8 +701,8 @@ fn seal_templates(
                 embedding: row.get(4)?,
                 crop: row.get(5)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
+        },
+    )?;
     for row in &rows {
         let reseal = |field, blob: &[u8]| -> StoreResult<Vec<u8>> {
             let plain = match row.key_id {
@@ -732,7 +733,7 @@ fn seal_templates(
 
 /// Encrypts the templates a database of an earlier schema kept in the clear.
 pub(super) fn encrypt_plain_templates(
-    tx: &Connection,
+    tx: &Db,
     keys: &Keys,
     path: &std::path::Path,
 ) -> StoreResult<usize> {
@@ -742,16 +743,16 @@ pub(super) fn encrypt_plain_templates(
 /// Problems with any template a database holds: every blob must open with its row's
 /// associated data and hold finite numbers (a backup is checked so before it is restored).
 pub(super) fn unreadable_templates(
-    conn: &Connection,
+    conn: &Db,
     keys: &Keys,
     path: &std::path::Path,
 ) -> StoreResult<Vec<String>> {
-    let mut statement = conn.prepare(
+    let rows = conn.query(
         "SELECT id, person_id, model_id, key_id, embedding, crop FROM templates ORDER BY id",
+        params![],
     )?;
-    let mut rows = statement.query([])?;
     let mut problems = Vec::new();
-    while let Some(row) = rows.next()? {
+    for row in &rows {
         let (id, person_id, model_id): (i64, i64, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
         let key_id: Option<u32> = row.get(3)?;
         let embedding = open_blob(
@@ -759,7 +760,7 @@ pub(super) fn unreadable_templates(
             path,
             (id, person_id, &model_id, Field::Embedding),
             key_id,
-            &row.get::<_, Vec<u8>>(4)?,
+            &row.get::<Vec<u8>>(4)?,
         )
         .and_then(|bytes| {
             let values = blob_to_embedding(&bytes).map_err(|reason| StoreError::BadRow {
@@ -778,7 +779,7 @@ pub(super) fn unreadable_templates(
             }
             Ok(())
         });
-        let crop = match row.get::<_, Option<Vec<u8>>>(5)? {
+        let crop = match row.get::<Option<Vec<u8>>>(5)? {
             Some(crop) => open_blob(
                 keys,
                 path,

@@ -2,8 +2,8 @@
 //! bands among them), and attendance imported from elsewhere. Values are checked on the
 //! way in and again on the way back: a score is a number in [0, 1], a time is a time.
 
+use super::sql::{Db, OptionalExtension, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{ATTENDANCE, DECISIONS, SETTINGS};
@@ -146,7 +146,7 @@ impl Store {
                 "INSERT INTO attendance (person_id, kind, at, score) VALUES (?1, ?2, ?3, ?4)",
                 params![person_id, kind, at, score],
             )?;
-            changes.put(tx, &ATTENDANCE, tx.last_insert_rowid())?;
+            changes.put(tx, &ATTENDANCE, tx.last_insert_rowid()?)?;
             let detail = serde_json::json!({
                 "person_id": person_id, "kind": kind, "score": score, "liveness": liveness,
             });
@@ -172,7 +172,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![person_id, modality, score, bands.high, bands.low, decision, operator, now()],
             )?;
-            changes.put(tx, &DECISIONS, tx.last_insert_rowid())?;
+            changes.put(tx, &DECISIONS, tx.last_insert_rowid()?)?;
             let detail = serde_json::json!({ "person_id": person_id, "score": score, "decision": decision });
             Ok::<_, StoreError>(((), detail))
         })
@@ -182,17 +182,17 @@ impl Store {
     /// the kiosk punches too (each was an accept; attempts the kiosk did not recognise are
     /// not recorded, so they cannot be replayed).
     pub fn decisions(&self, modality: Modality) -> StoreResult<Vec<PastDecision>> {
-        let mut statement = self.conn.prepare(
+        let rows = self.conn.query(
             "SELECT 'decisions', d.id, d.score, d.decision, d.at, 'verification by ' || d.operator, p.name, p.external_id, p.id
              FROM decisions d LEFT JOIN people p ON p.id = d.person_id WHERE d.modality = ?1
              UNION ALL
              SELECT 'attendance', a.id, a.score, 'accept', a.at, 'kiosk punch', p.name, p.external_id, p.id
              FROM attendance a LEFT JOIN people p ON p.id = a.person_id WHERE ?1 = 'face'
              ORDER BY 5, 2",
+            params![modality],
         )?;
-        let mut rows = statement.query(params![modality])?;
         let mut found = Vec::new();
-        while let Some(row) = rows.next()? {
+        for row in &rows {
             let table: String = row.get(0)?;
             let id: i64 = row.get(1)?;
             let bad = |reason: String| StoreError::BadRow {
@@ -225,12 +225,14 @@ impl Store {
 
     /// A setting's value; its seal must hold (when the key is at hand).
     pub fn setting(&self, key: &str) -> StoreResult<Option<String>> {
-        let mut statement = self.conn.prepare(&format!(
-            "SELECT {} FROM settings WHERE key = ?1",
-            seals::select_sealed(&seals::SETTINGS)
-        ))?;
-        let mut rows = statement.query(params![key])?;
-        let Some(row) = rows.next()? else {
+        let rows = self.conn.query(
+            &format!(
+                "SELECT {} FROM settings WHERE key = ?1",
+                seals::select_sealed(&seals::SETTINGS)
+            ),
+            params![key],
+        )?;
+        let Some(row) = rows.first() else {
             return Ok(None);
         };
         if let Some(keys) = &self.keys
@@ -302,12 +304,11 @@ impl Store {
 
     /// Every person's offset that is set, by person id.
     pub fn person_offsets(&self) -> StoreResult<std::collections::BTreeMap<i64, f32>> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT key FROM settings WHERE key LIKE 'offset.person.%'")?;
-        let keys: Vec<String> = statement
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
+        let keys: Vec<String> = self.conn.query_map(
+            "SELECT key FROM settings WHERE key LIKE 'offset.person.%'",
+            params![],
+            |row| row.get(0),
+        )?;
         let mut offsets = std::collections::BTreeMap::new();
         for key in keys {
             let person_id =
@@ -348,16 +349,16 @@ impl Store {
         from: Option<&str>,
         to: Option<&str>,
     ) -> StoreResult<Vec<AttendanceRecord>> {
-        let mut statement = self.conn.prepare(
+        let rows = self.conn.query(
             "SELECT a.id, a.at, a.kind, a.score, p.external_id, p.name
              FROM attendance a LEFT JOIN people p ON p.id = a.person_id
-             WHERE (?1 IS NULL OR a.at >= ?1) AND (?2 IS NULL OR a.at <= ?2)
+             WHERE (CAST(?1 AS TEXT) IS NULL OR a.at >= ?1) AND (CAST(?2 AS TEXT) IS NULL OR a.at <= ?2)
              ORDER BY a.at, a.id",
+            params![from, to],
         )?;
-        let mut rows = statement.query(params![from, to])?;
         let mut corrections = self.corrections()?;
         let mut found = Vec::new();
-        while let Some(row) = rows.next()? {
+        for row in &rows {
             let id: i64 = row.get(0)?;
             let bad = |reason: String| StoreError::BadRow {
                 table: "attendance",
@@ -382,12 +383,12 @@ impl Store {
 
     /// The corrections the audit log records, by the attendance row each wrote.
     fn corrections(&self) -> StoreResult<std::collections::HashMap<i64, Correction>> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT id, actor, detail FROM audit WHERE action = ?1")?;
-        let mut rows = statement.query(params![CORRECTION_ACTION])?;
+        let rows = self.conn.query(
+            "SELECT id, actor, detail FROM audit WHERE action = ?1",
+            params![CORRECTION_ACTION],
+        )?;
         let mut found = std::collections::HashMap::new();
-        while let Some(row) = rows.next()? {
+        for row in &rows {
             let id: i64 = row.get(0)?;
             let detail: String = row.get(2)?;
             let parsed = serde_json::from_str::<serde_json::Value>(&detail).ok();
@@ -458,7 +459,7 @@ impl Store {
                 "INSERT INTO attendance (person_id, kind, at, score) VALUES (?1, ?2, ?3, 0)",
                 params![person_id, kind, at],
             )?;
-            let attendance_id = tx.last_insert_rowid();
+            let attendance_id = tx.last_insert_rowid()?;
             changes.put(tx, &ATTENDANCE, attendance_id)?;
             let detail = serde_json::json!({
                 "attendance_id": attendance_id, "person_id": person_id, "kind": kind,
@@ -513,7 +514,7 @@ impl Store {
                     None => None,
                 };
                 let exists: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM attendance WHERE person_id IS ?1 AND kind = ?2 AND at = ?3)",
+                    "SELECT EXISTS (SELECT 1 FROM attendance WHERE person_id IS NOT DISTINCT FROM ?1 AND kind = ?2 AND at = ?3)",
                     params![person_id, record.kind, at],
                     |row| row.get(0),
                 )?;
@@ -525,7 +526,7 @@ impl Store {
                     "INSERT INTO attendance (person_id, kind, at, score) VALUES (?1, ?2, ?3, ?4)",
                     params![person_id, record.kind, at, record.score],
                 )?;
-                changes.put(tx, &ATTENDANCE, tx.last_insert_rowid())?;
+                changes.put(tx, &ATTENDANCE, tx.last_insert_rowid()?)?;
                 added += 1;
             }
             let detail = serde_json::json!({ "added": added, "skipped": skipped });
@@ -535,7 +536,7 @@ impl Store {
 }
 
 pub(super) fn upsert_setting(
-    tx: &rusqlite::Connection,
+    tx: &Db,
     keys: &super::Keys,
     changes: &mut super::Changes,
     key: &str,

@@ -3,11 +3,10 @@
 //! under the database's key, checked every time they are read. An edited name, a swapped
 //! id or bands set to 0/0 in a SQLite shell is an error naming the row, never a verdict.
 
-use rusqlite::{Connection, OptionalExtension, ToSql};
-
 use super::canonical::encode_columns;
 use super::keys::Keys;
 use super::ledger::Table;
+use super::sql::{Db, OptionalExtension, Row, ToValue, params};
 use crate::error::StoreResult;
 
 /// People, sealed over these columns (the key first).
@@ -57,10 +56,10 @@ pub const PROPOSALS: Table = Table {
 const ALL: [&Table; 4] = [&PEOPLE, &SETTINGS, &OPERATORS, &PROPOSALS];
 
 /// The parts a seal covers, from a row whose first columns are `which.columns`.
-fn parts(which: &Table, row: &rusqlite::Row) -> rusqlite::Result<Vec<Vec<u8>>> {
+fn parts(which: &Table, row: &Row) -> Vec<Vec<u8>> {
     let mut parts = vec![which.name.as_bytes().to_vec()];
-    parts.extend(encode_columns(row, which.columns.len())?);
-    Ok(parts)
+    parts.extend(encode_columns(row, which.columns.len()));
+    parts
 }
 
 fn as_slices(parts: &[Vec<u8>]) -> Vec<&[u8]> {
@@ -68,7 +67,7 @@ fn as_slices(parts: &[Vec<u8>]) -> Vec<&[u8]> {
 }
 
 /// Seals the row of `which` under `key` as it now stands.
-pub fn seal(conn: &Connection, keys: &Keys, which: &Table, key: &dyn ToSql) -> StoreResult<()> {
+pub fn seal(conn: &Db, keys: &Keys, which: &Table, key: &dyn ToValue) -> StoreResult<()> {
     let select = format!(
         "SELECT {} FROM {} WHERE {} = ?1",
         which.columns.join(", "),
@@ -77,7 +76,7 @@ pub fn seal(conn: &Connection, keys: &Keys, which: &Table, key: &dyn ToSql) -> S
     );
     let sealed: Option<String> = conn
         .query_row(&select, [key], |row| {
-            Ok(keys.seal(&as_slices(&parts(which, row)?)))
+            Ok(keys.seal(&as_slices(&parts(which, row))))
         })
         .optional()?;
     if let Some(sealed) = sealed {
@@ -86,16 +85,16 @@ pub fn seal(conn: &Connection, keys: &Keys, which: &Table, key: &dyn ToSql) -> S
                 "UPDATE {} SET seal = ?1 WHERE {} = ?2",
                 which.name, which.key
             ),
-            rusqlite::params![sealed, key],
+            params![sealed, key],
         )?;
     }
     Ok(())
 }
 
 /// Whether a row read as `which.columns` then its seal carries a true seal.
-pub fn holds(keys: &Keys, which: &Table, row: &rusqlite::Row) -> rusqlite::Result<bool> {
+pub fn holds(keys: &Keys, which: &Table, row: &Row) -> StoreResult<bool> {
     let seal: Option<String> = row.get(which.columns.len())?;
-    let parts = parts(which, row)?;
+    let parts = parts(which, row);
     Ok(seal.is_some_and(|seal| keys.check_seal(&as_slices(&parts), &seal)))
 }
 
@@ -105,24 +104,24 @@ pub fn select_sealed(which: &Table) -> String {
 }
 
 /// Every sealed row whose seal does not hold, one line each.
-pub fn broken(conn: &Connection, keys: &Keys) -> StoreResult<Vec<String>> {
+pub fn broken(conn: &Db, keys: &Keys) -> StoreResult<Vec<String>> {
     let mut found = Vec::new();
     for which in ALL {
-        let mut statement = conn.prepare(&format!(
-            "SELECT {} FROM {} ORDER BY {}",
-            select_sealed(which),
-            which.name,
-            which.key
-        ))?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
+        let rows = conn.query(
+            &format!(
+                "SELECT {} FROM {} ORDER BY {}",
+                select_sealed(which),
+                which.name,
+                which.key
+            ),
+            params![],
+        )?;
+        for row in &rows {
             if !holds(keys, which, row)? {
-                let key =
-                    String::from_utf8_lossy(&super::canonical::encode_value(row.get_ref(0)?)[1..])
-                        .into_owned();
                 found.push(format!(
-                    "{} row {key}: its seal does not match its content",
-                    which.name
+                    "{} row {}: its seal does not match its content",
+                    which.name,
+                    row.value(0).key_text()
                 ));
             }
         }
@@ -131,21 +130,17 @@ pub fn broken(conn: &Connection, keys: &Keys) -> StoreResult<Vec<String>> {
 }
 
 /// Re-seals every sealed row with the current key (a key rotation).
-pub fn reseal_all(conn: &Connection, keys: &Keys) -> StoreResult<Vec<(&'static Table, String)>> {
+pub fn reseal_all(conn: &Db, keys: &Keys) -> StoreResult<Vec<(&'static Table, String)>> {
     let mut resealed = Vec::new();
     for which in ALL {
-        let mut statement = conn.prepare(&format!("SELECT {} FROM {}", which.key, which.name))?;
-        let keys_of_rows: Vec<rusqlite::types::Value> = statement
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
+        let keys_of_rows = conn.query_map(
+            &format!("SELECT {} FROM {}", which.key, which.name),
+            params![],
+            |row| Ok(row.value(0).clone()),
+        )?;
         for key in keys_of_rows {
             seal(conn, keys, which, &key)?;
-            let text = match &key {
-                rusqlite::types::Value::Integer(i) => i.to_string(),
-                rusqlite::types::Value::Text(t) => t.clone(),
-                other => format!("{other:?}"),
-            };
-            resealed.push((which, text));
+            resealed.push((which, key.key_text()));
         }
     }
     Ok(resealed)

@@ -176,3 +176,4 @@ pub fn enroll_writer(
     )
     .unwrap();
 }
+pub mod server;
