@@ -128,7 +128,8 @@ impl Context {
         }
     }
 
-    fn server_url(&self) -> Option<&str> {
+    /// The server's URL when `db` names one.
+    pub fn server_url(&self) -> Option<&str> {
         self.db.to_str().filter(|_| self.on_server())
     }
 

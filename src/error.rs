@@ -151,6 +151,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("the database server refused ({reason}): {location}")]
     Server { reason: String, location: PathBuf },
+    #[error("the database server cannot be reached ({reason}): {location}")]
+    Unreachable { reason: String, location: PathBuf },
     #[error("a stored value in column {column} is not what Vouch writes ({reason})")]
     Value { column: usize, reason: String },
     #[error("no such row")]

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::face::TEMPLATE_SHAPE;
 use crate::face::recognition::EMBEDDING_DIM;
 use crate::matching::face_score;
-use crate::store::{Store, StoredTemplate};
+use crate::store::{GalleryChange, Store, StoredTemplate};
 use crate::types::Modality;
 
 /// People per parallel task: large enough to amortise scheduling, small enough to balance.
@@ -98,8 +98,58 @@ impl Gallery {
         ))
     }
 
+    /// Takes a person out: they are never a candidate again. Their rows stay in the
+    /// matrix until the rows no one owns outnumber the rest, then it is rebuilt.
+    pub fn remove_person(&mut self, person_id: i64) -> bool {
+        let Some(at) = self.people.iter().position(|(id, _)| *id == person_id) else {
+            return false;
+        };
+        self.people.swap_remove(at);
+        let live: usize = self.people.iter().map(|(_, rows)| rows.len()).sum();
+        if self.squared_norms.len() - live > live.max(1024) {
+            self.compact();
+        }
+        true
+    }
+
+    fn compact(&mut self) {
+        let mut matrix = Vec::new();
+        let mut squared_norms = Vec::new();
+        for (_, rows) in &mut self.people {
+            let start = squared_norms.len();
+            matrix.extend_from_slice(&self.matrix[rows.start * self.dim..rows.end * self.dim]);
+            squared_norms.extend_from_slice(&self.squared_norms[rows.clone()]);
+            *rows = start..squared_norms.len();
+        }
+        self.matrix = matrix;
+        self.squared_norms = squared_norms;
+    }
+
+    /// Applies what another kiosk or desk changed (`GalleryFeed`): the people named are
+    /// read again from `store` (a deleted one is gone), or the whole gallery is.
+    /// `checked_up_to` stays: an enrollment's duplicate check then looks again at the
+    /// templates that arrived this way, which costs a little and misses nothing.
+    pub fn follow(&mut self, store: &Store, model_id: &str, change: &GalleryChange) -> Result<()> {
+        match change {
+            GalleryChange::Everything => *self = Self::of_faces(store, model_id)?,
+            GalleryChange::People(people) => {
+                for &person_id in people {
+                    self.remove_person(person_id);
+                    let templates = store.person_templates(person_id, model_id, &TEMPLATE_SHAPE)?;
+                    if !templates.is_empty() {
+                        self.add_person(
+                            person_id,
+                            templates.iter().map(|t| t.embedding.as_slice()),
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn templates(&self) -> usize {
-        self.squared_norms.len()
+        self.people.iter().map(|(_, rows)| rows.len()).sum()
     }
 
     pub fn people(&self) -> usize {
@@ -182,6 +232,40 @@ mod tests {
                 ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
             })
             .collect()
+    }
+
+    /// Removed people are never candidates, before and after the matrix is rebuilt
+    /// without their rows, and the others are found as before.
+    #[test]
+    fn removed_people_are_never_found_again() {
+        let dim = 16;
+        let templates: Vec<StoredTemplate> = (0..3000)
+            .map(|i| StoredTemplate {
+                template_id: i,
+                person_id: i % 1500,
+                embedding: pseudo_random(i as u64, dim),
+            })
+            .collect();
+        let mut gallery = Gallery::from_templates(dim, &templates).unwrap();
+        let probe = &templates[42].embedding;
+        assert_eq!(gallery.search(probe, 1).unwrap()[0].person_id, 42);
+        assert!(gallery.remove_person(42));
+        assert!(!gallery.remove_person(42));
+        assert!(
+            gallery
+                .search(probe, 1500)
+                .unwrap()
+                .iter()
+                .all(|c| c.person_id != 42)
+        );
+        // Most people gone: the matrix is rebuilt, and what is left is found as before.
+        for person in (0..1500).filter(|p| p % 10 != 7) {
+            gallery.remove_person(person);
+        }
+        assert_eq!((gallery.people(), gallery.templates()), (150, 300));
+        let probe = &templates[1507].embedding;
+        assert_eq!(gallery.search(probe, 1).unwrap()[0].person_id, 7);
+        assert_eq!(gallery.search(probe, 1000).unwrap().len(), 150);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::face::FaceModels;
 use crate::face::liveness::Liveness;
 use crate::gallery::Gallery;
 use crate::signature::SignatureModel;
+use crate::store::{GalleryChange, GalleryFeed};
 use crate::store::{Person, Proposal, Session, Store};
 use crate::types::{Bands, Modality, Permission, Role};
 use crate::workflow::governance::{self, GateReport, Reembedding};
@@ -404,6 +405,10 @@ struct Worker {
     signatures: Result<SignatureModel, String>,
     store: Store,
     gallery: Gallery,
+    /// On a shared server: what the site's other kiosks and desks change in the gallery.
+    feed: Option<GalleryFeed>,
+    /// A change could not be read: the whole gallery is read again at the next chance.
+    gallery_behind: bool,
     context: Context,
     /// `None` while locked: only the kiosk's camera punches run.
     session: Option<Session>,
@@ -425,6 +430,12 @@ impl Worker {
         let faces = context.load_faces().map_err(text)?;
         let store = context.open_store().map_err(text)?;
         let signatures = context.load_signature_model(Some(&store)).map_err(text);
+        // Listening first, then reading the gallery: nothing changed in between is missed.
+        let feed = context
+            .server_url()
+            .map(GalleryFeed::listen)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let gallery = Gallery::of_faces(&store, &faces.model_id()).map_err(|e| e.to_string())?;
         // Without operator accounts the window is a single-user desk, as the CLI is.
         let session = (!store.has_operators().map_err(|e| e.to_string())?)
@@ -441,6 +452,8 @@ impl Worker {
             signatures,
             store,
             gallery,
+            feed,
+            gallery_behind: false,
             context: context.clone(),
             session,
         })
@@ -575,6 +588,7 @@ impl Worker {
 
     /// Serves one request; false when the window has gone.
     fn serve(&mut self, request: Request, cancel: &AtomicBool, outbox: &Outbox<impl Fn()>) -> bool {
+        self.follow_gallery();
         let session = match self.authorized(request.permission()) {
             Ok(session) => session,
             Err(error) => {
@@ -1074,6 +1088,27 @@ impl Worker {
         match crate::enroll::assess_face(&self.faces, &picture, &bytes).map_err(text)? {
             Ok(sample) => Ok(format!("good: one face, sharpness {:.0}", sample.sharpness)),
             Err(rejection) => Err(rejection.to_string()),
+        }
+    }
+
+    /// Brings the gallery up to what the other kiosks and desks changed. When the server
+    /// cannot be read, the kiosk keeps matching against the gallery it has; the feed
+    /// says "everything" once the server is back.
+    fn follow_gallery(&mut self) {
+        let Some(feed) = &self.feed else { return };
+        let mut changes = feed.pending();
+        if self.gallery_behind {
+            changes.insert(0, GalleryChange::Everything);
+        }
+        for change in changes {
+            let followed = self
+                .gallery
+                .follow(&self.store, &self.faces.model_id(), &change);
+            self.gallery_behind = followed.is_err();
+            if let Err(error) = followed {
+                tracing::warn!(%error, "the gallery could not follow a change: keeping the last one until the server answers");
+                break;
+            }
         }
     }
 

@@ -22,6 +22,7 @@ pub mod keys;
 mod ledger;
 mod migrate;
 mod operators;
+pub mod outbox;
 mod people;
 mod records;
 mod seals;
@@ -46,7 +47,7 @@ pub use migrate::Migration;
 pub use operators::{LOCKOUT, MAX_FAILED_LOGINS, OperatorInfo, Session};
 pub use people::{Enrollment, blob_to_embedding, embedding_to_blob};
 pub use records::{AttendanceRecord, Correction, MAX_PERSON_OFFSET};
-pub use server::is_server;
+pub use server::{GalleryChange, GalleryFeed, is_server};
 pub use text::check_text;
 
 use crate::types::{Decision, Modality, PunchKind};
@@ -398,6 +399,14 @@ impl Store {
         let tx = self.conn.begin_write()?;
         let mut changes = Changes::default();
         let (value, detail) = body(&tx, keys, &mut changes)?;
+        if tx.dialect() == sql::Dialect::Postgres
+            && let Some(payload) = server::gallery_payload(&tx, &changes)?
+        {
+            tx.execute(
+                "SELECT pg_notify(?1, ?2)",
+                params![server::GALLERY_CHANNEL, payload],
+            )?;
+        }
         // A transaction that wrote nothing and has nothing to say leaves no audit row.
         if !(changes.is_empty() && detail.is_null()) {
             audit::append(&tx, keys, actor, action, &detail.to_string(), &changes)?;

@@ -101,20 +101,70 @@ impl Store {
         repeat_window: chrono::Duration,
         actor: &str,
     ) -> StoreResult<Punch> {
+        self.record_punch(person_id, score, liveness, None, repeat_window, actor)
+    }
+
+    /// A punch a kiosk queued while the server was away (`Outbox`), recorded at the time
+    /// it was made, with the audit row saying it arrived late. Sent again after a crash
+    /// between the server's commit and the outbox's, it is found (the same person at the
+    /// same instant) and not recorded twice. Its kind and repeat window are judged
+    /// against the punches before it.
+    pub fn punch_delayed(
+        &mut self,
+        person_id: i64,
+        score: f32,
+        liveness: Option<f32>,
+        at: &str,
+        repeat_window: chrono::Duration,
+        actor: &str,
+    ) -> StoreResult<Punch> {
+        let time = parse_time(at).map_err(StoreError::InvalidSetting)?;
+        self.record_punch(person_id, score, liveness, Some(time), repeat_window, actor)
+    }
+
+    fn record_punch(
+        &mut self,
+        person_id: i64,
+        score: f32,
+        liveness: Option<f32>,
+        made_at: Option<DateTime<Utc>>,
+        repeat_window: chrono::Duration,
+        actor: &str,
+    ) -> StoreResult<Punch> {
         check_score(score).map_err(StoreError::InvalidSetting)?;
         if let Some(live) = liveness {
             check_score(live).map_err(StoreError::InvalidSetting)?;
         }
         let path = self.path.clone();
         let punched = self.write(actor, "attendance", |tx, _, changes| {
+            let made_text = made_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            if let Some(at) = &made_text {
+                let delivered: Option<PunchKind> = tx
+                    .query_row(
+                        "SELECT kind FROM attendance WHERE person_id = ?1 AND at = ?2",
+                        params![person_id, at],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if let Some(kind) = delivered {
+                    let repeat = Punch::Repeat {
+                        last_kind: kind,
+                        last_at: at.clone(),
+                    };
+                    return Ok((Some(repeat), serde_json::Value::Null));
+                }
+            }
+            // A live punch follows the person's last punch; a late one, the last before it.
             let last: Option<(i64, PunchKind, String)> = tx
                 .query_row(
-                    "SELECT id, kind, at FROM attendance WHERE person_id = ?1 ORDER BY at DESC, id DESC LIMIT 1",
-                    params![person_id],
+                    "SELECT id, kind, at FROM attendance
+                     WHERE person_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR at <= ?2)
+                     ORDER BY at DESC, id DESC LIMIT 1",
+                    params![person_id, made_text],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()?;
-            let now = Utc::now();
+            let now = made_at.unwrap_or_else(Utc::now);
             let last = last
                 .map(|(id, kind, at)| {
                     let time = parse_time(&at).map_err(|reason| StoreError::BadRow {
@@ -147,9 +197,14 @@ impl Store {
                 params![person_id, kind, at, score],
             )?;
             changes.put(tx, &ATTENDANCE, tx.last_insert_rowid()?)?;
-            let detail = serde_json::json!({
+            let mut detail = serde_json::json!({
                 "person_id": person_id, "kind": kind, "score": score, "liveness": liveness,
             });
+            if made_at.is_some() {
+                detail["delayed"] = serde_json::json!({
+                    "made_at": at, "arrived_at": super::now(),
+                });
+            }
             Ok((Some(Punch::Recorded { kind, at }), detail))
         });
         punched.map(|punch| punch.expect("a punch or a repeat"))

@@ -41,11 +41,8 @@ fn connect(url: &str) -> StoreResult<Db> {
     let location = describe(&config);
     let client = config
         .connect(postgres::NoTls)
-        .map_err(|e| StoreError::Server {
-            reason: e.to_string(),
-            location: PathBuf::from(&location),
-        })?;
-    Ok(Db::postgres(client, &location))
+        .map_err(|e| super::sql::server_error(e, Path::new(&location)))?;
+    Ok(Db::postgres(client, config, &location))
 }
 
 /// `postgres://user@host:port/dbname`, without the password.
@@ -138,7 +135,7 @@ impl Store {
     /// session is read-only, so a command that only reads cannot change the site.
     pub fn open_server_read_only(url: &str, key_path: &Path) -> StoreResult<Self> {
         let db = connect(url)?;
-        db.execute_batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+        db.set_session("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
         let path = db.location().to_path_buf();
         match schema_version(&db)? {
             0 => {
@@ -163,5 +160,225 @@ impl Store {
             keys: super::Keys::load(key_path)?,
             read_only: true,
         })
+    }
+}
+
+/// The channel every write that changes who is enrolled notifies, inside its transaction
+/// (so the note leaves at commit, never for a rolled-back write).
+pub const GALLERY_CHANNEL: &str = "vouch_gallery";
+/// More people than this in one write: the note says "everything" (a notification carries
+/// under 8000 bytes).
+const MOST_PEOPLE_NAMED: usize = 500;
+/// How often a quiet listener checks that its server is still there.
+const LISTENER_CHECK: Duration = Duration::from_secs(2);
+
+/// What changed in the enrolled gallery, as another kiosk or desk said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GalleryChange {
+    /// These people were enrolled, re-enrolled, re-embedded or deleted: read them again.
+    People(Vec<i64>),
+    /// Read the whole gallery again: a write named too many people, or this kiosk was cut
+    /// off from the server and may have missed notes.
+    Everything,
+}
+
+impl GalleryChange {
+    fn from_payload(payload: &str) -> Self {
+        if payload == "*" {
+            return GalleryChange::Everything;
+        }
+        payload
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<i64>, _>>()
+            .map_or(GalleryChange::Everything, GalleryChange::People)
+    }
+}
+
+/// The people a write changed in the gallery, as its notification says them.
+pub(super) fn gallery_payload(
+    db: &Db,
+    changes: &super::ledger::Changes,
+) -> StoreResult<Option<String>> {
+    let mut people = std::collections::BTreeSet::new();
+    for (table, keys) in changes
+        .put
+        .iter()
+        .map(|(t, rows)| (t, rows.keys().cloned().collect::<Vec<_>>()))
+        .chain(
+            changes
+                .gone
+                .iter()
+                .map(|(t, keys)| (t, keys.iter().cloned().collect())),
+        )
+    {
+        match table.as_str() {
+            "people" => people.extend(keys.iter().filter_map(|k| k.parse::<i64>().ok())),
+            "templates" => {
+                if keys.len() > MOST_PEOPLE_NAMED {
+                    return Ok(Some("*".into()));
+                }
+                for key in keys {
+                    let owner: Option<i64> = db
+                        .query_row(
+                            "SELECT person_id FROM templates WHERE id = ?1",
+                            params![key.parse::<i64>().unwrap_or(-1)],
+                            |row| row.get(0),
+                        )
+                        .optional()?;
+                    people.extend(owner);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(match people.len() {
+        0 if !changes.gone.contains_key("templates") => None,
+        0 => Some("*".into()),
+        n if n > MOST_PEOPLE_NAMED => Some("*".into()),
+        _ => Some(
+            people
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    })
+}
+
+/// A kiosk's ear on the server: a connection of its own that listens on
+/// `GALLERY_CHANNEL` in a thread and hands over what it hears. When the server goes
+/// away it keeps trying to reconnect, and once back says `Everything`.
+pub struct GalleryFeed {
+    changes: std::sync::mpsc::Receiver<GalleryChange>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    listener: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GalleryFeed {
+    /// Starts listening on the server `url` names; fails at once when it cannot be reached.
+    pub fn listen(url: &str) -> StoreResult<Self> {
+        let first = listening(url)?;
+        let (send, changes) = std::sync::mpsc::channel();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listener = {
+            let (url, stop) = (url.to_string(), std::sync::Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("gallery feed".into())
+                .spawn(move || listen_until_stopped(&url, first, &send, &stop))
+                .map_err(|e| StoreError::Io {
+                    source: e,
+                    path: PathBuf::from("the gallery feed's thread"),
+                })?
+        };
+        Ok(Self {
+            changes,
+            stop,
+            listener: Some(listener),
+        })
+    }
+
+    /// Every change heard since the last call, oldest first.
+    pub fn pending(&self) -> Vec<GalleryChange> {
+        self.changes.try_iter().collect()
+    }
+
+    /// The next change, waiting up to `timeout`.
+    pub fn next_within(&self, timeout: Duration) -> Option<GalleryChange> {
+        self.changes.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for GalleryFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(listener) = self.listener.take() {
+            let _ = listener.join();
+        }
+    }
+}
+
+fn listening(url: &str) -> StoreResult<postgres::Client> {
+    let db = connect(url)?;
+    db.execute_batch(&format!("LISTEN {GALLERY_CHANNEL}"))?;
+    Ok(db.into_client().expect("connect makes a server connection"))
+}
+
+fn listen_until_stopped(
+    url: &str,
+    mut client: postgres::Client,
+    send: &std::sync::mpsc::Sender<GalleryChange>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use postgres::fallible_iterator::FallibleIterator;
+    use std::sync::atomic::Ordering;
+    let mut last_check = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let mut lost = false;
+        {
+            let mut notifications = client.notifications();
+            let mut heard = notifications.timeout_iter(Duration::from_millis(100));
+            loop {
+                match heard.next() {
+                    Ok(Some(note)) => {
+                        if send
+                            .send(GalleryChange::from_payload(note.payload()))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        lost = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if !lost && last_check.elapsed() >= LISTENER_CHECK {
+            lost = client.is_valid(LISTENER_CHECK).is_err();
+            last_check = std::time::Instant::now();
+        }
+        if lost {
+            tracing::warn!("the gallery feed lost the server; reconnecting");
+            let mut wait = Duration::from_millis(200);
+            client = loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(wait);
+                match listening(url) {
+                    Ok(client) => break client,
+                    Err(error) => {
+                        tracing::debug!(%error, "the server is still away");
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                }
+            };
+            tracing::info!("the gallery feed is back: reloading the whole gallery");
+            if send.send(GalleryChange::Everything).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GalleryChange;
+
+    #[test]
+    fn a_note_names_people_or_asks_for_everything() {
+        assert_eq!(
+            GalleryChange::from_payload("3,17"),
+            GalleryChange::People(vec![3, 17])
+        );
+        for payload in ["*", "", "3,x", "9999999999999999999999"] {
+            assert_eq!(
+                GalleryChange::from_payload(payload),
+                GalleryChange::Everything
+            );
+        }
     }
 }

@@ -262,6 +262,12 @@ enum Engine {
 
 struct Server {
     client: RefCell<postgres::Client>,
+    /// To connect again after the server went away (a restart, a network cut).
+    config: postgres::Config,
+    /// Statements every new session runs first (a read-only session says so).
+    session_setup: RefCell<Vec<String>>,
+    /// A lost connection is not replaced under an open transaction: it failed.
+    in_transaction: std::cell::Cell<bool>,
     /// Statements prepared on this connection, by their SQLite text.
     statements: RefCell<HashMap<String, postgres::Statement>>,
 }
@@ -286,10 +292,13 @@ impl Db {
         }
     }
 
-    pub fn postgres(client: postgres::Client, location: &str) -> Self {
+    pub fn postgres(client: postgres::Client, config: postgres::Config, location: &str) -> Self {
         Self {
             engine: Engine::Postgres(Box::new(Server {
                 client: RefCell::new(client),
+                config,
+                session_setup: RefCell::new(Vec::new()),
+                in_transaction: std::cell::Cell::new(false),
                 statements: RefCell::new(HashMap::new()),
             })),
             location: PathBuf::from(location),
@@ -323,6 +332,14 @@ impl Db {
         }
     }
 
+    /// The server connection itself, for what only it does (listening for notes).
+    pub fn into_client(self) -> Option<postgres::Client> {
+        match self.engine {
+            Engine::Sqlite(_) => None,
+            Engine::Postgres(server) => Some(server.client.into_inner()),
+        }
+    }
+
     pub fn as_sqlite_mut(&mut self) -> Option<&mut rusqlite::Connection> {
         match &mut self.engine {
             Engine::Sqlite(conn) => Some(conn),
@@ -341,6 +358,7 @@ impl Db {
                     .map_err(|e| self.sqlite_error(e))
             }
             Engine::Postgres(server) => {
+                self.reconnect_if_lost(server)?;
                 let statement = self.pg_statement(sql)?;
                 let bound: Vec<&(dyn ToSql + Sync)> =
                     values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
@@ -358,11 +376,14 @@ impl Db {
     pub fn execute_batch(&self, sql: &str) -> StoreResult<()> {
         match &self.engine {
             Engine::Sqlite(conn) => conn.execute_batch(sql).map_err(|e| self.sqlite_error(e)),
-            Engine::Postgres(server) => server
-                .client
-                .borrow_mut()
-                .batch_execute(sql)
-                .map_err(|e| self.pg_error(e)),
+            Engine::Postgres(server) => {
+                self.reconnect_if_lost(server)?;
+                server
+                    .client
+                    .borrow_mut()
+                    .batch_execute(sql)
+                    .map_err(|e| self.pg_error(e))
+            }
         }
     }
 
@@ -387,6 +408,7 @@ impl Db {
                 Ok(found)
             }
             Engine::Postgres(server) => {
+                self.reconnect_if_lost(server)?;
                 let statement = self.pg_statement(sql)?;
                 let bound: Vec<&(dyn ToSql + Sync)> =
                     values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
@@ -458,10 +480,51 @@ impl Db {
                 }
             }
         }
+        if let Engine::Postgres(server) = &self.engine {
+            server.in_transaction.set(true);
+        }
         Ok(Transaction {
             db: self,
             open: true,
         })
+    }
+
+    /// Runs `sql` now and again first thing in every session after a reconnection.
+    pub fn set_session(&self, sql: &str) -> StoreResult<()> {
+        self.execute_batch(sql)?;
+        if let Engine::Postgres(server) = &self.engine {
+            server.session_setup.borrow_mut().push(sql.to_string());
+        }
+        Ok(())
+    }
+
+    /// A connection the server dropped is made again before the next statement, outside
+    /// a transaction: the statement that found it gone failed, the next one need not.
+    fn reconnect_if_lost(&self, server: &Server) -> StoreResult<()> {
+        if !server.client.borrow().is_closed() || server.in_transaction.get() {
+            return Ok(());
+        }
+        let client = server
+            .config
+            .connect(postgres::NoTls)
+            .map_err(|e| self.pg_error(e))?;
+        *server.client.borrow_mut() = client;
+        server.statements.borrow_mut().clear();
+        tracing::info!(server = %self.location.display(), "connected to the server again");
+        for sql in server.session_setup.borrow().iter() {
+            server
+                .client
+                .borrow_mut()
+                .batch_execute(sql)
+                .map_err(|e| self.pg_error(e))?;
+        }
+        Ok(())
+    }
+
+    fn transaction_ended(&self) {
+        if let Engine::Postgres(server) = &self.engine {
+            server.in_transaction.set(false);
+        }
     }
 
     fn sqlite_error(&self, error: rusqlite::Error) -> StoreError {
@@ -469,19 +532,16 @@ impl Db {
     }
 
     fn pg_error(&self, error: postgres::Error) -> StoreError {
-        StoreError::Server {
-            reason: error
-                .as_db_error()
-                .map_or_else(|| error.to_string(), |db| db.message().to_string()),
-            location: self.location.clone(),
-        }
+        server_error(error, &self.location)
     }
 
     fn pg_statement(&self, sql: &str) -> StoreResult<postgres::Statement> {
         let Engine::Postgres(server) = &self.engine else {
             unreachable!("called for PostgreSQL only")
         };
-        let Server { client, statements } = server.as_ref();
+        let Server {
+            client, statements, ..
+        } = server.as_ref();
         if let Some(statement) = statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
@@ -496,6 +556,21 @@ impl Db {
     }
 }
 
+/// What the server said, or that it could not be reached (`Unreachable`: the kiosk's
+/// outbox keeps its punches then).
+pub fn server_error(error: postgres::Error, location: &Path) -> StoreError {
+    match error.as_db_error() {
+        Some(db) => StoreError::Server {
+            reason: db.message().to_string(),
+            location: location.to_path_buf(),
+        },
+        None => StoreError::Unreachable {
+            reason: error.to_string(),
+            location: location.to_path_buf(),
+        },
+    }
+}
+
 /// A transaction that writes: `Deref`s to its `Db`, rolls back when dropped uncommitted.
 pub struct Transaction<'a> {
     db: &'a Db,
@@ -505,7 +580,9 @@ pub struct Transaction<'a> {
 impl Transaction<'_> {
     pub fn commit(mut self) -> StoreResult<()> {
         self.open = false;
-        self.db.execute_batch("COMMIT")
+        let committed = self.db.execute_batch("COMMIT");
+        self.db.transaction_ended();
+        committed
     }
 }
 
@@ -523,6 +600,7 @@ impl Drop for Transaction<'_> {
         {
             tracing::warn!(%error, "a transaction could not be rolled back");
         }
+        self.db.transaction_ended();
     }
 }
 

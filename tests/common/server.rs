@@ -94,90 +94,136 @@ fn run_as_server_user(program: &Path, as_root: bool) -> Command {
     }
 }
 
-fn start_cluster() -> Result<String, String> {
-    let initdb = postgres_bin("initdb").ok_or("initdb is not installed")?;
-    let pg_ctl = postgres_bin("pg_ctl").ok_or("pg_ctl is not installed")?;
-    // initdb refuses to run as root: a root test run hands the cluster to `postgres`.
-    let as_root = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() == 0)
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("vouch-pg-")
-        .tempdir()
-        .map_err(|e| e.to_string())?
-        .keep();
-    if as_root {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status()
+/// A throwaway cluster of this test binary's own: stopped and removed when the binary
+/// exits, and stoppable in between (the fault test's server going away).
+pub struct Cluster {
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    options: String,
+    as_root: bool,
+    pub url: String,
+}
+
+impl Cluster {
+    pub fn start() -> Result<Cluster, String> {
+        let initdb = postgres_bin("initdb").ok_or("initdb is not installed")?;
+        let pg_ctl = postgres_bin("pg_ctl").ok_or("pg_ctl is not installed")?;
+        // initdb refuses to run as root: a root test run hands the cluster to `postgres`.
+        let as_root = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() == 0)
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("vouch-pg-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        if as_root {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err("cannot hand the cluster's folder to the postgres user".into());
+            }
+        }
+        let data = dir.join("data");
+        let output = run_as_server_user(&initdb, as_root)
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "vouch_admin",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let cluster = Cluster {
+            options: format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+                dir.display()
+            ),
+            url: format!("postgres://vouch_admin@127.0.0.1:{port}/postgres"),
+            pg_ctl,
+            data,
+            as_root,
+        };
+        cluster.start_again()?;
+        // Stops the server and removes its folder once this test binary has exited.
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            stop = if as_root {
+                format!("runuser -u postgres -- '{}'", cluster.pg_ctl.display())
+            } else {
+                format!("'{}'", cluster.pg_ctl.display())
+            },
+            data = cluster.data.display(),
+            dir = dir.display(),
+        );
+        Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
             .map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err("cannot hand the cluster's folder to the postgres user".into());
+        Ok(cluster)
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let output = run_as_server_user(&self.pg_ctl, self.as_root)
+            .args(["-w", "-D"])
+            .arg(&self.data)
+            .args(["-l"])
+            .arg(self.data.with_file_name("server.log"))
+            .args(args)
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
         }
     }
-    let data = dir.join("data");
-    let output = run_as_server_user(&initdb, as_root)
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "vouch_admin",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "-D",
-        ])
-        .arg(&data)
-        .output()
-        .map_err(|e| format!("initdb: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+
+    pub fn start_again(&self) -> Result<(), String> {
+        self.pg_ctl(&["-o", &self.options, "start"])
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    let options = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
-        dir.display()
-    );
-    let output = run_as_server_user(&pg_ctl, as_root)
-        .args(["-w", "-D"])
-        .arg(&data)
-        .args(["-l"])
-        .arg(dir.join("server.log"))
-        .args(["-o", &options, "start"])
-        .output()
-        .map_err(|e| format!("pg_ctl: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "the server did not start: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+
+    /// The server goes away at once, as a crash or a pulled cable would take it.
+    pub fn stop(&self) -> Result<(), String> {
+        self.pg_ctl(&["-m", "immediate", "stop"])
     }
-    // Stops the server and removes its folder once this test binary has exited.
-    let watchdog = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
-        pid = std::process::id(),
-        stop = if as_root {
-            format!("runuser -u postgres -- '{}'", pg_ctl.display())
-        } else {
-            format!("'{}'", pg_ctl.display())
-        },
-        data = data.display(),
-        dir = dir.display(),
-    );
-    Command::new("sh")
-        .args(["-c", &watchdog])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    Ok(format!("postgres://vouch_admin@127.0.0.1:{port}/postgres"))
+
+    /// A new, empty database on this cluster: its URL.
+    pub fn database(&self, name: &str) -> String {
+        admin_client(&self.url)
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("a test database");
+        with_dbname(&self.url, name)
+    }
+}
+
+fn start_cluster() -> Result<String, String> {
+    let cluster = Cluster::start()?;
+    Ok(cluster.url.clone())
 }

@@ -1,0 +1,163 @@
+//! A kiosk's outbox: punches made while the site's server could not be reached, kept in
+//! a small SQLite file of the kiosk's own (private, beside its key), and sent once each,
+//! in the order they were made and with the time they were made, when the server
+//! answers again (`Store::punch_delayed`, whose audit row says they arrived late). A
+//! punch leaves the outbox only after the server committed it; one sent twice (the kiosk
+//! died between the two commits) is recognised by the server and recorded once.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::{Punch, Store, files, now};
+use crate::error::{StoreError, StoreResult};
+
+/// A punch waiting for the server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueuedPunch {
+    pub seq: i64,
+    pub person_id: i64,
+    pub score: f32,
+    pub liveness: Option<f32>,
+    /// When it was made (RFC 3339, UTC, milliseconds).
+    pub at: String,
+    pub actor: String,
+}
+
+/// What one delivery did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Delivery {
+    /// Recorded on the server now.
+    pub recorded: usize,
+    /// Already there, or within the repeat window of a punch before it: nothing written.
+    pub repeats: usize,
+    /// Refused by the server (the person was deleted meanwhile): dropped, each logged.
+    pub refused: usize,
+    /// Still waiting: the server went away again.
+    pub waiting: usize,
+}
+
+pub struct Outbox {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox file at `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(parent) = path.parent() {
+            files::create_private_dir(parent)?;
+        }
+        files::create_private_file(path)?;
+        let conn = Connection::open(path).map_err(|e| super::classify(e, path))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS punches (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 person_id INTEGER NOT NULL,
+                 score REAL NOT NULL,
+                 liveness REAL,
+                 at TEXT NOT NULL,
+                 actor TEXT NOT NULL
+             );",
+        )
+        .map_err(|e| super::classify(e, path))?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Keeps a punch made now, for when the server answers.
+    pub fn queue(
+        &self,
+        person_id: i64,
+        score: f32,
+        liveness: Option<f32>,
+        actor: &str,
+    ) -> StoreResult<QueuedPunch> {
+        let at = now();
+        self.conn
+            .execute(
+                "INSERT INTO punches (person_id, score, liveness, at, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![person_id, score, liveness, at, actor],
+            )
+            .map_err(|e| super::classify(e, &self.path))?;
+        Ok(QueuedPunch {
+            seq: self.conn.last_insert_rowid(),
+            person_id,
+            score,
+            liveness,
+            at,
+            actor: actor.to_string(),
+        })
+    }
+
+    /// Punches still waiting.
+    pub fn waiting(&self) -> StoreResult<usize> {
+        self.conn
+            .query_row("SELECT count(*) FROM punches", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|count| count as usize)
+            .map_err(|e| super::classify(e, &self.path))
+    }
+
+    fn oldest(&self) -> StoreResult<Option<QueuedPunch>> {
+        self.conn
+            .query_row(
+                "SELECT seq, person_id, score, liveness, at, actor FROM punches ORDER BY seq LIMIT 1",
+                [],
+                |row| {
+                    Ok(QueuedPunch {
+                        seq: row.get(0)?,
+                        person_id: row.get(1)?,
+                        score: row.get(2)?,
+                        liveness: row.get(3)?,
+                        at: row.get(4)?,
+                        actor: row.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| super::classify(e, &self.path))
+    }
+
+    /// Sends the waiting punches to `store`, oldest first, until none is left or the
+    /// server goes away again (the rest wait for the next call).
+    pub fn deliver(
+        &self,
+        store: &mut Store,
+        repeat_window: chrono::Duration,
+    ) -> StoreResult<Delivery> {
+        let mut delivery = Delivery::default();
+        while let Some(punch) = self.oldest()? {
+            let sent = store.punch_delayed(
+                punch.person_id,
+                punch.score,
+                punch.liveness,
+                &punch.at,
+                repeat_window,
+                &punch.actor,
+            );
+            match sent {
+                Ok(Punch::Recorded { .. }) => delivery.recorded += 1,
+                Ok(Punch::Repeat { .. }) => delivery.repeats += 1,
+                Err(StoreError::Unreachable { .. }) => {
+                    delivery.waiting = self.waiting()?;
+                    return Ok(delivery);
+                }
+                Err(error) => {
+                    tracing::error!(%error, ?punch, "a queued punch was refused by the server and dropped");
+                    delivery.refused += 1;
+                }
+            }
+            self.conn
+                .execute("DELETE FROM punches WHERE seq = ?1", [punch.seq])
+                .map_err(|e| super::classify(e, &self.path))?;
+        }
+        Ok(delivery)
+    }
+}
