@@ -51,6 +51,10 @@ pub struct GlobalArgs {
     /// signature_encoder.safetensors in the models folder].
     #[arg(long, global = true)]
     pub signature_model: Option<PathBuf>,
+    /// The certificate authority (PEM) that signed the PostgreSQL server's certificate,
+    /// when it is the site's own [default: $VOUCH_DB_CA; the system's roots are trusted too].
+    #[arg(long, global = true)]
+    pub db_ca: Option<PathBuf>,
     /// The database: a SQLite file, or a PostgreSQL server's URL
     /// (postgres://user@host/dbname) that a site's kiosks and desks share [default:
     /// vouch.db in the user's data folder].
@@ -172,6 +176,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
     let cli = Cli::parse_from(args);
     init_logging(cli.global.verbose);
     let context = cli.global.context()?;
+    if let Some(ca) = &cli.global.db_ca {
+        crate::store::trust_site_ca(Some(ca.clone()));
+    }
     let Some(command) = cli.command else {
         crate::gui::run(context)?;
         return Ok(ExitCode::SUCCESS);

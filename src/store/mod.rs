@@ -47,7 +47,7 @@ pub use migrate::Migration;
 pub use operators::{LOCKOUT, MAX_FAILED_LOGINS, OperatorInfo, Session};
 pub use people::{Enrollment, blob_to_embedding, embedding_to_blob};
 pub use records::{AttendanceRecord, Correction, MAX_PERSON_OFFSET};
-pub use server::{GalleryChange, GalleryFeed, is_server};
+pub use server::{GalleryChange, GalleryFeed, is_server, trust_site_ca};
 pub use text::check_text;
 
 use crate::types::{Decision, Modality, PunchKind};

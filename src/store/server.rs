@@ -39,10 +39,70 @@ fn connect(url: &str) -> StoreResult<Db> {
         config.application_name("vouch");
     }
     let location = describe(&config);
-    let client = config
-        .connect(postgres::NoTls)
-        .map_err(|e| super::sql::server_error(e, Path::new(&location)))?;
+    let client =
+        open_client(&config).map_err(|e| super::sql::server_error(e, Path::new(&location)))?;
     Ok(Db::postgres(client, config, &location))
+}
+
+/// The site's own certificate authority, for a server whose certificate it signed: the
+/// PEM file `--db-ca` (or this variable) names.
+pub const CA_VARIABLE: &str = "VOUCH_DB_CA";
+static SITE_CA: std::sync::RwLock<Option<PathBuf>> = std::sync::RwLock::new(None);
+
+/// Trusts the certificate authority in the PEM file `path` (besides the system's roots)
+/// for every server connection this process makes from now on.
+pub fn trust_site_ca(path: Option<PathBuf>) {
+    *SITE_CA
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = path;
+}
+
+fn site_ca() -> Option<PathBuf> {
+    SITE_CA
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+        .or_else(|| std::env::var_os(CA_VARIABLE).map(PathBuf::from))
+}
+
+/// A session with the server `config` names. Unless the URL says `sslmode=disable`, the
+/// connection is TLS (rustls) whenever the server offers it, and always with
+/// `sslmode=require`; the server's certificate must chain to the system's roots or to
+/// the site's CA (`trust_site_ca`), and carry the host's name (stricter than libpq's
+/// `require`, which checks neither).
+pub(super) fn open_client(config: &postgres::Config) -> Result<postgres::Client, postgres::Error> {
+    if config.get_ssl_mode() == postgres::config::SslMode::Disable {
+        return config.connect(postgres::NoTls);
+    }
+    config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config()))
+}
+
+fn tls_config() -> rustls::ClientConfig {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = site_ca() {
+        match CertificateDer::pem_file_iter(&path) {
+            Ok(certs) => {
+                let (added, ignored) = roots.add_parsable_certificates(certs.flatten());
+                if added == 0 || ignored > 0 {
+                    tracing::warn!(path = %Path::new(&path).display(), added, ignored, "the site's CA file held certificates that could not be used");
+                }
+            }
+            Err(error) => {
+                tracing::error!(path = %Path::new(&path).display(), %error, "the site's CA file could not be read");
+            }
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth()
 }
 
 /// `postgres://user@host:port/dbname`, without the password.
@@ -218,15 +278,21 @@ pub(super) fn gallery_payload(
                 if keys.len() > MOST_PEOPLE_NAMED {
                     return Ok(Some("*".into()));
                 }
-                for key in keys {
-                    let owner: Option<i64> = db
-                        .query_row(
-                            "SELECT person_id FROM templates WHERE id = ?1",
-                            params![key.parse::<i64>().unwrap_or(-1)],
-                            |row| row.get(0),
-                        )
-                        .optional()?;
-                    people.extend(owner);
+                // One statement for any number of ids (a statement per list would be
+                // prepared anew on the server each time).
+                let ids: Vec<String> = keys
+                    .iter()
+                    .filter_map(|k| k.parse::<i64>().ok())
+                    .map(|id| id.to_string())
+                    .collect();
+                if !ids.is_empty() {
+                    let owners = db.query_map(
+                        "SELECT DISTINCT person_id FROM templates
+                         WHERE id = ANY (string_to_array(?1, ',')::bigint[])",
+                        params![ids.join(",")],
+                        |row| row.get::<i64>(0),
+                    )?;
+                    people.extend(owners);
                 }
             }
             _ => {}

@@ -504,10 +504,7 @@ impl Db {
         if !server.client.borrow().is_closed() || server.in_transaction.get() {
             return Ok(());
         }
-        let client = server
-            .config
-            .connect(postgres::NoTls)
-            .map_err(|e| self.pg_error(e))?;
+        let client = super::server::open_client(&server.config).map_err(|e| self.pg_error(e))?;
         *server.client.borrow_mut() = client;
         server.statements.borrow_mut().clear();
         tracing::info!(server = %self.location.display(), "connected to the server again");

@@ -106,6 +106,15 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Result<Cluster, String> {
+        Self::start_with(None)
+    }
+
+    /// A cluster that speaks TLS with this certificate (PEM) and key.
+    pub fn start_with_tls(certificate: &str, key: &str) -> Result<Cluster, String> {
+        Self::start_with(Some((certificate, key)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Result<Cluster, String> {
         let initdb = postgres_bin("initdb").ok_or("initdb is not installed")?;
         let pg_ctl = postgres_bin("pg_ctl").ok_or("pg_ctl is not installed")?;
         // initdb refuses to run as root: a root test run hands the cluster to `postgres`.
@@ -153,11 +162,29 @@ impl Cluster {
             .and_then(|listener| listener.local_addr())
             .map_err(|e| e.to_string())?
             .port();
+        let mut options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            dir.display()
+        );
+        if let Some((certificate, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            for (name, text) in [("server.crt", certificate), ("server.key", key)] {
+                let path = data.join(name);
+                std::fs::write(&path, text).map_err(|e| e.to_string())?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| e.to_string())?;
+                if as_root {
+                    Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&path)
+                        .status()
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let cluster = Cluster {
-            options: format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
-                dir.display()
-            ),
+            options,
             url: format!("postgres://vouch_admin@127.0.0.1:{port}/postgres"),
             pg_ctl,
             data,
