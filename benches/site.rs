@@ -119,8 +119,10 @@ fn site(c: &mut Criterion) {
                     replace: false,
                 };
                 next += 1;
+                // The guard sees what was enrolled since the gallery was read: the
+                // bench's own earlier enrollments.
                 desk.enroll_guarded(&enrollment, "bench", |newer| {
-                    assert!(newer.is_empty() && !nearest.is_empty());
+                    assert!(!nearest.is_empty() && newer.len() < 10_000);
                     Ok::<(), StoreError>(())
                 })
                 .unwrap()
