@@ -17,16 +17,7 @@ use vouch::types::{Modality, PunchKind};
 use common::face_template as template;
 
 fn enroll(store: &mut Store, i: usize) -> i64 {
-    store
-        .enroll(
-            &format!("Person {i}"),
-            &format!("E{i}"),
-            Modality::Face,
-            "m",
-            &[template(i as f32 / 1000.0)],
-            "desk",
-        )
-        .unwrap()
+    common::enroll_face(store, i, i as f32 / 1000.0)
 }
 
 /// Follows the feed until `done` holds of the gallery, or a second has passed; returns

@@ -20,16 +20,7 @@ fn enrolled(dir: &Path, name: &str, people: usize) -> PathBuf {
     let path = dir.join(name);
     let mut store = Store::open(&path).unwrap();
     for i in 1..=people {
-        store
-            .enroll(
-                &format!("Person {i}"),
-                &format!("E{i}"),
-                Modality::Face,
-                "m",
-                &[template(i as f32 / 10.0)],
-                "tester",
-            )
-            .unwrap();
+        common::enroll_face(&mut store, i, i as f32 / 10.0);
     }
     path
 }

@@ -92,16 +92,18 @@ fn sites(test: &str) -> Vec<Site> {
 }
 
 fn enroll(store: &mut Store, i: usize) -> i64 {
-    store
-        .enroll(
-            &format!("Person {i}"),
-            &format!("E{i}"),
-            Modality::Face,
-            "m",
-            &[template(i as f32 / 10.0)],
-            "tester",
-        )
-        .unwrap()
+    common::enroll_face(store, i, i as f32 / 10.0)
+}
+
+/// The audit of `site` does not hold, and says `needle` among its problems.
+fn assert_found(site: &Site, report: &vouch::store::AuditReport, needle: &str) {
+    assert!(!report.intact, "{}", site.engine);
+    assert!(
+        report.problems.iter().any(|p| p.contains(needle)),
+        "{}: {:?}",
+        site.engine,
+        report.problems
+    );
 }
 
 #[test]
@@ -184,14 +186,7 @@ fn a_row_changed_around_vouch_is_refused_and_found() {
         let store = site.open();
         let refused = store.people(None).unwrap_err().to_string();
         assert!(refused.contains("seal"), "{}: {refused}", site.engine);
-        let report = store.audit_verify().unwrap();
-        assert!(!report.intact, "{}", site.engine);
-        assert!(
-            report.problems.iter().any(|p| p.contains("people row")),
-            "{}: {:?}",
-            site.engine,
-            report.problems
-        );
+        assert_found(&site, &store.audit_verify().unwrap(), "people row");
     }
 }
 
@@ -219,16 +214,10 @@ fn the_audit_log_refuses_edits_and_a_cut_tail_is_found() {
             "{refused}"
         );
         site.tamper("DELETE FROM audit WHERE id = (SELECT max(id) FROM audit)");
-        let report = site.open_read_only().audit_verify().unwrap();
-        assert!(!report.intact, "{}", site.engine);
-        assert!(
-            report
-                .problems
-                .iter()
-                .any(|p| p.contains("cut from its end")),
-            "{}: {:?}",
-            site.engine,
-            report.problems
+        assert_found(
+            &site,
+            &site.open_read_only().audit_verify().unwrap(),
+            "cut from its end",
         );
     }
 }

@@ -177,3 +177,18 @@ pub fn enroll_writer(
     .unwrap();
 }
 pub mod server;
+
+/// Person `i` ("Person i", id "Ei") enrolled with one template of model "m" made from
+/// `seed`, by "tester".
+pub fn enroll_face(store: &mut vouch::store::Store, i: usize, seed: f32) -> i64 {
+    store
+        .enroll(
+            &format!("Person {i}"),
+            &format!("E{i}"),
+            vouch::types::Modality::Face,
+            "m",
+            &[face_template(seed)],
+            "tester",
+        )
+        .unwrap()
+}
