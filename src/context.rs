@@ -36,6 +36,52 @@ pub struct Context {
     pub min_face_score: f32,
 }
 
+/// Where a machine keeps its database settings, so that a kiosk started from a desktop
+/// launcher (no flags) opens the site's server: `vouch.toml` in the user's config folder
+/// (`~/.config/vouch/` on Linux), or the file `$VOUCH_CONFIG` names. Flags override it.
+/// ```toml
+/// db = "postgres://kiosk1@dbhost/vouch"
+/// key = "/etc/vouch/site.key"
+/// db_ca = "/etc/vouch/site-ca.pem"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub db: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub db_ca: Option<PathBuf>,
+}
+
+impl SiteConfig {
+    /// The config file's path, whether or not it exists.
+    pub fn path() -> PathBuf {
+        std::env::var_os("VOUCH_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                dirs::config_dir()
+                    .unwrap_or_else(|| PathBuf::from("."))
+                    .join("vouch")
+                    .join("vouch.toml")
+            })
+    }
+
+    /// The settings in the config file; none when there is no file. A file that does not
+    /// read is an error naming it: a kiosk must not quietly fall back to a local database.
+    pub fn load() -> Result<Self> {
+        let path = Self::path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text)
+                .map_err(|reason| crate::Error::Invalid(format!("{}: {reason}", path.display()))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(error) => Err(crate::Error::io(error, &path)),
+        }
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
 impl Context {
     /// `vouch.db` in the user's data folder (`~/.local/share/vouch/` on Linux).
     pub fn default_db() -> PathBuf {
@@ -151,5 +197,25 @@ impl Context {
 
     pub fn load_signature_model(&self, store: Option<&Store>) -> Result<SignatureModel> {
         SignatureModel::load(&self.signature_model_path(store)?, &self.device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SiteConfig;
+
+    #[test]
+    fn a_site_config_names_the_server_and_refuses_what_it_does_not_know() {
+        let config = SiteConfig::parse(
+            "db = \"postgres://kiosk1@dbhost/vouch\"\nkey = \"/etc/vouch/site.key\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.db.as_deref(),
+            Some(std::path::Path::new("postgres://kiosk1@dbhost/vouch"))
+        );
+        assert_eq!(config.db_ca, None);
+        assert!(SiteConfig::parse("database = \"typo.db\"").is_err());
+        assert!(SiteConfig::parse("db = 3").is_err());
     }
 }

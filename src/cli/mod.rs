@@ -56,8 +56,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub db_ca: Option<PathBuf>,
     /// The database: a SQLite file, or a PostgreSQL server's URL
-    /// (postgres://user@host/dbname) that a site's kiosks and desks share [default:
-    /// vouch.db in the user's data folder].
+    /// (postgres://user@host/dbname) that a site's kiosks and desks share [default: `db`
+    /// in vouch.toml in the user's config folder ($VOUCH_CONFIG), else vouch.db in the
+    /// user's data folder].
     #[arg(long, global = true)]
     pub db: Option<PathBuf>,
     /// The database's key file [default: beside the database, DB.key]. Keep a copy of it
@@ -77,14 +78,23 @@ pub struct GlobalArgs {
 impl GlobalArgs {
     /// The options every command works under, resolved once.
     pub fn context(&self) -> anyhow::Result<Context> {
+        let site = crate::context::SiteConfig::load()?;
+        if let Some(ca) = self.db_ca.clone().or(site.db_ca) {
+            crate::store::trust_site_ca(Some(ca));
+        }
+        // The config's key belongs to the config's database, never to one named by --db.
+        let (db, config_key) = match &self.db {
+            Some(db) => (db.clone(), None),
+            None => (site.db.unwrap_or_else(Context::default_db), site.key),
+        };
         Ok(Context {
             models_dir: self
                 .models
                 .clone()
                 .unwrap_or_else(crate::models::default_dir),
             signature_model: self.signature_model.clone(),
-            db: self.db.clone().unwrap_or_else(Context::default_db),
-            key: self.key.clone(),
+            db,
+            key: self.key.clone().or(config_key),
             device: self.device.open()?,
             operator: self
                 .operator
@@ -176,9 +186,6 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode>
     let cli = Cli::parse_from(args);
     init_logging(cli.global.verbose);
     let context = cli.global.context()?;
-    if let Some(ca) = &cli.global.db_ca {
-        crate::store::trust_site_ca(Some(ca.clone()));
-    }
     let Some(command) = cli.command else {
         crate::gui::run(context)?;
         return Ok(ExitCode::SUCCESS);
