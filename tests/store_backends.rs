@@ -14,6 +14,12 @@ use vouch::types::{Bands, Modality, PunchKind};
 
 use common::face_template as template;
 
+/// Bands an operator set, to be read back as they were set.
+const BANDS: Bands = Bands {
+    low: 0.4,
+    high: 0.6,
+};
+
 /// One store to test: a file, or a database on the test server.
 struct Site {
     engine: &'static str,
@@ -133,16 +139,7 @@ fn enrollment_punches_and_deletion_keep_the_audit_whole() {
             store.punch(ada, 0.9, None, chrono::Duration::minutes(2), "kiosk"),
             Ok(Punch::Repeat { .. })
         ));
-        store
-            .set_bands(
-                Modality::Face,
-                Bands {
-                    low: 0.4,
-                    high: 0.6,
-                },
-                "operator",
-            )
-            .unwrap();
+        store.set_bands(Modality::Face, BANDS, "operator").unwrap();
         store.delete_person(bob, "operator").unwrap();
         drop(store);
 
@@ -153,13 +150,7 @@ fn enrollment_punches_and_deletion_keep_the_audit_whole() {
             1
         );
         assert_eq!(store.attendance(None, None).unwrap().len(), 2);
-        assert_eq!(
-            store.bands(Modality::Face).unwrap(),
-            Bands {
-                low: 0.4,
-                high: 0.6
-            }
-        );
+        assert_eq!(store.bands(Modality::Face).unwrap(), BANDS);
         let report = store.audit_verify().unwrap();
         assert!(report.intact, "{}: {:?}", site.engine, report.problems);
         assert!(report.anchor_checked);
@@ -171,16 +162,7 @@ fn a_row_changed_around_vouch_is_refused_and_found() {
     for site in sites("a_row_changed_around_vouch_is_refused_and_found") {
         let mut store = site.open();
         enroll(&mut store, 1);
-        store
-            .set_bands(
-                Modality::Face,
-                Bands {
-                    low: 0.4,
-                    high: 0.6,
-                },
-                "operator",
-            )
-            .unwrap();
+        store.set_bands(Modality::Face, BANDS, "operator").unwrap();
         drop(store);
         site.tamper("UPDATE people SET name = 'Mallory' WHERE external_id = 'E1'");
         let store = site.open();
@@ -379,16 +361,7 @@ fn a_site_moves_to_the_server_and_back_whole() {
     kiosk
         .punch(ada, 0.9, None, chrono::Duration::zero(), "kiosk")
         .unwrap();
-    kiosk
-        .set_bands(
-            Modality::Face,
-            Bands {
-                low: 0.4,
-                high: 0.6,
-            },
-            "operator",
-        )
-        .unwrap();
+    kiosk.set_bands(Modality::Face, BANDS, "operator").unwrap();
     kiosk.delete_person(bob, "operator").unwrap();
 
     let mut server = Store::open_server(&url, &key).unwrap();
@@ -412,13 +385,7 @@ fn a_site_moves_to_the_server_and_back_whole() {
         server.templates(Modality::Face, "m", &SHAPE).unwrap().len(),
         2
     );
-    assert_eq!(
-        server.bands(Modality::Face).unwrap(),
-        Bands {
-            low: 0.4,
-            high: 0.6
-        }
-    );
+    assert_eq!(server.bands(Modality::Face).unwrap(), BANDS);
     // New rows on the server take ids after the moved ones.
     let cid = enroll(&mut server, 4);
     assert!(cid > ada.max(bob), "{cid}");

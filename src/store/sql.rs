@@ -360,8 +360,7 @@ impl Db {
             Engine::Postgres(server) => {
                 self.reconnect_if_lost(server)?;
                 let statement = self.pg_statement(sql)?;
-                let bound: Vec<&(dyn ToSql + Sync)> =
-                    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                let bound = bound(&values);
                 let changed = server
                     .client
                     .borrow_mut()
@@ -410,8 +409,7 @@ impl Db {
             Engine::Postgres(server) => {
                 self.reconnect_if_lost(server)?;
                 let statement = self.pg_statement(sql)?;
-                let bound: Vec<&(dyn ToSql + Sync)> =
-                    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                let bound = bound(&values);
                 let rows = server
                     .client
                     .borrow_mut()
@@ -616,6 +614,11 @@ fn numbered_placeholders(sql: &str) -> String {
         }
     }
     out
+}
+
+/// Values as the server client binds them.
+fn bound(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
 fn to_sqlite(value: &Value) -> rusqlite::types::Value {
