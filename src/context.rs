@@ -3,7 +3,7 @@
 //! force. The CLI and the window both build one from the same flags and open the store
 //! and load the models through it, so they cannot disagree about any of these.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
@@ -34,6 +34,9 @@ pub struct Context {
     pub login: Option<String>,
     /// Lowest detector score accepted as a face.
     pub min_face_score: f32,
+    /// This machine's config file (`SiteConfig::path()`), which a switch of database
+    /// writes.
+    pub config: PathBuf,
 }
 
 /// Where a machine keeps its database settings, so that a kiosk started from a desktop
@@ -44,7 +47,7 @@ pub struct Context {
 /// key = "/etc/vouch/site.key"
 /// db_ca = "/etc/vouch/site-ca.pem"
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     pub db: Option<PathBuf>,
@@ -67,18 +70,27 @@ impl SiteConfig {
 
     /// The settings in the config file; none when there is no file. A file that does not
     /// read is an error naming it: a kiosk must not quietly fall back to a local database.
-    pub fn load() -> Result<Self> {
-        let path = Self::path();
-        match std::fs::read_to_string(&path) {
+    pub fn load(path: &Path) -> Result<Self> {
+        match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text)
                 .map_err(|reason| crate::Error::Invalid(format!("{}: {reason}", path.display()))),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(error) => Err(crate::Error::io(error, &path)),
+            Err(error) => Err(crate::Error::io(error, path)),
         }
     }
 
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Replaces the config file with these settings, private to this user (a URL may
+    /// carry a password), never half written.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            store::files::create_private_dir(dir)?;
+        }
+        let text = toml::to_string(self).map_err(|e| crate::Error::Invalid(e.to_string()))?;
+        Ok(store::files::write_private(path, text.as_bytes())?)
     }
 }
 
@@ -126,6 +138,16 @@ impl Context {
         self.local_dir().join("captures")
     }
 
+    /// This kiosk's outbox for the server `store` is on, beside the key file (as private
+    /// as it): one per server (its host, port and database), so a punch queued for one
+    /// site is never sent to another.
+    pub fn outbox_path(&self, store: &Store) -> PathBuf {
+        use sha2::Digest;
+        let server = sha2::Sha256::digest(store.path().to_string_lossy().as_bytes());
+        let name = format!("outbox-{}.db", &hex::encode(server)[..16]);
+        self.key_path().with_file_name(name)
+    }
+
     /// The database's key file.
     pub fn key_path(&self) -> PathBuf {
         match &self.key {
@@ -133,6 +155,43 @@ impl Context {
             None if self.on_server() => self.local_dir().join("postgres.key"),
             None => store::Keys::path_for(&self.db),
         }
+    }
+
+    /// Points this machine at the database `site` names from its next start (the config
+    /// file). That database is opened first, as the next start will open it, so a wrong
+    /// address, key or certificate authority is said now rather than at the kiosk's next
+    /// boot; the switch is an audit row in `current`, the database the machine leaves.
+    /// Returns the config file written.
+    pub fn switch_database(
+        &self,
+        current: &mut Store,
+        site: &SiteConfig,
+        actor: &str,
+    ) -> Result<PathBuf> {
+        let Some(db) = site.db.clone() else {
+            return Err(crate::Error::Invalid(
+                "name a database file or server".into(),
+            ));
+        };
+        if site.db_ca.is_some() {
+            store::trust_site_ca(site.db_ca.clone());
+        }
+        let next = self.on_db(db, site.key.clone()).open_store()?;
+        let detail = serde_json::json!({
+            "db": next.path().display().to_string(),
+            "key": site.key,
+            "db_ca": site.db_ca,
+            "config": self.config,
+        });
+        drop(next);
+        let previous = SiteConfig::load(&self.config)?;
+        site.save(&self.config)?;
+        // Never a switch the audit does not show: without its row, the old file returns.
+        if let Err(error) = current.audit_append(actor, "machine_database", &detail.to_string()) {
+            previous.save(&self.config)?;
+            return Err(error.into());
+        }
+        Ok(self.config.clone())
     }
 
     /// The same context on another database (with its default key file unless `key`).

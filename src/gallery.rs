@@ -3,6 +3,7 @@
 //! come from dot products, each person keeps their nearest template, and only the top k
 //! are sorted.
 
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -12,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::face::TEMPLATE_SHAPE;
 use crate::face::recognition::EMBEDDING_DIM;
 use crate::matching::face_score;
-use crate::store::{GalleryChange, Store, StoredTemplate};
-use crate::types::Modality;
+use crate::store::{GalleryChange, Store, StoreError, StoredTemplate};
+use crate::types::{Bands, Modality};
 
 /// People per parallel task: large enough to amortise scheduling, small enough to balance.
 const PEOPLE_PER_TASK: usize = 2048;
@@ -28,6 +29,98 @@ pub struct Gallery {
     /// The highest template id this gallery holds: an enrollment checks the templates
     /// enrolled after it (by another kiosk or desk) inside its transaction.
     pub checked_up_to: i64,
+    /// Kept by a kiosk on a shared server (`keep_roster`), followed with the gallery.
+    roster: Option<Roster>,
+}
+
+/// Whom a gallery's person is, as a kiosk names them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Known {
+    pub name: String,
+    pub external_id: String,
+}
+
+/// What a kiosk needs to decide about a face and punch it while the site's server cannot
+/// be reached: every enrolled face's name, and the site's rules, as they were when the
+/// server last said. Online the kiosk reads the server itself; the roster only stands in
+/// when it cannot.
+#[derive(Debug, Clone)]
+pub struct Roster {
+    people: HashMap<i64, Known>,
+    rules: Rules,
+}
+
+/// The face bands, each person's offset and the repeat window.
+#[derive(Debug, Clone)]
+struct Rules {
+    bands: Bands,
+    offsets: BTreeMap<i64, f32>,
+    repeat_window: chrono::Duration,
+}
+
+impl Rules {
+    fn read(store: &Store) -> Result<Self> {
+        Ok(Self {
+            bands: store.bands(Modality::Face)?,
+            offsets: store.person_offsets()?,
+            repeat_window: store.repeat_window()?,
+        })
+    }
+}
+
+impl Roster {
+    pub fn load(store: &Store) -> Result<Self> {
+        let people = store
+            .people(Some(Modality::Face))?
+            .into_iter()
+            .map(|person| {
+                let known = Known {
+                    name: person.name,
+                    external_id: person.external_id,
+                };
+                (person.id, known)
+            })
+            .collect();
+        Ok(Self {
+            people,
+            rules: Rules::read(store)?,
+        })
+    }
+
+    /// Reads one person again: their name and offset, or their absence.
+    fn read_person(&mut self, store: &Store, person_id: i64) -> Result<()> {
+        match store.person(person_id) {
+            Ok(person) if person.modality == Modality::Face => {
+                let known = Known {
+                    name: person.name,
+                    external_id: person.external_id,
+                };
+                self.people.insert(person_id, known);
+                let offset = store.person_offset(person_id)?;
+                self.rules.offsets.insert(person_id, offset);
+            }
+            Ok(_) | Err(StoreError::UnknownPerson(_)) => {
+                self.people.remove(&person_id);
+                self.rules.offsets.remove(&person_id);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        Ok(())
+    }
+
+    pub fn person(&self, person_id: i64) -> Option<&Known> {
+        self.people.get(&person_id)
+    }
+
+    /// The bands that decide for one person, as `Store::bands_for` reads them.
+    pub fn bands_for(&self, person_id: i64) -> Bands {
+        let offset = self.rules.offsets.get(&person_id).copied();
+        self.rules.bands.shifted(offset.unwrap_or(0.0))
+    }
+
+    pub fn repeat_window(&self) -> chrono::Duration {
+        self.rules.repeat_window
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -45,6 +138,7 @@ impl Gallery {
             squared_norms: Vec::new(),
             people: Vec::new(),
             checked_up_to: 0,
+            roster: None,
         }
     }
 
@@ -68,6 +162,16 @@ impl Gallery {
         let mut gallery = Self::from_templates(EMBEDDING_DIM, &templates)?;
         gallery.checked_up_to = gallery.checked_up_to.max(store.last_template_id()?);
         Ok(gallery)
+    }
+
+    /// Keeps a roster from now on, for when the server cannot be reached.
+    pub fn keep_roster(&mut self, store: &Store) -> Result<()> {
+        self.roster = Some(Roster::load(store)?);
+        Ok(())
+    }
+
+    pub fn roster(&self) -> Option<&Roster> {
+        self.roster.as_ref()
     }
 
     /// Adds one person with all their templates (an enrollment); an embedding of another
@@ -131,9 +235,23 @@ impl Gallery {
     /// templates that arrived this way, which costs a little and misses nothing.
     pub fn follow(&mut self, store: &Store, model_id: &str, change: &GalleryChange) -> Result<()> {
         match change {
-            GalleryChange::Everything => *self = Self::of_faces(store, model_id)?,
+            GalleryChange::Everything => {
+                let mut reloaded = Self::of_faces(store, model_id)?;
+                if self.roster.is_some() {
+                    reloaded.keep_roster(store)?;
+                }
+                *self = reloaded;
+            }
+            GalleryChange::Rules => {
+                if let Some(roster) = &mut self.roster {
+                    roster.rules = Rules::read(store)?;
+                }
+            }
             GalleryChange::People(people) => {
                 for &person_id in people {
+                    if let Some(roster) = &mut self.roster {
+                        roster.read_person(store, person_id)?;
+                    }
                     self.remove_person(person_id);
                     let templates = store.person_templates(person_id, model_id, &TEMPLATE_SHAPE)?;
                     if !templates.is_empty() {

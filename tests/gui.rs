@@ -26,6 +26,7 @@ fn context(db: &Path) -> Context {
         operator: "kittest".into(),
         login: None,
         min_face_score: vouch::face::DEFAULT_MIN_DETECTION_SCORE,
+        config: db.with_file_name("vouch.toml"),
     }
 }
 
@@ -41,10 +42,16 @@ fn harness(db: &Path) -> Harness<'static, App> {
 fn wait_for(harness: &mut Harness<'_, App>, what: &str, done: impl Fn(&Harness<'_, App>) -> bool) {
     let started = Instant::now();
     while !done(harness) {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "timed out waiting for {what}"
-        );
+        if started.elapsed() > Duration::from_secs(120) {
+            let seen: Vec<String> = harness
+                .query_all_by_label_contains("")
+                .filter_map(|node| {
+                    let node = node.accesskit_node();
+                    node.label().or_else(|| node.value())
+                })
+                .collect();
+            panic!("timed out waiting for {what}; the window shows {seen:#?}");
+        }
         std::thread::sleep(Duration::from_millis(20));
         harness.step();
     }
@@ -694,10 +701,14 @@ fn play_as_camera(harness: &mut Harness<'_, App>, sequence: &Path) {
 
 fn enroll_photo(db: &Path, name: &str, external_id: &str, photo: &str) {
     let mut store = vouch::store::Store::open(db).unwrap();
+    enroll_photo_into(&mut store, name, external_id, photo);
+}
+
+fn enroll_photo_into(store: &mut vouch::store::Store, name: &str, external_id: &str, photo: &str) {
     let mut gallery = vouch::gallery::Gallery::new(vouch::face::recognition::EMBEDDING_DIM);
     vouch::workflow::enroll_face(
         models(),
-        &mut store,
+        store,
         &mut gallery,
         &vouch::workflow::EnrollRequest {
             name: name.into(),
@@ -920,4 +931,141 @@ fn the_kiosk_camera_tells_an_unknown_face_so() {
         shows(h, "We do not recognise you.")
     });
     assert!(!shows(&harness, "checked in"));
+}
+
+/// A kiosk on a shared server whose server goes away: it says so, still greets the person
+/// at its camera (known from its roster), keeps the punch in its outbox, and once the server is back
+/// records it, once, at the time it was made, with the audit saying it arrived late.
+#[test]
+fn a_kiosk_on_a_server_keeps_punching_while_the_server_is_away() {
+    let Some(cluster) = common::server::Cluster::for_test(
+        "a_kiosk_on_a_server_keeps_punching_while_the_server_is_away",
+    ) else {
+        return;
+    };
+    let url = cluster.database("offline_kiosk");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("site.key");
+    let server = PathBuf::from(&url);
+    {
+        let mut store = vouch::store::Store::open_server(&url, &key).unwrap();
+        enroll_photo_into(&mut store, "Mei Chen", "E200", "kiosk/reference.jpg");
+    }
+    let context = Context {
+        key: Some(key.clone()),
+        config: dir.path().join("vouch.toml"),
+        ..context(&server)
+    };
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .build_eframe(move |cc| App::new(context, &cc.egui_ctx).unwrap());
+    ready(&mut harness);
+
+    cluster.stop().unwrap();
+    wait_for(&mut harness, "the kiosk to say it is offline", |h| {
+        shows(h, "Offline: the site's server cannot be reached.")
+    });
+    play_as_camera(&mut harness, &data("kiosk"));
+    wait_for(&mut harness, "the greeting", |h| {
+        shows(h, ", Mei: noted at ")
+    });
+    wait_for(&mut harness, "the punch kept", |h| {
+        shows(h, "Offline: 1 punch kept on this kiosk")
+    });
+
+    cluster.start_again().unwrap();
+    wait_for(&mut harness, "the punch sent", |h| {
+        !shows(h, "Offline:") && !shows(h, "Back online")
+    });
+    let store = vouch::store::Store::open_server_read_only(&url, &key).unwrap();
+    let punches = store.attendance(None, None).unwrap();
+    assert_eq!(punches.len(), 1, "recorded once");
+    assert_eq!(punches[0].external_id.as_deref(), Some("E200"));
+    let late: i64 = common::server::admin_client(&url)
+        .query_one(
+            "SELECT count(*) FROM audit WHERE action = 'attendance' AND detail LIKE '%\"delayed\"%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(late, 1, "the audit says the punch arrived late");
+}
+
+/// A supervisor points this machine at the site's server from the Changes tab: a server
+/// that does not answer is refused and nothing is written; the site's server is opened
+/// first, then named in the config file, the switch audited in the database the machine
+/// leaves, and the next start (no flags) opens the server.
+#[test]
+fn the_window_points_this_machine_at_the_sites_server() {
+    let Some((url, _)) = common::server::database("switch_database") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let config = dir.path().join("vouch.toml");
+    let key = dir.path().join("site.key");
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    harness.get_by_label("Changes").click();
+    wait_for(&mut harness, "the settings", |h| {
+        shows(h, "This machine's database")
+    });
+
+    type_into(
+        &mut harness,
+        "Database",
+        "postgres://nobody@127.0.0.1:9/none",
+    );
+    harness.get_by_label("Use from next start").click();
+    wait_for(&mut harness, "the refusal", |h| shows(h, "Not changed:"));
+    assert!(
+        !config.exists(),
+        "nothing written for a server that did not answer"
+    );
+
+    harness.get_by_label("Database").focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.step();
+    harness.key_press(egui::Key::Backspace);
+    harness.step();
+    type_into(&mut harness, "Database", &url);
+    type_into(&mut harness, "Key file", &key.display().to_string());
+    harness.get_by_label("Use from next start").click();
+    wait_for(&mut harness, "the switch", |h| shows(h, "Saved in"));
+    drop(harness);
+
+    let saved = vouch::context::SiteConfig::load(&config).unwrap();
+    assert_eq!(saved.db, Some(PathBuf::from(&url)));
+    assert_eq!(saved.key, Some(key.clone()));
+    let switches: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM audit WHERE action = 'machine_database' AND actor = 'kittest'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        switches, 1,
+        "the switch is in the audit of the database left"
+    );
+
+    let listed = common::stdout_of(
+        assert_cmd::Command::cargo_bin("vouch")
+            .unwrap()
+            .env("VOUCH_CONFIG", &config)
+            .args(["--device", "cpu", "people", "list", "--json"]),
+    );
+    assert_eq!(
+        listed.trim(),
+        "[]",
+        "the next start opens the site's (empty) server"
+    );
+    let mut admin = common::server::admin_client(&url);
+    let marked: i64 = admin
+        .query_one("SELECT count(*) FROM vouch_meta", &[])
+        .unwrap()
+        .get(0);
+    assert!(marked > 0, "the server holds Vouch's schema");
 }

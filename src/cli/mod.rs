@@ -78,7 +78,8 @@ pub struct GlobalArgs {
 impl GlobalArgs {
     /// The options every command works under, resolved once.
     pub fn context(&self) -> anyhow::Result<Context> {
-        let site = crate::context::SiteConfig::load()?;
+        let config = crate::context::SiteConfig::path();
+        let site = crate::context::SiteConfig::load(&config)?;
         if let Some(ca) = self.db_ca.clone().or(site.db_ca) {
             crate::store::trust_site_ca(Some(ca));
         }
@@ -103,6 +104,7 @@ impl GlobalArgs {
                 .unwrap_or_else(|| "unknown".to_string()),
             login: self.operator.clone(),
             min_face_score: self.min_face_score,
+            config,
         })
     }
 }

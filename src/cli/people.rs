@@ -288,6 +288,10 @@ pub fn checkin(args: CheckinArgs, context: &Context) -> anyhow::Result<ExitCode>
             "ignored: {} ({}) already checked {last_kind} at {last_at}",
             o.name, o.external_id
         ),
+        Punch::Queued { at } => format!(
+            "queued: {} ({}) at {at}, score {:.3}; the server could not be reached",
+            o.name, o.external_id, o.score
+        ),
     })
 }
 

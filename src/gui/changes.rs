@@ -16,6 +16,11 @@ pub struct ChangesTab {
     pub outcome: Option<Result<Proposal, String>>,
     /// Where the last report was saved, or why it was not.
     pub report: Option<Result<std::path::PathBuf, String>>,
+    /// This machine's next database, as typed: a file or a server's URL, its key file and
+    /// the site's certificate authority (the last two may stay empty).
+    next_db: [String; 3],
+    /// The config file the last switch wrote, or why it did not.
+    pub switched: Option<Result<std::path::PathBuf, String>>,
 }
 
 impl ChangesTab {
@@ -84,6 +89,7 @@ impl ChangesTab {
                 }
             });
         }
+        database_ui(ui, &mut self.next_db, self.switched.as_ref(), requests);
         ui.separator();
         ui.heading("Proposals");
         if governance.proposals.is_empty() {
@@ -119,6 +125,68 @@ impl ChangesTab {
             }
             None => {}
         }
+    }
+}
+
+/// Which database this machine opens from its next start: a supervisor's setting
+/// for a kiosk joining (or leaving) a site's server.
+fn database_ui(
+    ui: &mut egui::Ui,
+    next_db: &mut [String; 3],
+    switched: Option<&Result<std::path::PathBuf, String>>,
+    requests: &mut Vec<Request>,
+) {
+    ui.separator();
+    ui.label("This machine's database, from its next start:");
+    let fields = [
+        ("Database", "postgres://kiosk1@dbhost/vouch, or a .db file"),
+        ("Key file", "empty: the default beside the database"),
+        ("Site CA", "empty: the system's certificate authorities"),
+    ];
+    egui::Grid::new("next database").show(ui, |ui| {
+        for ((name, hint), value) in fields.iter().zip(next_db.iter_mut()) {
+            let label = ui.label(*name);
+            ui.add(
+                egui::TextEdit::singleline(value)
+                    .hint_text(*hint)
+                    .desired_width(420.0),
+            )
+            .labelled_by(label.id);
+            ui.end_row();
+        }
+    });
+    let given = |text: &String| {
+        let text = text.trim();
+        (!text.is_empty()).then(|| std::path::PathBuf::from(text))
+    };
+    let [db, key, ca] = &*next_db;
+    if ui
+        .add_enabled(
+            given(db).is_some(),
+            egui::Button::new("Use from next start"),
+        )
+        .clicked()
+    {
+        requests.push(Request::SwitchDatabase(crate::context::SiteConfig {
+            db: given(db),
+            key: given(key),
+            db_ca: given(ca),
+        }));
+    }
+    match switched {
+        Some(Ok(path)) => {
+            ui.label(format!(
+                "Saved in {}: Vouch opens it when it starts again (unless started with --db).",
+                path.display()
+            ));
+        }
+        Some(Err(error)) => {
+            ui.colored_label(
+                egui::Color32::from_rgb(200, 60, 60),
+                format!("Not changed: {error}"),
+            );
+        }
+        None => {}
     }
 }
 

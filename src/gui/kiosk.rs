@@ -74,6 +74,8 @@ pub struct KioskTab {
     pub last_frame: Option<image::RgbImage>,
     /// What the person can change when the last frame showed no face.
     pub advice: Option<&'static str>,
+    /// On a shared server: whether it answers, and what waits for it on this kiosk.
+    connection: (bool, usize),
 }
 
 impl Default for KioskTab {
@@ -99,6 +101,7 @@ impl Default for KioskTab {
             analysing: None,
             last_frame: None,
             advice: None,
+            connection: (true, 0),
         }
     }
 }
@@ -311,6 +314,26 @@ impl KioskTab {
                     ),
                     true,
                 ),
+                Punch::Queued { at } => {
+                    self.log.insert(
+                        0,
+                        format!(
+                            "{}  noted (offline)  {} ({})",
+                            clock(at),
+                            report.name,
+                            report.external_id
+                        ),
+                    );
+                    (
+                        format!(
+                            "{}, {}: noted at {}. It is recorded as soon as the network is back.",
+                            greeting_for_now(),
+                            first_name(&report.name),
+                            clock(at)
+                        ),
+                        true,
+                    )
+                }
             },
             Err(error) => {
                 self.log.insert(0, format!("no punch: {error}"));
@@ -365,6 +388,7 @@ impl KioskTab {
                     .size(28.0),
             );
         }
+        self.connection_ui(ui);
         self.message_ui(ui);
         self.pin_ui(ui, requests);
         let status = self.status();
@@ -413,6 +437,32 @@ impl KioskTab {
                 "Not accepted: that looked like a photo or a screen.".to_string()
             }
         }
+    }
+
+    /// The site's server went away, or punches made meanwhile are still on their way.
+    pub fn on_connection(&mut self, online: bool, waiting: usize) {
+        self.connection = (online, waiting);
+    }
+
+    fn connection_ui(&self, ui: &mut egui::Ui) {
+        let punches = |n: usize| match n {
+            1 => "1 punch".to_string(),
+            n => format!("{n} punches"),
+        };
+        let text = match self.connection {
+            (true, 0) => return,
+            (false, 0) => "Offline: the site's server cannot be reached. Punches are kept on this kiosk and recorded when it is back.".to_string(),
+            (false, n) => format!(
+                "Offline: {} kept on this kiosk, recorded when the site's server is back.",
+                punches(n)
+            ),
+            (true, n) => format!("Back online: sending {} kept while offline…", punches(n)),
+        };
+        ui.label(
+            egui::RichText::new(text)
+                .size(20.0)
+                .color(egui::Color32::from_rgb(240, 170, 60)),
+        );
     }
 
     /// The last attempt's result for the person at the kiosk, large, until it is

@@ -245,6 +245,8 @@ impl App {
             }
             Reply::Proposals(governance) => self.changes.on_governance(governance),
             Reply::ReportSaved(result) => self.changes.report = Some(result),
+            Reply::DatabaseSwitched(result) => self.changes.switched = Some(result),
+            Reply::Connection { online, waiting } => self.kiosk.on_connection(online, waiting),
             Reply::Session { operator, accounts } => {
                 self.access.on_session(ctx, operator, accounts);
                 if !self.access.shows(self.tab) {

@@ -117,6 +117,8 @@ pub enum Request {
     ProposeApprovers {
         required: u8,
     },
+    /// This machine's database from its next start (`vouch.toml`), tried first.
+    SwitchDatabase(crate::context::SiteConfig),
     Bands {
         modality: Modality,
     },
@@ -203,7 +205,7 @@ impl Request {
             | Request::SaveReport { .. }
             | Request::Hours { .. }
             | Request::Proposals => Some(Report),
-            Request::CorrectPunch { .. } => Some(Administer),
+            Request::CorrectPunch { .. } | Request::SwitchDatabase(_) => Some(Administer),
             Request::ProposeBands { .. }
             | Request::ProposeOffset { .. }
             | Request::ProposeRepeatWindow { .. }
@@ -291,6 +293,14 @@ pub enum Reply {
     Governed(Result<Proposal, String>),
     Proposals(Governance),
     ReportSaved(Result<PathBuf, String>),
+    /// The config file that now names this machine's database, or why it was not changed.
+    DatabaseSwitched(Result<PathBuf, String>),
+    /// On a shared server: whether this kiosk has it now, and what its outbox keeps for
+    /// it (punches and audit rows made while it was away). Sent when either changes.
+    Connection {
+        online: bool,
+        waiting: usize,
+    },
     /// Who is logged in now (`None`: locked), and whether operator accounts exist.
     Session {
         operator: Option<(String, Option<Role>)>,
@@ -315,13 +325,16 @@ pub struct WorkerHandle {
     pub cancel: Arc<AtomicBool>,
 }
 
+/// How often an idle worker on a shared server follows the site and sends its outbox.
+const KEEP_IN_TOUCH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The worker's side of the reply channel.
-struct Outbox<W: Fn()> {
+struct Replies<W: Fn()> {
     replies: SyncSender<Reply>,
     wake: W,
 }
 
-impl<W: Fn()> Outbox<W> {
+impl<W: Fn()> Replies<W> {
     /// Sends a result; false when the window has gone.
     fn send(&self, reply: Reply) -> bool {
         let delivered = self.replies.send(reply).is_ok();
@@ -346,43 +359,54 @@ pub fn spawn(context: Context, wake: impl Fn() + Send + 'static) -> std::io::Res
     std::thread::Builder::new()
         .name("vouch-worker".into())
         .spawn(move || {
-            let outbox = Outbox {
+            let reply_to = Replies {
                 replies: replies_tx,
                 wake,
             };
             let mut worker = match Worker::open(&context) {
                 Ok(worker) => worker,
                 Err(error) => {
-                    outbox.send(Reply::Failed {
+                    reply_to.send(Reply::Failed {
                         what: "starting",
                         error,
                     });
                     return;
                 }
             };
-            if let Err(error) = worker.catch_up_faces(&cancelled, &outbox) {
-                outbox.send(Reply::Failed {
+            if let Err(error) = worker.catch_up_faces(&cancelled, &reply_to) {
+                reply_to.send(Reply::Failed {
                     what: "re-embedding the enrolled faces",
                     error,
                 });
             }
             if let Err(error) = worker.check_audit() {
-                outbox.send(Reply::Failed {
+                reply_to.send(Reply::Failed {
                     what: "the database fails its audit",
                     error,
                 });
             }
-            outbox.send(Reply::Ready {
+            reply_to.send(Reply::Ready {
                 status: worker.status(),
             });
-            outbox.send(worker.session_reply());
-            outbox.send(Reply::TodaysPunches(
+            reply_to.send(worker.session_reply());
+            reply_to.send(Reply::TodaysPunches(
                 workflow::todays_punches(&worker.store).map_err(text),
             ));
-            for request in inbox {
-                cancelled.store(false, std::sync::atomic::Ordering::Relaxed);
-                if !worker.serve(request, &cancelled, &outbox) {
-                    break;
+            loop {
+                match inbox.recv_timeout(KEEP_IN_TOUCH) {
+                    Ok(request) => {
+                        cancelled.store(false, std::sync::atomic::Ordering::Relaxed);
+                        if !worker.serve(request, &cancelled, &reply_to) {
+                            break;
+                        }
+                    }
+                    // An idle kiosk still follows the others and empties its outbox.
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if !worker.keep_in_touch(&reply_to) {
+                            break;
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
         })?;
@@ -409,6 +433,8 @@ struct Worker {
     feed: Option<GalleryFeed>,
     /// A change could not be read: the whole gallery is read again at the next chance.
     gallery_behind: bool,
+    /// The last `Reply::Connection` sent: (online, waiting).
+    connection: (bool, usize),
     context: Context,
     /// `None` while locked: only the kiosk's camera punches run.
     session: Option<Session>,
@@ -436,7 +462,16 @@ impl Worker {
             .map(GalleryFeed::listen)
             .transpose()
             .map_err(|e| e.to_string())?;
-        let gallery = Gallery::of_faces(&store, &faces.model_id()).map_err(|e| e.to_string())?;
+        let mut store = store;
+        let mut gallery =
+            Gallery::of_faces(&store, &faces.model_id()).map_err(|e| e.to_string())?;
+        // A kiosk on a shared server keeps working when it cannot reach it.
+        if feed.is_some() {
+            gallery.keep_roster(&store).map_err(text)?;
+            store
+                .keep_outbox(&context.outbox_path(&store))
+                .map_err(|e| e.to_string())?;
+        }
         // Without operator accounts the window is a single-user desk, as the CLI is.
         let session = (!store.has_operators().map_err(|e| e.to_string())?)
             .then(|| Session::single_user(&context.operator));
@@ -454,6 +489,7 @@ impl Worker {
             gallery,
             feed,
             gallery_behind: false,
+            connection: (true, 0),
             context: context.clone(),
             session,
         })
@@ -466,14 +502,14 @@ impl Worker {
     fn catch_up_faces(
         &mut self,
         cancel: &AtomicBool,
-        outbox: &Outbox<impl Fn()>,
+        reply_to: &Replies<impl Fn()>,
     ) -> Result<(), String> {
         let report = workflow::reembed(
             &mut self.store,
             &self.faces,
             &self.context.operator,
             cancel,
-            &mut |p| outbox.progress(p),
+            &mut |p| reply_to.progress(p),
         )
         .map_err(text)?;
         if report.templates > 0 {
@@ -587,12 +623,19 @@ impl Worker {
     }
 
     /// Serves one request; false when the window has gone.
-    fn serve(&mut self, request: Request, cancel: &AtomicBool, outbox: &Outbox<impl Fn()>) -> bool {
-        self.follow_gallery();
+    fn serve(
+        &mut self,
+        request: Request,
+        cancel: &AtomicBool,
+        reply_to: &Replies<impl Fn()>,
+    ) -> bool {
+        if !self.keep_in_touch(reply_to) {
+            return false;
+        }
         let session = match self.authorized(request.permission()) {
             Ok(session) => session,
             Err(error) => {
-                return outbox.send(Reply::Failed {
+                return reply_to.send(Reply::Failed {
                     what: "not allowed",
                     error,
                 });
@@ -605,16 +648,14 @@ impl Worker {
         let reply = match request {
             Request::KioskFrame { frame } => self.kiosk_frame(&frame, &actor),
             Request::KioskPin { pin } => Reply::KioskPin(
-                self.store
-                    .repeat_window()
-                    .map_err(crate::Error::from)
+                workflow::kiosk_repeat_window(&self.store, &self.gallery)
                     .and_then(|window| self.kiosk.enter_pin(&mut self.store, &pin, window, &actor))
                     .map_err(text),
             ),
             Request::CheckinFile { path } => {
                 let analyzed = self.analyze_file(&path);
                 let failed = matches!(analyzed, Reply::Failed { .. });
-                if !outbox.send(analyzed) {
+                if !reply_to.send(analyzed) {
                     return false;
                 }
                 if failed {
@@ -626,18 +667,9 @@ impl Worker {
                 Reply::Captured(self.capture(&[frame]).map(|mut saved| saved.remove(0)))
             }
             Request::CoachFrame { frame, first } => self.coach(frame, first),
-            Request::SetPin { external_id, pin } => Reply::PinSet(
-                self.store
-                    .person_by_external_id(&external_id, Modality::Face)
-                    .and_then(|person| {
-                        self.store.set_pin(person.id, &pin, &actor)?;
-                        Ok(format!(
-                            "Kiosk PIN set for {} ({})",
-                            person.name, person.external_id
-                        ))
-                    })
-                    .map_err(|e| e.to_string()),
-            ),
+            other @ (Request::SetPin { .. }
+            | Request::CorrectPunch { .. }
+            | Request::SwitchDatabase(_)) => self.amend(other, &actor),
             other @ (Request::EnrollFace { .. }
             | Request::EnrollSignature { .. }
             | Request::Reenroll { .. }
@@ -652,29 +684,19 @@ impl Worker {
                 }))
             }
             Request::Scores { modality, manifest } => {
-                Reply::Scores(self.scores(modality, manifest, cancel, outbox))
+                Reply::Scores(self.scores(modality, manifest, cancel, reply_to))
             }
             other @ (Request::Replay { .. }
             | Request::Bands { .. }
             | Request::SiteLoad
             | Request::Hours { .. }
             | Request::SaveReport { .. }) => self.read(other),
-            Request::CorrectPunch {
-                external_id,
-                kind,
-                at,
-                reason,
-            } => Reply::Corrected(
-                self.store
-                    .correct_attendance(&external_id, kind, at, &reason, &actor)
-                    .map_err(|e| e.to_string()),
-            ),
             Request::PrepareTraining { enrolled_dir } => {
                 Reply::TrainingPrepared(self.prepare_training(enrolled_dir))
             }
             Request::Access(request) => {
                 if let Err((what, error)) = self.access(request)
-                    && !outbox.send(Reply::Failed { what, error })
+                    && !reply_to.send(Reply::Failed { what, error })
                 {
                     return false;
                 }
@@ -690,14 +712,52 @@ impl Worker {
             | Request::Approve { .. }
             | Request::Reject { .. }) => {
                 let session = session.expect("governed requests need a session");
-                let governed = self.govern(other, &session, cancel, outbox);
-                if !outbox.send(governed) {
+                let governed = self.govern(other, &session, cancel, reply_to);
+                if !reply_to.send(governed) {
                     return false;
                 }
                 self.proposals_reply()
             }
         };
-        outbox.send(reply)
+        reply_to.send(reply)
+    }
+
+    /// Single writes outside governance: a kiosk PIN, a corrected punch, the database
+    /// this machine opens from its next start.
+    fn amend(&mut self, request: Request, actor: &str) -> Reply {
+        match request {
+            Request::SetPin { external_id, pin } => Reply::PinSet(
+                self.store
+                    .person_by_external_id(&external_id, Modality::Face)
+                    .and_then(|person| {
+                        self.store.set_pin(person.id, &pin, actor)?;
+                        Ok(format!(
+                            "Kiosk PIN set for {} ({})",
+                            person.name, person.external_id
+                        ))
+                    })
+                    .map_err(|e| e.to_string()),
+            ),
+            Request::CorrectPunch {
+                external_id,
+                kind,
+                at,
+                reason,
+            } => Reply::Corrected(
+                self.store
+                    .correct_attendance(&external_id, kind, at, &reason, actor)
+                    .map_err(|e| e.to_string()),
+            ),
+            Request::SwitchDatabase(site) => Reply::DatabaseSwitched(
+                self.context
+                    .switch_database(&mut self.store, &site, actor)
+                    .map_err(text),
+            ),
+            _ => Reply::Failed {
+                what: "amending",
+                error: "not an amendment".into(),
+            },
+        }
     }
 
     /// The enrollment tab's requests: enrol, re-enrol, check a photo, list, delete.
@@ -789,11 +849,11 @@ impl Worker {
         request: Request,
         session: &Session,
         cancel: &AtomicBool,
-        outbox: &Outbox<impl Fn()>,
+        reply_to: &Replies<impl Fn()>,
     ) -> Reply {
         let device = self.context.device.clone();
         let shipped = self.context.shipped_signature_model();
-        let mut progress = |p| outbox.progress(p);
+        let mut progress = |p| reply_to.progress(p);
         let mut reembedding = Reembedding {
             device: &device,
             cancel,
@@ -835,14 +895,14 @@ impl Worker {
             Request::Approve { id } => governance::approve(store, session, id, &mut reembedding),
             Request::Reject { id } => store.reject(id, session).map_err(Into::into),
             Request::GateAndPropose { model, heldout } => {
-                let gated = self.gate(&model, &heldout, cancel, outbox);
+                let gated = self.gate(&model, &heldout, cancel, reply_to);
                 let passed = gated.as_ref().is_ok_and(|g| g.passed);
                 let report = gated.clone();
-                if !outbox.send(Reply::Gated(gated.map(Box::new))) || !passed {
+                if !reply_to.send(Reply::Gated(gated.map(Box::new))) || !passed {
                     return Reply::Governed(Err("the model did not pass its gate".into()));
                 }
                 let gate = report.expect("passed");
-                let mut progress = |p| outbox.progress(p);
+                let mut progress = |p| reply_to.progress(p);
                 let mut reembedding = Reembedding {
                     device: &device,
                     cancel,
@@ -873,7 +933,7 @@ impl Worker {
         model: &std::path::Path,
         heldout: &std::path::Path,
         cancel: &AtomicBool,
-        outbox: &Outbox<impl Fn()>,
+        reply_to: &Replies<impl Fn()>,
     ) -> Result<GateReport, String> {
         let active = signature_model(&self.signatures)?;
         let scans = crate::dataset::load(heldout).map_err(text)?;
@@ -889,7 +949,7 @@ impl Worker {
             &self.context.device,
             cancel,
             &mut |done, total| {
-                outbox.progress(Progress {
+                reply_to.progress(Progress {
                     done,
                     total,
                     current: "scoring the held-out scans".into(),
@@ -969,11 +1029,8 @@ impl Worker {
             faces: &self.faces,
             liveness: self.liveness.as_ref().ok(),
         };
-        let stepped = self
-            .store
-            .repeat_window()
-            .map_err(crate::Error::from)
-            .and_then(|window| {
+        let stepped =
+            workflow::kiosk_repeat_window(&self.store, &self.gallery).and_then(|window| {
                 self.kiosk
                     .step(models, &mut self.store, &self.gallery, frame, window, actor)
             });
@@ -1022,7 +1079,7 @@ impl Worker {
         actor: &str,
     ) -> Result<CheckinReport, String> {
         let picture = crate::imageio::load_rgb(path).map_err(text)?;
-        let window = self.store.repeat_window().map_err(|e| e.to_string())?;
+        let window = workflow::kiosk_repeat_window(&self.store, &self.gallery).map_err(text)?;
         workflow::checkin_photo(
             &self.faces,
             &mut self.store,
@@ -1091,6 +1148,33 @@ impl Worker {
         }
     }
 
+    /// Follows the site's other kiosks and desks, sends what the outbox kept once the
+    /// server is back, and tells the window when either changes; false when the window has
+    /// gone.
+    fn keep_in_touch(&mut self, reply_to: &Replies<impl Fn()>) -> bool {
+        let Some(online) = self.feed.as_ref().map(GalleryFeed::connected) else {
+            return true;
+        };
+        self.follow_gallery();
+        let mut waiting = self.store.outbox_waiting().unwrap_or(0);
+        if online && waiting > 0 {
+            let delivered = workflow::kiosk_repeat_window(&self.store, &self.gallery)
+                .and_then(|window| Ok(self.store.deliver_outbox(window)?));
+            match delivered {
+                Ok(delivery) => {
+                    tracing::info!(?delivery, "sent the outbox");
+                    waiting = delivery.waiting;
+                }
+                Err(error) => tracing::debug!(%error, "the outbox could not be sent yet"),
+            }
+        }
+        if (online, waiting) == self.connection {
+            return true;
+        }
+        self.connection = (online, waiting);
+        reply_to.send(Reply::Connection { online, waiting })
+    }
+
     /// Brings the gallery up to what the other kiosks and desks changed. When the server
     /// cannot be read, the kiosk keeps matching against the gallery it has; the feed
     /// says "everything" once the server is back.
@@ -1145,13 +1229,13 @@ impl Worker {
         modality: Modality,
         manifest: Option<PathBuf>,
         cancel: &AtomicBool,
-        outbox: &Outbox<impl Fn()>,
+        reply_to: &Replies<impl Fn()>,
     ) -> Result<ScoreSet, String> {
         let bands = self.store.bands(modality).map_err(|e| e.to_string())?;
         if let Some(manifest) = manifest {
             let samples = crate::dataset::load(&manifest).map_err(text)?;
             let mut progress = |done, total| {
-                outbox.progress(Progress {
+                reply_to.progress(Progress {
                     done,
                     total,
                     current: match modality {

@@ -100,6 +100,11 @@ pub enum Punch {
         last_kind: PunchKind,
         last_at: String,
     },
+    /// The site's server could not be reached: kept in this kiosk's outbox, sent when it
+    /// answers (its kind is decided then, against the punches before it).
+    Queued {
+        at: String,
+    },
 }
 
 /// A decision recorded earlier (a verification at a desk, or a kiosk punch): what a
@@ -161,6 +166,8 @@ pub struct Store {
     /// Absent only for a read-only store whose key file is not beside it.
     keys: Option<Keys>,
     read_only: bool,
+    /// A kiosk's own queue for when the site's server cannot be reached (`keep_outbox`).
+    outbox: Option<outbox::Outbox>,
 }
 
 fn migrations() -> Migrations<'static> {
@@ -174,6 +181,11 @@ fn migrations() -> Migrations<'static> {
 /// RFC 3339 in UTC to the millisecond, so that lexical order is time order.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// What an audit row made late says about it.
+fn delayed(made_at: &str) -> serde_json::Value {
+    serde_json::json!({ "made_at": made_at, "arrived_at": now() })
 }
 
 impl Store {
@@ -204,6 +216,7 @@ impl Store {
             path: path.to_path_buf(),
             keys: None,
             read_only: false,
+            outbox: None,
         };
         store.prepare(existed, key_path)?;
         Ok(store)
@@ -241,6 +254,7 @@ impl Store {
             path: path.to_path_buf(),
             keys: Keys::load(key_path)?,
             read_only: true,
+            outbox: None,
         })
     }
 
@@ -254,6 +268,7 @@ impl Store {
             path: PathBuf::from(":memory:"),
             keys: Some(Keys::ephemeral()),
             read_only: false,
+            outbox: None,
         };
         store.seal_storage()?;
         Ok(store)
@@ -427,10 +442,61 @@ impl Store {
         }
     }
 
+    /// Appends an audit row of its own; on a kiosk whose server cannot be reached, the
+    /// row waits in its outbox (`keep_outbox`) and says so when it arrives.
     pub fn audit_append(&mut self, actor: &str, action: &str, detail: &str) -> StoreResult<()> {
-        let detail: serde_json::Value = serde_json::from_str(detail)
+        match self.append_now(actor, action, detail, None) {
+            Err(StoreError::Unreachable { .. }) if self.outbox.is_some() => {
+                let outbox = self.outbox.as_ref().expect("checked");
+                outbox.queue_note(actor, action, detail)
+            }
+            appended => appended,
+        }
+    }
+
+    /// An audit row; `made_at`, for one an outbox kept, goes into its detail with the
+    /// time it arrived.
+    fn append_now(
+        &mut self,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        made_at: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut detail: serde_json::Value = serde_json::from_str(detail)
             .unwrap_or_else(|_| serde_json::Value::String(detail.into()));
+        if let Some(made_at) = made_at {
+            if !detail.is_object() {
+                detail = serde_json::json!({ "detail": detail });
+            }
+            detail["delayed"] = delayed(made_at);
+        }
         self.write(actor, action, |_, _, _| Ok::<_, StoreError>(((), detail)))
+    }
+
+    /// From now on, what this kiosk punches or audits while the site's server cannot be
+    /// reached is kept in the outbox at `path` and sent, in order, when it answers.
+    pub fn keep_outbox(&mut self, path: &Path) -> StoreResult<()> {
+        self.outbox = Some(outbox::Outbox::open(path)?);
+        Ok(())
+    }
+
+    /// What waits in the outbox (0 without one).
+    pub fn outbox_waiting(&self) -> StoreResult<usize> {
+        self.outbox.as_ref().map_or(Ok(0), outbox::Outbox::waiting)
+    }
+
+    /// Sends what waits in the outbox, if anything does.
+    pub fn deliver_outbox(
+        &mut self,
+        repeat_window: chrono::Duration,
+    ) -> StoreResult<outbox::Delivery> {
+        let Some(outbox) = self.outbox.take() else {
+            return Ok(outbox::Delivery::default());
+        };
+        let delivered = outbox.deliver(self, repeat_window);
+        self.outbox = Some(outbox);
+        delivered
     }
 
     /// The chain, its sealed anchor, the ledger against every table, and the seals.

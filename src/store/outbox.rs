@@ -1,9 +1,10 @@
-//! A kiosk's outbox: punches made while the site's server could not be reached, kept in
-//! a small SQLite file of the kiosk's own (private, beside its key), and sent once each,
-//! in the order they were made and with the time they were made, when the server
-//! answers again (`Store::punch_delayed`, whose audit row says they arrived late). A
-//! punch leaves the outbox only after the server committed it; one sent twice (the kiosk
-//! died between the two commits) is recognised by the server and recorded once.
+//! A kiosk's outbox: punches (and audit rows, such as a refused presentation attack)
+//! made while the site's server could not be reached, kept in a small SQLite file of the
+//! kiosk's own (private, beside its key), and sent once each, in the order they were made
+//! and with the time they were made, when the server answers again
+//! (`Store::punch_delayed`, and audit rows whose detail says they arrived late). A punch
+//! leaves the outbox only after the server committed it; one sent twice (the kiosk died
+//! between the two commits) is recognised by the server and recorded once.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,15 @@ pub struct QueuedPunch {
     pub actor: String,
 }
 
+/// An audit row waiting for the server.
+struct QueuedNote {
+    seq: i64,
+    actor: String,
+    action: String,
+    detail: String,
+    at: String,
+}
+
 /// What one delivery did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Delivery {
@@ -32,6 +42,8 @@ pub struct Delivery {
     pub recorded: usize,
     /// Already there, or within the repeat window of a punch before it: nothing written.
     pub repeats: usize,
+    /// Audit rows recorded on the server now.
+    pub notes: usize,
     /// Refused by the server (the person was deleted meanwhile): dropped, each logged.
     pub refused: usize,
     /// Still waiting: the server went away again.
@@ -61,6 +73,13 @@ impl Outbox {
                  liveness REAL,
                  at TEXT NOT NULL,
                  actor TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS notes (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 actor TEXT NOT NULL,
+                 action TEXT NOT NULL,
+                 detail TEXT NOT NULL,
+                 at TEXT NOT NULL
              );",
         )
         .map_err(|e| super::classify(e, path))?;
@@ -95,12 +114,25 @@ impl Outbox {
         })
     }
 
-    /// Punches still waiting.
+    /// Keeps an audit row made now, for when the server answers.
+    pub fn queue_note(&self, actor: &str, action: &str, detail: &str) -> StoreResult<()> {
+        self.conn
+            .execute(
+                "INSERT INTO notes (actor, action, detail, at) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![actor, action, detail, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| super::classify(e, &self.path))
+    }
+
+    /// Punches and audit rows still waiting.
     pub fn waiting(&self) -> StoreResult<usize> {
         self.conn
-            .query_row("SELECT count(*) FROM punches", [], |row| {
-                row.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT (SELECT count(*) FROM punches) + (SELECT count(*) FROM notes)",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
             .map(|count| count as usize)
             .map_err(|e| super::classify(e, &self.path))
     }
@@ -145,6 +177,7 @@ impl Outbox {
             match sent {
                 Ok(Punch::Recorded { .. }) => delivery.recorded += 1,
                 Ok(Punch::Repeat { .. }) => delivery.repeats += 1,
+                Ok(Punch::Queued { .. }) => unreachable!("a delayed punch is never queued again"),
                 Err(StoreError::Unreachable { .. }) => {
                     delivery.waiting = self.waiting()?;
                     return Ok(delivery);
@@ -154,10 +187,55 @@ impl Outbox {
                     delivery.refused += 1;
                 }
             }
-            self.conn
-                .execute("DELETE FROM punches WHERE seq = ?1", [punch.seq])
-                .map_err(|e| super::classify(e, &self.path))?;
+            self.forget("punches", punch.seq)?;
+        }
+        while let Some(note) = self.oldest_note()? {
+            let QueuedNote {
+                seq,
+                actor,
+                action,
+                detail,
+                at,
+            } = note;
+            match store.append_now(&actor, &action, &detail, Some(&at)) {
+                Ok(()) => delivery.notes += 1,
+                Err(StoreError::Unreachable { .. }) => {
+                    delivery.waiting = self.waiting()?;
+                    return Ok(delivery);
+                }
+                Err(error) => {
+                    tracing::error!(%error, action, at, "a queued audit row was refused by the server and dropped");
+                    delivery.refused += 1;
+                }
+            }
+            self.forget("notes", seq)?;
         }
         Ok(delivery)
+    }
+
+    fn oldest_note(&self) -> StoreResult<Option<QueuedNote>> {
+        self.conn
+            .query_row(
+                "SELECT seq, actor, action, detail, at FROM notes ORDER BY seq LIMIT 1",
+                [],
+                |row| {
+                    Ok(QueuedNote {
+                        seq: row.get(0)?,
+                        actor: row.get(1)?,
+                        action: row.get(2)?,
+                        detail: row.get(3)?,
+                        at: row.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| super::classify(e, &self.path))
+    }
+
+    fn forget(&self, table: &str, seq: i64) -> StoreResult<()> {
+        self.conn
+            .execute(&format!("DELETE FROM {table} WHERE seq = ?1"), [seq])
+            .map(|_| ())
+            .map_err(|e| super::classify(e, &self.path))
     }
 }

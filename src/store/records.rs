@@ -101,7 +101,34 @@ impl Store {
         repeat_window: chrono::Duration,
         actor: &str,
     ) -> StoreResult<Punch> {
-        self.record_punch(person_id, score, liveness, None, repeat_window, actor)
+        if self.outbox.is_none() {
+            return self.record_punch(person_id, score, liveness, None, repeat_window, actor);
+        }
+        // Punches arrive in the order they were made: while earlier ones still wait, a
+        // new one waits behind them.
+        if self.outbox_waiting()? > 0 && self.deliver_outbox(repeat_window)?.waiting > 0 {
+            return self.queue_punch(person_id, score, liveness, actor);
+        }
+        match self.record_punch(person_id, score, liveness, None, repeat_window, actor) {
+            Err(StoreError::Unreachable { .. }) => {
+                self.queue_punch(person_id, score, liveness, actor)
+            }
+            punched => punched,
+        }
+    }
+
+    fn queue_punch(
+        &mut self,
+        person_id: i64,
+        score: f32,
+        liveness: Option<f32>,
+        actor: &str,
+    ) -> StoreResult<Punch> {
+        check_punch_scores(score, liveness)?;
+        let outbox = self.outbox.as_ref().expect("a kiosk with an outbox");
+        let queued = outbox.queue(person_id, score, liveness, actor)?;
+        tracing::warn!(person_id, at = %queued.at, "the server cannot be reached: the punch waits in the outbox");
+        Ok(Punch::Queued { at: queued.at })
     }
 
     /// A punch a kiosk queued while the server was away (`Outbox`), recorded at the time
@@ -131,10 +158,7 @@ impl Store {
         repeat_window: chrono::Duration,
         actor: &str,
     ) -> StoreResult<Punch> {
-        check_score(score).map_err(StoreError::InvalidSetting)?;
-        if let Some(live) = liveness {
-            check_score(live).map_err(StoreError::InvalidSetting)?;
-        }
+        check_punch_scores(score, liveness)?;
         let path = self.path.clone();
         let punched = self.write(actor, "attendance", |tx, _, changes| {
             let made_text = made_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
@@ -201,9 +225,7 @@ impl Store {
                 "person_id": person_id, "kind": kind, "score": score, "liveness": liveness,
             });
             if made_at.is_some() {
-                detail["delayed"] = serde_json::json!({
-                    "made_at": at, "arrived_at": super::now(),
-                });
+                detail["delayed"] = super::delayed(&at);
             }
             Ok((Some(Punch::Recorded { kind, at }), detail))
         });
@@ -588,6 +610,14 @@ impl Store {
             Ok(((added, skipped), detail))
         })
     }
+}
+
+fn check_punch_scores(score: f32, liveness: Option<f32>) -> StoreResult<()> {
+    check_score(score).map_err(StoreError::InvalidSetting)?;
+    if let Some(live) = liveness {
+        check_score(live).map_err(StoreError::InvalidSetting)?;
+    }
+    Ok(())
 }
 
 pub(super) fn upsert_setting(

@@ -15,8 +15,16 @@ use crate::error::{StoreError, StoreResult};
 /// Opening a store takes this session lock, so that two kiosks starting at once against
 /// an empty database do not both create the schema (one does; the other finds it).
 const PREPARE_LOCK: i64 = 0x564F_5544;
+/// The server's schema, step by step: the schema each step reaches, and its SQL. The
+/// server store began at schema 3 (the SQLite file's schema then), so its first step
+/// makes that whole; a later schema is one more step here and one in `migrations()`.
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(3, include_str!("schema_postgres.sql"))];
+
 /// How long a kiosk waits for an unreachable server before it says so.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long data sent to the server may go unacknowledged before the connection counts
+/// as lost.
+const SILENT_SERVER: Duration = Duration::from_secs(10);
 
 /// Whether `--db` names a server (`postgres://` or `postgresql://`) rather than a file.
 pub fn is_server(db: &Path) -> bool {
@@ -34,6 +42,11 @@ fn connect(url: &str) -> StoreResult<Db> {
     let mut config = postgres::Config::from_str(url).map_err(|e| refused(e.to_string()))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    // A cable pulled mid-statement shows as a lost connection after this long, not after
+    // the system's TCP retries (minutes), so the kiosk turns to its outbox.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(SILENT_SERVER);
     }
     if config.get_application_name().is_none() {
         config.application_name("vouch");
@@ -163,6 +176,7 @@ impl Store {
             path: location.clone(),
             keys: None,
             read_only: false,
+            outbox: None,
         };
         // On failure the connection closes, and the lock with it.
         store.prepare_server(key_path)?;
@@ -182,11 +196,11 @@ impl Store {
             });
         }
         let keys = keys_for(version, key_path)?;
-        if version == 0 {
-            self.conn.execute_batch(&format!(
-                "BEGIN; {} COMMIT;",
-                include_str!("schema_postgres.sql")
-            ))?;
+        for (reaches, sql) in POSTGRES_MIGRATIONS {
+            if *reaches > version {
+                // Each step sets `vouch_meta.schema_version` itself, in its transaction.
+                self.conn.execute_batch(&format!("BEGIN; {sql} COMMIT;"))?;
+            }
         }
         self.seal_unsealed(version, keys)
     }
@@ -219,6 +233,7 @@ impl Store {
             path,
             keys: super::Keys::load(key_path)?,
             read_only: true,
+            outbox: None,
         })
     }
 }
@@ -237,21 +252,41 @@ const LISTENER_CHECK: Duration = Duration::from_secs(2);
 pub enum GalleryChange {
     /// These people were enrolled, re-enrolled, re-embedded or deleted: read them again.
     People(Vec<i64>),
+    /// The site's decision rules changed (bands, a person's offset, a PIN, the repeat
+    /// window): only what a kiosk keeps to decide without the server is read again.
+    Rules,
     /// Read the whole gallery again: a write named too many people, or this kiosk was cut
     /// off from the server and may have missed notes.
     Everything,
 }
 
+/// The note of a write that changed settings only.
+const RULES_PAYLOAD: &str = "rules";
+
 impl GalleryChange {
-    fn from_payload(payload: &str) -> Self {
+    /// A note's changes: "*", or its tokens ("rules", person ids); anything unreadable
+    /// is "everything".
+    fn from_payload(payload: &str) -> Vec<Self> {
         if payload == "*" {
-            return GalleryChange::Everything;
+            return vec![GalleryChange::Everything];
         }
-        payload
-            .split(',')
-            .map(str::parse)
-            .collect::<Result<Vec<i64>, _>>()
-            .map_or(GalleryChange::Everything, GalleryChange::People)
+        let mut rules = false;
+        let mut people = Vec::new();
+        for token in payload.split(',') {
+            match (token, token.parse::<i64>()) {
+                (RULES_PAYLOAD, _) => rules = true,
+                (_, Ok(person_id)) => people.push(person_id),
+                (_, Err(_)) => return vec![GalleryChange::Everything],
+            }
+        }
+        let mut changes = Vec::new();
+        if rules {
+            changes.push(GalleryChange::Rules);
+        }
+        if !people.is_empty() {
+            changes.push(GalleryChange::People(people));
+        }
+        changes
     }
 }
 
@@ -298,18 +333,18 @@ pub(super) fn gallery_payload(
             _ => {}
         }
     }
-    Ok(match people.len() {
-        0 if !changes.gone.contains_key("templates") => None,
-        0 => Some("*".into()),
-        n if n > MOST_PEOPLE_NAMED => Some("*".into()),
-        _ => Some(
-            people
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-    })
+    let rules = changes.put.contains_key("settings") || changes.gone.contains_key("settings");
+    if people.len() > MOST_PEOPLE_NAMED
+        || (people.is_empty() && changes.gone.contains_key("templates"))
+    {
+        return Ok(Some("*".into()));
+    }
+    let tokens: Vec<String> = rules
+        .then(|| RULES_PAYLOAD.to_string())
+        .into_iter()
+        .chain(people.iter().map(i64::to_string))
+        .collect();
+    Ok((!tokens.is_empty()).then(|| tokens.join(",")))
 }
 
 /// A kiosk's ear on the server: a connection of its own that listens on
@@ -318,6 +353,8 @@ pub(super) fn gallery_payload(
 pub struct GalleryFeed {
     changes: std::sync::mpsc::Receiver<GalleryChange>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the listener has the server now.
+    connected: std::sync::Arc<std::sync::atomic::AtomicBool>,
     listener: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -327,11 +364,16 @@ impl GalleryFeed {
         let first = listening(url)?;
         let (send, changes) = std::sync::mpsc::channel();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connected = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let listener = {
-            let (url, stop) = (url.to_string(), std::sync::Arc::clone(&stop));
+            let url = url.to_string();
+            let (stop, connected) = (
+                std::sync::Arc::clone(&stop),
+                std::sync::Arc::clone(&connected),
+            );
             std::thread::Builder::new()
                 .name("gallery feed".into())
-                .spawn(move || listen_until_stopped(&url, first, &send, &stop))
+                .spawn(move || listen_until_stopped(&url, first, &send, &stop, &connected))
                 .map_err(|e| StoreError::Io {
                     source: e,
                     path: PathBuf::from("the gallery feed's thread"),
@@ -340,8 +382,15 @@ impl GalleryFeed {
         Ok(Self {
             changes,
             stop,
+            connected,
             listener: Some(listener),
         })
+    }
+
+    /// Whether the server answered the feed's last check (every `LISTENER_CHECK`): a
+    /// kiosk that finds it gone works from its gallery, roster and outbox.
+    pub fn connected(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every change heard since the last call, oldest first.
@@ -375,6 +424,7 @@ fn listen_until_stopped(
     mut client: postgres::Client,
     send: &std::sync::mpsc::Sender<GalleryChange>,
     stop: &std::sync::atomic::AtomicBool,
+    connected: &std::sync::atomic::AtomicBool,
 ) {
     use postgres::fallible_iterator::FallibleIterator;
     use std::sync::atomic::Ordering;
@@ -387,11 +437,10 @@ fn listen_until_stopped(
             loop {
                 match heard.next() {
                     Ok(Some(note)) => {
-                        if send
-                            .send(GalleryChange::from_payload(note.payload()))
-                            .is_err()
-                        {
-                            return;
+                        for change in GalleryChange::from_payload(note.payload()) {
+                            if send.send(change).is_err() {
+                                return;
+                            }
                         }
                     }
                     Ok(None) => break,
@@ -407,6 +456,7 @@ fn listen_until_stopped(
             last_check = std::time::Instant::now();
         }
         if lost {
+            connected.store(false, Ordering::Relaxed);
             tracing::warn!("the gallery feed lost the server; reconnecting");
             let mut wait = Duration::from_millis(200);
             client = loop {
@@ -422,6 +472,7 @@ fn listen_until_stopped(
                     }
                 }
             };
+            connected.store(true, Ordering::Relaxed);
             tracing::info!("the gallery feed is back: reloading the whole gallery");
             if send.send(GalleryChange::Everything).is_err() {
                 return;
@@ -435,15 +486,37 @@ mod tests {
     use super::GalleryChange;
 
     #[test]
+    fn the_servers_migrations_reach_the_files_schema() {
+        let steps: Vec<i64> = super::POSTGRES_MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        assert!(steps.is_sorted(), "{steps:?}");
+        assert_eq!(steps.last(), Some(&super::SCHEMA_VERSION));
+        for (reaches, sql) in super::POSTGRES_MIGRATIONS {
+            assert!(
+                sql.contains(&format!("schema_version) VALUES (1, 'vouch', {reaches})"))
+                    || sql.contains(&format!("SET schema_version = {reaches}")),
+                "the step to {reaches} records it in vouch_meta"
+            );
+        }
+    }
+
+    #[test]
     fn a_note_names_people_or_asks_for_everything() {
         assert_eq!(
             GalleryChange::from_payload("3,17"),
-            GalleryChange::People(vec![3, 17])
+            vec![GalleryChange::People(vec![3, 17])]
+        );
+        assert_eq!(
+            GalleryChange::from_payload("rules"),
+            vec![GalleryChange::Rules]
+        );
+        assert_eq!(
+            GalleryChange::from_payload("rules,4"),
+            vec![GalleryChange::Rules, GalleryChange::People(vec![4])]
         );
         for payload in ["*", "", "3,x", "9999999999999999999999"] {
             assert_eq!(
                 GalleryChange::from_payload(payload),
-                GalleryChange::Everything
+                vec![GalleryChange::Everything]
             );
         }
     }

@@ -270,7 +270,13 @@ struct Server {
     in_transaction: std::cell::Cell<bool>,
     /// Statements prepared on this connection, by their SQLite text.
     statements: RefCell<HashMap<String, postgres::Statement>>,
+    /// After a failed reconnection, statements fail at once until then: a kiosk whose
+    /// server is away does not wait for a connection on every camera frame.
+    retry_after: std::cell::Cell<Option<std::time::Instant>>,
 }
+
+/// How long a failed reconnection is trusted before the next one is tried.
+const RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The connection a store reads and writes through.
 pub struct Db {
@@ -300,6 +306,7 @@ impl Db {
                 session_setup: RefCell::new(Vec::new()),
                 in_transaction: std::cell::Cell::new(false),
                 statements: RefCell::new(HashMap::new()),
+                retry_after: std::cell::Cell::new(None),
             })),
             location: PathBuf::from(location),
         }
@@ -502,7 +509,21 @@ impl Db {
         if !server.client.borrow().is_closed() || server.in_transaction.get() {
             return Ok(());
         }
-        let client = super::server::open_client(&server.config).map_err(|e| self.pg_error(e))?;
+        if let Some(after) = server.retry_after.get()
+            && std::time::Instant::now() < after
+        {
+            return Err(StoreError::Unreachable {
+                reason: "the server did not answer a moment ago".into(),
+                location: self.location.clone(),
+            });
+        }
+        let client = super::server::open_client(&server.config).map_err(|e| {
+            server
+                .retry_after
+                .set(Some(std::time::Instant::now() + RECONNECT_PAUSE));
+            self.pg_error(e)
+        })?;
+        server.retry_after.set(None);
         *server.client.borrow_mut() = client;
         server.statements.borrow_mut().clear();
         tracing::info!(server = %self.location.display(), "connected to the server again");

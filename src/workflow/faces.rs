@@ -12,7 +12,7 @@ use crate::enroll::assess_face;
 use crate::error::{Error, Result};
 use crate::eval::standards::SiteLoad;
 use crate::face::{FaceModels, TEMPLATE_SHAPE};
-use crate::gallery::{Candidate, Gallery};
+use crate::gallery::{Candidate, Gallery, Known};
 use crate::imageio;
 use crate::matching::{euclidean_distance, face_score};
 use crate::store::{Enrollment, NewTemplate, Punch, Store, StoreError};
@@ -374,21 +374,51 @@ pub fn checkin(
     let Some(best) = gallery.search(embedding, 1)?.pop() else {
         return Err(Error::EmptyGallery);
     };
-    let bands = store.bands_for(Modality::Face, best.person_id)?;
+    let (person, bands) = known(store, gallery, best.person_id)?;
     if bands.decide(best.score) != Decision::Accept {
         return Err(Error::NotRecognised {
             score: best.score,
             accept: bands.high,
         });
     }
-    let person = store.person(best.person_id)?;
-    let punch = store.punch(person.id, best.score, liveness, repeat_window, actor)?;
+    let punch = store.punch(best.person_id, best.score, liveness, repeat_window, actor)?;
     Ok(CheckinReport {
         external_id: person.external_id,
         name: person.name,
         score: best.score,
         punch,
     })
+}
+
+/// A gallery's person by name, with the face bands that decide for them: read from the
+/// store, or, when the site's server cannot be reached, from the roster the gallery keeps
+/// (`Gallery::keep_roster`).
+pub fn known(store: &Store, gallery: &Gallery, person_id: i64) -> Result<(Known, Bands)> {
+    let read = || -> Result<(Known, Bands)> {
+        let person = store.person(person_id)?;
+        let known = Known {
+            name: person.name,
+            external_id: person.external_id,
+        };
+        Ok((known, store.bands_for(Modality::Face, person_id)?))
+    };
+    match (read(), gallery.roster()) {
+        (Err(Error::Store(StoreError::Unreachable { .. })), Some(roster))
+            if roster.person(person_id).is_some() =>
+        {
+            let known = roster.person(person_id).expect("checked").clone();
+            Ok((known, roster.bands_for(person_id)))
+        }
+        (read, _) => read,
+    }
+}
+
+/// The site's repeat window, or the roster's when the server cannot be reached.
+pub fn kiosk_repeat_window(store: &Store, gallery: &Gallery) -> Result<chrono::Duration> {
+    match (store.repeat_window(), gallery.roster()) {
+        (Err(StoreError::Unreachable { .. }), Some(roster)) => Ok(roster.repeat_window()),
+        (read, _) => Ok(read?),
+    }
 }
 
 /// Today's punches (since local midnight), oldest first: the kiosk's list survives a

@@ -15,7 +15,7 @@ use std::time::Instant;
 use image::RgbImage;
 use serde::Serialize;
 
-use super::faces::{CheckinReport, checkin, record_attack};
+use super::faces::{CheckinReport, checkin, known, record_attack};
 pub use crate::camera::RecordedSequence;
 use crate::error::Result;
 use crate::face::liveness::{Liveness, LivenessScore};
@@ -24,8 +24,8 @@ use crate::gallery::Gallery;
 use crate::kiosk::{
     AttackMonitor, CONSENSUS_FRAMES, Consensus, EyeSignal, KioskState, Observation, Tracker,
 };
-use crate::store::Store;
-use crate::types::{Decision, Modality};
+use crate::store::{Store, StoreError};
+use crate::types::Decision;
 
 /// A recognised face is embedded again this often while it is followed.
 pub const REEMBED_EVERY: usize = 5;
@@ -49,8 +49,7 @@ pub fn nearest(store: &Store, gallery: &Gallery, embedding: &[f32]) -> Result<Op
     let Some(candidate) = gallery.search(embedding, 1)?.pop() else {
         return Ok(None);
     };
-    let person = store.person(candidate.person_id)?;
-    let bands = store.bands_for(Modality::Face, candidate.person_id)?;
+    let (person, bands) = known(store, gallery, candidate.person_id)?;
     Ok(Some(Match {
         person_id: candidate.person_id,
         name: person.name,
@@ -439,9 +438,14 @@ impl KioskLoop {
             Doubt::LookAgain if self.doubtful >= CONSENSUS_FRAMES + SECOND_LOOK_FRAMES => {
                 let (judged, live, _) = self.review_liveness;
                 let looked_live = judged >= CONSENSUS_FRAMES && 2 * live > judged;
+                // A PIN is checked on the server (each try is audited there): a kiosk
+                // that cannot reach it asks the desk instead.
                 let pin_holder = match self.review {
-                    Some((person_id, _)) => looked_live && store.has_pin(person_id)?,
-                    None => false,
+                    Some((person_id, _)) if looked_live => match store.has_pin(person_id) {
+                        Err(StoreError::Unreachable { .. }) => false,
+                        has_pin => has_pin?,
+                    },
+                    _ => false,
                 };
                 // The PIN stands in for the match, not for the blink: a face that never
                 // blinked is waited for, a while, as an accepted one is.

@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 
 pub use faces::{
     BatchFailure, BatchReport, CheckinReport, Identified, VerifyReport, checkin, checkin_photo,
-    describe_candidates, enroll_batch, enroll_face, identify_face, record_attack, reenroll_face,
-    site_load, todays_punches, verify_face,
+    describe_candidates, enroll_batch, enroll_face, identify_face, kiosk_repeat_window, known,
+    record_attack, reenroll_face, site_load, todays_punches, verify_face,
 };
 pub use models::{ReembedReport, active_signature_model, export_enrolled_signatures, reembed};
 pub use signatures::{

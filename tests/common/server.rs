@@ -109,6 +109,17 @@ impl Cluster {
         Self::start_with(None)
     }
 
+    /// A cluster of the test's own, to stop and start again; `None` (the test says it
+    /// skipped, and why) when none can be started here.
+    #[allow(dead_code)]
+    pub fn for_test(test: &str) -> Option<Cluster> {
+        Self::start()
+            .map_err(|why| {
+                eprintln!("SKIPPED {test}: no server of its own could be started ({why})");
+            })
+            .ok()
+    }
+
     /// A cluster that speaks TLS with this certificate (PEM) and key.
     pub fn start_with_tls(certificate: &str, key: &str) -> Result<Cluster, String> {
         Self::start_with(Some((certificate, key)))
