@@ -8,9 +8,13 @@ mod common;
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 
+use std::path::Path;
 use vouch::face::TEMPLATE_SHAPE as SHAPE;
-use vouch::store::{Punch, Store, StoreError};
-use vouch::types::{Bands, Modality, PunchKind};
+use vouch::gallery::Gallery;
+use vouch::matching::FACE_BANDS;
+use vouch::store::{AttendanceRecord, NewTemplate, Punch, Store, StoreError, exchange};
+
+use vouch::types::{Bands, Decision, Modality, PunchKind};
 
 use common::face_template as template;
 
@@ -47,6 +51,39 @@ impl Site {
             None => Store::open_read_only_with_key(&self.db, &self.key),
         }
         .unwrap()
+    }
+
+    /// The site with people E1..En enrolled (one template each, model "m").
+    fn enrolled(test: &str, people: usize) -> Vec<Site> {
+        let sites = sites(test);
+        for site in &sites {
+            let mut store = site.open();
+            for i in 1..=people {
+                enroll(&mut store, i);
+            }
+        }
+        sites
+    }
+
+    /// What the audit finds wrong.
+    fn problems(&self) -> Vec<String> {
+        let report = self.open_read_only().audit_verify().unwrap();
+        assert_eq!(report.intact, report.problems.is_empty());
+        report.problems
+    }
+
+    /// One value of one row, read around Vouch (a template's embedding as stored).
+    fn stored_bytes(&self, sql: &str) -> Vec<u8> {
+        match self.url() {
+            Some(url) => common::server::admin_client(url)
+                .query_one(sql, &[])
+                .unwrap()
+                .get(0),
+            None => rusqlite::Connection::open(&self.db)
+                .unwrap()
+                .query_row(sql, [], |row| row.get(0))
+                .unwrap(),
+        }
     }
 
     fn url(&self) -> Option<&str> {
@@ -412,4 +449,433 @@ fn a_site_moves_to_the_server_and_back_whole() {
         .migrate_into(&mut stranger, "operator", &mut |_, _| {})
         .unwrap_err();
     assert!(refused.to_string().contains("key"), "{refused}");
+}
+
+#[test]
+fn enrollment_is_bound_to_its_model_and_deletion_is_audited() {
+    for site in sites("enrollment_is_bound_to_its_model_and_deletion_is_audited") {
+        let mut store = site.open();
+        let ada = store
+            .enroll(
+                "Ada",
+                "E1",
+                Modality::Face,
+                "model-a",
+                &[template(0.1), template(0.2)],
+                "tester",
+            )
+            .unwrap();
+        store
+            .enroll(
+                "Bob",
+                "E2",
+                Modality::Face,
+                "model-b",
+                &[template(0.5)],
+                "tester",
+            )
+            .unwrap();
+        assert_eq!(
+            store
+                .templates(Modality::Face, "model-a", &SHAPE)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .templates(Modality::Face, "model-b", &SHAPE)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            store
+                .templates(Modality::Signature, "model-a", &SHAPE)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .person_templates(ada, "model-a", &SHAPE)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(matches!(
+            store.enroll(
+                "Ada again",
+                "E1",
+                Modality::Face,
+                "model-a",
+                &[template(0.3)],
+                "tester"
+            ),
+            Err(StoreError::Duplicate { .. })
+        ));
+        store
+            .record_decision(
+                ada,
+                Modality::Face,
+                0.8,
+                FACE_BANDS,
+                Decision::Accept,
+                "clerk",
+            )
+            .unwrap();
+        store.delete_person(ada, "tester").unwrap();
+        assert_eq!(store.people(None).unwrap().len(), 1);
+        assert!(
+            store
+                .templates(Modality::Face, "model-a", &SHAPE)
+                .unwrap()
+                .is_empty()
+        );
+        let report = store.audit_verify().unwrap();
+        assert!(report.intact, "{report:?}");
+        assert_eq!(report.rows, 4); // two enrollments, a verification, a deletion
+    }
+}
+
+/// Table row 2: a template of another size is never compared.
+#[test]
+fn a_64_value_embedding_is_refused_not_compared() {
+    for site in sites("a_64_value_embedding_is_refused_not_compared") {
+        let mut store = site.open();
+        let short = NewTemplate {
+            embedding: vec![0.1; 64],
+            ..template(0.1)
+        };
+        store
+            .enroll("Short", "E1", Modality::Face, "m", &[short], "tester")
+            .unwrap();
+        let refused = store.templates(Modality::Face, "m", &SHAPE).unwrap_err();
+        assert!(refused.to_string().contains("64 values"), "{refused}");
+        assert!(vouch::matching::euclidean_distance(&[0.1; 64], &[0.1; 128]).is_err());
+        let mut gallery = Gallery::new(128);
+        assert!(gallery.add_person(1, [[0.1f32; 64].as_slice()]).is_err());
+    }
+}
+
+/// Table row 9 (store side): names and ids that would corrupt a screen or a terminal.
+#[test]
+fn names_with_controls_are_refused() {
+    for site in sites("names_with_controls_are_refused") {
+        let mut store = site.open();
+        for (name, id) in [
+            ("Ada\nLovelace", "E1"),
+            ("\u{1b}[2J\u{1b}[31mAda", "E2"),
+            ("Ada", "E3\r"),
+            ("Ada\u{202E}", "E4"),
+        ] {
+            let refused = store
+                .enroll(name, id, Modality::Face, "m", &[template(0.1)], "t")
+                .unwrap_err();
+            assert!(matches!(refused, StoreError::BadText { .. }), "{refused}");
+        }
+        assert!(store.people(None).unwrap().is_empty());
+        store
+            .enroll(
+                "=cmd|' /C calc'!A0",
+                "+1+2",
+                Modality::Face,
+                "m",
+                &[template(0.1)],
+                "t",
+            )
+            .unwrap();
+        store
+            .punch(1, 0.9, None, chrono::Duration::minutes(10), "kiosk")
+            .unwrap();
+        let csv = exchange::write(
+            &store.attendance(None, None).unwrap(),
+            exchange::Format::Csv,
+        )
+        .unwrap();
+        let text = String::from_utf8(csv).unwrap();
+        assert!(text.contains(",'+1+2,'=cmd"), "{text}");
+    }
+}
+
+/// Table row 10: imported events are checked; every export imports again.
+#[test]
+fn impossible_events_are_refused_and_exports_always_reimport() {
+    for site in sites("impossible_events_are_refused_and_exports_always_reimport") {
+        let mut store = site.open();
+        store
+            .enroll("Ada", "E1", Modality::Face, "m", &[template(0.1)], "t")
+            .unwrap();
+        store
+            .enroll("Bob", "E2", Modality::Face, "m", &[template(0.5)], "t")
+            .unwrap();
+        let event = |score: f32, at: &str| AttendanceRecord {
+            at: at.into(),
+            kind: PunchKind::In,
+            score,
+            external_id: Some("E1".into()),
+            name: None,
+            correction: None,
+        };
+        let overflowing = exchange::read(
+            "at,kind,score,external_id,name\n2026-11-30T08:00:00Z,in,1e39,E1,\n",
+            Path::new("sheet.csv"),
+        )
+        .unwrap();
+        for bad in [
+            overflowing[0].clone(),
+            event(f32::INFINITY, "2026-11-30T08:00:00Z"),
+            event(-5.0, "2026-11-30T08:00:00Z"),
+            event(1.5, "2026-11-30T08:00:00Z"),
+            event(0.9, "9999-01-01T00:00:00Z"),
+        ] {
+            assert!(
+                store
+                    .import_attendance(std::slice::from_ref(&bad), "t")
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(store.attendance(None, None).unwrap().is_empty());
+        store
+            .punch(2, 0.9, None, chrono::Duration::minutes(10), "kiosk")
+            .unwrap();
+        store.delete_person(2, "t").unwrap();
+        store
+            .punch(1, 0.8, None, chrono::Duration::minutes(10), "kiosk")
+            .unwrap();
+        for format in [exchange::Format::Csv, exchange::Format::Json] {
+            let exported = exchange::write(&store.attendance(None, None).unwrap(), format).unwrap();
+            let records =
+                exchange::read(std::str::from_utf8(&exported).unwrap(), Path::new("x")).unwrap();
+            assert_eq!(records.len(), 2);
+            assert!(
+                records.iter().any(|r| r.external_id.is_none()),
+                "the deleted person's punch"
+            );
+            let mut other = Store::open_in_memory().unwrap();
+            other
+                .enroll("Ada", "E1", Modality::Face, "m", &[template(0.1)], "t")
+                .unwrap();
+            assert_eq!(other.import_attendance(&records, "t").unwrap(), (2, 0));
+            assert_eq!(other.import_attendance(&records, "t").unwrap(), (0, 2));
+        }
+    }
+}
+
+/// Table row 4: edits, swaps, inserts and deletions in every table that decides.
+#[test]
+fn edited_swapped_inserted_and_deleted_rows_are_found() {
+    let attacks = [
+        (
+            "swap",
+            "UPDATE templates SET person_id = 3 - person_id",
+            "templates row 1 was changed",
+        ),
+        (
+            "rename",
+            "UPDATE people SET name = 'Mallory' WHERE id = 1",
+            "people row 1 was changed",
+        ),
+        (
+            "reid",
+            "UPDATE people SET external_id = 'E2x' WHERE id = 2",
+            "people row 2: its seal does not match",
+        ),
+        (
+            "punch",
+            "INSERT INTO attendance (person_id, kind, at, score) VALUES (1, 'in', '2026-11-30T08:00:00.000Z', 0.9)",
+            "attendance row 2 was added",
+        ),
+        (
+            "unpunch",
+            "DELETE FROM attendance",
+            "attendance row 1 was deleted",
+        ),
+        (
+            "decision",
+            "UPDATE decisions SET decision = 'accept', score = 0.99",
+            "decisions row 1 was changed",
+        ),
+        (
+            "bands",
+            "UPDATE settings SET value = '{\"low\":0.0,\"high\":0.0}' WHERE key = 'bands.face'",
+            "settings row bands.face",
+        ),
+        (
+            "gone",
+            "DELETE FROM people WHERE id = 2",
+            "people row 2 was deleted",
+        ),
+    ];
+    for (name, sql, found) in attacks {
+        for site in Site::enrolled(&format!("edited_rows_{name}"), 2) {
+            let mut store = site.open();
+            store
+                .punch(1, 0.8, None, chrono::Duration::minutes(10), "kiosk")
+                .unwrap();
+            store
+                .record_decision(
+                    2,
+                    Modality::Face,
+                    0.2,
+                    FACE_BANDS,
+                    Decision::Reject,
+                    "clerk",
+                )
+                .unwrap();
+            common::set_bands(&mut store, Modality::Face, FACE_BANDS).unwrap();
+            drop(store);
+            site.tamper(sql);
+            let problems = site.problems();
+            assert!(
+                problems.iter().any(|p| p.contains(found)),
+                "{} {name}: no problem mentions {found:?}: {problems:?}",
+                site.engine
+            );
+            // Reads refuse what they depend on: swapped templates do not open, edited
+            // bands and people break their seals.
+            let store = site.open_read_only();
+            match name {
+                "swap" => assert!(store.templates(Modality::Face, "m", &SHAPE).is_err()),
+                "bands" => assert!(matches!(
+                    store.bands(Modality::Face),
+                    Err(StoreError::BadRow {
+                        table: "settings",
+                        ..
+                    })
+                )),
+                "reid" => assert!(store.person_by_external_id("E2x", Modality::Face).is_err()),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn a_reopened_store_keeps_everything() {
+    for site in Site::enrolled("a_reopened_store_keeps_everything", 1) {
+        let store = site.open();
+        assert_eq!(store.people(None).unwrap()[0].templates, 1);
+        assert!(store.audit_verify().unwrap().intact);
+    }
+}
+
+#[test]
+fn a_key_rotation_reencrypts_everything_and_retires_the_old_key() {
+    const EMBEDDING: &str = "SELECT embedding FROM templates WHERE id = 1";
+    for site in Site::enrolled("a_key_rotation_reencrypts_everything", 3) {
+        let before = site.stored_bytes(EMBEDDING);
+        let mut store = site.open();
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let rotation = store.rotate_keys("tester", &cancel, &mut |_| {}).unwrap();
+        assert!(rotation.finished && !rotation.resumed);
+        assert_eq!((rotation.key, rotation.templates), (2, 3));
+        drop(store);
+        assert_ne!(before, site.stored_bytes(EMBEDDING), "{}", site.engine);
+        let key_file = std::fs::read_to_string(&site.key).unwrap();
+        assert_eq!(
+            key_file.matches("\"secret\"").count(),
+            1,
+            "the old key is retired"
+        );
+        let store = site.open();
+        assert_eq!(
+            store.templates(Modality::Face, "m", &SHAPE).unwrap().len(),
+            3
+        );
+        let report = store.audit_verify().unwrap();
+        assert!(report.intact, "{}: {report:?}", site.engine);
+    }
+}
+
+/// A forgotten check-out is added by a supervisor as a new punch, never an edit: the
+/// audit names who and why, the day report counts it, and what makes no sense is refused.
+#[test]
+fn a_correction_is_a_new_audited_punch() {
+    for site in Site::enrolled("a_correction_is_a_new_audited_punch", 1) {
+        let mut store = site.open();
+        let window = chrono::Duration::minutes(2);
+        let person = store.people(None).unwrap()[0].id;
+        store
+            .punch(person, 0.9, Some(0.95), window, "kiosk")
+            .unwrap();
+        let an_hour_on = chrono::Utc::now() + chrono::Duration::hours(1);
+        let earlier = chrono::Utc::now() - chrono::Duration::minutes(1);
+        let reason = "forgot to check out; left by the side door";
+        // Refused: nobody with that id, no reason, a time in the future.
+        for (who, why, when) in [
+            ("E9", reason, earlier),
+            ("E1", " ", earlier),
+            ("E1", reason, an_hour_on),
+        ] {
+            assert!(
+                store
+                    .correct_attendance(who, PunchKind::Out, when, why, "ana")
+                    .is_err()
+            );
+        }
+        let added = store
+            .correct_attendance("E1", PunchKind::Out, earlier, reason, "ana")
+            .unwrap();
+        assert_eq!(added.score, 0.0);
+        // The same punch twice is refused.
+        assert!(
+            store
+                .correct_attendance("E1", PunchKind::Out, earlier, reason, "ana")
+                .is_err()
+        );
+        let records = store.attendance(None, None).unwrap();
+        assert_eq!(records.len(), 2);
+        let correction = records
+            .iter()
+            .find_map(|r| r.correction.clone())
+            .expect("the correction is read back with its reason");
+        assert_eq!(
+            (correction.by.as_str(), correction.reason.as_str()),
+            ("ana", reason)
+        );
+        assert_eq!(records.iter().filter(|r| r.correction.is_some()).count(), 1);
+        let days = vouch::attendance::daily(&records, &chrono::Utc).unwrap();
+        assert_eq!(days[0].corrected, 1);
+        drop(store);
+        assert!(site.problems().is_empty(), "{}", site.engine);
+        // A correction written around Vouch has no audit row: found.
+        site.tamper(
+            "INSERT INTO attendance (person_id, kind, at, score) VALUES (1, 'out', '2026-11-30T17:00:00.000Z', 0)",
+        );
+        assert!(!site.problems().is_empty(), "{}", site.engine);
+    }
+}
+
+/// A kiosk PIN is a way in: a hash swapped around Vouch (to a PIN the attacker knows)
+/// breaks the setting's seal and is refused, never checked; deleting the person deletes it.
+#[test]
+fn a_kiosk_pin_edited_around_vouch_is_refused() {
+    for site in Site::enrolled("a_kiosk_pin_edited_around_vouch_is_refused", 2) {
+        let mut store = site.open();
+        let people = store.people(None).unwrap();
+        store.set_pin(people[0].id, "2468", "clerk").unwrap();
+        store.set_pin(people[1].id, "1357", "clerk").unwrap();
+        assert!(store.check_pin(people[0].id, "2468", "kiosk").unwrap());
+        assert!(!store.check_pin(people[0].id, "1357", "kiosk").unwrap());
+        drop(store);
+        // Person 1 gets person 2's hash and seal: the attacker knows 1357.
+        site.tamper(&format!(
+            "UPDATE settings SET (value, seal) = (SELECT value, seal FROM settings WHERE key = 'pin.person.{}') WHERE key = 'pin.person.{}'",
+            people[1].id, people[0].id
+        ));
+        let mut store = site.open();
+        assert!(store.check_pin(people[0].id, "1357", "kiosk").is_err());
+        drop(store);
+        assert!(!site.problems().is_empty(), "{}", site.engine);
+    }
+    for site in Site::enrolled("a_deleted_persons_pin_goes_with_them", 1) {
+        let mut store = site.open();
+        let person = store.people(None).unwrap()[0].id;
+        store.set_pin(person, "2468", "clerk").unwrap();
+        store.delete_person(person, "clerk").unwrap();
+        assert!(!store.has_pin(person).unwrap());
+        drop(store);
+        assert!(site.problems().is_empty(), "{}", site.engine);
+    }
 }
