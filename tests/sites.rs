@@ -229,6 +229,7 @@ fn a_kiosk_cut_off_from_the_server_loses_no_punch() {
         "punches were queued while the server was away: {}",
         queued.len()
     );
+    let last_punch = Instant::now();
 
     // The server is back; the kiosk tries again after its pause.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -237,6 +238,11 @@ fn a_kiosk_cut_off_from_the_server_loses_no_punch() {
         store.deliver_outbox(chrono::Duration::zero()).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!(
+        "{} punches queued while the server was away, the outbox empty {:?} after the last punch",
+        queued.len(),
+        last_punch.elapsed()
+    );
     // The same punches again (a kiosk that died before it emptied its outbox).
     for (person_id, at) in &queued {
         let sent = store
