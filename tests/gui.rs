@@ -961,7 +961,7 @@ fn a_kiosk_on_a_server_keeps_punching_while_the_server_is_away() {
         .build_eframe(move |cc| App::new(context, &cc.egui_ctx).unwrap());
     ready(&mut harness);
 
-    cluster.stop().unwrap();
+    cluster.shut_down().unwrap();
     wait_for(&mut harness, "the kiosk to say it is offline", |h| {
         shows(h, "Offline: the site's server cannot be reached.")
     });
@@ -969,6 +969,10 @@ fn a_kiosk_on_a_server_keeps_punching_while_the_server_is_away() {
     wait_for(&mut harness, "the greeting", |h| {
         shows(h, ", Mei: noted at ")
     });
+    assert!(
+        !shows(&harness, "refused"),
+        "a server going away is not a server refusing"
+    );
     wait_for(&mut harness, "the punch kept", |h| {
         shows(h, "Offline: 1 punch kept on this kiosk")
     });

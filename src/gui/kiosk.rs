@@ -325,8 +325,9 @@ impl KioskTab {
                         ),
                     );
                     (
+                        // The offline line above says why it is only noted.
                         format!(
-                            "{}, {}: noted at {}. It is recorded as soon as the network is back.",
+                            "{}, {}: noted at {}.",
                             greeting_for_now(),
                             first_name(&report.name),
                             clock(at)

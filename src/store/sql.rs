@@ -575,12 +575,19 @@ impl Db {
 /// What the server said, or that it could not be reached (`Unreachable`: the kiosk's
 /// outbox keeps its punches then).
 pub fn server_error(error: postgres::Error, location: &Path) -> StoreError {
+    // A server shutting down, restarting or not yet accepting connections says so before it
+    // goes (SQLSTATE class 57P, and class 08 for the connection itself): it is away, not
+    // refusing.
+    let going_away = |db: &postgres::error::DbError| {
+        let code = db.code().code();
+        code.starts_with("57P") || code.starts_with("08")
+    };
     match error.as_db_error() {
-        Some(db) => StoreError::Server {
+        Some(db) if !going_away(db) => StoreError::Server {
             reason: db.message().to_string(),
             location: location.to_path_buf(),
         },
-        None => StoreError::Unreachable {
+        _ => StoreError::Unreachable {
             reason: error.to_string(),
             location: location.to_path_buf(),
         },

@@ -252,6 +252,13 @@ impl Cluster {
         self.pg_ctl(&["-m", "immediate", "stop"])
     }
 
+    /// The server shut down by its administrator (a maintenance restart): each session is
+    /// told so before it goes.
+    #[allow(dead_code)]
+    pub fn shut_down(&self) -> Result<(), String> {
+        self.pg_ctl(&["-m", "fast", "stop"])
+    }
+
     /// A new, empty database on this cluster: its URL.
     pub fn database(&self, name: &str) -> String {
         admin_client(&self.url)
