@@ -981,6 +981,9 @@ fn a_kiosk_on_a_server_keeps_punching_while_the_server_is_away() {
     wait_for(&mut harness, "the punch sent", |h| {
         !shows(h, "Offline:") && !shows(h, "Back online")
     });
+    wait_for(&mut harness, "the list to show it recorded", |h| {
+        shows(h, "check-in  Mei Chen (E200)")
+    });
     let store = vouch::store::Store::open_server_read_only(&url, &key).unwrap();
     let punches = store.attendance(None, None).unwrap();
     assert_eq!(punches.len(), 1, "recorded once");

@@ -48,6 +48,10 @@ impl ChangesTab {
         }
         let Some(governance) = &self.governance else {
             ui.label("Loading the proposals…");
+            // A read that failed (the server away) is not asked again by itself.
+            if ui.button("Load again").clicked() {
+                requests.push(Request::Proposals);
+            }
             return;
         };
         ui.heading("Settings");
@@ -146,10 +150,10 @@ fn database_ui(
     egui::Grid::new("next database").show(ui, |ui| {
         for ((name, hint), value) in fields.iter().zip(next_db.iter_mut()) {
             let label = ui.label(*name);
-            ui.add(
-                egui::TextEdit::singleline(value)
-                    .hint_text(*hint)
-                    .desired_width(420.0),
+            // A grid cell is only as wide as its content unless sized.
+            ui.add_sized(
+                [460.0, 22.0],
+                egui::TextEdit::singleline(value).hint_text(*hint),
             )
             .labelled_by(label.id);
             ui.end_row();

@@ -562,17 +562,27 @@ impl Worker {
 
     /// The session a request runs under, if it may run: `None` for what the unattended
     /// kiosk does; the logged-in operator (or the single-user desk) when the role allows.
-    fn authorized(&self, permission: Option<Permission>) -> Result<Option<Session>, String> {
+    /// A refusal says "not allowed"; a store that could not say is another failure.
+    fn authorized(
+        &self,
+        permission: Option<Permission>,
+    ) -> Result<Option<Session>, (&'static str, String)> {
         let Some(permission) = permission else {
             return Ok(self.session.clone());
         };
         let Some(session) = &self.session else {
-            return Err(format!("log in to {}", permission.describe()));
+            return Err((
+                "not allowed",
+                format!("log in to {}", permission.describe()),
+            ));
         };
-        self.store
-            .authorize(session, permission)
-            .map_err(|e| e.to_string())?;
-        Ok(Some(session.clone()))
+        match self.store.authorize(session, permission) {
+            Ok(()) => Ok(Some(session.clone())),
+            Err(error @ crate::store::StoreError::NotAllowed(_)) => {
+                Err(("not allowed", error.to_string()))
+            }
+            Err(error) => Err(("checking who may do this", error.to_string())),
+        }
     }
 
     fn session_reply(&self) -> Reply {
@@ -634,12 +644,7 @@ impl Worker {
         }
         let session = match self.authorized(request.permission()) {
             Ok(session) => session,
-            Err(error) => {
-                return reply_to.send(Reply::Failed {
-                    what: "not allowed",
-                    error,
-                });
-            }
+            Err((what, error)) => return reply_to.send(Reply::Failed { what, error }),
         };
         // An unattended kiosk's punches are the kiosk's.
         let actor = session
@@ -1164,6 +1169,14 @@ impl Worker {
                 Ok(delivery) => {
                     tracing::info!(?delivery, "sent the outbox");
                     waiting = delivery.waiting;
+                    // The list shows them as recorded now, each with its kind.
+                    if delivery.recorded > 0
+                        && !reply_to.send(Reply::TodaysPunches(
+                            workflow::todays_punches(&self.store).map_err(text),
+                        ))
+                    {
+                        return false;
+                    }
                 }
                 Err(error) => tracing::debug!(%error, "the outbox could not be sent yet"),
             }
