@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::{Punch, Store, files, now};
+use super::records::parse_time;
+use super::{Punch, Store, check_text, files, now};
 use crate::error::{StoreError, StoreResult};
 
 /// A punch waiting for the server.
@@ -166,14 +167,18 @@ impl Outbox {
     ) -> StoreResult<Delivery> {
         let mut delivery = Delivery::default();
         while let Some(punch) = self.oldest()? {
-            let sent = store.punch_delayed(
-                punch.person_id,
-                punch.score,
-                punch.liveness,
-                &punch.at,
-                repeat_window,
-                &punch.actor,
-            );
+            // The file is the kiosk's own, but a file all the same: what it says is checked
+            // as any other input before the server records it.
+            let sent = check_text("actor", &punch.actor).and_then(|()| {
+                store.punch_delayed(
+                    punch.person_id,
+                    punch.score,
+                    punch.liveness,
+                    &punch.at,
+                    repeat_window,
+                    &punch.actor,
+                )
+            });
             match sent {
                 Ok(Punch::Recorded { .. }) => delivery.recorded += 1,
                 Ok(Punch::Repeat { .. }) => delivery.repeats += 1,
@@ -197,7 +202,14 @@ impl Outbox {
                 detail,
                 at,
             } = note;
-            match store.append_now(&actor, &action, &detail, Some(&at)) {
+            let checked = check_text("actor", &actor)
+                .and_then(|()| check_text("action", &action))
+                .and_then(|()| {
+                    parse_time(&at)
+                        .map(|_| ())
+                        .map_err(StoreError::InvalidSetting)
+                });
+            match checked.and_then(|()| store.append_now(&actor, &action, &detail, Some(&at))) {
                 Ok(()) => delivery.notes += 1,
                 Err(StoreError::Unreachable { .. }) => {
                     delivery.waiting = self.waiting()?;
@@ -237,5 +249,49 @@ impl Outbox {
             .execute(&format!("DELETE FROM {table} WHERE seq = ?1"), [seq])
             .map(|_| ())
             .map_err(|e| super::classify(e, &self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Modality;
+
+    #[test]
+    fn a_row_edited_in_the_outbox_file_is_refused_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_in_memory().unwrap();
+        let template = super::super::NewTemplate {
+            embedding: vec![0.1; 128],
+            quality: 0.9,
+            source_sha256: "s".into(),
+            crop: None,
+        };
+        let person = store
+            .enroll("Ada", "E1", Modality::Face, "m", &[template], "t")
+            .unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
+        outbox.queue(person, 0.9, None, "kiosk").unwrap();
+        outbox.queue(person, 0.9, None, "kiosk").unwrap();
+        outbox
+            .queue_note("kiosk", "presentation_attack", "{}")
+            .unwrap();
+        outbox
+            .conn
+            .execute_batch(
+                "UPDATE punches SET actor = char(27) || '[2J' WHERE seq = 1;
+                 UPDATE notes SET at = 'yesterday';",
+            )
+            .unwrap();
+        let delivery = outbox
+            .deliver(&mut store, chrono::Duration::zero())
+            .unwrap();
+        assert_eq!(
+            (delivery.recorded, delivery.refused, delivery.notes),
+            (1, 2, 0),
+            "{delivery:?}"
+        );
+        assert_eq!(outbox.waiting().unwrap(), 0);
+        assert_eq!(store.attendance(None, None).unwrap().len(), 1);
     }
 }

@@ -49,7 +49,7 @@ fn check_score(score: f32) -> Result<(), String> {
     }
 }
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+pub(super) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("the time {text:?} is not RFC 3339: {e}"))
