@@ -173,10 +173,18 @@ impl Context {
                 "name a database file or server".into(),
             ));
         };
-        if site.db_ca.is_some() {
-            store::trust_site_ca(site.db_ca.clone());
-        }
-        let next = self.on_db(db, site.key.clone()).open_store()?;
+        // The CA typed is trusted only if the switch goes through.
+        let trusted_before = site.db_ca.clone().map(|ca| store::trust_site_ca(Some(ca)));
+        let opened = self.on_db(db, site.key.clone()).open_store();
+        let next = match opened {
+            Ok(next) => next,
+            Err(error) => {
+                if let Some(before) = trusted_before {
+                    store::trust_site_ca(before);
+                }
+                return Err(error);
+            }
+        };
         let detail = serde_json::json!({
             "db": next.path().display().to_string(),
             "key": site.key,

@@ -454,7 +454,7 @@ fn signature_model(loaded: &Result<SignatureModel, String>) -> Result<&Signature
 impl Worker {
     fn open(context: &Context) -> Result<Self, String> {
         let faces = context.load_faces().map_err(text)?;
-        let store = context.open_store().map_err(text)?;
+        let mut store = context.open_store().map_err(text)?;
         let signatures = context.load_signature_model(Some(&store)).map_err(text);
         // Listening first, then reading the gallery: nothing changed in between is missed.
         let feed = context
@@ -462,7 +462,6 @@ impl Worker {
             .map(GalleryFeed::listen)
             .transpose()
             .map_err(|e| e.to_string())?;
-        let mut store = store;
         let mut gallery =
             Gallery::of_faces(&store, &faces.model_id()).map_err(|e| e.to_string())?;
         // A kiosk on a shared server keeps working when it cannot reach it.
@@ -1209,10 +1208,15 @@ impl Worker {
         }
     }
 
+    /// The whole gallery read again, with its roster when it keeps one.
     fn reload_gallery(&mut self) -> Result<(), String> {
-        self.gallery =
-            Gallery::of_faces(&self.store, &self.faces.model_id()).map_err(|e| e.to_string())?;
-        Ok(())
+        self.gallery
+            .follow(
+                &self.store,
+                &self.faces.model_id(),
+                &GalleryChange::Everything,
+            )
+            .map_err(text)
     }
 
     fn people(&self, modality: Modality) -> Result<Vec<PersonRow>, String> {

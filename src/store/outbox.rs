@@ -271,8 +271,9 @@ mod tests {
             .enroll("Ada", "E1", Modality::Face, "m", &[template], "t")
             .unwrap();
         let outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
-        outbox.queue(person, 0.9, None, "kiosk").unwrap();
-        outbox.queue(person, 0.9, None, "kiosk").unwrap();
+        for _ in 0..3 {
+            outbox.queue(person, 0.9, None, "kiosk").unwrap();
+        }
         outbox
             .queue_note("kiosk", "presentation_attack", "{}")
             .unwrap();
@@ -280,6 +281,7 @@ mod tests {
             .conn
             .execute_batch(
                 "UPDATE punches SET actor = char(27) || '[2J' WHERE seq = 1;
+                 UPDATE punches SET at = '2999-01-01T08:00:00.000Z' WHERE seq = 3;
                  UPDATE notes SET at = 'yesterday';",
             )
             .unwrap();
@@ -288,7 +290,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (delivery.recorded, delivery.refused, delivery.notes),
-            (1, 2, 0),
+            (1, 3, 0),
             "{delivery:?}"
         );
         assert_eq!(outbox.waiting().unwrap(), 0);

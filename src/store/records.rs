@@ -146,6 +146,13 @@ impl Store {
         actor: &str,
     ) -> StoreResult<Punch> {
         let time = parse_time(at).map_err(StoreError::InvalidSetting)?;
+        // Made and sent on the same kiosk's clock: one from the future was edited (the
+        // slack is for the clock being set back a little meanwhile).
+        if time > Utc::now() + chrono::Duration::minutes(5) {
+            return Err(StoreError::InvalidSetting(format!(
+                "a queued punch made at {at}, after now"
+            )));
+        }
         self.record_punch(person_id, score, liveness, Some(time), repeat_window, actor)
     }
 

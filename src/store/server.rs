@@ -63,11 +63,13 @@ pub const CA_VARIABLE: &str = "VOUCH_DB_CA";
 static SITE_CA: std::sync::RwLock<Option<PathBuf>> = std::sync::RwLock::new(None);
 
 /// Trusts the certificate authority in the PEM file `path` (besides the system's roots)
-/// for every server connection this process makes from now on.
-pub fn trust_site_ca(path: Option<PathBuf>) {
-    *SITE_CA
+/// for every server connection this process makes from now on; returns the one trusted
+/// before, to put back.
+pub fn trust_site_ca(path: Option<PathBuf>) -> Option<PathBuf> {
+    let mut trusted = SITE_CA
         .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = path;
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    std::mem::replace(&mut *trusted, path)
 }
 
 fn site_ca() -> Option<PathBuf> {
