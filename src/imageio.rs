@@ -1,5 +1,5 @@
 //! Decoding photos and scans with bounds, so that a hostile or absurd file is an error
-//! and never an out-of-memory abort.
+//! and never an out-of-memory abort; and resizing frames on the way to the networks.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -84,6 +84,20 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     last_scan.is_some_and(|start| bytes[start..].windows(2).any(|w| w == [0xFF, 0xD9]))
 }
 
+/// `image` resized to `width` x `height` with the triangle (bilinear) filter, widened
+/// by the scale when shrinking, as `imageops::resize` with `FilterType::Triangle` does.
+/// `fast_image_resize` does it with the CPU's SIMD: on a 640x480 camera frame shrunk
+/// for the detector `imageops` took ~9 ms of a ~24 ms detection on an AVX2 PC.
+pub fn resize_bilinear(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+    let mut resized = RgbImage::new(width, height);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new()
+        .resize(image, &mut resized, &options)
+        .expect("an RgbImage into an RgbImage, uncropped: nothing the resizer refuses");
+    resized
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +138,36 @@ mod tests {
         assert!(!jpeg_is_complete(&whole[..8]));
         let with_trailer = [&whole[..], b"ftypmp42"].concat();
         assert!(jpeg_is_complete(&with_trailer));
+    }
+
+    /// The SIMD resize is `imageops`' triangle filter, rounded within one level, both
+    /// shrinking (as frames for the detector) and enlarging (small photos).
+    #[test]
+    fn the_fast_resize_is_the_triangle_filter() {
+        let image = RgbImage::from_fn(97, 61, |x, y| {
+            let value = |k: u32| ((x * 37 + y * 91 + k * 53) % 251) as u8;
+            image::Rgb([
+                value(0),
+                value(1),
+                if (x / 7 + y / 5) % 2 == 0 { 0 } else { 255 },
+            ])
+        });
+        for (width, height) in [(41, 26), (160, 100), (97, 30)] {
+            let fast = resize_bilinear(&image, width, height);
+            let reference = image::imageops::resize(
+                &image,
+                width,
+                height,
+                image::imageops::FilterType::Triangle,
+            );
+            let worst = fast
+                .as_raw()
+                .iter()
+                .zip(reference.as_raw())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max();
+            assert_eq!(fast.dimensions(), (width, height));
+            assert!(worst <= Some(1), "{width}x{height}: {worst:?}");
+        }
     }
 }

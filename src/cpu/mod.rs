@@ -14,7 +14,7 @@ mod simd;
 mod team;
 mod winograd;
 
-pub use conv::{Activation, Epilogue, PackedConv, convolve};
+pub use conv::{Activation, Epilogue, PackedConv, convolve, convolve_max_pooled};
 pub use depthwise::{Depthwise3x3, same_padding};
 pub use plane::Plane;
 pub use separable::SeparableConv;
@@ -167,15 +167,15 @@ pub(crate) fn share_rows(rows: Vec<&mut [f32]>, work: impl Fn(usize, &mut [f32])
 /// a chip sharing each layer, to ~1.6 ms giving each thread its own images).
 pub(crate) fn per_thread<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
     use rayon::prelude::*;
-    items
-        .par_iter()
-        .map(|item| {
-            let before = ON_ITS_OWN.replace(true);
-            let result = work(item);
-            ON_ITS_OWN.set(before);
-            result
-        })
-        .collect()
+    items.par_iter().map(|item| alone(|| work(item))).collect()
+}
+
+/// Runs `work` with its layers kept to this thread.
+fn alone<R>(work: impl FnOnce() -> R) -> R {
+    let before = ON_ITS_OWN.replace(true);
+    let result = work();
+    ON_ITS_OWN.set(before);
+    result
 }
 
 /// Runs `run` over `0..items` in contiguous runs handed out as the rayon pool's threads

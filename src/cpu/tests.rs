@@ -258,6 +258,40 @@ fn pooling_matches_candle() -> Outcome {
     Ok(())
 }
 
+/// The convolution pooled strip by strip is the convolution, then the pooling: exactly,
+/// with even and odd output sizes (the last strip one row), on every path.
+#[test]
+fn a_convolution_pooled_by_strips_is_the_convolution_then_the_pooling() -> Outcome {
+    let leaky = Epilogue::activation(Activation::Leaky(0.1));
+    for isa in Isa::available() {
+        for (height, width) in [(10, 12), (9, 7), (3, 3)] {
+            let (input, _) = random_plane((3, height, width), 0)?;
+            let weight = Tensor::randn(0f32, 0.3, (16, 3, 3, 3), &Device::Cpu)?;
+            let bias = Tensor::randn(0f32, 1.0, 16, &Device::Cpu)?;
+            let conv = PackedConv::new(
+                &weight.flatten_all()?.to_vec1()?,
+                &bias.to_vec1()?,
+                (16, 3, 3),
+                1,
+            );
+            let mut whole = [Plane::zeros(height - 2, width - 2, 16, 0)];
+            convolve(
+                &conv,
+                std::slice::from_ref(&input),
+                (0, 0),
+                &mut whole,
+                leaky,
+                isa,
+            );
+            let expected = whole[0].max_pool_2x2_same(2, 1, isa);
+            let got = convolve_max_pooled(&conv, &input, leaky, 1, isa);
+            assert_eq!(got.dims(), expected.dims());
+            assert_eq!(got.values, expected.values, "{isa:?} {height}x{width}");
+        }
+    }
+    Ok(())
+}
+
 /// A team shares every item of every layer exactly once, however its threads come and go,
 /// and leaves layers outside a team as they were.
 #[test]

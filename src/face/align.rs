@@ -208,12 +208,7 @@ pub fn extract_chip(image: &RgbImage, transform: &Similarity, size: u32) -> RgbI
         return sample_bilinear(image, transform, size);
     }
     let region = imageops::crop_imm(image, left as u32, top as u32, width, height).to_image();
-    let small = imageops::resize(
-        &region,
-        small_width,
-        small_height,
-        imageops::FilterType::Triangle,
-    );
+    let small = crate::imageio::resize_bilinear(&region, small_width, small_height);
     let (sx, sy) = (
         f64::from(width) / f64::from(small_width),
         f64::from(height) / f64::from(small_height),

@@ -146,11 +146,12 @@ impl TinyFaceDetector {
         isa: Isa,
     ) -> Grid {
         let leaky = Epilogue::activation(Activation::Leaky(LEAKY_SLOPE));
-        let input = [Plane::from_rgb(image, MEAN_RGB, 0)];
-        let size = conv0.output_size(image.width() as usize, (0, 0));
-        let mut x = Plane::zeros_batch(1, (size, size, CHANNELS[1]), 0);
-        cpu::convolve(conv0, &input, (0, 0), &mut x, leaky, isa); // [414, 414, 16]
-        for layer in separable {
+        let input = Plane::from_rgb(image, MEAN_RGB, 0);
+        // [414, 414, 16] pooled to [207, 207, 16].
+        let pooled = [cpu::convolve_max_pooled(conv0, &input, leaky, 1, isa)];
+        let (first, rest) = separable.split_first().expect("five separable layers");
+        let mut x = first.forward(&pooled, 1, false, leaky, 0, isa);
+        for layer in rest {
             let pooled = [x[0].max_pool_2x2_same(2, 1, isa)];
             x = layer.forward(&pooled, 1, false, leaky, 0, isa);
         }

@@ -396,12 +396,7 @@ pub fn crop(frame: &RgbImage, face: &BoundingBox, scale: f32) -> RgbImage {
         (bottom + 1).saturating_sub(top).max(1),
     )
     .to_image();
-    image::imageops::resize(
-        &cut,
-        INPUT_SIZE,
-        INPUT_SIZE,
-        image::imageops::FilterType::Triangle,
-    )
+    crate::imageio::resize_bilinear(&cut, INPUT_SIZE, INPUT_SIZE)
 }
 
 /// A crop as the networks take it: `(1, 3, 80, 80)`, BGR, 0-255.

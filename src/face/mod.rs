@@ -527,11 +527,10 @@ impl FaceModels {
     ) -> Result<Vec<Detection>> {
         let (width, height) = image.dimensions();
         let scale = longest_side as f32 / width.max(height) as f32;
-        let resized = imageops::resize(
+        let resized = crate::imageio::resize_bilinear(
             image,
             ((width as f32 * scale).round() as u32).clamp(1, longest_side),
             ((height as f32 * scale).round() as u32).clamp(1, longest_side),
-            imageops::FilterType::Triangle,
         );
         let mut square = RgbImage::new(canvas, canvas);
         imageops::replace(&mut square, &resized, 0, 0);
@@ -628,7 +627,7 @@ impl FaceModels {
                     i64::from(offset_x),
                     i64::from(offset_y),
                 );
-                let crop = imageops::resize(&square, size, size, imageops::FilterType::Triangle);
+                let crop = crate::imageio::resize_bilinear(&square, size, size);
                 let region = Similarity {
                     a: f64::from(side) / f64::from(size),
                     b: 0.0,
