@@ -444,10 +444,10 @@ pub(super) fn batch_addresses(
 
 /// A stride-1 convolution of `input` (no border, no padding) followed by TensorFlow's
 /// 2x2 max pooling with stride 2 and 'same' padding, into a new plane with `border`.
-/// Each pooled row is computed from the two convolution rows under it, so the
-/// full-resolution output never exists: for the detector's first layer (414x414x16,
-/// 11 MB) that saves zeroing, writing and reading it again, which cost more than the
-/// pooling's arithmetic.
+/// Each pooled row is computed from the two convolution rows under it, which a thread
+/// zeroes, fills and pools while they are in its cache, so the full-resolution output
+/// never reaches memory: for the detector's first layer (414x414x16, 11 MB) zeroing it,
+/// writing it and reading it back cost more than the pooling's arithmetic.
 pub fn convolve_max_pooled(
     conv: &PackedConv,
     input: &Plane,
