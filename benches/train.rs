@@ -1,6 +1,7 @@
 //! One training step of the signature encoder on CPU (forward, triplet loss with
 //! batch-hard mining, backward, Adam) for a batch of 48 real 150x220 canvases, the size
-//! `vouch train` uses (8 identities x 6 scans); images/s = 48 / median. Also the
+//! `vouch train` uses (8 identities x 6 scans); images/s = 48 / median. The same step with
+//! the prototypical loss, and what each on-the-fly augmentation adds to a step. Also the
 //! inference cost of one scan's canvas: the embedding and the stroke descriptor.
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use rand::SeedableRng;
 use vouch::signature::canvas_tensor;
 use vouch::signature::encoder::SignatureEncoder;
 use vouch::signature::preprocess::{Normalisation, SIGNATURE_CANVAS, normalise};
+use vouch::train::Augmentation;
 use vouch::train::adam::{Adam, AdamConfig};
 use vouch::train::loss::{Loss, RowLabel, batch_loss};
 
@@ -63,14 +65,34 @@ fn training_step(c: &mut Criterion) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut group = c.benchmark_group("signature");
     group.sample_size(10);
-    group.bench_function("train_step_batch48", |b| {
-        b.iter(|| {
-            let embeddings = encoder.forward(&batch).unwrap();
-            let loss =
-                batch_loss(&embeddings, &labels, Loss::Triplet, 0.3, None, &mut rng).unwrap();
-            adam.step(&loss.backward().unwrap()).unwrap();
-        })
-    });
+    for (name, loss) in [
+        ("train_step_batch48", Loss::Triplet),
+        ("train_step_batch48_prototypical", Loss::Prototypical),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let embeddings = encoder.forward(&batch).unwrap();
+                let loss = batch_loss(
+                    &embeddings,
+                    &labels,
+                    loss,
+                    loss.default_margin(),
+                    None,
+                    &mut rng,
+                )
+                .unwrap();
+                adam.step(&loss.backward().unwrap()).unwrap();
+            })
+        });
+    }
+    for (name, augmentation) in [
+        ("augment_batch48_shift", Augmentation::Shift),
+        ("augment_batch48_affine", Augmentation::Affine),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| augmentation.apply(&batch, &mut rng).unwrap())
+        });
+    }
     let one = canvas_tensor(&canvases[..1], &device).unwrap();
     group.bench_function("embed_one_canvas", |b| {
         b.iter(|| encoder.forward(&one).unwrap().detach())

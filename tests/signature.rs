@@ -426,6 +426,85 @@ fn training_reports_progress_checkpoints_resumes_and_cancels() {
     assert_eq!(history.len(), 3);
 }
 
+/// The Omniglot recipe: a smaller square canvas, each character turned as new identities,
+/// every scan varied on its own, the prototypical loss; a resumed run keeps its canvas, and a
+/// canvas too small for the encoder is refused.
+#[test]
+fn a_character_run_keeps_its_own_canvas_and_trains_on_turned_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("characters");
+    let mut config = TrainConfig::new(
+        TrainModality::Handwriting,
+        Loss::Prototypical,
+        1,
+        out.clone(),
+    );
+    config.canvas = Some((52, 52));
+    config.turned_classes = true;
+    config.augmentation = vouch::train::Augmentation::Affine;
+    config.steps_per_epoch = Some(2);
+    config.identities_per_batch = 4;
+    config.validation_fraction = 0.5;
+    let scans = tiny_training_set();
+    let mut prepared = None;
+    let report = vouch::train::train(
+        &config,
+        &scans,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut |e| {
+            if let TrainEvent::Prepared { .. } = e {
+                prepared = Some(e);
+            }
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        prepared,
+        Some(TrainEvent::Prepared {
+            train_identities: 2,
+            ..
+        })
+    ));
+    let losses: Vec<f64> = report.history.iter().map(|e| e.train_loss).collect();
+    assert!(
+        losses.iter().all(|l| l.is_finite() && *l > 0.0),
+        "{losses:?}"
+    );
+    let trained = SignatureModel::load(report.model.as_ref().unwrap(), &Device::Cpu).unwrap();
+    assert_eq!(trained.canvas, (52, 52));
+    assert_eq!(trained.metadata["loss"], "prototypical");
+
+    config.canvas = None;
+    config.epochs = 2;
+    config.resume = true;
+    assert_eq!(train_quietly(&config, &scans).history.len(), 2);
+    let checkpoint =
+        vouch::models::load_weights(&out.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(
+        checkpoint.metadata["canvas"], "52x52",
+        "the checkpoint's canvas, not the modality's"
+    );
+
+    let mut tiny = TrainConfig::new(
+        TrainModality::Handwriting,
+        Loss::Contrastive,
+        1,
+        dir.path().join("tiny"),
+    );
+    tiny.canvas = Some((16, 16));
+    let error = vouch::train::train(
+        &tiny,
+        &scans,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("16x16 canvas"), "{error}");
+}
+
 #[test]
 fn the_face_network_is_not_trainable_and_says_so() {
     let error = vouch::train::train(

@@ -82,10 +82,13 @@ pub struct FoldOptions {
     /// the embedding) in the scorer.
     #[arg(long)]
     writer_dependent: bool,
-    /// Train each fold's encoder from scratch for this many epochs (contrastive, as the
-    /// shipped model); without it the model's own encoder serves every fold.
+    /// Train each fold's encoder from scratch for this many epochs; without it the
+    /// model's own encoder serves every fold.
     #[arg(long)]
     train_epochs: Option<usize>,
+    /// The folds' training loss (contrastive, as the shipped model).
+    #[arg(long, value_enum, default_value_t = crate::train::Loss::Contrastive)]
+    train_loss: crate::train::Loss,
     /// Learning rate of the folds' training.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
@@ -327,7 +330,7 @@ fn eval_folds(
     let train_encoder = options.train_epochs.map(|epochs| {
         let mut config = crate::train::TrainConfig::new(
             crate::train::TrainModality::Signature,
-            crate::train::Loss::Contrastive,
+            options.train_loss,
             epochs,
             runs.clone(),
         );

@@ -51,6 +51,10 @@ pub struct TrainArgs {
     pub validation_fraction: f64,
     #[command(flatten)]
     pub recipe: ScanRecipe,
+    /// Also train on each identity turned by 1, 2 and 3 quarters, as three new identities:
+    /// a character on its side is another character (not for signatures).
+    #[arg(long)]
+    pub turned_classes: bool,
     /// The run's folder [default: models/<modality>-<time> in the user's data folder].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -72,12 +76,27 @@ pub struct ScanRecipe {
     /// JPEG), as other branches would scan it.
     #[arg(long, default_value_t = 0)]
     pub scan_variations: usize,
+    /// How each batch is varied on the fly: the whole batch shifted (the shipped model's),
+    /// or each scan turned, slanted, resized and shifted on its own.
+    #[arg(long, value_enum, default_value_t = crate::train::Augmentation::Shift)]
+    pub augmentation: crate::train::Augmentation,
+    /// The canvas scans are normalised onto, HxW [default: the --init model's, else 150x220
+    /// for signatures, 105x105 for handwriting].
+    #[arg(long, value_name = "HxW", value_parser = parse_canvas)]
+    pub canvas: Option<(u32, u32)>,
+}
+
+fn parse_canvas(text: &str) -> Result<(u32, u32), String> {
+    crate::signature::parse_canvas(Some(text))
+        .ok_or_else(|| format!("`{text}` is not a canvas: write HxW, e.g. 52x52"))
 }
 
 impl ScanRecipe {
     pub fn apply(&self, config: &mut TrainConfig) {
         config.normalisation = self.normalisation;
         config.scan_variations = self.scan_variations;
+        config.augmentation = self.augmentation;
+        config.canvas = self.canvas;
     }
 }
 
@@ -465,6 +484,7 @@ pub fn train(args: TrainArgs, context: &Context) -> anyhow::Result<ExitCode> {
     config.identities_per_batch = args.identities_per_batch;
     config.validation_fraction = args.validation_fraction;
     args.recipe.apply(&mut config);
+    config.turned_classes = args.turned_classes;
     config.init = args.init.clone();
     config.resume = args.resume.is_some();
     config.command = std::env::args().collect::<Vec<_>>().join(" ");

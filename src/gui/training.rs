@@ -215,7 +215,12 @@ impl TrainingTab {
             egui::ComboBox::from_id_salt("loss")
                 .selected_text(format!("{:?}", self.loss))
                 .show_ui(ui, |ui| {
-                    for loss in [Loss::Contrastive, Loss::Triplet, Loss::Bce] {
+                    for loss in [
+                        Loss::Contrastive,
+                        Loss::Triplet,
+                        Loss::Bce,
+                        Loss::Prototypical,
+                    ] {
                         ui.selectable_value(&mut self.loss, loss, format!("{loss:?}"));
                     }
                 })

@@ -161,7 +161,7 @@ impl SignatureModel {
     }
 }
 
-fn parse_canvas(text: Option<&str>) -> Option<(u32, u32)> {
+pub fn parse_canvas(text: Option<&str>) -> Option<(u32, u32)> {
     let (height, width) = text?.split_once('x')?;
     Some((height.parse().ok()?, width.parse().ok()?))
 }

@@ -5,6 +5,7 @@
 //! bar and Ctrl-C; the window with a progress callback and a cancel flag.
 
 pub mod adam;
+pub mod augment;
 pub mod crossval;
 pub mod loss;
 mod scorer;
@@ -32,6 +33,7 @@ use crate::signature::preprocess::{CHARACTER_CANVAS, Normalisation, SIGNATURE_CA
 use crate::signature::variation::random_branch;
 use crate::signature::{canvas_metadata, canvas_tensor, signature_score};
 use adam::{Adam, AdamConfig};
+pub use augment::Augmentation;
 use image::DynamicImage;
 pub use loss::Loss;
 use loss::{PairHead, RowLabel, batch_loss};
@@ -138,6 +140,17 @@ pub struct TrainConfig {
     /// depth, a turned page, JPEG: `signature::variation`), drawn from beside the original.
     #[serde(default)]
     pub scan_variations: usize,
+    /// How each batch's canvases are varied on the fly.
+    #[serde(default)]
+    pub augmentation: Augmentation,
+    /// The canvas (height, width) scans are normalised onto [default: the `init` model's,
+    /// else the modality's]. A resumed run keeps its checkpoint's.
+    #[serde(default)]
+    pub canvas: Option<(u32, u32)>,
+    /// Train on every identity turned by 1, 2 and 3 quarters as three more identities
+    /// (characters; a square canvas only).
+    #[serde(default)]
+    pub turned_classes: bool,
     /// How scans reach the canvas [default: the `init` model's, else paper-relative]. A
     /// resumed run keeps its checkpoint's.
     #[serde(default)]
@@ -169,6 +182,9 @@ impl TrainConfig {
             steps_per_epoch: None,
             validation_fraction: 0.2,
             scan_variations: 0,
+            augmentation: Augmentation::default(),
+            canvas: None,
+            turned_classes: false,
             normalisation: None,
             seed: 1,
             init: None,
@@ -232,17 +248,28 @@ struct IdentityRows {
     forgeries: Vec<usize>,
 }
 
-/// Canvases of the scans, and `variations` varied copies of each (a copy whose variation
-/// left no readable ink keeps the original's canvas).
-fn prepare(
-    scans: &[&LabelledScan],
+/// How a run's training scans become canvases.
+#[derive(Debug, Clone, Copy)]
+struct Preparation {
     canvas: (u32, u32),
     normalisation: Normalisation,
     variations: usize,
+    turned_classes: bool,
     seed: u64,
-    device: &Device,
-) -> Result<Prepared> {
-    let sets: Vec<Vec<image::GrayImage>> = scans
+}
+
+/// Canvases of the scans, and `variations` varied copies of each (a copy whose variation
+/// left no readable ink keeps the original's canvas); with `turned_classes`, each identity
+/// turned by a quarter, a half and three quarters as three more identities.
+fn prepare(scans: &[&LabelledScan], preparation: Preparation, device: &Device) -> Result<Prepared> {
+    let Preparation {
+        canvas,
+        normalisation,
+        variations,
+        turned_classes,
+        seed,
+    } = preparation;
+    let mut sets: Vec<Vec<image::GrayImage>> = scans
         .par_iter()
         .enumerate()
         .map(|(index, scan)| {
@@ -267,11 +294,8 @@ fn prepare(
             Ok(set)
         })
         .collect::<Result<_>>()?;
-    let canvases: Vec<image::GrayImage> = (0..=variations)
-        .flat_map(|v| sets.iter().map(move |set| set[v].clone()))
-        .collect();
     let names = crate::dataset::identities_of(scans.iter().map(|s| s.identity.as_str()));
-    let identities = names
+    let mut identities: Vec<IdentityRows> = names
         .iter()
         .map(|name| {
             let rows = |kind| {
@@ -288,12 +312,59 @@ fn prepare(
             }
         })
         .collect();
+    if turned_classes {
+        turn_into_new_identities(&mut sets, &mut identities, canvas)?;
+    }
+    let canvases: Vec<image::GrayImage> = (0..=variations)
+        .flat_map(|v| sets.iter().map(move |set| set[v].clone()))
+        .collect();
     Ok(Prepared {
         images: canvas_tensor(&canvases, device)?,
-        scans: scans.len(),
+        scans: sets.len(),
         variations,
         identities,
     })
+}
+
+/// A character turned on its side is another character (Omniglot's classic augmentation):
+/// appends each scan's canvases turned by 1, 2 and 3 quarters, and their identities.
+fn turn_into_new_identities(
+    sets: &mut Vec<Vec<image::GrayImage>>,
+    identities: &mut Vec<IdentityRows>,
+    canvas: (u32, u32),
+) -> Result<()> {
+    turnable(canvas)?;
+    let (scans, originals) = (sets.len(), identities.len());
+    for quarters in 1..4 {
+        let turn = |canvas: &image::GrayImage| match quarters {
+            1 => image::imageops::rotate90(canvas),
+            2 => image::imageops::rotate180(canvas),
+            _ => image::imageops::rotate270(canvas),
+        };
+        for index in 0..scans {
+            let turned = sets[index].iter().map(turn).collect();
+            sets.push(turned);
+        }
+        for index in 0..originals {
+            let moved = |rows: &[usize]| rows.iter().map(|r| r + quarters * scans).collect();
+            let turned = IdentityRows {
+                genuine: moved(&identities[index].genuine),
+                forgeries: moved(&identities[index].forgeries),
+            };
+            identities.push(turned);
+        }
+    }
+    Ok(())
+}
+
+fn turnable((height, width): (u32, u32)) -> Result<()> {
+    if height == width {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "turned classes need a square canvas, not {height}x{width}: a signature on its side is \
+         no signature"
+    )))
 }
 
 /// Splits identities into (train, validation) by a seeded shuffle.
@@ -336,33 +407,6 @@ fn sample_batch(
         }
     }
     (rows, labels)
-}
-
-/// Small random shifts and scalings of the canvas, so the encoder does not learn where
-/// on the page ink happens to sit.
-fn augment(images: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
-    let (_, _, height, width) = images.dims4()?;
-    let shift_x = rng.random_range(-(width as i64) / 20..=(width as i64) / 20);
-    let shift_y = rng.random_range(-(height as i64) / 20..=(height as i64) / 20);
-    let shifted = shift(images, 3, shift_x)?;
-    Ok(shift(&shifted, 2, shift_y)?)
-}
-
-/// Moves content along `dim` by `by` pixels, filling with paper (0).
-fn shift(images: &Tensor, dim: usize, by: i64) -> candle_core::Result<Tensor> {
-    let size = images.dim(dim)?;
-    let by_abs = by.unsigned_abs() as usize;
-    if by == 0 || by_abs >= size {
-        return Ok(images.clone());
-    }
-    let mut pad_shape = images.dims().to_vec();
-    pad_shape[dim] = by_abs;
-    let pad = Tensor::zeros(pad_shape, images.dtype(), images.device())?;
-    if by > 0 {
-        Tensor::cat(&[&pad, &images.narrow(dim, 0, size - by_abs)?], dim)
-    } else {
-        Tensor::cat(&[&images.narrow(dim, by_abs, size - by_abs)?, &pad], dim)
-    }
 }
 
 /// EER of the validation identities: genuine pairs against skilled forgeries and other
@@ -458,7 +502,7 @@ pub fn train(
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainReport> {
-    let canvas = config.modality.canvas()?;
+    config.modality.canvas()?;
     let (train_names, validation_names) =
         split_identities(scans, config.validation_fraction, config.seed);
     let pick = |names: &[String]| -> Vec<&LabelledScan> {
@@ -470,15 +514,29 @@ pub fn train(
     let (train_scans, validation_scans) = (pick(&train_names), pick(&validation_names));
     std::fs::create_dir_all(&config.out).map_err(|e| Error::io(e, &config.out))?;
     let mut run = Run::start(config, device)?;
-    let train_data = prepare(
-        &train_scans,
+    let canvas = run.canvas;
+    if config.turned_classes {
+        // Before the scans are read: that can take minutes.
+        turnable(canvas)?;
+    }
+    let preparation = Preparation {
         canvas,
-        run.normalisation,
-        config.scan_variations,
-        config.seed,
+        normalisation: run.normalisation,
+        variations: config.scan_variations,
+        turned_classes: config.turned_classes,
+        seed: config.seed,
+    };
+    let train_data = prepare(&train_scans, preparation, device)?;
+    let validation_data = prepare(
+        &validation_scans,
+        Preparation {
+            variations: 0,
+            turned_classes: false,
+            seed: 0,
+            ..preparation
+        },
         device,
     )?;
-    let validation_data = prepare(&validation_scans, canvas, run.normalisation, 0, 0, device)?;
     on_event(TrainEvent::Prepared {
         train_identities: train_names.len(),
         train_scans: train_scans.len(),
@@ -557,6 +615,7 @@ struct Run {
     /// How its scans are prepared: a fine-tuned model keeps its parent's, a resumed run
     /// its own.
     normalisation: Normalisation,
+    canvas: (u32, u32),
     history: Vec<EpochSummary>,
 }
 
@@ -569,12 +628,19 @@ impl Run {
         seeded_init(&varmap, config.seed)?;
         let mut parent = String::new();
         let mut normalisation = config.normalisation.unwrap_or_default();
+        let mut canvas = match config.canvas {
+            Some(chosen) => checked_canvas(chosen)?,
+            None => config.modality.canvas()?,
+        };
         if let Some(init) = &config.init {
             let weights = load_weights(init, device)?;
             normalisation = match config.normalisation {
                 Some(chosen) => chosen,
                 None => recorded_normalisation(&weights.metadata)?,
             };
+            if config.canvas.is_none() {
+                canvas = recorded_canvas(&weights.metadata, init)?;
+            }
             load_into(&varmap, &weights.tensors, init)?;
             parent = format!("signet-lite@{}", &weights.sha256[..12]);
         }
@@ -625,6 +691,7 @@ impl Run {
                 parent.clone_from(recorded);
             }
             normalisation = recorded_normalisation(&checkpoint.metadata)?;
+            canvas = recorded_canvas(&checkpoint.metadata, &checkpoint_path)?;
         }
         Ok(Self {
             varmap,
@@ -633,6 +700,7 @@ impl Run {
             optimiser,
             parent,
             normalisation,
+            canvas,
             history,
         })
     }
@@ -659,7 +727,9 @@ impl Run {
                 *row += (data.scans * rng.random_range(0..=data.variations)) as u32;
             }
             let index = Tensor::from_vec(rows.clone(), rows.len(), device)?;
-            let batch = augment(&data.images.index_select(&index, 0)?, &mut rng)?;
+            let batch = config
+                .augmentation
+                .apply(&data.images.index_select(&index, 0)?, &mut rng)?;
             let embeddings = self.encoder.forward(&batch)?;
             let loss = batch_loss(
                 &embeddings,
@@ -746,6 +816,31 @@ impl Run {
     }
 }
 
+/// Smaller canvases leave the encoder's last block less than one pixel; larger ones
+/// would not fit a training batch in memory.
+const CANVAS_SIDES: std::ops::RangeInclusive<u32> = 32..=1024;
+
+fn checked_canvas((height, width): (u32, u32)) -> Result<(u32, u32)> {
+    if CANVAS_SIDES.contains(&height) && CANVAS_SIDES.contains(&width) {
+        Ok((height, width))
+    } else {
+        Err(Error::Invalid(format!(
+            "a {height}x{width} canvas: each side must be {} to {} pixels",
+            CANVAS_SIDES.start(),
+            CANVAS_SIDES.end()
+        )))
+    }
+}
+
+fn recorded_canvas(metadata: &HashMap<String, String>, path: &Path) -> Result<(u32, u32)> {
+    crate::signature::parse_canvas(metadata.get("canvas").map(String::as_str))
+        .ok_or_else(|| Error::BadModel {
+            reason: "no `canvas` (HxW) in its metadata".into(),
+            path: path.to_path_buf(),
+        })
+        .and_then(checked_canvas)
+}
+
 fn recorded_normalisation(metadata: &HashMap<String, String>) -> Result<Normalisation> {
     Normalisation::from_metadata(
         metadata
@@ -787,4 +882,56 @@ pub fn validation_scores(
     let mut impostor = report.skilled_scores;
     impostor.extend(report.random_scores);
     Ok((report.genuine_scores, impostor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, Luma};
+
+    #[test]
+    fn turned_identities_are_new_identities_of_turned_canvases() {
+        // One identity, two scans: a dot in the top-left corner of each.
+        let dot = GrayImage::from_fn(4, 4, |x, y| Luma([u8::from(x == 0 && y == 0) * 255]));
+        let mut sets = vec![vec![dot.clone()], vec![dot]];
+        let mut identities = vec![IdentityRows {
+            genuine: vec![0],
+            forgeries: vec![1],
+        }];
+        turn_into_new_identities(&mut sets, &mut identities, (4, 4)).unwrap();
+        assert_eq!(sets.len(), 8);
+        let rows: Vec<(Vec<usize>, Vec<usize>)> = identities
+            .iter()
+            .map(|i| (i.genuine.clone(), i.forgeries.clone()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (vec![0], vec![1]),
+                (vec![2], vec![3]),
+                (vec![4], vec![5]),
+                (vec![6], vec![7])
+            ]
+        );
+        // A quarter turn clockwise takes the top-left corner to the top-right.
+        let corner = |set: &Vec<GrayImage>| {
+            set[0]
+                .enumerate_pixels()
+                .find(|(_, _, p)| p.0[0] == 255)
+                .map(|(x, y, _)| (x, y))
+        };
+        let corners: Vec<_> = sets.iter().step_by(2).map(corner).collect();
+        assert_eq!(
+            corners,
+            [Some((0, 0)), Some((3, 0)), Some((3, 3)), Some((0, 3))]
+        );
+    }
+
+    #[test]
+    fn a_signature_canvas_is_never_turned() {
+        let error = turn_into_new_identities(&mut Vec::new(), &mut Vec::new(), (150, 220))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("square canvas"), "{error}");
+    }
 }
