@@ -502,6 +502,7 @@ pub fn train(
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainReport> {
+    // The face network is refused before a run folder exists, whatever --canvas says.
     config.modality.canvas()?;
     let (train_names, validation_names) =
         split_identities(scans, config.validation_fraction, config.seed);
