@@ -385,10 +385,12 @@ pub fn spawn(context: Context, wake: impl Fn() + Send + 'static) -> std::io::Res
                     error,
                 });
             }
+            // Who is here before "ready": a window that shows the models loaded also
+            // shows the tabs its operator may use.
+            reply_to.send(worker.session_reply());
             reply_to.send(Reply::Ready {
                 status: worker.status(),
             });
-            reply_to.send(worker.session_reply());
             reply_to.send(Reply::TodaysPunches(
                 workflow::todays_punches(&worker.store).map_err(text),
             ));
