@@ -1,4 +1,4 @@
-//! From two embeddings to a score and a decision.
+//! From two embeddings to a score and a decision, and the error rates of a threshold.
 //!
 //! The face network was trained so that the Euclidean distance between two embeddings of
 //! one person is below about 0.6. Operators work with a similarity score in [0, 1]
@@ -93,6 +93,33 @@ pub fn compare_faces(a: &[f32], b: &[f32], threshold: f32) -> Result<Comparison>
         threshold,
         same_person: score >= threshold,
     })
+}
+
+/// Equal error rate and the threshold where FAR and FRR cross (a score at or above the
+/// threshold is accepted).
+pub fn equal_error_rate(genuine: &[f32], impostor: &[f32]) -> (f64, f32) {
+    if genuine.is_empty() || impostor.is_empty() {
+        return (f64::NAN, f32::NAN);
+    }
+    let mut thresholds: Vec<f32> = genuine.iter().chain(impostor).copied().collect();
+    thresholds.sort_by(f32::total_cmp);
+    thresholds.dedup();
+    let mut best = (f64::INFINITY, 0.0, thresholds[0]);
+    for &threshold in &thresholds {
+        let (far, frr) = error_rates(genuine, impostor, threshold);
+        let gap = (far - frr).abs();
+        if gap < best.0 {
+            best = (gap, (far + frr) / 2.0, threshold);
+        }
+    }
+    (best.1, best.2)
+}
+
+/// (false accept rate, false reject rate) when scores at or above `threshold` accept.
+pub fn error_rates(genuine: &[f32], impostor: &[f32], threshold: f32) -> (f64, f64) {
+    let far = impostor.iter().filter(|&&s| s >= threshold).count() as f64 / impostor.len() as f64;
+    let frr = genuine.iter().filter(|&&s| s < threshold).count() as f64 / genuine.len() as f64;
+    (far, frr)
 }
 
 #[cfg(test)]

@@ -300,22 +300,55 @@ fn a_training_run_starts_shows_progress_and_cancels() {
     );
 }
 
-#[test]
-fn after_activation_the_cli_and_the_desk_score_with_the_same_model_and_rollback_restores_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("vouch.db");
-    enroll_signatures(&db);
-    // A second version of the model: the shipped weights under another identity.
-    let shipped = repo()
-        .join("models")
-        .join(vouch::signature::SIGNATURE_MODEL_FILE);
+/// A second version of the signature model: the shipped weights under another identity.
+fn another_signature_model_version(dir: &Path) -> PathBuf {
+    let (shipped, _) = common::shipped_signature_model();
     let weights = vouch::models::load_weights(&shipped, &Device::Cpu).unwrap();
     let mut metadata = weights.metadata.clone();
     metadata.insert("note".into(), "a second version, for a test".into());
     let mut tensors: Vec<_> = weights.tensors.into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let version = dir.path().join("signature-v2.safetensors");
+    let version = dir.join("signature-v2.safetensors");
     vouch::models::save_weights(&version, &tensors, metadata).unwrap();
+    version
+}
+
+#[test]
+fn signatures_enrolled_under_an_earlier_model_are_re_embedded_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    // Enrolled before an update replaced the shipped model (its scorer, say).
+    let earlier = vouch::signature::SignatureModel::load(
+        &another_signature_model_version(dir.path()),
+        &Device::Cpu,
+    )
+    .unwrap();
+    common::enroll_writer(&mut vouch::store::Store::open(&db).unwrap(), &earlier, 1);
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    verify_at_the_desk(&mut harness, "ACC-1", "signatures/w1_4.png");
+    assert_eq!(
+        harness.query_all_by_label_contains("Reference: ").count(),
+        3
+    );
+    drop(harness);
+    let (_, shipped) = common::shipped_signature_model();
+    let store = vouch::store::Store::open(&db).unwrap();
+    assert!(
+        store
+            .templates_missing_model(Modality::Signature, &shipped.model_id())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn after_activation_the_cli_and_the_desk_score_with_the_same_model_and_rollback_restores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    enroll_signatures(&db);
+    let version = another_signature_model_version(dir.path());
+    let (shipped, _) = common::shipped_signature_model();
     // What an approved activation does: the references re-embedded, then the change.
     let mut store = vouch::store::Store::open(&db).unwrap();
     let model = vouch::signature::SignatureModel::load(&version, &Device::Cpu).unwrap();

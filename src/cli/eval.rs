@@ -78,10 +78,8 @@ pub struct FoldOptions {
     /// Enrollment sizes the scorer is fitted on [default: those of --refs].
     #[arg(long)]
     fit_refs: Vec<usize>,
-    /// Also weigh each account's own discriminant against other writers (exemplar LDA on
-    /// the embedding) in the scorer.
-    #[arg(long)]
-    writer_dependent: bool,
+    #[command(flatten)]
+    scorer: super::train::ScorerChoice,
     /// Train each fold's encoder from scratch for this many epochs; without it the
     /// model's own encoder serves every fold.
     #[arg(long)]
@@ -342,14 +340,11 @@ fn eval_folds(
     let plan = CrossValidationPlan {
         folds,
         seed: options.seed,
-        fit: crate::signature::fusion::FitOptions {
-            references: if options.fit_refs.is_empty() {
-                references.clone()
-            } else {
-                options.fit_refs
-            },
-            writer_dependent: options.writer_dependent,
-        },
+        fit: options.scorer.fit_options(if options.fit_refs.is_empty() {
+            references.clone()
+        } else {
+            options.fit_refs
+        }),
         references,
         train_encoder,
         extra_training: crate::dataset::load_all(&options.train_data)?,

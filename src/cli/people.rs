@@ -195,8 +195,17 @@ fn describe_batch(report: &workflow::BatchReport) -> String {
 
 pub fn reembed(args: JsonArgs, context: &Context) -> anyhow::Result<ExitCode> {
     let (mut store, session) = open_as(context, Permission::Administer)?;
-    reembed_with(
+    let faces = reembed_with(
         &context.load_faces()?,
+        &mut store,
+        session.name(),
+        args.json,
+    )?;
+    if faces != ExitCode::SUCCESS {
+        return Ok(faces);
+    }
+    reembed_with(
+        &context.load_signature_model(Some(&store))?,
         &mut store,
         session.name(),
         args.json,

@@ -182,10 +182,8 @@ pub enum ModelsCommand {
         /// several enrollment sizes (e.g. --refs 3 --refs 5 --refs 12).
         #[arg(long, default_value = "12")]
         refs: Vec<usize>,
-        /// Also weigh each account's own discriminant against the fitting writers' genuine
-        /// scans (exemplar LDA on the embedding).
-        #[arg(long)]
-        writer_dependent: bool,
+        #[command(flatten)]
+        scorer: ScorerChoice,
         /// Output file (may be the input).
         #[arg(long)]
         out: PathBuf,
@@ -210,6 +208,30 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What the signature scorer weighs, beyond the enrollment sizes it is fitted on.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ScorerChoice {
+    /// Also weigh each account's own discriminant against the fitting writers' genuine
+    /// scans (exemplar LDA on the embedding).
+    #[arg(long)]
+    writer_dependent: bool,
+    /// Shift the score with the number of references, so that genuine and forged cross at
+    /// the same score for every enrollment size up to the largest fitted: one pair of
+    /// bands then serves an account with 1 reference and one with 12.
+    #[arg(long)]
+    align_references: bool,
+}
+
+impl ScorerChoice {
+    pub fn fit_options(self, references: Vec<usize>) -> crate::signature::fusion::FitOptions {
+        crate::signature::fusion::FitOptions {
+            references,
+            writer_dependent: self.writer_dependent,
+            aligned_across_references: self.align_references,
+        }
+    }
 }
 
 pub fn models(command: ModelsCommand, context: &Context) -> anyhow::Result<ExitCode> {
@@ -240,19 +262,12 @@ pub fn models(command: ModelsCommand, context: &Context) -> anyhow::Result<ExitC
             model,
             data,
             refs,
-            writer_dependent,
+            scorer,
             out,
         } => {
             let scans = crate::dataset::load_all(&data)?;
-            let (_, bands, unusable) = crate::train::fit_scorer(
-                &model,
-                &scans,
-                &crate::signature::fusion::FitOptions {
-                    references: refs,
-                    writer_dependent,
-                },
-                &out,
-            )?;
+            let (_, bands, unusable) =
+                crate::train::fit_scorer(&model, &scans, &scorer.fit_options(refs), &out)?;
             for scan in &unusable {
                 eprintln!("skipped {}: {}", scan.path.display(), scan.error);
             }

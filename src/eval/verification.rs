@@ -11,37 +11,11 @@ use super::standards::{Acquisition, FnmrAtFmr, IdentityScores, REPORTED_FMRS, fn
 use crate::dataset::{Kind, LabelledScan};
 use crate::error::{Error, Result};
 use crate::face::FaceModels;
+pub use crate::matching::{equal_error_rate, error_rates};
 use crate::matching::{euclidean_distance, face_score};
 use crate::signature::SignatureModel;
 use crate::store::{PastDecision, StoredTemplate};
 use crate::types::Bands;
-
-/// Equal error rate and the threshold where FAR and FRR cross (a score at or above the
-/// threshold is accepted).
-pub fn equal_error_rate(genuine: &[f32], impostor: &[f32]) -> (f64, f32) {
-    if genuine.is_empty() || impostor.is_empty() {
-        return (f64::NAN, f32::NAN);
-    }
-    let mut thresholds: Vec<f32> = genuine.iter().chain(impostor).copied().collect();
-    thresholds.sort_by(f32::total_cmp);
-    thresholds.dedup();
-    let mut best = (f64::INFINITY, 0.0, thresholds[0]);
-    for &threshold in &thresholds {
-        let (far, frr) = error_rates(genuine, impostor, threshold);
-        let gap = (far - frr).abs();
-        if gap < best.0 {
-            best = (gap, (far + frr) / 2.0, threshold);
-        }
-    }
-    (best.1, best.2)
-}
-
-/// (false accept rate, false reject rate) when scores at or above `threshold` accept.
-pub fn error_rates(genuine: &[f32], impostor: &[f32], threshold: f32) -> (f64, f64) {
-    let far = impostor.iter().filter(|&&s| s >= threshold).count() as f64 / impostor.len() as f64;
-    let frr = genuine.iter().filter(|&&s| s < threshold).count() as f64 / genuine.len() as f64;
-    (far, frr)
-}
 
 /// The thresholds the workbench offers (and its presets land on): multiples of this.
 pub const THRESHOLD_STEP: f64 = 0.0005;

@@ -373,9 +373,9 @@ pub fn spawn(context: Context, wake: impl Fn() + Send + 'static) -> std::io::Res
                     return;
                 }
             };
-            if let Err(error) = worker.catch_up_faces(&cancelled, &reply_to) {
+            if let Err(error) = worker.catch_up(&cancelled, &reply_to) {
                 reply_to.send(Reply::Failed {
-                    what: "re-embedding the enrolled faces",
+                    what: "re-embedding the enrolled references",
                     error,
                 });
             }
@@ -496,29 +496,35 @@ impl Worker {
         })
     }
 
-    /// Templates that only an earlier face model embedded (an update changed the weights
-    /// or the recipe) are re-embedded from their stored crops before the kiosk opens, so
-    /// nobody enrolled drops out of the gallery. A cancelled run keeps what it finished
-    /// and the next start does the rest.
-    fn catch_up_faces(
+    /// Templates that only an earlier model embedded (an update changed the weights, the
+    /// recipe or the signature scorer) are re-embedded from their stored crops before the
+    /// kiosk or the desk opens, so nobody enrolled drops out. A cancelled run keeps what
+    /// it finished and the next start does the rest.
+    fn catch_up(
         &mut self,
         cancel: &AtomicBool,
         reply_to: &Replies<impl Fn()>,
     ) -> Result<(), String> {
-        let report = workflow::reembed(
-            &mut self.store,
-            &self.faces,
-            &self.context.operator,
-            cancel,
-            &mut |p| reply_to.progress(p),
-        )
-        .map_err(text)?;
-        if report.templates > 0 {
-            tracing::info!(
-                templates = report.templates,
-                model = %report.model,
-                "re-embedded face templates of an earlier model"
-            );
+        let reembed = |store: &mut Store, embedder: &dyn crate::models::CropEmbedder| {
+            let report =
+                workflow::reembed(store, embedder, &self.context.operator, cancel, &mut |p| {
+                    reply_to.progress(p)
+                })
+                .map_err(text)?;
+            if report.templates > 0 {
+                tracing::info!(
+                    templates = report.templates,
+                    model = %report.model,
+                    "re-embedded the templates of an earlier model"
+                );
+            }
+            Ok::<_, String>(report.templates)
+        };
+        let faces = reembed(&mut self.store, &self.faces)?;
+        if let Ok(signatures) = &self.signatures {
+            reembed(&mut self.store, signatures)?;
+        }
+        if faces > 0 {
             self.reload_gallery()?;
         }
         Ok(())

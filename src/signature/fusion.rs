@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use super::descriptor::{Block, COOCCURRENCE};
 use super::encoder::EMBEDDING_DIM;
 use crate::error::{Error, Result};
-use crate::matching::distance_of_same_length;
+use crate::matching::{distance_of_same_length, equal_error_rate};
 
 const BLOCKS: usize = 1 + Block::ALL.len();
 /// Per block: mean distance, nearest distance, mean distance over the references' spread.
@@ -42,6 +42,8 @@ const TENSOR_NAMES: [&str; 7] = [
     "fusion.cooccurrence_scale",
 ];
 const BACKGROUND_NAMES: [&str; 2] = ["fusion.background_mean", "fusion.background_cholesky"];
+/// Absent from scorers fitted before it existed (the shift is then none).
+const REFERENCE_SHIFT_NAME: &str = "fusion.reference_shift";
 
 /// The co-occurrence statistics differ in scale a hundredfold; each is standardised over
 /// the fitting scans so that contrast alone does not decide the distance.
@@ -293,6 +295,11 @@ pub struct ScoreFusion {
     cooccurrence: CooccurrenceStandard,
     /// Other writers, when the scorer weighs each account's own discriminant too.
     background: Option<Background>,
+    /// Added to the logit divided by the number of references (the bias carries the
+    /// constant, so the largest fitted enrollment is not moved). Fewer references say
+    /// less about a writer: genuine and forged scores cross lower, and one pair of bands
+    /// would reject many genuine signatures of an account with a single reference.
+    reference_shift: f32,
 }
 
 /// How a scorer is fitted.
@@ -303,6 +310,9 @@ pub struct FitOptions {
     /// Also weigh each account's own discriminant against a background made of every
     /// fitting writer's genuine scans (those without forgeries too).
     pub writer_dependent: bool,
+    /// Shift the score with the number of references so that genuine and forged cross
+    /// at the same score for every enrollment size from 1 to the largest fitted.
+    pub aligned_across_references: bool,
 }
 
 impl FitOptions {
@@ -311,6 +321,7 @@ impl FitOptions {
         Self {
             references: vec![12],
             writer_dependent: false,
+            aligned_across_references: true,
         }
     }
 }
@@ -343,20 +354,65 @@ impl ScoreFusion {
         }
         let references = self.cooccurrence.prepare_all(references);
         let account = self.account(&references);
-        let logit = self
-            .features(
-                &references,
-                &account,
-                &self.cooccurrence.prepare(questioned),
-            )
+        let logit = self.logit(
+            &references,
+            &account,
+            &self.cooccurrence.prepare(questioned),
+        );
+        1.0 / (1.0 + (-logit).exp())
+    }
+
+    fn logit(&self, references: &[Prepared], account: &Account, questioned: &Prepared) -> f32 {
+        self.features(references, account, questioned)
             .iter()
             .zip(&self.mean)
             .zip(&self.scale)
             .zip(&self.weight)
             .map(|(((f, m), s), w)| (f - m) / s * w)
             .sum::<f32>()
-            + self.bias;
-        1.0 / (1.0 + (-logit).exp())
+            + self.bias
+            + self.reference_shift / references.len() as f32
+    }
+
+    /// The shift over 1/K that puts the crossing of genuine and forged logits at every
+    /// enrollment size from 1 to `largest` where it lies at `largest`: the least-squares
+    /// line of each size's crossing (on the fitting writers) against 1/K.
+    fn fitted_reference_shift(
+        &self,
+        prepared: &[(Vec<Prepared>, Vec<Prepared>)],
+        largest: usize,
+    ) -> f32 {
+        let crossings: Vec<(f64, f64)> = (1..=largest)
+            .filter_map(|k| {
+                let (mut genuine, mut forged) = (Vec::new(), Vec::new());
+                for (references, forgeries) in prepared.iter().filter(|(g, _)| g.len() > k) {
+                    let enrolled = &references[..k];
+                    let account = self.account(enrolled);
+                    let logit = |q: &Prepared| self.logit(enrolled, &account, q);
+                    genuine.extend(references[k..].iter().map(logit));
+                    forged.extend(forgeries.iter().map(logit));
+                }
+                let (_, crossing) = equal_error_rate(&genuine, &forged);
+                crossing
+                    .is_finite()
+                    .then(|| (1.0 / k as f64, f64::from(crossing)))
+            })
+            .collect();
+        if crossings.len() < 2 {
+            return 0.0;
+        }
+        let n = crossings.len() as f64;
+        let mean_x = crossings.iter().map(|c| c.0).sum::<f64>() / n;
+        let mean_y = crossings.iter().map(|c| c.1).sum::<f64>() / n;
+        let sxx: f64 = crossings.iter().map(|c| (c.0 - mean_x).powi(2)).sum();
+        let sxy: f64 = crossings
+            .iter()
+            .map(|c| (c.0 - mean_x) * (c.1 - mean_y))
+            .sum();
+        if sxx <= 0.0 {
+            return 0.0;
+        }
+        -(sxy / sxx) as f32
     }
 
     /// What an account's references give every comparison: their spread (a typical
@@ -447,6 +503,7 @@ impl ScoreFusion {
             typical_spread,
             cooccurrence,
             background,
+            reference_shift: 0.0,
         };
         let (mut rows, mut labels) = (Vec::new(), Vec::new());
         for &k in references {
@@ -485,6 +542,11 @@ impl ScoreFusion {
         fusion.scale = scale.iter().map(|&v| v as f32).collect();
         fusion.weight = weight.iter().map(|&v| v as f32).collect();
         fusion.bias = bias as f32;
+        if options.aligned_across_references {
+            let shift = fusion.fitted_reference_shift(&prepared, largest);
+            fusion.reference_shift = shift;
+            fusion.bias -= shift / largest as f32;
+        }
         Ok(fusion)
     }
 
@@ -506,6 +568,9 @@ impl ScoreFusion {
             let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect();
             values.push((BACKGROUND_NAMES[0], narrow(&background.mean)));
             values.push((BACKGROUND_NAMES[1], narrow(&background.cholesky)));
+        }
+        if self.reference_shift != 0.0 {
+            values.push((REFERENCE_SHIFT_NAME, vec![self.reference_shift]));
         }
         values
             .into_iter()
@@ -562,6 +627,11 @@ impl ScoreFusion {
         };
         let features = DISTANCE_FEATURES + background.as_ref().map_or(0, |_| BACKGROUND_FEATURES);
         let spread = read(TENSOR_NAMES[4], BLOCKS)?;
+        let reference_shift = if tensors.contains_key(REFERENCE_SHIFT_NAME) {
+            read(REFERENCE_SHIFT_NAME, 1)?[0]
+        } else {
+            0.0
+        };
         Ok(Some(Self {
             mean: read(TENSOR_NAMES[0], features)?,
             scale: read(TENSOR_NAMES[1], features)?,
@@ -573,6 +643,7 @@ impl ScoreFusion {
                 scale: read(TENSOR_NAMES[6], COOCCURRENCE)?,
             },
             background,
+            reference_shift,
         }))
     }
 }
@@ -699,6 +770,7 @@ mod tests {
                 scale: vec![0.5; COOCCURRENCE],
             },
             background: None,
+            reference_shift: 0.7,
         };
         let tensors: HashMap<String, Tensor> = fusion.tensors().unwrap().into_iter().collect();
         assert_eq!(ScoreFusion::from_tensors(&tensors).unwrap(), Some(fusion));
@@ -718,6 +790,7 @@ mod tests {
                 scale: vec![1.0; COOCCURRENCE],
             },
             background: None,
+            reference_shift: 0.0,
         };
         let older: HashMap<String, Tensor> = fusion
             .tensors()
@@ -784,19 +857,73 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_writer_dependent_scorer_tells_forgeries_apart_and_survives_its_tensors() {
-        let data = synthetic_writers(24);
-        let writers: Vec<WriterTemplates> = data
-            .iter()
+    fn as_writers(data: &[Synthetic]) -> Vec<WriterTemplates<'_>> {
+        data.iter()
             .map(|(g, f)| WriterTemplates {
                 genuine: g.iter().map(Vec::as_slice).collect(),
                 forgeries: f.iter().map(Vec::as_slice).collect(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// The score where genuine and forged cross with `k` references enrolled.
+    fn crossing(fusion: &ScoreFusion, writers: &[WriterTemplates], k: usize) -> f32 {
+        let (mut genuine, mut forged) = (Vec::new(), Vec::new());
+        for writer in writers {
+            let references = &writer.genuine[..k];
+            genuine.extend(
+                writer.genuine[k..]
+                    .iter()
+                    .map(|q| fusion.score(references, q)),
+            );
+            forged.extend(writer.forgeries.iter().map(|q| fusion.score(references, q)));
+        }
+        equal_error_rate(&genuine, &forged).1
+    }
+
+    #[test]
+    fn an_aligned_scorer_crosses_at_one_score_for_one_reference_and_for_many() {
+        let data = synthetic_writers(24);
+        let writers = as_writers(&data);
+        let fit = |aligned| {
+            let options = FitOptions {
+                references: vec![8],
+                writer_dependent: false,
+                aligned_across_references: aligned,
+            };
+            ScoreFusion::fit(&writers, &options).unwrap()
+        };
+        let (plain, aligned) = (fit(false), fit(true));
+        let gap = |fusion: &ScoreFusion| {
+            (crossing(fusion, &writers, 1) - crossing(fusion, &writers, 8)).abs()
+        };
+        assert!(
+            gap(&aligned) < gap(&plain) / 3.0,
+            "crossings 1 vs 8 references apart by {} aligned, {} not",
+            gap(&aligned),
+            gap(&plain)
+        );
+        // The largest enrollment keeps its scores, and so its bands.
+        let references = &writers[0].genuine[..8];
+        for questioned in [writers[0].genuine[9], writers[0].forgeries[0]] {
+            let (a, b) = (
+                plain.score(references, questioned),
+                aligned.score(references, questioned),
+            );
+            assert!((a - b).abs() < 1e-4, "{a} != {b}");
+        }
+        let tensors: HashMap<String, Tensor> = aligned.tensors().unwrap().into_iter().collect();
+        assert_eq!(ScoreFusion::from_tensors(&tensors).unwrap(), Some(aligned));
+    }
+
+    #[test]
+    fn the_writer_dependent_scorer_tells_forgeries_apart_and_survives_its_tensors() {
+        let data = synthetic_writers(24);
+        let writers = as_writers(&data);
         let options = FitOptions {
             references: vec![5],
             writer_dependent: true,
+            aligned_across_references: false,
         };
         let fusion = ScoreFusion::fit(&writers, &options).unwrap();
         assert!(fusion.is_writer_dependent());

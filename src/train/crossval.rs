@@ -435,10 +435,15 @@ impl std::fmt::Display for CrossValidation {
 /// How the scorer was fitted, for reports: "3, 5 and 12 references".
 pub fn fitted_on(plan: &CrossValidationPlan) -> String {
     format!(
-        "{} references{}",
+        "{} references{}{}",
         enrollment_sizes(&plan.fit.references),
         if plan.fit.writer_dependent {
             ", with each account's discriminant against other writers"
+        } else {
+            ""
+        },
+        if plan.fit.aligned_across_references {
+            ", its score shifted to cross at one point for every number of references"
         } else {
             ""
         }

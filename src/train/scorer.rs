@@ -53,7 +53,7 @@ pub fn fit_scorer(
         "scorer".into(),
         format!(
             "logistic regression on embedding and descriptor distances{}, fitted on {} writers \
-             with skilled forgeries, {} references each",
+             with skilled forgeries, {} references each{}",
             if options.writer_dependent {
                 " and each account's discriminant against other writers"
             } else {
@@ -63,7 +63,12 @@ pub fn fit_scorer(
                 .iter()
                 .filter(|w| w.can_fit(options.references.iter().copied().min().unwrap_or(0)))
                 .count(),
-            enrollment_sizes(&options.references)
+            enrollment_sizes(&options.references),
+            if options.aligned_across_references {
+                ", shifted by the number of references to cross at one score for 1 to the largest"
+            } else {
+                ""
+            }
         ),
     );
     metadata.insert(
