@@ -505,12 +505,12 @@ impl Worker {
         cancel: &AtomicBool,
         reply_to: &Replies<impl Fn()>,
     ) -> Result<(), String> {
+        let operator = self.context.operator.clone();
         let reembed = |store: &mut Store, embedder: &dyn crate::models::CropEmbedder| {
-            let report =
-                workflow::reembed(store, embedder, &self.context.operator, cancel, &mut |p| {
-                    reply_to.progress(p)
-                })
-                .map_err(text)?;
+            let report = workflow::reembed(store, embedder, &operator, cancel, &mut |p| {
+                reply_to.progress(p)
+            })
+            .map_err(text)?;
             if report.templates > 0 {
                 tracing::info!(
                     templates = report.templates,
@@ -520,12 +520,13 @@ impl Worker {
             }
             Ok::<_, String>(report.templates)
         };
-        let faces = reembed(&mut self.store, &self.faces)?;
+        // The kiosk's gallery follows the faces before the signatures are tried, so a
+        // signature model that fails does not leave the kiosk on stale templates.
+        if reembed(&mut self.store, &self.faces)? > 0 {
+            self.reload_gallery()?;
+        }
         if let Ok(signatures) = &self.signatures {
             reembed(&mut self.store, signatures)?;
-        }
-        if faces > 0 {
-            self.reload_gallery()?;
         }
         Ok(())
     }
