@@ -8,8 +8,9 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Result as CandleResult, Tensor};
-use candle_nn::{BatchNorm, Conv2d, Conv2dConfig, Linear, ModuleT, PReLU, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, Linear, PReLU, VarBuilder};
 use image::RgbImage;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::BoundingBox;
@@ -34,98 +35,162 @@ const KEEP_V2: [usize; 49] = [
 ];
 const BATCH_NORM_EPS: f64 = 1e-5;
 
-fn batch_norm(channels: usize, vb: VarBuilder) -> CandleResult<BatchNorm> {
-    candle_nn::batch_norm(channels, BATCH_NORM_EPS, vb)
+/// A batch norm in inference as the per-channel affine map it is: `(scale, shift)` with
+/// `norm(x) = x * scale + shift`, so it folds into the layer before it.
+fn batch_norm_affine(channels: usize, vb: VarBuilder) -> CandleResult<(Tensor, Tensor)> {
+    let gamma = vb.get(channels, "weight")?;
+    let beta = vb.get(channels, "bias")?;
+    let mean = vb.get(channels, "running_mean")?;
+    let variance = vb.get(channels, "running_var")?;
+    let scale = (gamma / (variance + BATCH_NORM_EPS)?.sqrt()?)?;
+    let shift = (beta - (mean * &scale)?)?;
+    Ok((scale, shift))
 }
 
-/// A convolution without bias: dense (candle's), or depthwise, one filter per channel,
-/// computed as the sum of the kernel's shifted windows. candle runs a grouped convolution
-/// as one convolution per group: 231 of them for one layer took the two networks to
-/// 85 ms a face; the shifted sums over whole tensors take a fraction of that.
+/// A convolution without bias and the batch norm after it, folded into one convolution
+/// with bias: dense (candle's), or depthwise, one filter per channel. candle runs a
+/// grouped convolution as one convolution per group (231 of them for one layer took the
+/// two networks to 85 ms a face), so the depthwise ones are computed here: on the CPU by
+/// a loop over each channel's plane, elsewhere as the sum of the kernel's shifted windows
+/// over whole tensors.
 enum Conv {
     Dense(Conv2d),
-    Depthwise {
-        /// `(kernel * kernel)` tensors of shape `(1, channels, 1, 1)`, row-major taps.
-        taps: Vec<Tensor>,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    },
+    Depthwise(DepthwiseConv),
+}
+
+struct DepthwiseConv {
+    /// `(channels, kernel * kernel)`, row-major taps.
+    weight: Tensor,
+    /// `(channels,)`.
+    bias: Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
 }
 
 impl Conv {
-    /// `padding` None keeps the size (stride 1).
+    /// `padding` None keeps the size (stride 1). The convolution's weights are under
+    /// `conv`, its batch norm's under `norm`.
     fn new(
         (in_c, out_c): (usize, usize),
         kernel: usize,
         (stride, groups): (usize, usize),
         padding: Option<usize>,
-        vb: VarBuilder,
+        (conv, norm): (VarBuilder, VarBuilder),
     ) -> CandleResult<Self> {
         let padding = padding.unwrap_or(kernel / 2);
+        let (scale, shift) = batch_norm_affine(out_c, norm)?;
         if groups > 1 && groups == in_c && groups == out_c {
-            let weight = vb.get((out_c, 1, kernel, kernel), "weight")?;
-            let taps = (0..kernel * kernel)
-                .map(|tap| {
-                    weight
-                        .narrow(2, tap / kernel, 1)?
-                        .narrow(3, tap % kernel, 1)?
-                        .reshape((1, out_c, 1, 1))
-                })
-                .collect::<CandleResult<_>>()?;
-            return Ok(Conv::Depthwise {
-                taps,
+            let weight = conv
+                .get((out_c, 1, kernel, kernel), "weight")?
+                .reshape((out_c, kernel * kernel))?
+                .broadcast_mul(&scale.unsqueeze(1)?)?;
+            return Ok(Conv::Depthwise(DepthwiseConv {
+                weight,
+                bias: shift,
                 kernel,
                 stride,
                 padding,
-            });
+            }));
         }
+        let weight = conv
+            .get((out_c, in_c / groups, kernel, kernel), "weight")?
+            .broadcast_mul(&scale.reshape((out_c, 1, 1, 1))?)?;
         let config = Conv2dConfig {
             padding,
             stride,
             groups,
             ..Conv2dConfig::default()
         };
-        Ok(Conv::Dense(candle_nn::conv2d_no_bias(
-            in_c, out_c, kernel, config, vb,
-        )?))
+        Ok(Conv::Dense(Conv2d::new(weight, Some(shift), config)))
     }
 
     fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
-        let (taps, kernel, stride, padding) = match self {
-            Conv::Dense(conv) => return conv.forward(x),
-            Conv::Depthwise {
-                taps,
-                kernel,
-                stride,
-                padding,
-            } => (taps, *kernel, *stride, *padding),
-        };
+        match self {
+            Conv::Dense(conv) => conv.forward(x),
+            Conv::Depthwise(conv) if x.device().is_cpu() => conv.forward_cpu(x),
+            Conv::Depthwise(conv) => conv.forward_shifted_windows(x),
+        }
+    }
+}
+
+impl DepthwiseConv {
+    fn output_side(&self, side: usize) -> usize {
+        (side + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    /// Each channel's plane on its own, shared out over the pool: the taps, the bias,
+    /// the padding read as zeros.
+    fn forward_cpu(&self, x: &Tensor) -> CandleResult<Tensor> {
+        let (n, channels, height, width) = x.dims4()?;
+        let (out_h, out_w) = (self.output_side(height), self.output_side(width));
+        let input = x.flatten_all()?.to_vec1::<f32>()?;
+        let weight = self.weight.flatten_all()?.to_vec1::<f32>()?;
+        let bias = self.bias.to_vec1::<f32>()?;
+        let (kernel, stride, padding) = (self.kernel, self.stride, self.padding);
+        let mut output = vec![0f32; n * channels * out_h * out_w];
+        output
+            .par_chunks_mut(out_h * out_w)
+            .zip(input.par_chunks(height * width))
+            .enumerate()
+            .for_each(|(plane, (out, input))| {
+                let channel = plane % channels;
+                let taps = &weight[channel * kernel * kernel..][..kernel * kernel];
+                out.fill(bias[channel]);
+                for (tap, &tap_weight) in taps.iter().enumerate() {
+                    let (ky, kx) = (tap / kernel, tap % kernel);
+                    // The output columns whose input column `x * stride + kx - padding`
+                    // lies inside the plane.
+                    let first_x = padding.saturating_sub(kx).div_ceil(stride);
+                    let end_x = ((width + padding).saturating_sub(kx))
+                        .div_ceil(stride)
+                        .min(out_w);
+                    if first_x >= end_x {
+                        continue;
+                    }
+                    for (y, out_row) in out.chunks_exact_mut(out_w).enumerate() {
+                        let in_y = y * stride + ky;
+                        if in_y < padding || in_y - padding >= height {
+                            continue;
+                        }
+                        let in_row = &input[(in_y - padding) * width..][..width];
+                        let in_first = first_x * stride + kx - padding;
+                        let columns = in_row[in_first..].iter().step_by(stride);
+                        for (value, input) in out_row[first_x..end_x].iter_mut().zip(columns) {
+                            *value += tap_weight * input;
+                        }
+                    }
+                }
+            });
+        Tensor::from_vec(output, (n, channels, out_h, out_w), x.device())
+    }
+
+    fn forward_shifted_windows(&self, x: &Tensor) -> CandleResult<Tensor> {
+        let (kernel, stride, padding) = (self.kernel, self.stride, self.padding);
         let padded = x
             .pad_with_zeros(2, padding, padding)?
             .pad_with_zeros(3, padding, padding)?;
-        let (_, _, height, width) = padded.dims4()?;
+        let (_, channels, height, width) = padded.dims4()?;
         let (rows, cols) = (height + 1 - kernel, width + 1 - kernel);
-        let mut sum: Option<Tensor> = None;
-        for (tap, weight) in taps.iter().enumerate() {
+        let mut sum = self.bias.reshape((1, channels, 1, 1))?;
+        for tap in 0..kernel * kernel {
+            let tap_weight = self
+                .weight
+                .narrow(1, tap, 1)?
+                .reshape((1, channels, 1, 1))?;
             let window = padded
                 .narrow(2, tap / kernel, rows)?
                 .narrow(3, tap % kernel, cols)?
-                .broadcast_mul(weight)?;
-            sum = Some(match sum {
-                Some(sum) => (sum + window)?,
-                None => window,
-            });
+                .broadcast_mul(&tap_weight)?;
+            sum = window.broadcast_add(&sum)?;
         }
-        let dense = sum.expect("a kernel has taps");
         if stride == 1 {
-            return Ok(dense);
+            return Ok(sum);
         }
         // Every `stride`-th row and column of the stride-1 result.
-        let (n, c, _, _) = dense.dims4()?;
+        let (n, c, _, _) = sum.dims4()?;
         let (out_rows, out_cols) = (rows.div_ceil(stride), cols.div_ceil(stride));
-        dense
-            .pad_with_zeros(2, 0, out_rows * stride - rows)?
+        sum.pad_with_zeros(2, 0, out_rows * stride - rows)?
             .pad_with_zeros(3, 0, out_cols * stride - cols)?
             .reshape((n, c, out_rows, stride, out_cols, stride))?
             .narrow(3, 0, 1)?
@@ -137,7 +202,6 @@ impl Conv {
 /// Convolution, batch norm, PReLU.
 struct ConvBlock {
     conv: Conv,
-    bn: BatchNorm,
     prelu: PReLU,
 }
 
@@ -150,22 +214,25 @@ impl ConvBlock {
         vb: VarBuilder,
     ) -> CandleResult<Self> {
         Ok(Self {
-            conv: Conv::new(channels, kernel, (stride, groups), None, vb.pp("conv"))?,
-            bn: batch_norm(channels.1, vb.pp("bn"))?,
+            conv: Conv::new(
+                channels,
+                kernel,
+                (stride, groups),
+                None,
+                (vb.pp("conv"), vb.pp("bn")),
+            )?,
             prelu: candle_nn::prelu(Some(channels.1), vb.pp("prelu"))?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
-        let x = self.bn.forward_t(&self.conv.forward(x)?, false)?;
-        self.prelu.forward(&x)
+        self.prelu.forward(&self.conv.forward(x)?)
     }
 }
 
 /// Convolution and batch norm, no activation.
 struct LinearBlock {
     conv: Conv,
-    bn: BatchNorm,
 }
 
 impl LinearBlock {
@@ -177,42 +244,52 @@ impl LinearBlock {
         vb: VarBuilder,
     ) -> CandleResult<Self> {
         Ok(Self {
-            conv: Conv::new(channels, kernel, (1, groups), Some(padding), vb.pp("conv"))?,
-            bn: batch_norm(channels.1, vb.pp("bn"))?,
+            conv: Conv::new(
+                channels,
+                kernel,
+                (1, groups),
+                Some(padding),
+                (vb.pp("conv"), vb.pp("bn")),
+            )?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, false)
+        self.conv.forward(x)
     }
 }
 
 /// Squeeze and excitation: channel weights from the global average.
 struct SeModule {
     fc1: Conv,
-    bn1: BatchNorm,
     fc2: Conv,
-    bn2: BatchNorm,
 }
 
 impl SeModule {
     fn new(channels: usize, reduction: usize, vb: VarBuilder) -> CandleResult<Self> {
         let reduced = channels / reduction;
         Ok(Self {
-            fc1: Conv::new((channels, reduced), 1, (1, 1), None, vb.pp("fc1"))?,
-            bn1: batch_norm(reduced, vb.pp("bn1"))?,
-            fc2: Conv::new((reduced, channels), 1, (1, 1), None, vb.pp("fc2"))?,
-            bn2: batch_norm(channels, vb.pp("bn2"))?,
+            fc1: Conv::new(
+                (channels, reduced),
+                1,
+                (1, 1),
+                None,
+                (vb.pp("fc1"), vb.pp("bn1")),
+            )?,
+            fc2: Conv::new(
+                (reduced, channels),
+                1,
+                (1, 1),
+                None,
+                (vb.pp("fc2"), vb.pp("bn2")),
+            )?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
         let pooled = x.mean_keepdim(3)?.mean_keepdim(2)?;
-        let weights = self
-            .bn1
-            .forward_t(&self.fc1.forward(&pooled)?, false)?
-            .relu()?;
-        let weights = self.bn2.forward_t(&self.fc2.forward(&weights)?, false)?;
+        let weights = self.fc1.forward(&pooled)?.relu()?;
+        let weights = self.fc2.forward(&weights)?;
         x.broadcast_mul(&candle_nn::ops::sigmoid(&weights)?)
     }
 }
@@ -315,8 +392,8 @@ pub struct MiniFasNet {
     conv_5: Residual,
     conv_6_sep: ConvBlock,
     conv_6_dw: LinearBlock,
+    /// The embedding's linear map with the batch norm after it folded in.
     linear: Linear,
-    bn: BatchNorm,
     prob: Linear,
 }
 
@@ -341,8 +418,14 @@ impl MiniFasNet {
                 0,
                 vb.pp("conv_6_dw"),
             )?,
-            linear: candle_nn::linear_no_bias(keep[48], EMBEDDING, vb.pp("linear"))?,
-            bn: batch_norm(EMBEDDING, vb.pp("bn"))?,
+            linear: {
+                let (scale, shift) = batch_norm_affine(EMBEDDING, vb.pp("bn"))?;
+                let weight = vb
+                    .pp("linear")
+                    .get((EMBEDDING, keep[48]), "weight")?
+                    .broadcast_mul(&scale.unsqueeze(1)?)?;
+                Linear::new(weight, Some(shift))
+            },
             prob: candle_nn::linear_no_bias(EMBEDDING, CLASSES, vb.pp("prob"))?,
         })
     }
@@ -355,7 +438,7 @@ impl MiniFasNet {
         let x = self.conv_5.forward(&self.conv_45.forward(&x)?)?;
         let x = self.conv_6_dw.forward(&self.conv_6_sep.forward(&x)?)?;
         let x = self.linear.forward(&x.flatten_from(1)?)?;
-        self.prob.forward(&self.bn.forward_t(&x, false)?)
+        self.prob.forward(&x)
     }
 }
 
@@ -528,4 +611,47 @@ pub fn assess(
         probabilities,
         model: liveness.model_id.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loop the CPU runs and the whole-tensor sums other devices run agree, for each
+    /// shape the networks have: 3x3 with stride 1 and 2 (even and odd sides), and the
+    /// last layer's 5x5 without padding.
+    #[test]
+    fn the_cpu_depthwise_loop_matches_the_shifted_window_sums() -> CandleResult<()> {
+        let device = Device::Cpu;
+        let channels = 7;
+        for (kernel, stride, padding, side) in
+            [(3, 1, 1, 10), (3, 2, 1, 10), (3, 2, 1, 9), (5, 1, 0, 5)]
+        {
+            let conv = DepthwiseConv {
+                weight: Tensor::randn(0f32, 1.0, (channels, kernel * kernel), &device)?,
+                bias: Tensor::randn(0f32, 1.0, channels, &device)?,
+                kernel,
+                stride,
+                padding,
+            };
+            let x = Tensor::randn(0f32, 1.0, (2, channels, side, side), &device)?;
+            let on_cpu = conv.forward_cpu(&x)?;
+            let summed = conv.forward_shifted_windows(&x)?;
+            assert_eq!(
+                on_cpu.dims(),
+                summed.dims(),
+                "kernel {kernel}, stride {stride}"
+            );
+            let worst = (on_cpu - summed)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(
+                worst < 1e-5,
+                "kernel {kernel}, stride {stride}, side {side}: {worst}"
+            );
+        }
+        Ok(())
+    }
 }
