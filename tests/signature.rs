@@ -798,3 +798,72 @@ fn cross_validation_tests_each_writer_once_with_everything_fitted_without_it() {
     assert!(skilled < 0.25, "skilled EER {skilled}");
     assert!(k5.random_eer.unwrap().mean < 0.1);
 }
+
+/// A glyph of dark bars on white paper: each bar is (left, top, right, bottom) in
+/// fractions of the page, the whole glyph moved by `offset` pixels and scaled by `scale`
+/// about the page's centre.
+fn glyph(bars: &[(f32, f32, f32, f32)], offset: (f32, f32), scale: f32) -> image::GrayImage {
+    let side = 105.0;
+    let place = |fraction: f32, shift: f32| (fraction - 0.5) * scale * side + side / 2.0 + shift;
+    image::GrayImage::from_fn(105, 105, |x, y| {
+        let (x, y) = (x as f32, y as f32);
+        let inked = bars.iter().any(|&(left, top, right, bottom)| {
+            (place(left, offset.0)..=place(right, offset.0)).contains(&x)
+                && (place(top, offset.1)..=place(bottom, offset.1)).contains(&y)
+        });
+        image::Luma([if inked { 0 } else { 255 }])
+    })
+}
+
+#[test]
+fn one_shot_runs_are_scored_by_the_encoder_the_ink_shape_and_both() {
+    let glyphs: [&[(f32, f32, f32, f32)]; 3] = [
+        &[(0.45, 0.2, 0.55, 0.8)],
+        &[(0.2, 0.45, 0.8, 0.55), (0.45, 0.2, 0.55, 0.8)],
+        &[(0.2, 0.2, 0.3, 0.8), (0.2, 0.7, 0.8, 0.8)],
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run01");
+    std::fs::create_dir_all(run.join("training")).unwrap();
+    std::fs::create_dir_all(run.join("test")).unwrap();
+    let mut labels = String::new();
+    for (index, bars) in glyphs.iter().enumerate() {
+        let (class, item) = (
+            format!("class{:02}.png", index + 1),
+            // Queries listed in another order than their classes.
+            format!("item{:02}.png", 3 - index),
+        );
+        glyph(bars, (0.0, 0.0), 1.0)
+            .save(run.join("training").join(&class))
+            .unwrap();
+        glyph(bars, (6.0, -4.0), 1.15)
+            .save(run.join("test").join(&item))
+            .unwrap();
+        labels.push_str(&format!("run01/test/{item} run01/training/{class}\n"));
+    }
+    std::fs::write(run.join("class_labels.txt"), labels).unwrap();
+
+    let model = model();
+    let report = vouch::eval::oneshot::evaluate_runs(&model, dir.path(), 1.0).unwrap();
+    assert_eq!((report.runs, report.ways, report.trials), (1, 3, 3));
+    assert_eq!(report.shape_accuracy, 1.0, "{report:?}");
+    let shape_only = vouch::eval::oneshot::evaluate_runs(&model, dir.path(), 1e6).unwrap();
+    assert_eq!(shape_only.accuracy, 1.0, "{shape_only:?}");
+    let encoder_only = vouch::eval::oneshot::evaluate_runs(&model, dir.path(), 0.0).unwrap();
+    assert_eq!(encoder_only.accuracy, encoder_only.encoder_accuracy);
+
+    for weight in [-1.0, f32::NAN] {
+        let error = vouch::eval::oneshot::evaluate_runs(&model, dir.path(), weight).unwrap_err();
+        assert!(error.to_string().contains("shape weight"), "{error}");
+    }
+    image::GrayImage::from_pixel(105, 105, image::Luma([255]))
+        .save(run.join("test").join("item01.png"))
+        .unwrap();
+    let error = vouch::eval::oneshot::evaluate_runs(&model, dir.path(), 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("item01.png"),
+        "a blank query names its file: {error}"
+    );
+}

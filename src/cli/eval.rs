@@ -48,6 +48,10 @@ pub enum EvalCommand {
     Oneshot {
         #[arg(long)]
         runs: PathBuf,
+        /// Weight of the drawings' aligned-ink distance beside the encoder's score (0: the
+        /// encoder alone); both opinions alone are reported too.
+        #[arg(long, default_value_t = crate::eval::oneshot::DEFAULT_SHAPE_WEIGHT)]
+        shape_weight: f32,
         #[arg(long)]
         json: bool,
     },
@@ -135,9 +139,11 @@ pub fn run(command: EvalCommand, context: &Context) -> anyhow::Result<ExitCode> 
             json,
             ..
         } => eval_folds(context, &manifest, refs, folds, vary_scans, folding, json),
-        EvalCommand::Oneshot { runs, json } => {
-            eval_oneshot(&signature_model(context)?, &runs, json)
-        }
+        EvalCommand::Oneshot {
+            runs,
+            shape_weight,
+            json,
+        } => eval_oneshot(&signature_model(context)?, &runs, shape_weight, json),
     }
 }
 
@@ -415,16 +421,25 @@ fn at_fmr_line(at: &crate::eval::standards::FnmrAtFmr) -> String {
     )
 }
 
-fn eval_oneshot(model: &SignatureModel, runs: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let report = crate::eval::oneshot::evaluate_runs(model, runs)?;
+fn eval_oneshot(
+    model: &SignatureModel,
+    runs: &Path,
+    shape_weight: f32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let report = crate::eval::oneshot::evaluate_runs(model, runs, shape_weight)?;
     print_report(&report, json, |r| {
         format!(
-            "{}-way one-shot over {} runs: accuracy {:.2}% ({} of {})",
+            "{}-way one-shot over {} runs: accuracy {:.2}% ({} of {}; encoder and shape \
+             distance at weight {})\n  encoder alone        {:.2}%\n  shape distance alone {:.2}%",
             r.ways,
             r.runs,
             100.0 * r.accuracy,
             r.correct,
-            r.trials
+            r.trials,
+            r.shape_weight,
+            100.0 * r.encoder_accuracy,
+            100.0 * r.shape_accuracy,
         )
     })
 }

@@ -11,6 +11,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::signature::shape::{self, InkShape};
 use crate::signature::{SignatureModel, signature_score};
 
 #[derive(Debug, Clone, Serialize)]
@@ -18,9 +19,18 @@ pub struct OneshotReport {
     pub runs: usize,
     pub ways: usize,
     pub trials: usize,
+    /// Trials the fused decision got right (the encoder's alone when `shape_weight` is 0).
     pub correct: usize,
     pub accuracy: f64,
+    /// Each opinion alone, for comparison.
+    pub encoder_accuracy: f64,
+    pub shape_accuracy: f64,
+    pub shape_weight: f32,
 }
+
+/// The weight of the shape distance beside the encoder's score, chosen on the Omniglot
+/// development folds (models/README.md).
+pub const DEFAULT_SHAPE_WEIGHT: f32 = 2.0;
 
 /// `runNN/test/item01.png` names a file inside the run folder by its last two parts.
 fn in_run(run: &Path, listed: &str) -> PathBuf {
@@ -30,18 +40,58 @@ fn in_run(run: &Path, listed: &str) -> PathBuf {
         .fold(run.to_path_buf(), |path, part| path.join(part))
 }
 
-fn embed(model: &SignatureModel, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>> {
-    let canvases = paths
-        .iter()
-        .map(|path| {
-            let image = crate::imageio::load(path)?;
-            Ok(model.normalise(&image, &path.display().to_string())?.canvas)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    model.embed_canvases(&canvases)
+/// The drawings' embeddings and ink shapes.
+fn describe(model: &SignatureModel, paths: &[PathBuf]) -> Result<(Vec<Vec<f32>>, Vec<InkShape>)> {
+    let mut canvases = Vec::with_capacity(paths.len());
+    let mut shapes = Vec::with_capacity(paths.len());
+    for path in paths {
+        let source = path.display().to_string();
+        let image = crate::imageio::load(path)?;
+        canvases.push(model.normalise(&image, &source)?.canvas);
+        shapes.push(InkShape::of(&image.to_luma8(), &source)?);
+    }
+    Ok((model.embed_canvases(&canvases)?, shapes))
 }
 
-pub fn evaluate_runs(model: &SignatureModel, runs_dir: &Path) -> Result<OneshotReport> {
+/// Each value's distance from the values' mean in their standard deviations (0 when they
+/// are all equal), so that a score and a distance can be added whatever their units.
+fn standardised(values: &[f32]) -> Vec<f32> {
+    let count = values.len().max(1) as f32;
+    let mean = values.iter().sum::<f32>() / count;
+    let spread = (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / count).sqrt();
+    values
+        .iter()
+        .map(|v| {
+            if spread > 0.0 {
+                (v - mean) / spread
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+fn best(values: &[f32]) -> Option<usize> {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(index, _)| index)
+}
+
+/// Classifies every query of every run by the encoder's score, by the shape distance of
+/// `signature::shape`, and by both: per query, the candidates' standardised scores minus
+/// `shape_weight` times their standardised distances.
+pub fn evaluate_runs(
+    model: &SignatureModel,
+    runs_dir: &Path,
+    shape_weight: f32,
+) -> Result<OneshotReport> {
+    if !shape_weight.is_finite() || shape_weight < 0.0 {
+        return Err(Error::Invalid(format!(
+            "shape weight {shape_weight}: must be 0 or more"
+        )));
+    }
     let mut runs: Vec<PathBuf> = std::fs::read_dir(runs_dir)
         .map_err(|e| Error::io(e, runs_dir))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -54,7 +104,8 @@ pub fn evaluate_runs(model: &SignatureModel, runs_dir: &Path) -> Result<OneshotR
             runs_dir.display()
         )));
     }
-    let (mut trials, mut correct, mut ways) = (0, 0, 0);
+    let (mut trials, mut ways) = (0, 0);
+    let (mut fused_correct, mut encoder_correct, mut shape_correct) = (0, 0, 0);
     for run in &runs {
         let labels_path = run.join("class_labels.txt");
         let text = std::fs::read_to_string(&labels_path).map_err(|e| Error::io(e, &labels_path))?;
@@ -70,26 +121,39 @@ pub fn evaluate_runs(model: &SignatureModel, runs_dir: &Path) -> Result<OneshotR
         classes.dedup();
         ways = classes.len();
         let queries: Vec<PathBuf> = pairs.iter().map(|(query, _)| query.clone()).collect();
-        let class_embeddings = embed(model, &classes)?;
-        let query_embeddings = embed(model, &queries)?;
-        for ((_, truth), query) in pairs.iter().zip(&query_embeddings) {
-            let best = class_embeddings
+        let (class_embeddings, class_shapes) = describe(model, &classes)?;
+        let (query_embeddings, query_shapes) = describe(model, &queries)?;
+        let distances = shape::distance_matrix(&query_shapes, &class_shapes);
+        for (((_, truth), query), distances) in pairs.iter().zip(&query_embeddings).zip(&distances)
+        {
+            let scores: Vec<f32> = class_embeddings
                 .iter()
-                .enumerate()
-                .max_by(|a, b| signature_score(a.1, query).total_cmp(&signature_score(b.1, query)))
-                .map(|(index, _)| &classes[index]);
+                .map(|class| signature_score(class, query))
+                .collect();
+            let nearness: Vec<f32> = distances.iter().map(|d| -d).collect();
+            let fused: Vec<f32> = standardised(&scores)
+                .iter()
+                .zip(standardised(&nearness))
+                .map(|(score, near)| score + shape_weight * near)
+                .collect();
+            let is_truth =
+                |choice: Option<usize>| choice.map(|index| &classes[index]) == Some(truth);
             trials += 1;
-            if best == Some(truth) {
-                correct += 1;
-            }
+            encoder_correct += usize::from(is_truth(best(&scores)));
+            shape_correct += usize::from(is_truth(best(&nearness)));
+            fused_correct += usize::from(is_truth(best(&fused)));
         }
     }
+    let share = |correct: usize| correct as f64 / trials.max(1) as f64;
     Ok(OneshotReport {
         runs: runs.len(),
         ways,
         trials,
-        correct,
-        accuracy: correct as f64 / trials.max(1) as f64,
+        correct: fused_correct,
+        accuracy: share(fused_correct),
+        encoder_accuracy: share(encoder_correct),
+        shape_accuracy: share(shape_correct),
+        shape_weight,
     })
 }
 

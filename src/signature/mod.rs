@@ -5,6 +5,7 @@ pub mod descriptor;
 pub mod encoder;
 pub mod fusion;
 pub mod preprocess;
+pub mod shape;
 pub mod variation;
 
 use std::collections::HashMap;
