@@ -3,11 +3,17 @@
 //! normalise the scan, embed it, score it against the references, record the decision,
 //! open the references' canvases for display). CEDAR writer 31 from `../shared`; skipped
 //! with a message when that is absent.
+//!
+//! And the two comparisons that learn nothing, which one-shot runs make for every query and
+//! candidate (`signature::shape`, `signature::distortion`): one pair of the repository's
+//! own scans (tests/data/signatures), each drawing described once, the pair compared.
 
 use std::path::PathBuf;
 
 use candle_core::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
+use vouch::signature::distortion::GradientContexts;
+use vouch::signature::shape::InkShape;
 use vouch::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
 use vouch::store::Store;
 use vouch::workflow::{EnrollRequest, enroll_signature, verify_signature};
@@ -44,9 +50,35 @@ fn verify_one_scan(c: &mut Criterion) {
     });
 }
 
+fn compare_two_drawings(c: &mut Criterion) {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/signatures");
+    let drawing = |name: &str| {
+        let path = data.join(name);
+        (
+            vouch::imageio::load(&path).unwrap().to_luma8(),
+            path.display().to_string(),
+        )
+    };
+    let ((a, a_source), (b, b_source)) = (drawing("w1_1.png"), drawing("w2_1.png"));
+    let (shape_a, shape_b) = (
+        InkShape::of(&a, &a_source).unwrap(),
+        InkShape::of(&b, &b_source).unwrap(),
+    );
+    c.bench_function("oneshot_shape_distance_1_pair", |bench| {
+        bench.iter(|| shape_a.distance(&shape_b))
+    });
+    let (contexts_a, contexts_b) = (
+        GradientContexts::of(&a, &a_source).unwrap(),
+        GradientContexts::of(&b, &b_source).unwrap(),
+    );
+    c.bench_function("oneshot_distortion_distance_1_pair", |bench| {
+        bench.iter(|| contexts_a.distance(&contexts_b))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = verify_one_scan
+    targets = verify_one_scan, compare_two_drawings
 }
 criterion_main!(benches);

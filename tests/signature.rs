@@ -11,6 +11,7 @@ use assert_cmd::Command;
 use candle_core::Device;
 use common::{data, repo, shared};
 use vouch::dataset::{Kind, LabelledScan};
+use vouch::eval::oneshot::OneshotWeights;
 use vouch::signature::preprocess::{Normalisation, SIGNATURE_CANVAS, normalise};
 use vouch::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
 use vouch::train::{Loss, TrainConfig, TrainEvent, TrainModality};
@@ -816,7 +817,7 @@ fn glyph(bars: &[(f32, f32, f32, f32)], offset: (f32, f32), scale: f32) -> image
 }
 
 #[test]
-fn one_shot_runs_are_scored_by_the_encoder_the_ink_shape_and_both() {
+fn one_shot_runs_are_scored_by_the_encoder_the_ink_shape_the_distortion_and_all() {
     let glyphs: [&[(f32, f32, f32, f32)]; 3] = [
         &[(0.45, 0.2, 0.55, 0.8)],
         &[(0.2, 0.45, 0.8, 0.55), (0.45, 0.2, 0.55, 0.8)],
@@ -844,24 +845,37 @@ fn one_shot_runs_are_scored_by_the_encoder_the_ink_shape_and_both() {
     std::fs::write(run.join("class_labels.txt"), labels).unwrap();
 
     let model = model();
-    let report = vouch::eval::oneshot::evaluate_runs(&model, dir.path(), 1.0).unwrap();
+    let evaluate = |shape, distortion| {
+        vouch::eval::oneshot::evaluate_runs(
+            &model,
+            dir.path(),
+            OneshotWeights { shape, distortion },
+        )
+    };
+    let report = evaluate(1.0, 1.0).unwrap();
     assert_eq!((report.runs, report.ways, report.trials), (1, 3, 3));
     assert_eq!(report.shape_accuracy, 1.0, "{report:?}");
-    let shape_only = vouch::eval::oneshot::evaluate_runs(&model, dir.path(), 1e6).unwrap();
+    assert_eq!(report.distortion_accuracy, 1.0, "{report:?}");
+    let shape_only = evaluate(1e6, 0.0).unwrap();
     assert_eq!(shape_only.accuracy, 1.0, "{shape_only:?}");
-    let encoder_only = vouch::eval::oneshot::evaluate_runs(&model, dir.path(), 0.0).unwrap();
+    let distortion_only = evaluate(0.0, 1e6).unwrap();
+    assert_eq!(distortion_only.accuracy, 1.0, "{distortion_only:?}");
+    let encoder_only = evaluate(0.0, 0.0).unwrap();
     assert_eq!(encoder_only.accuracy, encoder_only.encoder_accuracy);
 
-    for weight in [-1.0, f32::NAN] {
-        let error = vouch::eval::oneshot::evaluate_runs(&model, dir.path(), weight).unwrap_err();
-        assert!(error.to_string().contains("shape weight"), "{error}");
+    for (shape, distortion, named) in [
+        (-1.0, 1.0, "shape weight"),
+        (f32::NAN, 1.0, "shape weight"),
+        (1.0, -1.0, "distortion weight"),
+        (1.0, f32::INFINITY, "distortion weight"),
+    ] {
+        let error = evaluate(shape, distortion).unwrap_err();
+        assert!(error.to_string().contains(named), "{error}");
     }
     image::GrayImage::from_pixel(105, 105, image::Luma([255]))
         .save(run.join("test").join("item01.png"))
         .unwrap();
-    let error = vouch::eval::oneshot::evaluate_runs(&model, dir.path(), 1.0)
-        .unwrap_err()
-        .to_string();
+    let error = evaluate(1.0, 1.0).unwrap_err().to_string();
     assert!(
         error.contains("item01.png"),
         "a blank query names its file: {error}"

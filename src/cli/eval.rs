@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{cancel_flag, follow, print_report, progress_bar};
 use crate::context::Context;
+use crate::eval::oneshot::OneshotWeights;
 use crate::face::FaceModels;
 use crate::matching::DEFAULT_FACE_THRESHOLD;
 use crate::signature::SignatureModel;
@@ -48,10 +49,14 @@ pub enum EvalCommand {
     Oneshot {
         #[arg(long)]
         runs: PathBuf,
-        /// Weight of the drawings' aligned-ink distance beside the encoder's score (0: the
-        /// encoder alone); both opinions alone are reported too.
-        #[arg(long, default_value_t = crate::eval::oneshot::DEFAULT_SHAPE_WEIGHT)]
+        /// Weight of the drawings' aligned-ink distance beside the encoder's score; each
+        /// opinion alone is reported too.
+        #[arg(long, default_value_t = OneshotWeights::default().shape)]
         shape_weight: f32,
+        /// Weight of the drawings' local-distortion distance (both weights 0: the encoder
+        /// alone).
+        #[arg(long, default_value_t = OneshotWeights::default().distortion)]
+        distortion_weight: f32,
         #[arg(long)]
         json: bool,
     },
@@ -142,8 +147,15 @@ pub fn run(command: EvalCommand, context: &Context) -> anyhow::Result<ExitCode> 
         EvalCommand::Oneshot {
             runs,
             shape_weight,
+            distortion_weight,
             json,
-        } => eval_oneshot(&signature_model(context)?, &runs, shape_weight, json),
+        } => {
+            let weights = OneshotWeights {
+                shape: shape_weight,
+                distortion: distortion_weight,
+            };
+            eval_oneshot(&signature_model(context)?, &runs, weights, json)
+        }
     }
 }
 
@@ -424,22 +436,26 @@ fn at_fmr_line(at: &crate::eval::standards::FnmrAtFmr) -> String {
 fn eval_oneshot(
     model: &SignatureModel,
     runs: &Path,
-    shape_weight: f32,
+    weights: OneshotWeights,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let report = crate::eval::oneshot::evaluate_runs(model, runs, shape_weight)?;
+    let report = crate::eval::oneshot::evaluate_runs(model, runs, weights)?;
     print_report(&report, json, |r| {
         format!(
-            "{}-way one-shot over {} runs: accuracy {:.2}% ({} of {}; encoder and shape \
-             distance at weight {})\n  encoder alone        {:.2}%\n  shape distance alone {:.2}%",
+            "{}-way one-shot over {} runs: accuracy {:.2}% ({} of {}; the encoder with the \
+             shape distance at weight {} and the distortion distance at weight {})\n  \
+             encoder alone             {:.2}%\n  shape distance alone      {:.2}%\n  \
+             distortion distance alone {:.2}%",
             r.ways,
             r.runs,
             100.0 * r.accuracy,
             r.correct,
             r.trials,
-            r.shape_weight,
+            r.weights.shape,
+            r.weights.distortion,
             100.0 * r.encoder_accuracy,
             100.0 * r.shape_accuracy,
+            100.0 * r.distortion_accuracy,
         )
     })
 }

@@ -11,6 +11,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::signature::distortion::GradientContexts;
 use crate::signature::shape::{self, InkShape};
 use crate::signature::{SignatureModel, signature_score};
 
@@ -19,18 +20,34 @@ pub struct OneshotReport {
     pub runs: usize,
     pub ways: usize,
     pub trials: usize,
-    /// Trials the fused decision got right (the encoder's alone when `shape_weight` is 0).
+    /// Trials the fused decision got right (the encoder's alone when both weights are 0).
     pub correct: usize,
     pub accuracy: f64,
     /// Each opinion alone, for comparison.
     pub encoder_accuracy: f64,
     pub shape_accuracy: f64,
-    pub shape_weight: f32,
+    pub distortion_accuracy: f64,
+    pub weights: OneshotWeights,
 }
 
-/// The weight of the shape distance beside the encoder's score, chosen on the Omniglot
-/// development folds (models/README.md).
-pub const DEFAULT_SHAPE_WEIGHT: f32 = 2.0;
+/// How much the two comparisons that learn nothing count beside the encoder's score.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct OneshotWeights {
+    /// The aligned-ink distance of `signature::shape`.
+    pub shape: f32,
+    /// The local-distortion distance of `signature::distortion`.
+    pub distortion: f32,
+}
+
+impl Default for OneshotWeights {
+    /// Chosen on the Omniglot development folds (models/README.md).
+    fn default() -> Self {
+        Self {
+            shape: 2.0,
+            distortion: 0.5,
+        }
+    }
+}
 
 /// `runNN/test/item01.png` names a file inside the run folder by its last two parts.
 fn in_run(run: &Path, listed: &str) -> PathBuf {
@@ -40,17 +57,30 @@ fn in_run(run: &Path, listed: &str) -> PathBuf {
         .fold(run.to_path_buf(), |path, part| path.join(part))
 }
 
-/// The drawings' embeddings and ink shapes.
-fn describe(model: &SignatureModel, paths: &[PathBuf]) -> Result<(Vec<Vec<f32>>, Vec<InkShape>)> {
+/// What each comparison needs of a set of drawings.
+struct Described {
+    embeddings: Vec<Vec<f32>>,
+    shapes: Vec<InkShape>,
+    contexts: Vec<GradientContexts>,
+}
+
+fn describe(model: &SignatureModel, paths: &[PathBuf]) -> Result<Described> {
     let mut canvases = Vec::with_capacity(paths.len());
     let mut shapes = Vec::with_capacity(paths.len());
+    let mut contexts = Vec::with_capacity(paths.len());
     for path in paths {
         let source = path.display().to_string();
         let image = crate::imageio::load(path)?;
         canvases.push(model.normalise(&image, &source)?.canvas);
-        shapes.push(InkShape::of(&image.to_luma8(), &source)?);
+        let grey = image.to_luma8();
+        shapes.push(InkShape::of(&grey, &source)?);
+        contexts.push(GradientContexts::of(&grey, &source)?);
     }
-    Ok((model.embed_canvases(&canvases)?, shapes))
+    Ok(Described {
+        embeddings: model.embed_canvases(&canvases)?,
+        shapes,
+        contexts,
+    })
 }
 
 /// Each value's distance from the values' mean in their standard deviations (0 when they
@@ -79,18 +109,21 @@ fn best(values: &[f32]) -> Option<usize> {
         .map(|(index, _)| index)
 }
 
-/// Classifies every query of every run by the encoder's score, by the shape distance of
-/// `signature::shape`, and by both: per query, the candidates' standardised scores minus
-/// `shape_weight` times their standardised distances.
+/// Classifies every query of every run by the encoder's score, by the distances of
+/// `signature::shape` and `signature::distortion`, and by all three together: per query,
+/// the candidates' standardised scores minus each distance's weight times its
+/// standardised distances.
 pub fn evaluate_runs(
     model: &SignatureModel,
     runs_dir: &Path,
-    shape_weight: f32,
+    weights: OneshotWeights,
 ) -> Result<OneshotReport> {
-    if !shape_weight.is_finite() || shape_weight < 0.0 {
-        return Err(Error::Invalid(format!(
-            "shape weight {shape_weight}: must be 0 or more"
-        )));
+    for (name, weight) in [("shape", weights.shape), ("distortion", weights.distortion)] {
+        if !weight.is_finite() || weight < 0.0 {
+            return Err(Error::Invalid(format!(
+                "{name} weight {weight}: must be 0 or more"
+            )));
+        }
     }
     let mut runs: Vec<PathBuf> = std::fs::read_dir(runs_dir)
         .map_err(|e| Error::io(e, runs_dir))?
@@ -105,7 +138,8 @@ pub fn evaluate_runs(
         )));
     }
     let (mut trials, mut ways) = (0, 0);
-    let (mut fused_correct, mut encoder_correct, mut shape_correct) = (0, 0, 0);
+    let (mut fused_correct, mut encoder_correct) = (0, 0);
+    let (mut shape_correct, mut distortion_correct) = (0, 0);
     for run in &runs {
         let labels_path = run.join("class_labels.txt");
         let text = std::fs::read_to_string(&labels_path).map_err(|e| Error::io(e, &labels_path))?;
@@ -121,26 +155,38 @@ pub fn evaluate_runs(
         classes.dedup();
         ways = classes.len();
         let queries: Vec<PathBuf> = pairs.iter().map(|(query, _)| query.clone()).collect();
-        let (class_embeddings, class_shapes) = describe(model, &classes)?;
-        let (query_embeddings, query_shapes) = describe(model, &queries)?;
-        let distances = shape::distance_matrix(&query_shapes, &class_shapes);
-        for (((_, truth), query), distances) in pairs.iter().zip(&query_embeddings).zip(&distances)
-        {
-            let scores: Vec<f32> = class_embeddings
+        let candidates = describe(model, &classes)?;
+        let asked = describe(model, &queries)?;
+        let shape_distances =
+            shape::distance_matrix(&asked.shapes, &candidates.shapes, InkShape::distance);
+        let distortion_distances = shape::distance_matrix(
+            &asked.contexts,
+            &candidates.contexts,
+            GradientContexts::distance,
+        );
+        for (index, (_, truth)) in pairs.iter().enumerate() {
+            let scores: Vec<f32> = candidates
+                .embeddings
                 .iter()
-                .map(|class| signature_score(class, query))
+                .map(|class| signature_score(class, &asked.embeddings[index]))
                 .collect();
-            let nearness: Vec<f32> = distances.iter().map(|d| -d).collect();
+            let nearness = |distances: &[f32]| distances.iter().map(|d| -d).collect::<Vec<_>>();
+            let shape_nearness = nearness(&shape_distances[index]);
+            let distortion_nearness = nearness(&distortion_distances[index]);
             let fused: Vec<f32> = standardised(&scores)
                 .iter()
-                .zip(standardised(&nearness))
-                .map(|(score, near)| score + shape_weight * near)
+                .zip(standardised(&shape_nearness))
+                .zip(standardised(&distortion_nearness))
+                .map(|((score, shape), distortion)| {
+                    score + weights.shape * shape + weights.distortion * distortion
+                })
                 .collect();
             let is_truth =
                 |choice: Option<usize>| choice.map(|index| &classes[index]) == Some(truth);
             trials += 1;
             encoder_correct += usize::from(is_truth(best(&scores)));
-            shape_correct += usize::from(is_truth(best(&nearness)));
+            shape_correct += usize::from(is_truth(best(&shape_nearness)));
+            distortion_correct += usize::from(is_truth(best(&distortion_nearness)));
             fused_correct += usize::from(is_truth(best(&fused)));
         }
     }
@@ -153,7 +199,8 @@ pub fn evaluate_runs(
         accuracy: share(fused_correct),
         encoder_accuracy: share(encoder_correct),
         shape_accuracy: share(shape_correct),
-        shape_weight,
+        distortion_accuracy: share(distortion_correct),
+        weights,
     })
 }
 

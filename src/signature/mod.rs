@@ -2,6 +2,7 @@
 //! loaded from a trained model file for enrollment and verification.
 
 pub mod descriptor;
+pub mod distortion;
 pub mod encoder;
 pub mod fusion;
 pub mod preprocess;

@@ -17,9 +17,8 @@ use crate::error::{Error, Result};
 /// The grid both drawings are resized onto. Chosen on the Omniglot development folds: 105
 /// (Omniglot's own size) was no better than this and four times the work.
 pub const SHAPE_SIDE: u32 = 52;
-/// A drawing is dark on light paper; on the grid, ink is what lies nearer the darkest grey
-/// than the lightest, so a thin pen that resizing greys out still counts. Less contrast
-/// than this between the two is a page without ink.
+/// Less contrast than this between a drawing's darkest and lightest grey is a page
+/// without ink.
 const MIN_INK_CONTRAST: u8 = 48;
 
 const SCALES: [f32; 5] = [0.8, 0.9, 1.0, 1.1, 1.25];
@@ -53,15 +52,7 @@ impl InkShape {
             return Err(Error::Invalid(format!("{source}: an empty image")));
         }
         let grid = resize(drawing, SHAPE_SIDE, SHAPE_SIDE, FilterType::Triangle);
-        let (darkest, lightest) = grid.pixels().fold((u8::MAX, u8::MIN), |(lo, hi), p| {
-            (lo.min(p.0[0]), hi.max(p.0[0]))
-        });
-        if lightest - darkest < MIN_INK_CONTRAST {
-            return Err(Error::Invalid(format!(
-                "{source}: no ink (greys {darkest} to {lightest}, a blank page)"
-            )));
-        }
-        let ink_below = darkest / 2 + lightest / 2;
+        let ink_below = ink_threshold(&grid, source)?;
         let points: Vec<[f32; 2]> = grid
             .enumerate_pixels()
             .filter(|(_, _, pixel)| pixel.0[0] <= ink_below)
@@ -147,6 +138,24 @@ impl InkShape {
     }
 }
 
+/// The grey below which a drawing dark on light paper is ink: whatever lies nearer its
+/// darkest grey than its lightest, so that a thin pen that resizing greys out still counts.
+/// An error naming `source` when there is too little contrast for any ink.
+pub(crate) fn ink_threshold(drawing: &GrayImage, source: &str) -> Result<u8> {
+    if drawing.width() == 0 || drawing.height() == 0 {
+        return Err(Error::Invalid(format!("{source}: an empty image")));
+    }
+    let (darkest, lightest) = drawing.pixels().fold((u8::MAX, u8::MIN), |(lo, hi), p| {
+        (lo.min(p.0[0]), hi.max(p.0[0]))
+    });
+    if lightest - darkest < MIN_INK_CONTRAST {
+        return Err(Error::Invalid(format!(
+            "{source}: no ink (greys {darkest} to {lightest}, a blank page)"
+        )));
+    }
+    Ok(darkest / 2 + lightest / 2)
+}
+
 /// Every warp the search tries: scales on each axis, then a turn, then a shift.
 static WARPS: LazyLock<Vec<Warp>> = LazyLock::new(warps);
 
@@ -184,18 +193,47 @@ fn warps() -> Vec<Warp> {
     warps
 }
 
-/// `distances[i][j]`: `queries[i]` against `candidates[j]`, in parallel.
-pub fn distance_matrix(queries: &[InkShape], candidates: &[InkShape]) -> Vec<Vec<f32>> {
+/// `distances[i][j]`: `queries[i]` against `candidates[j]` by `distance` (this module's or
+/// `signature::distortion`'s), in parallel.
+pub fn distance_matrix<T: Sync>(
+    queries: &[T],
+    candidates: &[T],
+    distance: impl Fn(&T, &T) -> f32 + Sync,
+) -> Vec<Vec<f32>> {
     queries
         .par_iter()
-        .map(|query| candidates.iter().map(|c| query.distance(c)).collect())
+        .map(|query| candidates.iter().map(|c| distance(query, c)).collect())
         .collect()
 }
 
+/// Drawings and a check for the tests of this module and `signature::distortion`.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use image::Luma;
+pub(crate) mod test_drawings {
+    use image::{GrayImage, Luma};
+
+    use super::distance_matrix;
+    use crate::error::Result;
+
+    /// A drawing described by `describe` is at distance 0 from itself, and more than
+    /// `margin` times nearer its moved copy than a different drawing, in the distance
+    /// matrix too.
+    pub fn assert_moved_copy_is_nearer_than_another<T: Sync>(
+        describe: impl Fn(&GrayImage, &str) -> Result<T>,
+        distance: impl Fn(&T, &T) -> f32 + Sync + Copy,
+        margin: f32,
+    ) {
+        let original = describe(&ell(105, 0.0), "ell").unwrap();
+        assert_eq!(distance(&original, &original), 0.0);
+        let moved = describe(&ell(105, 12.0), "moved ell").unwrap();
+        let other = describe(&zigzag(105), "zigzag").unwrap();
+        let (to_moved, to_other) = (distance(&original, &moved), distance(&original, &other));
+        assert!(
+            to_other > margin * to_moved,
+            "{to_moved} against {to_other}"
+        );
+        let matrix = distance_matrix(&[moved, other], &[original], distance);
+        assert!(matrix[0][0] < matrix[1][0]);
+    }
 
     /// A dark stroke on white paper through the given (x, y) corners.
     fn drawing(size: u32, corners: &[(f32, f32)]) -> GrayImage {
@@ -214,7 +252,7 @@ mod tests {
         image
     }
 
-    fn ell(size: u32, offset: f32) -> GrayImage {
+    pub fn ell(size: u32, offset: f32) -> GrayImage {
         let s = size as f32;
         drawing(
             size,
@@ -226,7 +264,7 @@ mod tests {
         )
     }
 
-    fn zigzag(size: u32) -> GrayImage {
+    pub fn zigzag(size: u32) -> GrayImage {
         let s = size as f32;
         drawing(
             size,
@@ -238,35 +276,20 @@ mod tests {
             ],
         )
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_drawings::{assert_moved_copy_is_nearer_than_another, ell};
+    use super::*;
 
     #[test]
-    fn a_drawing_is_nearer_its_moved_copy_than_another_drawing() {
-        let ell_shape = InkShape::of(&ell(105, 0.0), "ell").unwrap();
-        assert_eq!(ell_shape.distance(&ell_shape), 0.0);
+    fn a_drawing_is_nearer_its_moved_or_larger_copy_than_another_drawing() {
+        assert_moved_copy_is_nearer_than_another(InkShape::of, InkShape::distance, 2.0);
+        let original = InkShape::of(&ell(105, 0.0), "ell").unwrap();
         let moved = InkShape::of(&ell(105, 12.0), "moved ell").unwrap();
         let larger = InkShape::of(&ell(210, 0.0), "larger ell").unwrap();
-        let other = InkShape::of(&zigzag(105), "zigzag").unwrap();
-        let (to_moved, to_larger, to_other) = (
-            ell_shape.distance(&moved),
-            ell_shape.distance(&larger),
-            ell_shape.distance(&other),
-        );
-        assert!(to_moved < 0.5, "{to_moved}");
-        assert!(to_larger < 0.5, "{to_larger}");
-        assert!(to_other > 2.0 * to_moved.max(to_larger), "{to_other}");
-        let matrix = distance_matrix(&[moved, other], &[ell_shape]);
-        assert_eq!(matrix.len(), 2);
-        assert!(matrix[0][0] < matrix[1][0]);
-    }
-
-    #[test]
-    fn a_blank_page_is_an_error_that_names_it() {
-        let blank = GrayImage::from_pixel(105, 105, Luma([250]));
-        let error = InkShape::of(&blank, "run01/test/item01.png")
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("run01/test/item01.png") && error.contains("no ink"));
-        let empty = GrayImage::new(0, 0);
-        assert!(InkShape::of(&empty, "empty").is_err());
+        assert!(original.distance(&moved) < 0.5);
+        assert!(original.distance(&larger) < 0.5);
     }
 }
