@@ -44,7 +44,7 @@ impl Default for OneshotWeights {
     fn default() -> Self {
         Self {
             shape: 2.0,
-            distortion: 0.5,
+            distortion: 4.0,
         }
     }
 }
