@@ -3,9 +3,10 @@
 //! al. ("Deformation models for image recognition", IEEE PAMI 2007), a nearest-neighbour
 //! distance for handwritten characters that tolerates the local wobble of a hand where
 //! one global warp (`signature::shape`) cannot. Each drawing's ink is centred on its
-//! centre of mass, sized by its spread, squeezed onto a small grid and blurred; every cell is described by the
-//! grey-level gradients of the 3x3 cells around it; and each cell's description is matched
-//! to the nearest one within `REACH` cells in the other drawing. Nothing is learnt.
+//! centre of mass, sized by its spread, squeezed onto a small grid and blurred; every cell
+//! is described by the grey-level gradients of the 3x3 cells around it; and each cell's
+//! description is matched to the nearest one within `REACH` cells in the other drawing.
+//! Nothing is learnt.
 
 use image::imageops::{FilterType, resize};
 use image::{GrayImage, ImageBuffer, Luma};
