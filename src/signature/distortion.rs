@@ -80,7 +80,8 @@ impl GradientContexts {
         };
         // A square centred on the ink's centre of mass and sized by its spread (moment
         // normalisation), so that neither where a character sits on the page nor how large
-        // it was drawn matters; ink beyond the square is rare and dropped.
+        // it was drawn matters. At 3.5 radii a straight stroke still fits; only ink far from
+        // the rest (a stray mark) falls outside the square and is dropped.
         let side = ((SPREADS_PER_SIDE * spread * scale).round() as u32).max(MIN_SQUARE);
         let origin = |centre: f64| (centre * scale - f64::from(side) / 2.0).round() as i64;
         let (origin_x, origin_y) = (origin(centre_x), origin(centre_y));
