@@ -636,8 +636,9 @@ fn a_training_run_writes_beside_the_database_it_was_given() {
 /// signature into a stranger's: every degraded copy of a scan, scored against the scan
 /// alone, is accepted, except that a thinner pen may go to a second clerk (never straight
 /// to rejection). A pen of another darkness (and a 4-level scanner, which mostly changes
-/// the ink's darkness) is the shipped encoder's known weakness (models/README); the test
-/// below shows the normaliser that removes a lighter pen for models trained with it.
+/// the ink's darkness) is the shipped model's known weakness: its stroke descriptor and the
+/// scorer fitted on CEDAR read the darkness (models/README). The test below shows the
+/// normaliser that removes a lighter pen for models trained with it.
 #[test]
 fn a_scan_matches_its_own_degraded_copies() {
     use vouch::signature::variation::{BRANCH_VARIATIONS, Variation, apply};
