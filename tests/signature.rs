@@ -632,13 +632,13 @@ fn a_training_run_writes_beside_the_database_it_was_given() {
     );
 }
 
-/// A branch's scanner, paper, a crooked page or JPEG must not turn the holder's own
-/// signature into a stranger's: every degraded copy of a scan, scored against the scan
-/// alone, is accepted, except that a thinner pen may go to a second clerk (never straight
-/// to rejection). A pen of another darkness (and a 4-level scanner, which mostly changes
-/// the ink's darkness) is the shipped model's known weakness: its stroke descriptor and the
-/// scorer fitted on CEDAR read the darkness (models/README). The test below shows the
-/// normaliser that removes a lighter pen for models trained with it.
+/// A branch's scanner, paper, a crooked page, a thinner or wider pen or JPEG must not turn
+/// the holder's own signature into a stranger's: every degraded copy of a scan, scored
+/// against the scan alone, is accepted. A pen of another darkness (and a 4-level scanner,
+/// which mostly changes the ink's darkness) is the shipped model's known weakness: its
+/// stroke descriptor and the scorer fitted on CEDAR read the darkness (models/README);
+/// those copies' scores are printed, not held. A test below shows the normaliser that
+/// removes a lighter pen for models trained with it.
 #[test]
 fn a_scan_matches_its_own_degraded_copies() {
     use vouch::signature::variation::{BRANCH_VARIATIONS, Variation, apply};
@@ -650,14 +650,12 @@ fn a_scan_matches_its_own_degraded_copies() {
             .canvas;
         model.templates(&[canvas]).unwrap().remove(0)
     };
-    let robust_to = BRANCH_VARIATIONS.into_iter().filter(|variation| {
-        !matches!(
+    let mut failures = Vec::new();
+    for variation in BRANCH_VARIATIONS {
+        let known_weakness = matches!(
             variation,
             Variation::InkDarkness(_) | Variation::GreyLevels(4)
-        )
-    });
-    let mut failures = Vec::new();
-    for variation in robust_to {
+        );
         for writer in 1..=4 {
             for number in 1..=4 {
                 let original = vouch::imageio::load(&scan(writer, number))
@@ -668,19 +666,54 @@ fn a_scan_matches_its_own_degraded_copies() {
                     .score(&[&template(&original)], &template(&copy))
                     .unwrap();
                 println!("w{writer}_{number} {variation}: {score:.3}");
-                let bands = vouch::matching::SIGNATURE_BANDS;
-                let least = if variation == Variation::StrokeWidth(-1) {
-                    bands.low
-                } else {
-                    bands.high
-                };
-                if score < least {
+                if !known_weakness && score < vouch::matching::SIGNATURE_BANDS.high {
                     failures.push(format!("w{writer}_{number} {variation}: {score:.3}"));
                 }
             }
         }
     }
     assert!(failures.is_empty(), "copies scored too low: {failures:?}");
+}
+
+/// CEDAR, which the scorer is fitted on, holds 16 grey levels; a branch's scanner gives
+/// 256. Paper-relative scans are read at 16 levels, so a full 8-bit scan reaches the
+/// encoder and the stroke descriptor exactly as its 16-level copy does.
+#[test]
+fn a_full_8_bit_scan_reads_as_its_16_level_copy() {
+    use vouch::signature::variation::{Variation, apply};
+    let canvas = |image: &image::GrayImage| {
+        normalise(
+            &image::DynamicImage::ImageLuma8(image.clone()),
+            SIGNATURE_CANVAS,
+            Normalisation::default(),
+            "scan",
+        )
+        .unwrap()
+        .canvas
+    };
+    for writer in 1..=4 {
+        for number in 1..=4 {
+            let original = vouch::imageio::load(&scan(writer, number))
+                .unwrap()
+                .to_luma8();
+            let levels = |image: &image::GrayImage| {
+                let mut seen = [false; 256];
+                image
+                    .pixels()
+                    .for_each(|p| seen[usize::from(p.0[0])] = true);
+                seen.iter().filter(|&&s| s).count()
+            };
+            assert!(
+                levels(&original) > 16,
+                "w{writer}_{number} is a full 8-bit scan"
+            );
+            let reduced = apply(&original, Variation::GreyLevels(16), 0).unwrap();
+            assert!(
+                canvas(&original) == canvas(&reduced),
+                "w{writer}_{number}: the 8-bit scan and its 16-level copy give different canvases"
+            );
+        }
+    }
 }
 
 /// The ink-stretched normaliser puts a scan written with a lighter pen on the same canvas

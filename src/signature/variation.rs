@@ -8,6 +8,7 @@ use image::{DynamicImage, GrayImage, Luma};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::preprocess::at_grey_levels;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,10 +70,7 @@ pub const BRANCH_VARIATIONS: [Variation; 13] = [
 pub fn apply(scan: &GrayImage, variation: Variation, seed: u64) -> Result<GrayImage> {
     let paper = paper_level(scan);
     Ok(match variation {
-        Variation::GreyLevels(levels) => {
-            let step = 255.0 / f32::from(levels.clamp(2, 256) - 1);
-            map_levels(scan, |v| (f32::from(v) / step).round() * step)
-        }
+        Variation::GreyLevels(levels) => at_grey_levels(scan, levels),
         Variation::StrokeWidth(by) => rank_filter(scan, by.unsigned_abs(), by > 0),
         Variation::InkDarkness(factor) => map_levels(scan, |v| {
             let ink = f32::from(paper) - f32::from(v);
