@@ -691,18 +691,18 @@ fn a_full_8_bit_scan_reads_as_its_16_level_copy() {
         .unwrap()
         .canvas
     };
+    let levels = |image: &image::GrayImage| {
+        let mut seen = [false; 256];
+        image
+            .pixels()
+            .for_each(|p| seen[usize::from(p.0[0])] = true);
+        seen.iter().filter(|&&s| s).count()
+    };
     for writer in 1..=4 {
         for number in 1..=4 {
             let original = vouch::imageio::load(&scan(writer, number))
                 .unwrap()
                 .to_luma8();
-            let levels = |image: &image::GrayImage| {
-                let mut seen = [false; 256];
-                image
-                    .pixels()
-                    .for_each(|p| seen[usize::from(p.0[0])] = true);
-                seen.iter().filter(|&&s| s).count()
-            };
             assert!(
                 levels(&original) > 16,
                 "w{writer}_{number} is a full 8-bit scan"

@@ -98,7 +98,7 @@ impl Normalisation {
     /// (rounding first would leave a lighter pen's few levels coarse once stretched).
     fn read(self, grey: GrayImage) -> GrayImage {
         match self {
-            Self::PaperRelative => at_grey_levels(&grey, SCAN_LEVELS),
+            Self::PaperRelative => at_grey_levels(grey, SCAN_LEVELS),
             Self::InkStretched => grey,
         }
     }
@@ -210,16 +210,15 @@ fn working_grey(image: &DynamicImage) -> GrayImage {
 
 /// `grey` as a scanner keeping `levels` evenly spaced grey levels (2-256) would give it:
 /// each grey rounded to the nearest.
-pub fn at_grey_levels(grey: &GrayImage, levels: u16) -> GrayImage {
+pub fn at_grey_levels(mut grey: GrayImage, levels: u16) -> GrayImage {
     let step = 255.0 / f32::from(levels.clamp(2, 256) - 1);
     let table: Vec<u8> = (0..=255u8)
         .map(|v| ((f32::from(v) / step).round() * step).round().min(255.0) as u8)
         .collect();
-    let mut out = grey.clone();
-    for pixel in out.pixels_mut() {
+    for pixel in grey.pixels_mut() {
         pixel.0[0] = table[usize::from(pixel.0[0])];
     }
-    out
+    grey
 }
 
 fn histogram(grey: &GrayImage) -> [u64; 256] {

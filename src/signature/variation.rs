@@ -70,7 +70,7 @@ pub const BRANCH_VARIATIONS: [Variation; 13] = [
 pub fn apply(scan: &GrayImage, variation: Variation, seed: u64) -> Result<GrayImage> {
     let paper = paper_level(scan);
     Ok(match variation {
-        Variation::GreyLevels(levels) => at_grey_levels(scan, levels),
+        Variation::GreyLevels(levels) => at_grey_levels(scan.clone(), levels),
         Variation::StrokeWidth(by) => rank_filter(scan, by.unsigned_abs(), by > 0),
         Variation::InkDarkness(factor) => map_levels(scan, |v| {
             let ink = f32::from(paper) - f32::from(v);
