@@ -154,6 +154,14 @@ fn cuda_without_the_feature_is_refused() {
 }
 
 #[test]
+fn the_device_comparison_refuses_to_compare_the_cpu_with_itself() {
+    fails_with(
+        &["bench", "devices"],
+        "compares an accelerator with the CPU",
+    );
+}
+
+#[test]
 fn import_faceapi_reproduces_the_shipped_weights() {
     // The npm package is not in the repository; its path comes from the environment.
     let Some(source) = std::env::var_os("VOUCH_FACEAPI_MODEL_DIR") else {

@@ -16,6 +16,7 @@ use vouch::face::landmarks::Landmark68Net;
 use vouch::face::liveness::Liveness;
 use vouch::imageio::load_rgb;
 use vouch::matching::{DEFAULT_FACE_THRESHOLD, compare_faces, euclidean_distance};
+use vouch::perf::{ModelsOnTwoDevices, compare_devices};
 
 #[test]
 fn one_face_with_landmarks_inside_its_box() {
@@ -294,6 +295,46 @@ fn the_cpu_planes_and_the_tensor_path_agree() {
             .fold(0f32, f32::max);
         assert!(worst < 1e-4, "{isa:?} landmarks: {worst}");
     }
+}
+
+/// What `vouch bench devices` does with a GPU, on a machine without one: the CPU's own
+/// kernels against the portable ones stand in for the accelerator, through the same
+/// comparison of the same chips and canvases.
+#[test]
+fn the_device_comparison_measures_both_sides_on_the_same_inputs() {
+    let mut portable = FaceModels::load(&common::repo().join("models"), &Device::Cpu).unwrap();
+    portable.isa = Isa::Portable;
+    let (_, signatures) = common::shipped_signature_model();
+    let photo = load_rgb(&data("two_faces.png")).unwrap();
+    let chips: Vec<_> = models()
+        .analyze(&photo)
+        .unwrap()
+        .iter()
+        .map(|face| vouch::face::align_chip(&photo, &face.landmarks).unwrap())
+        .collect();
+    let canvases: Vec<_> = ["w1_1.png", "w1_2.png", "w2_1.png"]
+        .iter()
+        .map(|name| {
+            let scan = vouch::imageio::load(&data(&format!("signatures/{name}"))).unwrap();
+            signatures.normalise(&scan, name).unwrap().canvas
+        })
+        .collect();
+    let both = ModelsOnTwoDevices {
+        cpu_faces: models(),
+        device_faces: &portable,
+        cpu_signatures: &signatures,
+        device_signatures: &signatures,
+    };
+    let report = compare_devices(&both, &chips, &canvases, 1).unwrap();
+    assert_eq!((report.face.inputs, report.signature.inputs), (2, 3));
+    assert!(report.within_tolerance(), "{report:?}");
+    assert!(report.face.max_score_difference < 1e-4, "{report:?}");
+    assert!(report.signature.max_abs_difference < 1e-6, "{report:?}");
+    assert!(report.face.cpu_one_ms > 0.0 && report.signature.device_batch_ms > 0.0);
+    assert!(
+        compare_devices(&both, &[], &canvases, 1).is_err(),
+        "no faces must be an error, not a perfect match"
+    );
 }
 
 #[test]

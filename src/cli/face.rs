@@ -1,5 +1,5 @@
-//! `vouch face ...` and `vouch bench face`: one photo's faces, two photos compared, and
-//! the pipeline's speed.
+//! `vouch face ...` and `vouch bench ...`: one photo's faces, two photos compared, the
+//! pipeline's speed, and an accelerator's embeddings against the CPU's.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,6 +64,23 @@ pub enum BenchCommand {
         /// runs, one after the other) [default: the one Vouch would choose].
         #[arg(long)]
         kernel: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An accelerator's embeddings against the CPU's, on the same face chips and signature
+    /// canvases: the largest difference of any value and of any pair's score (it fails
+    /// past 1e-4), and each device's median time for one input and for all of them.
+    /// Needs a build with `--features cuda` (or `metal`) and `--device cuda` (or `metal`).
+    Devices {
+        /// Photos whose faces are compared [default: tests/data/astronaut.png,
+        /// two_faces.png and kiosk/reference.jpg].
+        #[arg(long = "face")]
+        faces: Vec<PathBuf>,
+        /// Signature scans [default: the scans in tests/data/signatures].
+        #[arg(long = "signature")]
+        signatures: Vec<PathBuf>,
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
         #[arg(long)]
         json: bool,
     },
@@ -156,10 +173,14 @@ pub fn bench(command: BenchCommand, context: &Context) -> anyhow::Result<ExitCod
             kernel,
             json,
         } => return bench_kiosk(context, sequence, !every_frame, kernel.as_deref(), json),
+        BenchCommand::Devices {
+            faces,
+            signatures,
+            iterations,
+            json,
+        } => return bench_devices(context, faces, signatures, iterations, json),
     };
-    let image = image.unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/astronaut.png")
-    });
+    let image = image.unwrap_or_else(|| test_data("astronaut.png"));
     let picture = imageio::load_rgb(&image)?;
     let mut models = context.load_faces()?;
     let liveness = crate::face::liveness::Liveness::load(&context.models_dir, &context.device)?;
@@ -176,6 +197,120 @@ pub fn bench(command: BenchCommand, context: &Context) -> anyhow::Result<ExitCod
     })
 }
 
+/// A file of the test data that ships with the source, which the benchmarks default to.
+fn test_data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn bench_devices(
+    context: &Context,
+    faces: Vec<PathBuf>,
+    signatures: Vec<PathBuf>,
+    iterations: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if context.device.is_cpu() {
+        anyhow::bail!(
+            "`vouch bench devices` compares an accelerator with the CPU, and this run's device \
+             is the CPU: build with `--features cuda` (or `metal`) and pass `--device cuda`"
+        );
+    }
+    let faces = if faces.is_empty() {
+        ["astronaut.png", "two_faces.png", "kiosk/reference.jpg"]
+            .map(test_data)
+            .to_vec()
+    } else {
+        faces
+    };
+    let signatures = if signatures.is_empty() {
+        let folder = test_data("signatures");
+        let mut scans: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .with_context(|| format!("cannot read {}", folder.display()))?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        scans.sort();
+        scans
+    } else {
+        signatures
+    };
+    let on_cpu = Context {
+        device: candle_core::Device::Cpu,
+        ..context.clone()
+    };
+    let store = context.existing_store()?;
+    let cpu_faces = on_cpu.load_faces()?;
+    let cpu_signatures = on_cpu.load_signature_model(store.as_ref())?;
+    let models = perf::ModelsOnTwoDevices {
+        device_faces: &context.load_faces()?,
+        device_signatures: &context.load_signature_model(store.as_ref())?,
+        cpu_faces: &cpu_faces,
+        cpu_signatures: &cpu_signatures,
+    };
+    let mut chips = Vec::new();
+    for path in &faces {
+        let picture = imageio::load_rgb(path)?;
+        for face in cpu_faces.analyze(&picture)? {
+            chips.push(crate::face::align_chip(&picture, &face.landmarks)?);
+        }
+    }
+    let canvases = signatures
+        .iter()
+        .map(|path| {
+            let scan = imageio::load(path)?;
+            Ok(cpu_signatures
+                .normalise(&scan, &path.display().to_string())?
+                .canvas)
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    let report = perf::compare_devices(&models, &chips, &canvases, iterations)?;
+    print_report(&report, json, describe_parity)?;
+    if report.within_tolerance() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "the {} embeddings differ from the CPU's by more than {}: keep this machine on \
+             the CPU (`--device cpu`)",
+            report.device, report.tolerance
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn describe_parity(report: &perf::DeviceParity) -> String {
+    let modality = |name: &str, m: &perf::ModalityParity| {
+        format!(
+            "  {name} ({}, {} inputs): largest difference {:.2e} in a value, {:.2e} in a score\n    \
+             one input: cpu {:.2} ms, {} {:.2} ms; all together: cpu {:.2} ms, {} {:.2} ms",
+            m.model,
+            m.inputs,
+            m.max_abs_difference,
+            m.max_score_difference,
+            m.cpu_one_ms,
+            report.device,
+            m.device_one_ms,
+            m.cpu_batch_ms,
+            report.device,
+            m.device_batch_ms
+        )
+    };
+    format!(
+        "{} against the cpu ({} kernels, {} threads), median of {}: {}\n{}\n{}",
+        report.device,
+        report.cpu_kernel,
+        report.threads,
+        report.iterations,
+        if report.within_tolerance() {
+            format!("same embeddings (within {})", report.tolerance)
+        } else {
+            format!("DIFFERENT embeddings (past {})", report.tolerance)
+        },
+        modality("faces", &report.face),
+        modality("signatures", &report.signature)
+    )
+}
+
 fn bench_kiosk(
     context: &Context,
     sequence: Option<PathBuf>,
@@ -183,8 +318,7 @@ fn bench_kiosk(
     kernel: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let dir = sequence
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/kiosk"));
+    let dir = sequence.unwrap_or_else(|| test_data("kiosk"));
     let sequence = kiosk::RecordedSequence::load(&dir)?;
     let mut faces = context.load_faces()?;
     let liveness = crate::face::liveness::Liveness::load(&context.models_dir, &context.device)?;
