@@ -14,6 +14,8 @@ use vouch::face::FaceModels;
 use vouch::face::detector::TinyFaceDetector;
 use vouch::face::landmarks::Landmark68Net;
 use vouch::face::liveness::Liveness;
+use vouch::face::recognition::{FaceRecognitionNet, MEAN_RGB};
+use vouch::face::to_input_tensor;
 use vouch::imageio::load_rgb;
 use vouch::matching::{DEFAULT_FACE_THRESHOLD, compare_faces, euclidean_distance};
 use vouch::perf::{ModelsOnTwoDevices, compare_devices};
@@ -253,8 +255,9 @@ fn embeddings_match_the_independent_float_reference() {
     }
 }
 
-/// The detector and the landmark network on planes (every CPU path) against their tensor
-/// path (what a GPU runs), on a real photo.
+/// The three networks on planes (every CPU path) against their tensor path (what a GPU
+/// runs), on a real photo and its chips: a GPU that runs the tensor path faithfully gives
+/// the CPU's detections, landmarks and embeddings.
 #[test]
 fn the_cpu_planes_and_the_tensor_path_agree() {
     let load = |file: &str| {
@@ -294,6 +297,27 @@ fn the_cpu_planes_and_the_tensor_path_agree() {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(worst < 1e-4, "{isa:?} landmarks: {worst}");
+    }
+    let recognition = FaceRecognitionNet::new(load(vouch::models::RECOGNITION_FILE)).unwrap();
+    let recognition_tensors =
+        FaceRecognitionNet::on_tensors(load(vouch::models::RECOGNITION_FILE)).unwrap();
+    let chips =
+        ["chip_astronaut.png", "chip_mirrored.png"].map(|name| load_rgb(&data(name)).unwrap());
+    let input = to_input_tensor(&chips, MEAN_RGB, &Device::Cpu).unwrap();
+    let expected_embeddings = recognition_tensors
+        .forward(&input, Isa::Portable)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for isa in Isa::available() {
+        let embeddings = recognition.embed_chips_cpu(&chips, isa).unwrap();
+        let worst = embeddings
+            .iter()
+            .flatten()
+            .zip(expected_embeddings.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{isa:?} embeddings: {worst}");
     }
 }
 

@@ -744,7 +744,7 @@ pub fn align_chip(image: &RgbImage, landmarks: &[Point]) -> Result<RgbImage> {
 
 /// Same-sized RGB images -> [N, 3, H, W] with `(pixel - mean) / 255`, as the networks
 /// were trained.
-pub(crate) fn to_input_tensor(
+pub fn to_input_tensor(
     images: &[RgbImage],
     mean_rgb: [f32; 3],
     device: &Device,

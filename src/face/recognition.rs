@@ -42,12 +42,14 @@ enum Conv {
 const WINOGRAD_MAX_CHANNELS: usize = 128;
 
 impl ConvScale {
+    /// `planes`: the `cpu` kernels' packing (only on the CPU), else candle tensors.
     pub fn new(
         vb: VarBuilder,
         in_channels: usize,
         out_channels: usize,
         kernel: usize,
         stride: usize,
+        planes: bool,
     ) -> Result<Self> {
         let weight = vb.get((out_channels, in_channels, kernel, kernel), "conv.weight")?;
         let bias = vb.get(out_channels, "conv.bias")?;
@@ -57,7 +59,7 @@ impl ConvScale {
         let bias = ((bias * &scale)? + shift)?;
         // Strided convolutions are 'valid' in dlib; the others keep the size.
         let padding = if stride == 1 { kernel / 2 } else { 0 };
-        let conv = if weight.device().is_cpu() {
+        let conv = if planes {
             let (weight, bias) = (weight.flatten_all()?.to_vec1()?, bias.to_vec1()?);
             if kernel == 3 && stride == 1 && in_channels <= WINOGRAD_MAX_CHANNELS {
                 Conv::Winograd(WinogradConv::new(
@@ -85,7 +87,7 @@ impl ConvScale {
         })
     }
 
-    /// The tensor path, for weights off the CPU.
+    /// The tensor path, for weights loaded as tensors.
     pub fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         match &self.conv {
             Conv::Tensors(conv) => conv.forward(x, relu),
@@ -105,7 +107,9 @@ impl ConvScale {
         match &self.conv {
             Conv::Winograd(conv) => convolve_winograd(conv, inputs, outputs, epilogue, isa),
             Conv::Direct(conv) => convolve(conv, inputs, padding, outputs, epilogue, isa),
-            Conv::Tensors(_) => candle_core::bail!("the recognition weights are not on the CPU"),
+            Conv::Tensors(_) => {
+                candle_core::bail!("these recognition weights are tensors, not planes")
+            }
         }
         Ok(())
     }
@@ -132,11 +136,15 @@ impl ResidualBlock {
         in_channels: usize,
         out_channels: usize,
         downsample: bool,
+        planes: bool,
     ) -> Result<Self> {
         let stride = if downsample { 2 } else { 1 };
+        let conv = |name: &str, input, stride| {
+            ConvScale::new(vb.pp(name), input, out_channels, 3, stride, planes)
+        };
         Ok(Self {
-            conv1: ConvScale::new(vb.pp("conv1"), in_channels, out_channels, 3, stride)?,
-            conv2: ConvScale::new(vb.pp("conv2"), out_channels, out_channels, 3, 1)?,
+            conv1: conv("conv1", in_channels, stride)?,
+            conv2: conv("conv2", out_channels, 1)?,
             downsample,
         })
     }
@@ -204,7 +212,18 @@ pub struct FaceRecognitionNet {
 }
 
 impl FaceRecognitionNet {
+    /// Planes on the CPU, tensors elsewhere.
     pub fn new(vb: VarBuilder) -> Result<Self> {
+        let on_cpu = vb.device().is_cpu();
+        Self::with_layers(vb, on_cpu)
+    }
+
+    /// The tensor path even on the CPU: what a GPU runs, to check it against the planes.
+    pub fn on_tensors(vb: VarBuilder) -> Result<Self> {
+        Self::with_layers(vb, false)
+    }
+
+    fn with_layers(vb: VarBuilder, planes: bool) -> Result<Self> {
         // (name, in, out, downsample), in the order of the forward pass.
         const BLOCKS: [(&str, usize, usize, bool); 14] = [
             ("conv32_1", 32, 32, false),
@@ -225,21 +244,21 @@ impl FaceRecognitionNet {
         let blocks = BLOCKS
             .iter()
             .map(|&(name, input, output, down)| {
-                ResidualBlock::new(vb.pp(name), input, output, down)
+                ResidualBlock::new(vb.pp(name), input, output, down, planes)
             })
             .collect::<Result<Vec<_>>>()?;
         let fc = linear(&vb.pp("fc"), 256, EMBEDDING_DIM, false)?;
         Ok(Self {
-            stem: ConvScale::new(vb.pp("conv32_down"), 3, 32, 7, 2)?,
+            stem: ConvScale::new(vb.pp("conv32_down"), 3, 32, 7, 2, planes)?,
             blocks,
             fc_rows: fc.weight().flatten_all()?.to_vec1()?,
             fc,
         })
     }
 
-    /// [N, 3, 150, 150] normalised -> [N, 128]; on the CPU by `isa`'s kernels.
+    /// [N, 3, 150, 150] normalised -> [N, 128]; on planes by `isa`'s kernels.
     pub fn forward(&self, x: &Tensor, isa: Isa) -> Result<Tensor> {
-        if x.device().is_cpu() {
+        if !matches!(self.stem.conv, Conv::Tensors(_)) {
             return self.forward_cpu(x, isa);
         }
         let x = self.stem.forward(x, true)?; // [N, 32, 72, 72]
