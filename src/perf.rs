@@ -86,7 +86,7 @@ fn median_ms(iterations: usize, run: &mut dyn FnMut() -> Result<()>) -> Result<f
 }
 
 /// The largest difference between an accelerator's embedding values and the CPU's that
-/// still counts as the same embedding. Scores and decisions move by far less (README).
+/// still counts as the same embedding: the bar the project sets for running on a GPU.
 pub const PARITY_TOLERANCE: f32 = 1e-4;
 
 /// One model's embeddings of the same inputs on the CPU and on an accelerator.
