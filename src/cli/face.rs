@@ -340,8 +340,9 @@ fn bench_kiosk(
 fn describe_replay(r: &kiosk::ReplayReport) -> String {
     let seconds = |s: Option<f64>| s.map_or_else(|| "never".to_string(), |s| format!("{s:.2} s"));
     format!(
-        "{} kernels, {} threads, {} of {} frames ({}):\n  {:.1} frames a second, median {:.1} ms a frame\n  recognised {} and greeted {} after the face came into view{}\n  detect {:.2} ms ({} followed, {} full), landmarks and chip {:.2} ms, embed {:.2} ms ({} frames), liveness {:.2} ms ({} frames)",
+        "{} kernels on {}, {} threads, {} of {} frames ({}):\n  {:.1} frames a second, median {:.1} ms a frame\n  recognised {} and greeted {} after the face came into view{}\n  detect {:.2} ms ({} followed, {} full), landmarks and chip {:.2} ms, embed {:.2} ms ({} frames), liveness {:.2} ms ({} frames)",
         r.kernel,
+        r.device,
         r.threads,
         r.frames_processed,
         r.frames_in_sequence,

@@ -512,6 +512,9 @@ impl KioskLoop {
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplayReport {
     pub kernel: String,
+    /// Where the networks ran: the CPU kernels above time only the parts left on the CPU
+    /// when this is a GPU.
+    pub device: String,
     pub threads: usize,
     /// Frames at the camera's rate: the loop takes the newest frame when it is free, as
     /// the window does; otherwise every frame in turn.
@@ -640,6 +643,7 @@ pub fn replay(
     let count = |pick: fn(&StageTimes) -> bool| steps.iter().filter(|s| pick(&s.times)).count();
     let report = ReplayReport {
         kernel: models.faces.isa.name().to_string(),
+        device: crate::device::describe(models.faces.device()).to_string(),
         threads: rayon::current_num_threads(),
         real_time,
         frames_in_sequence: sequence.frames.len(),
