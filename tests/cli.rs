@@ -162,6 +162,25 @@ fn the_device_comparison_refuses_to_compare_the_cpu_with_itself() {
 }
 
 #[test]
+fn a_fold_init_without_fold_training_is_refused() {
+    // Without --train-epochs the folds reuse the model's encoder, so an init would be
+    // silently ignored and the figures would be read as the pretrained recipe's.
+    fails_with(
+        &[
+            "eval",
+            "verify",
+            "--manifest",
+            "signatures.csv",
+            "--folds",
+            "4",
+            "--train-init",
+            "omniglot.safetensors",
+        ],
+        "--train-epochs",
+    );
+}
+
+#[test]
 fn import_faceapi_reproduces_the_shipped_weights() {
     // The npm package is not in the repository; its path comes from the environment.
     let Some(source) = std::env::var_os("VOUCH_FACEAPI_MODEL_DIR") else {

@@ -15,6 +15,7 @@ use crate::eval::oneshot::OneshotWeights;
 use crate::face::FaceModels;
 use crate::matching::DEFAULT_FACE_THRESHOLD;
 use crate::signature::SignatureModel;
+use crate::signature::preprocess::{Normalisation, SIGNATURE_CANVAS};
 use crate::types::Modality;
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +94,12 @@ pub struct FoldOptions {
     /// model's own encoder serves every fold.
     #[arg(long)]
     train_epochs: Option<usize>,
+    /// Start each fold's encoder from this model's weights instead of random ones: a model
+    /// that never saw the manifest's writers (one trained on Omniglot's characters, say).
+    /// The folds keep the signature canvas and paper-relative ink unless --canvas and
+    /// --normalisation say otherwise, whatever the model was trained on.
+    #[arg(long, requires = "train_epochs")]
+    train_init: Option<PathBuf>,
     /// The folds' training loss (contrastive, as the shipped model).
     #[arg(long, value_enum, default_value_t = crate::train::Loss::Contrastive)]
     train_loss: crate::train::Loss,
@@ -352,6 +359,11 @@ fn eval_folds(
         );
         config.learning_rate = options.lr;
         options.recipe.apply(&mut config);
+        if let Some(init) = &options.train_init {
+            config.init = Some(init.clone());
+            config.canvas = config.canvas.or(Some(SIGNATURE_CANVAS));
+            config.normalisation = config.normalisation.or(Some(Normalisation::default()));
+        }
         config.command = std::env::args().collect::<Vec<_>>().join(" ");
         config
     });
