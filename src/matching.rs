@@ -60,12 +60,12 @@ pub const FACE_BANDS: Bands = Bands {
 
 /// Signatures (score = the fitted scorer's probability that the account holder signed),
 /// from the scorer's own fitting writers (CEDAR 1-30, never the test writers 31-40): accept
-/// from just above their skilled-forgery EER threshold with 12 references (0.433), reject
-/// below it with 5 references (0.304); between them a second clerk looks. Command:
+/// from just above their skilled-forgery EER threshold with 12 references (0.466), reject
+/// below it with 5 references (0.342); between them a second clerk looks. Command:
 /// `vouch eval verify --manifest cedar-1-30.csv --refs 5 --refs 12` (see models/README.md).
 pub const SIGNATURE_BANDS: Bands = Bands {
-    low: 0.30,
-    high: 0.45,
+    low: 0.34,
+    high: 0.47,
 };
 
 /// The bands a modality starts with, before an operator saves their own.

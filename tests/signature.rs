@@ -247,9 +247,11 @@ fn cedar_unseen_writers_skilled_forgery_eer() {
     );
 }
 
-/// Measured skilled EER of the shipped model with its fitted scorer (5.00%), plus a little
-/// room for float sums in another order (see models/README.md).
-const SKILLED_EER_BOUND: f64 = 0.06;
+/// Measured skilled EER of the shipped model with its fitted scorer (6.67%), plus a little
+/// room for float sums in another order (see models/README.md). It guards the shipped file
+/// against a broken load or normaliser; it chose nothing (the encoder was chosen by
+/// cross-validation over CEDAR 1-40 and NISDCC, models/README.md).
+const SKILLED_EER_BOUND: f64 = 0.075;
 
 /// The shipped scorer is what `vouch models fit-scorer` makes from the shipped encoder on
 /// CEDAR writers 1-30 (models/README.md): refitting gives the same numbers and scores.
