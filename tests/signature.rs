@@ -789,6 +789,7 @@ fn cross_validation_tests_each_writer_once_with_everything_fitted_without_it() {
         fit: FitOptions {
             references: vec![5],
             writer_dependent: false,
+            cohort: None,
             aligned_across_references: false,
         },
         train_encoder: None,

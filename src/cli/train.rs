@@ -217,6 +217,10 @@ pub struct ScorerChoice {
     /// scans (exemplar LDA on the embedding).
     #[arg(long)]
     writer_dependent: bool,
+    /// Also read each distance against a cohort of other writers' genuine scans: how far
+    /// they lie from the same references. This many (the last) from each fitting writer.
+    #[arg(long, value_name = "SCANS_PER_WRITER", value_parser = clap::value_parser!(u16).range(1..))]
+    cohort: Option<u16>,
     /// Shift the score with the number of references, so that genuine and forged cross at
     /// the same score for every enrollment size up to the largest fitted: one pair of
     /// bands then serves an account with 1 reference and one with 12.
@@ -229,6 +233,7 @@ impl ScorerChoice {
         crate::signature::fusion::FitOptions {
             references,
             writer_dependent: self.writer_dependent,
+            cohort: self.cohort.map(usize::from),
             aligned_across_references: self.align_references,
         }
     }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
+use super::TEMPLATE_LEN;
 use super::descriptor::{Block, COOCCURRENCE};
 use super::encoder::EMBEDDING_DIM;
 use crate::error::{Error, Result};
@@ -20,6 +21,12 @@ const DISTANCE_FEATURES: usize = 3 * BLOCKS;
 /// With a background: how far the questioned scan lies along the account's own direction
 /// against other writers (as a share of the references' reach, and in background sds).
 const BACKGROUND_FEATURES: usize = 2;
+/// With a cohort: per block, the mean and the nearest distance to the references, each in
+/// standard deviations of the cohort's own mean and nearest distances to them.
+const COHORT_FEATURES: usize = 2 * BLOCKS;
+/// Fewer other writers' scans than this give too unsteady a mean and spread to read a
+/// distance against.
+const MIN_COHORT: usize = 20;
 /// The covariance of the background is shrunk towards this share of its mean variance, so
 /// the 128 directions of the embedding never make it singular.
 const SHRINKAGE: f64 = 0.1;
@@ -42,6 +49,7 @@ const TENSOR_NAMES: [&str; 7] = [
     "fusion.cooccurrence_scale",
 ];
 const BACKGROUND_NAMES: [&str; 2] = ["fusion.background_mean", "fusion.background_cholesky"];
+const COHORT_NAME: &str = "fusion.cohort";
 /// Absent from scorers fitted before it existed (the shift is then none).
 const REFERENCE_SHIFT_NAME: &str = "fusion.reference_shift";
 
@@ -121,11 +129,11 @@ fn reference_spread(references: &[Prepared]) -> Option<[f32; BLOCKS]> {
     (pairs > 0).then(|| sum.map(|s| s / pairs as f32))
 }
 
-fn distance_features(
+/// Per block, the mean and the nearest distance of `questioned` to the references.
+fn mean_and_nearest(
     references: &[Prepared],
     questioned: &Prepared,
-    spread: [f32; BLOCKS],
-) -> Vec<f32> {
+) -> ([f32; BLOCKS], [f32; BLOCKS]) {
     let mut mean = [0f32; BLOCKS];
     let mut nearest = [f32::INFINITY; BLOCKS];
     for reference in references {
@@ -137,6 +145,15 @@ fn distance_features(
             nearest[block] = nearest[block].min(d);
         }
     }
+    (mean, nearest)
+}
+
+fn distance_features(
+    references: &[Prepared],
+    questioned: &Prepared,
+    spread: [f32; BLOCKS],
+) -> Vec<f32> {
+    let (mean, nearest) = mean_and_nearest(references, questioned);
     let mut out = vec![0f32; DISTANCE_FEATURES];
     for block in 0..BLOCKS {
         out[block] = mean[block];
@@ -144,6 +161,95 @@ fn distance_features(
         out[2 * BLOCKS + block] = mean[block] / spread[block].max(1e-6);
     }
     out
+}
+
+/// Other writers' genuine signatures, each compared with an account's references as if it
+/// were questioned: how far a real other hand lies from *these* references, so that a
+/// questioned scan's distance is read against the account's own impostors (cohort
+/// normalisation) instead of one cut for every account.
+#[derive(Debug, Clone, PartialEq)]
+struct Cohort {
+    /// Raw templates, `TEMPLATE_LEN` values each.
+    templates: Vec<Vec<f32>>,
+    /// The fitting writer each template came from, so that fitting leaves an account's
+    /// own writer out of its cohort; empty for a cohort read from a model file.
+    writers: Vec<usize>,
+}
+
+/// Where a cohort's distances to one account's references lie: mean and standard
+/// deviation of the mean distances, then of the nearest, per block.
+struct CohortSpread {
+    mean: [f32; COHORT_FEATURES],
+    deviation: [f32; COHORT_FEATURES],
+}
+
+impl Cohort {
+    /// The last `per_writer` genuine scans of every writer that has more than that.
+    fn fit(writers: &[WriterTemplates], per_writer: usize) -> Result<Self> {
+        let (mut templates, mut owners) = (Vec::new(), Vec::new());
+        for (owner, writer) in writers.iter().enumerate() {
+            if per_writer == 0 || writer.genuine.len() <= per_writer {
+                continue;
+            }
+            for template in &writer.genuine[writer.genuine.len() - per_writer..] {
+                templates.push(template.to_vec());
+                owners.push(owner);
+            }
+        }
+        if templates.len() < MIN_COHORT {
+            return Err(Error::Invalid(format!(
+                "the cohort of other writers needs at least {MIN_COHORT} genuine scans (found {}:                  {per_writer} from each writer with more than {per_writer})",
+                templates.len()
+            )));
+        }
+        Ok(Self {
+            templates,
+            writers: owners,
+        })
+    }
+
+    fn spread(
+        &self,
+        cooccurrence: &CooccurrenceStandard,
+        references: &[Prepared],
+        leave_out: Option<usize>,
+    ) -> CohortSpread {
+        let rows: Vec<[f32; COHORT_FEATURES]> = self
+            .templates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| leave_out.is_none() || self.writers.get(*i).copied() != leave_out)
+            .map(|(_, template)| {
+                let (mean, nearest) = mean_and_nearest(references, &cooccurrence.prepare(template));
+                std::array::from_fn(|j| {
+                    if j < BLOCKS {
+                        mean[j]
+                    } else {
+                        nearest[j - BLOCKS]
+                    }
+                })
+            })
+            .collect();
+        let column = |j: usize| mean_and_spread(rows.iter().map(move |r| f64::from(r[j])));
+        CohortSpread {
+            mean: std::array::from_fn(|j| column(j).0 as f32),
+            deviation: std::array::from_fn(|j| column(j).1.max(1e-6) as f32),
+        }
+    }
+}
+
+impl CohortSpread {
+    fn features(&self, references: &[Prepared], questioned: &Prepared) -> [f32; COHORT_FEATURES] {
+        let (mean, nearest) = mean_and_nearest(references, questioned);
+        std::array::from_fn(|j| {
+            let distance = if j < BLOCKS {
+                mean[j]
+            } else {
+                nearest[j - BLOCKS]
+            };
+            (distance - self.mean[j]) / self.deviation[j]
+        })
+    }
 }
 
 /// Other writers' genuine signatures in the embedding: their mean and the Cholesky factor
@@ -295,6 +401,8 @@ pub struct ScoreFusion {
     cooccurrence: CooccurrenceStandard,
     /// Other writers, when the scorer weighs each account's own discriminant too.
     background: Option<Background>,
+    /// Other writers' genuine scans, when distances are also read against them.
+    cohort: Option<Cohort>,
     /// Added to the logit divided by the number of references (the bias carries the
     /// constant, so the largest fitted enrollment is not moved). Fewer references say
     /// less about a writer: genuine and forged scores cross lower, and one pair of bands
@@ -310,17 +418,37 @@ pub struct FitOptions {
     /// Also weigh each account's own discriminant against a background made of every
     /// fitting writer's genuine scans (those without forgeries too).
     pub writer_dependent: bool,
+    /// Also read each distance against how far other writers' genuine scans lie from the
+    /// same references: this many (the last) from every fitting writer form the cohort.
+    pub cohort: Option<usize>,
     /// Shift the score with the number of references so that genuine and forged cross
     /// at the same score for every enrollment size from 1 to the largest fitted.
     pub aligned_across_references: bool,
 }
 
 impl FitOptions {
+    /// What the scorer weighs beyond the distances to the references, for reports and
+    /// model metadata: "" or ", with ...".
+    pub fn extras(&self) -> String {
+        let mut extras = String::new();
+        if self.writer_dependent {
+            extras.push_str(", with each account's discriminant against other writers");
+        }
+        if let Some(per_writer) = self.cohort {
+            extras.push_str(&format!(
+                ", with each distance read against a cohort of other writers' genuine scans \
+                 ({per_writer} from each fitting writer)"
+            ));
+        }
+        extras
+    }
+
     /// How the shipped scorer is fitted (models/README says why not the other options).
     pub fn shipped() -> Self {
         Self {
             references: vec![12],
             writer_dependent: false,
+            cohort: None,
             aligned_across_references: true,
         }
     }
@@ -330,6 +458,7 @@ impl FitOptions {
 struct Account {
     spread: [f32; BLOCKS],
     discriminant: Option<Discriminant>,
+    cohort: Option<CohortSpread>,
 }
 
 /// One writer's templates for fitting: genuine in enrollment order, and forgeries.
@@ -353,7 +482,7 @@ impl ScoreFusion {
             return 0.0;
         }
         let references = self.cooccurrence.prepare_all(references);
-        let account = self.account(&references);
+        let account = self.account(&references, None);
         let logit = self.logit(
             &references,
             &account,
@@ -379,15 +508,17 @@ impl ScoreFusion {
     /// line of each size's crossing (on the fitting writers) against 1/K.
     fn fitted_reference_shift(
         &self,
-        prepared: &[(Vec<Prepared>, Vec<Prepared>)],
+        prepared: &[(usize, Vec<Prepared>, Vec<Prepared>)],
         largest: usize,
     ) -> f32 {
         let crossings: Vec<(f64, f64)> = (1..=largest)
             .filter_map(|k| {
                 let (mut genuine, mut forged) = (Vec::new(), Vec::new());
-                for (references, forgeries) in prepared.iter().filter(|(g, _)| g.len() > k) {
+                for (writer, references, forgeries) in
+                    prepared.iter().filter(|(_, g, _)| g.len() > k)
+                {
                     let enrolled = &references[..k];
-                    let account = self.account(enrolled);
+                    let account = self.account(enrolled, Some(*writer));
                     let logit = |q: &Prepared| self.logit(enrolled, &account, q);
                     genuine.extend(references[k..].iter().map(logit));
                     forged.extend(forgeries.iter().map(logit));
@@ -416,11 +547,17 @@ impl ScoreFusion {
     }
 
     /// What an account's references give every comparison: their spread (a typical
-    /// writer's for a single reference) and their discriminant against the background.
-    fn account(&self, references: &[Prepared]) -> Account {
+    /// writer's for a single reference), their discriminant against the background and
+    /// the cohort's distances to them. While fitting, `writer` is the account's own
+    /// writer, left out of its cohort.
+    fn account(&self, references: &[Prepared], writer: Option<usize>) -> Account {
         Account {
             spread: reference_spread(references).unwrap_or(self.typical_spread),
             discriminant: self.background.as_ref().map(|b| b.discriminant(references)),
+            cohort: self
+                .cohort
+                .as_ref()
+                .map(|c| c.spread(&self.cooccurrence, references, writer)),
         }
     }
 
@@ -433,6 +570,9 @@ impl ScoreFusion {
         let mut features = distance_features(references, questioned, account.spread);
         if let (Some(background), Some(discriminant)) = (&self.background, &account.discriminant) {
             features.extend(background.features(discriminant, questioned));
+        }
+        if let Some(cohort) = &account.cohort {
+            features.extend(cohort.features(references, questioned));
         }
         features
     }
@@ -450,9 +590,15 @@ impl ScoreFusion {
         let references = &options.references;
         let smallest = references.iter().copied().min().unwrap_or(0);
         let largest = references.iter().copied().max().unwrap_or(0);
-        let usable: Vec<&WriterTemplates> =
-            writers.iter().filter(|w| w.can_fit(smallest)).collect();
-        let with_spread = usable.iter().filter(|w| w.can_fit(smallest.max(2))).count();
+        let usable: Vec<(usize, &WriterTemplates)> = writers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.can_fit(smallest))
+            .collect();
+        let with_spread = usable
+            .iter()
+            .filter(|(_, w)| w.can_fit(smallest.max(2)))
+            .count();
         if with_spread < 2 || largest < 2 {
             return Err(Error::Invalid(format!(
                 "fitting the signature scorer needs at least 2 writers with more than {} \
@@ -463,13 +609,14 @@ impl ScoreFusion {
         let cooccurrence = CooccurrenceStandard::fit(
             &usable
                 .iter()
-                .flat_map(|w| w.genuine.iter().chain(&w.forgeries).copied())
+                .flat_map(|(_, w)| w.genuine.iter().chain(&w.forgeries).copied())
                 .collect::<Vec<_>>(),
         );
-        let prepared: Vec<(Vec<Prepared>, Vec<Prepared>)> = usable
+        let prepared: Vec<(usize, Vec<Prepared>, Vec<Prepared>)> = usable
             .iter()
-            .map(|w| {
+            .map(|&(writer, w)| {
                 (
+                    writer,
                     cooccurrence.prepare_all(&w.genuine),
                     cooccurrence.prepare_all(&w.forgeries),
                 )
@@ -480,8 +627,8 @@ impl ScoreFusion {
         let typical_over = smallest.max(2);
         let spreads: Vec<[f32; BLOCKS]> = prepared
             .iter()
-            .filter(|(genuine, _)| genuine.len() > typical_over)
-            .filter_map(|(genuine, _)| reference_spread(&genuine[..typical_over]))
+            .filter(|(_, genuine, _)| genuine.len() > typical_over)
+            .filter_map(|(_, genuine, _)| reference_spread(&genuine[..typical_over]))
             .collect();
         let typical_spread = std::array::from_fn(|block| {
             spreads.iter().map(|s| s[block]).sum::<f32>() / spreads.len() as f32
@@ -495,6 +642,10 @@ impl ScoreFusion {
         } else {
             None
         };
+        let cohort = options
+            .cohort
+            .map(|per_writer| Cohort::fit(writers, per_writer))
+            .transpose()?;
         let mut fusion = Self {
             mean: Vec::new(),
             scale: Vec::new(),
@@ -503,13 +654,14 @@ impl ScoreFusion {
             typical_spread,
             cooccurrence,
             background,
+            cohort,
             reference_shift: 0.0,
         };
         let (mut rows, mut labels) = (Vec::new(), Vec::new());
         for &k in references {
-            for (genuine, forgeries) in prepared.iter().filter(|(g, _)| g.len() > k) {
+            for (writer, genuine, forgeries) in prepared.iter().filter(|(_, g, _)| g.len() > k) {
                 let enrolled = &genuine[..k];
-                let account = fusion.account(enrolled);
+                let account = fusion.account(enrolled, Some(*writer));
                 for (questioned, label) in genuine[k..]
                     .iter()
                     .map(|q| (q, 1.0))
@@ -569,6 +721,9 @@ impl ScoreFusion {
             values.push((BACKGROUND_NAMES[0], narrow(&background.mean)));
             values.push((BACKGROUND_NAMES[1], narrow(&background.cholesky)));
         }
+        if let Some(cohort) = &self.cohort {
+            values.push((COHORT_NAME, cohort.templates.concat()));
+        }
         if self.reference_shift != 0.0 {
             values.push((REFERENCE_SHIFT_NAME, vec![self.reference_shift]));
         }
@@ -625,7 +780,13 @@ impl ScoreFusion {
         } else {
             None
         };
-        let features = DISTANCE_FEATURES + background.as_ref().map_or(0, |_| BACKGROUND_FEATURES);
+        let cohort = match tensors.get(COHORT_NAME) {
+            Some(tensor) => Some(read_cohort(tensor)?),
+            None => None,
+        };
+        let features = DISTANCE_FEATURES
+            + background.as_ref().map_or(0, |_| BACKGROUND_FEATURES)
+            + cohort.as_ref().map_or(0, |_| COHORT_FEATURES);
         let spread = read(TENSOR_NAMES[4], BLOCKS)?;
         let reference_shift = if tensors.contains_key(REFERENCE_SHIFT_NAME) {
             read(REFERENCE_SHIFT_NAME, 1)?[0]
@@ -643,9 +804,35 @@ impl ScoreFusion {
                 scale: read(TENSOR_NAMES[6], COOCCURRENCE)?,
             },
             background,
+            cohort,
             reference_shift,
         }))
     }
+}
+
+/// The cohort's templates from a model file: whole templates of finite values, enough of
+/// them to give a steady spread.
+fn read_cohort(tensor: &Tensor) -> Result<Cohort> {
+    let values = tensor
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let count = values.len() / TEMPLATE_LEN;
+    if values.len() % TEMPLATE_LEN != 0 || count < MIN_COHORT {
+        return Err(Error::Invalid(format!(
+            "{COHORT_NAME} holds {} values, expected at least {MIN_COHORT} templates of {TEMPLATE_LEN}",
+            values.len()
+        )));
+    }
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "{COHORT_NAME} holds values that are not finite"
+        )));
+    }
+    Ok(Cohort {
+        templates: values.chunks(TEMPLATE_LEN).map(<[f32]>::to_vec).collect(),
+        writers: Vec::new(),
+    })
 }
 
 fn standardisation(rows: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
@@ -770,6 +957,7 @@ mod tests {
                 scale: vec![0.5; COOCCURRENCE],
             },
             background: None,
+            cohort: None,
             reference_shift: 0.7,
         };
         let tensors: HashMap<String, Tensor> = fusion.tensors().unwrap().into_iter().collect();
@@ -790,6 +978,7 @@ mod tests {
                 scale: vec![1.0; COOCCURRENCE],
             },
             background: None,
+            cohort: None,
             reference_shift: 0.0,
         };
         let older: HashMap<String, Tensor> = fusion
@@ -889,6 +1078,7 @@ mod tests {
             let options = FitOptions {
                 references: vec![8],
                 writer_dependent: false,
+                cohort: None,
                 aligned_across_references: aligned,
             };
             ScoreFusion::fit(&writers, &options).unwrap()
@@ -923,6 +1113,7 @@ mod tests {
         let options = FitOptions {
             references: vec![5],
             writer_dependent: true,
+            cohort: None,
             aligned_across_references: false,
         };
         let fusion = ScoreFusion::fit(&writers, &options).unwrap();
@@ -952,5 +1143,52 @@ mod tests {
         );
         let error = ScoreFusion::from_tensors(&edited).unwrap_err().to_string();
         assert!(error.contains("fusion.background_cholesky"), "{error}");
+    }
+
+    #[test]
+    fn a_cohort_scorer_tells_forgeries_apart_and_refuses_an_edited_cohort() {
+        let data = synthetic_writers(24);
+        let writers = as_writers(&data);
+        let options = |cohort| FitOptions {
+            references: vec![5],
+            writer_dependent: false,
+            cohort: Some(cohort),
+            aligned_across_references: true,
+        };
+        let error = ScoreFusion::fit(&writers[..4], &options(3))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at least 20"), "{error}");
+        let fusion = ScoreFusion::fit(&writers, &options(3)).unwrap();
+        let references: Vec<&[f32]> = writers[0].genuine[..5].to_vec();
+        let genuine = fusion.score(&references, writers[0].genuine[6]);
+        let forged = fusion.score(&references, writers[0].forgeries[0]);
+        let other = fusion.score(&references, writers[1].genuine[0]);
+        assert!(
+            genuine > forged && forged > other,
+            "{genuine} {forged} {other}"
+        );
+
+        let tensors: HashMap<String, Tensor> = fusion.tensors().unwrap().into_iter().collect();
+        assert_eq!(tensors[COHORT_NAME].dims(), [24 * 3 * TEMPLATE_LEN]);
+        let read = ScoreFusion::from_tensors(&tensors).unwrap().unwrap();
+        let again = read.score(&references, writers[0].genuine[6]);
+        assert!((again - genuine).abs() < 1e-5, "{again} != {genuine}");
+
+        let with_cohort = |values: Vec<f32>| {
+            let mut edited = tensors.clone();
+            let length = values.len();
+            edited.insert(
+                COHORT_NAME.into(),
+                Tensor::from_vec(values, length, &Device::Cpu).unwrap(),
+            );
+            ScoreFusion::from_tensors(&edited).unwrap_err().to_string()
+        };
+        let mut poisoned = tensors[COHORT_NAME].to_vec1::<f32>().unwrap();
+        poisoned[7] = f32::NAN;
+        let truncated = poisoned[..poisoned.len() - 1].to_vec();
+        for error in [with_cohort(poisoned), with_cohort(truncated)] {
+            assert!(error.contains(COHORT_NAME), "{error}");
+        }
     }
 }

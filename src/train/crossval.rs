@@ -437,11 +437,7 @@ pub fn fitted_on(plan: &CrossValidationPlan) -> String {
     format!(
         "{} references{}{}",
         enrollment_sizes(&plan.fit.references),
-        if plan.fit.writer_dependent {
-            ", with each account's discriminant against other writers"
-        } else {
-            ""
-        },
+        plan.fit.extras(),
         if plan.fit.aligned_across_references {
             ", its score shifted to cross at one point for every number of references"
         } else {

@@ -54,11 +54,7 @@ pub fn fit_scorer(
         format!(
             "logistic regression on embedding and descriptor distances{}, fitted on {} writers \
              with skilled forgeries, {} references each{}",
-            if options.writer_dependent {
-                " and each account's discriminant against other writers"
-            } else {
-                ""
-            },
+            options.extras(),
             writers
                 .iter()
                 .filter(|w| w.can_fit(options.references.iter().copied().min().unwrap_or(0)))
