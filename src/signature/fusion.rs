@@ -1106,6 +1106,28 @@ mod tests {
         assert_eq!(ScoreFusion::from_tensors(&tensors).unwrap(), Some(aligned));
     }
 
+    /// Checks that with five references the writer's own scan outscores a forgery, which
+    /// outscores another writer's scan, and that the scorer read back from its tensors
+    /// scores the same; returns the tensors.
+    fn ranks_writer_forger_stranger_and_survives_its_tensors(
+        fusion: &ScoreFusion,
+        writers: &[WriterTemplates],
+    ) -> HashMap<String, Tensor> {
+        let references: Vec<&[f32]> = writers[0].genuine[..5].to_vec();
+        let genuine = fusion.score(&references, writers[0].genuine[10]);
+        let forged = fusion.score(&references, writers[0].forgeries[0]);
+        let other = fusion.score(&references, writers[1].genuine[0]);
+        assert!(
+            genuine > forged && forged > other,
+            "{genuine} {forged} {other}"
+        );
+        let tensors: HashMap<String, Tensor> = fusion.tensors().unwrap().into_iter().collect();
+        let read = ScoreFusion::from_tensors(&tensors).unwrap().unwrap();
+        let again = read.score(&references, writers[0].genuine[10]);
+        assert!((again - genuine).abs() < 1e-4, "{again} != {genuine}");
+        tensors
+    }
+
     #[test]
     fn the_writer_dependent_scorer_tells_forgeries_apart_and_survives_its_tensors() {
         let data = synthetic_writers(24);
@@ -1118,19 +1140,7 @@ mod tests {
         };
         let fusion = ScoreFusion::fit(&writers, &options).unwrap();
         assert!(fusion.is_writer_dependent());
-        let references: Vec<&[f32]> = writers[0].genuine[..5].to_vec();
-        let genuine = fusion.score(&references, writers[0].genuine[10]);
-        let forged = fusion.score(&references, writers[0].forgeries[0]);
-        let other = fusion.score(&references, writers[1].genuine[0]);
-        assert!(
-            genuine > forged && forged > other,
-            "{genuine} {forged} {other}"
-        );
-
-        let tensors: HashMap<String, Tensor> = fusion.tensors().unwrap().into_iter().collect();
-        let read = ScoreFusion::from_tensors(&tensors).unwrap().unwrap();
-        let again = read.score(&references, writers[0].genuine[10]);
-        assert!((again - genuine).abs() < 1e-4, "{again} != {genuine}");
+        let tensors = ranks_writer_forger_stranger_and_survives_its_tensors(&fusion, &writers);
 
         // An edited factor with a zero on its diagonal would divide by zero when scoring.
         let mut edited = tensors.clone();
@@ -1160,20 +1170,8 @@ mod tests {
             .to_string();
         assert!(error.contains("at least 20"), "{error}");
         let fusion = ScoreFusion::fit(&writers, &options(3)).unwrap();
-        let references: Vec<&[f32]> = writers[0].genuine[..5].to_vec();
-        let genuine = fusion.score(&references, writers[0].genuine[6]);
-        let forged = fusion.score(&references, writers[0].forgeries[0]);
-        let other = fusion.score(&references, writers[1].genuine[0]);
-        assert!(
-            genuine > forged && forged > other,
-            "{genuine} {forged} {other}"
-        );
-
-        let tensors: HashMap<String, Tensor> = fusion.tensors().unwrap().into_iter().collect();
+        let tensors = ranks_writer_forger_stranger_and_survives_its_tensors(&fusion, &writers);
         assert_eq!(tensors[COHORT_NAME].dims(), [24 * 3 * TEMPLATE_LEN]);
-        let read = ScoreFusion::from_tensors(&tensors).unwrap().unwrap();
-        let again = read.score(&references, writers[0].genuine[6]);
-        assert!((again - genuine).abs() < 1e-5, "{again} != {genuine}");
 
         let with_cohort = |values: Vec<f32>| {
             let mut edited = tensors.clone();
