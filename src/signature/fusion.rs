@@ -183,6 +183,18 @@ struct CohortSpread {
     deviation: [f32; COHORT_FEATURES],
 }
 
+/// The mean distances to the references in each block, then the nearest.
+fn mean_then_nearest(references: &[Prepared], questioned: &Prepared) -> [f32; COHORT_FEATURES] {
+    let (mean, nearest) = mean_and_nearest(references, questioned);
+    std::array::from_fn(|j| {
+        if j < BLOCKS {
+            mean[j]
+        } else {
+            nearest[j - BLOCKS]
+        }
+    })
+}
+
 impl Cohort {
     /// The last `per_writer` genuine scans of every writer that has more than that.
     fn fit(writers: &[WriterTemplates], per_writer: usize) -> Result<Self> {
@@ -198,7 +210,8 @@ impl Cohort {
         }
         if templates.len() < MIN_COHORT {
             return Err(Error::Invalid(format!(
-                "the cohort of other writers needs at least {MIN_COHORT} genuine scans (found {}:                  {per_writer} from each writer with more than {per_writer})",
+                "the cohort of other writers needs at least {MIN_COHORT} genuine scans (found {}: \
+                 {per_writer} from each writer with more than {per_writer})",
                 templates.len()
             )));
         }
@@ -219,16 +232,7 @@ impl Cohort {
             .iter()
             .enumerate()
             .filter(|(i, _)| leave_out.is_none() || self.writers.get(*i).copied() != leave_out)
-            .map(|(_, template)| {
-                let (mean, nearest) = mean_and_nearest(references, &cooccurrence.prepare(template));
-                std::array::from_fn(|j| {
-                    if j < BLOCKS {
-                        mean[j]
-                    } else {
-                        nearest[j - BLOCKS]
-                    }
-                })
-            })
+            .map(|(_, template)| mean_then_nearest(references, &cooccurrence.prepare(template)))
             .collect();
         let column = |j: usize| mean_and_spread(rows.iter().map(move |r| f64::from(r[j])));
         CohortSpread {
@@ -240,15 +244,8 @@ impl Cohort {
 
 impl CohortSpread {
     fn features(&self, references: &[Prepared], questioned: &Prepared) -> [f32; COHORT_FEATURES] {
-        let (mean, nearest) = mean_and_nearest(references, questioned);
-        std::array::from_fn(|j| {
-            let distance = if j < BLOCKS {
-                mean[j]
-            } else {
-                nearest[j - BLOCKS]
-            };
-            (distance - self.mean[j]) / self.deviation[j]
-        })
+        let distances = mean_then_nearest(references, questioned);
+        std::array::from_fn(|j| (distances[j] - self.mean[j]) / self.deviation[j])
     }
 }
 
