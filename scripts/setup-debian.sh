@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Vouch needs to build and run on Debian or Ubuntu: a C toolchain, libclang
 # (bindgen, for the webcam crate), the X11/Wayland/OpenGL libraries the window opens with,
+# fontconfig and the Noto CJK fonts (names in Chinese, Japanese or Korean; egui's own fonts
+# draw Latin, Greek and Cyrillic only),
 # Xvfb for headless GUI runs, PostgreSQL (the tests run the store on a throwaway server;
 # a single kiosk never needs it), and Rust (rustup) when cargo is missing. Safe to run again.
 set -euo pipefail
@@ -10,6 +12,7 @@ packages=(
   libclang-dev
   libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libx11-xcb1 libwayland-client0
   libgl1 libegl1 libgl1-mesa-dri
+  libfontconfig1 fonts-noto-cjk
   xvfb
   postgresql
 )

@@ -201,6 +201,42 @@ fn the_signature_desk_shows_a_verdict_with_per_reference_scores() {
     ));
 }
 
+#[test]
+fn an_account_holders_chinese_name_is_drawn_at_the_desk() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let (_, model) = common::shipped_signature_model();
+    let mut store = vouch::store::Store::open(&db).unwrap();
+    vouch::workflow::enroll_signature(
+        &model,
+        &mut store,
+        &vouch::workflow::EnrollRequest {
+            name: "王涛".into(),
+            external_id: "ACC-88".into(),
+            images: vec![data("signatures/w1_1.png")],
+        },
+        "ana",
+    )
+    .unwrap();
+    drop(store);
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    // The same name written by another hand.
+    verify_at_the_desk(&mut harness, "ACC-88", "signatures/w2_1.png");
+    assert!(shows(&harness, "FORGED? (reject)"));
+    assert!(shows(
+        &harness,
+        "王涛 (ACC-88): scored against 1 reference "
+    ));
+    let drawn = harness
+        .ctx
+        .fonts_mut(|fonts| fonts.has_glyphs(&egui::FontId::proportional(14.0), "王涛"));
+    assert!(
+        drawn,
+        "no installed font draws 王涛, so the clerk sees boxes: scripts/setup-debian.sh installs fonts-noto-cjk"
+    );
+}
+
 /// The text of the one node whose label contains `needle`.
 fn text_containing(harness: &Harness<'_, App>, needle: &str) -> String {
     let node = harness.get_by_label_contains(needle);

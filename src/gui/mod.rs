@@ -85,6 +85,12 @@ pub struct App {
 impl App {
     /// Starts the worker; `ctx` is woken whenever a reply arrives.
     pub fn new(context: Context, ctx: &egui::Context) -> std::io::Result<Self> {
+        // egui's own fonts draw Latin, Greek and Cyrillic only: without the system's fonts a
+        // kiosk would greet 王涛 or 김민준 with empty boxes, and a clerk could not read the
+        // account holder's name.
+        ctx.add_font_provider(std::sync::Arc::new(
+            egui_system_font_provider::SystemFontProvider::new(),
+        ));
         let wake = ctx.clone();
         let training = training::TrainingTab::new(&context);
         let worker = worker::spawn(context, move || wake.request_repaint())?;
@@ -262,7 +268,8 @@ impl App {
     }
 
     fn status_bar_ui(&mut self, ui: &mut egui::Ui) {
-        ui.horizontal(|ui| {
+        // Wrapped, so that a long database path does not push the rest off a 1024 px screen.
+        ui.horizontal_wrapped(|ui| {
             if self.busy {
                 ui.spinner();
             }
@@ -469,6 +476,8 @@ pub fn run(context: Context) -> anyhow::Result<()> {
         viewport: egui::ViewportBuilder::default()
             .with_title("Vouch")
             .with_inner_size([1100.0, 720.0]),
+        // `App::new` installs the system fonts itself, so that tests draw with them too.
+        system_font_fallback: false,
         ..Default::default()
     };
     eframe::run_native(
