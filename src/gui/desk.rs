@@ -81,11 +81,14 @@ impl DeskTab {
                     ),
                     Decision::Reject => (egui::Color32::from_rgb(200, 60, 60), "FORGED? (reject)"),
                 };
-                ui.heading(
+                // As large as the kiosk's greeting: the clerk reads it at a glance.
+                ui.label(
                     egui::RichText::new(format!(
                         "Verdict: {word}, score {:.3}",
                         check.verdict.score
                     ))
+                    .size(28.0)
+                    .strong()
                     .color(color),
                 );
                 let references = check.verdict.reference_scores.len();
