@@ -228,13 +228,16 @@ fn an_account_holders_chinese_name_is_drawn_at_the_desk() {
         &harness,
         "王涛 (ACC-88): scored against 1 reference "
     ));
-    let drawn = harness
-        .ctx
-        .fonts_mut(|fonts| fonts.has_glyphs(&egui::FontId::proportional(14.0), "王涛"));
-    assert!(
-        drawn,
-        "no installed font draws 王涛, so the clerk sees boxes: scripts/setup-debian.sh installs fonts-noto-cjk"
-    );
+    // Staff at a kiosk may be Japanese or Korean too.
+    for name in ["王涛", "さとう ゆき", "김민준"] {
+        let drawn = harness
+            .ctx
+            .fonts_mut(|fonts| fonts.has_glyphs(&egui::FontId::proportional(14.0), name));
+        assert!(
+            drawn,
+            "no installed font draws {name}, so it shows as boxes: scripts/setup-debian.sh installs fonts-noto-cjk"
+        );
+    }
 }
 
 /// The text of the one node whose label contains `needle`.
