@@ -983,6 +983,10 @@ fn the_kiosk_asks_for_a_pin_when_it_is_not_sure() {
     wait_for(&mut harness, "the PIN pad", |h| {
         shows(h, "please enter your PIN")
     });
+    // A person who hesitates still sees why the pad is there after the message has gone.
+    wait_for(&mut harness, "the pad's own line", |h| {
+        shows(h, "Please type your PIN, then press Enter PIN") && !shows(h, "please enter your PIN")
+    });
     type_into(&mut harness, "PIN", "2468");
     harness.get_by_label("Enter PIN").click();
     wait_for(&mut harness, "the greeting", |h| {

@@ -15,6 +15,8 @@ use crate::workflow::kiosk::{KioskEvent, KioskStep, Match, SeenFace};
 
 /// How long the result of an attempt stays on the kiosk's screen.
 const MESSAGE_SHOWN: std::time::Duration = std::time::Duration::from_secs(6);
+/// What the person must act on (the PIN, a refusal), apart from a greeting's green.
+const ATTENTION: egui::Color32 = egui::Color32::from_rgb(240, 170, 60);
 
 /// "Good morning" before noon, "Good afternoon" before six, then "Good evening".
 fn greeting_for_now() -> &'static str {
@@ -206,6 +208,16 @@ impl KioskTab {
     /// The PIN pad, while the kiosk asks for one: big keys for a touch screen, and a
     /// field for a keyboard.
     fn pin_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
+        // The pad waits longer than the message that asked for it is shown: without this
+        // line a person who hesitated would face keys with nothing saying why.
+        if self.pin.is_some() && self.message.is_none() {
+            ui.label(
+                egui::RichText::new("Please type your PIN, then press Enter PIN.")
+                    .size(36.0)
+                    .strong()
+                    .color(ATTENTION),
+            );
+        }
         let Some(pin) = &mut self.pin else {
             return;
         };
@@ -459,11 +471,7 @@ impl KioskTab {
             ),
             (true, n) => format!("Back online: sending {} kept while offline…", punches(n)),
         };
-        ui.label(
-            egui::RichText::new(text)
-                .size(20.0)
-                .color(egui::Color32::from_rgb(240, 170, 60)),
-        );
+        ui.label(egui::RichText::new(text).size(20.0).color(ATTENTION));
     }
 
     /// The last attempt's result for the person at the kiosk, large, until it is
@@ -480,7 +488,7 @@ impl KioskTab {
         let colour = if *good {
             egui::Color32::from_rgb(80, 200, 120)
         } else {
-            egui::Color32::from_rgb(240, 170, 60)
+            ATTENTION
         };
         ui.label(egui::RichText::new(text).size(36.0).strong().color(colour));
         ui.ctx().request_repaint_after(MESSAGE_SHOWN - age);
