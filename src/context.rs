@@ -158,7 +158,8 @@ impl Context {
     }
 
     /// Points this machine at the database `site` names from its next start (the config
-    /// file). That database is opened first, as the next start will open it, so a wrong
+    /// file): a server, or a database file that already exists, named by its whole path.
+    /// That database is opened first, as the next start will open it, so a wrong
     /// address, key or certificate authority is said now rather than at the kiosk's next
     /// boot; the switch is an audit row in `current`, the database the machine leaves.
     /// Returns the config file written.
@@ -173,6 +174,24 @@ impl Context {
                 "name a database file or server".into(),
             ));
         };
+        // Opening a file that is not there makes an empty database with a new key: a
+        // mistyped address would leave the kiosk without its staff and its operators
+        // (anyone at an account-less window may do everything). A relative path would
+        // also name another file once the machine starts in another folder.
+        if !store::is_server(&db) && !db.is_absolute() {
+            return Err(crate::Error::Invalid(format!(
+                "{} is neither a server's address (postgres://…) nor a database file's \
+                 whole path; nothing changed",
+                db.display()
+            )));
+        }
+        if !store::is_server(&db) && !db.is_file() {
+            return Err(crate::Error::Invalid(format!(
+                "there is no database at {}; nothing changed (a site's new database is \
+                 made by `vouch migrate`, or by starting vouch once with --db)",
+                db.display()
+            )));
+        }
         // The CA typed is trusted only if the switch goes through.
         let trusted_before = site.db_ca.clone().map(|ca| store::trust_site_ca(Some(ca)));
         let opened = self.on_db(db, site.key.clone()).open_store();

@@ -1074,6 +1074,47 @@ fn a_kiosk_on_a_server_keeps_punching_while_the_server_is_away() {
     assert_eq!(late, 1, "the audit says the punch arrived late");
 }
 
+/// A mistyped address (the `:` and `@` lost) or a file that is not there is refused from
+/// the Changes tab: nothing is written, and no empty database is made in its place.
+#[test]
+fn a_mistyped_database_is_refused_and_no_empty_one_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let config = dir.path().join("vouch.toml");
+    let missing = dir.path().join("elsewhere").join("vouch.db");
+    let mut harness = harness(&db);
+    ready(&mut harness);
+    harness.get_by_label("Changes").click();
+    wait_for(&mut harness, "the settings", |h| {
+        shows(h, "This machine's database")
+    });
+    for (typed, refusal) in [
+        (
+            "postgres//kiosk1dbhost/vouch",
+            "nor a database file's whole path",
+        ),
+        (missing.to_str().unwrap(), "there is no database at"),
+    ] {
+        harness.get_by_label("Database").focus();
+        harness.step();
+        harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+        harness.step();
+        harness.key_press(egui::Key::Backspace);
+        harness.step();
+        type_into(&mut harness, "Database", typed);
+        harness.get_by_label("Use from next start").click();
+        wait_for(&mut harness, refusal, |h| shows(h, refusal));
+    }
+    drop(harness);
+    assert!(!config.exists(), "nothing written");
+    assert!(!missing.exists() && !missing.with_file_name("").exists());
+    let cwd = std::env::current_dir().unwrap();
+    assert!(
+        !cwd.join("postgres").exists(),
+        "no database made under {cwd:?}"
+    );
+}
+
 /// A supervisor points this machine at the site's server from the Changes tab: a server
 /// that does not answer is refused and nothing is written; the site's server is opened
 /// first, then named in the config file, the switch audited in the database the machine

@@ -143,7 +143,10 @@ fn database_ui(
     ui.separator();
     ui.label("This machine's database, from its next start:");
     let fields = [
-        ("Database", "postgres://kiosk1@dbhost/vouch, or a .db file"),
+        (
+            "Database",
+            "postgres://kiosk1@dbhost/vouch, or a whole path: /srv/vouch/site.db",
+        ),
         ("Key file", "empty: the default beside the database"),
         ("Site CA", "empty: the system's certificate authorities"),
     ];
