@@ -55,6 +55,26 @@ pub struct SiteConfig {
     pub db_ca: Option<PathBuf>,
 }
 
+/// Whether `db` may be a machine's database from its config file: a server, or a database
+/// file that is already there, named by its whole path. Opening a missing file makes an
+/// empty database with a new key, so a mistyped address would leave a kiosk without its
+/// staff and its operators (and anyone at a window without accounts may do everything);
+/// a relative path names another file once the machine starts in another folder.
+fn site_database(db: &Path) -> std::result::Result<(), String> {
+    if store::is_server(db) {
+        Ok(())
+    } else if !db.is_absolute() {
+        Err(format!(
+            "{} is neither a server's address (postgres://…) nor a database file's whole path",
+            db.display()
+        ))
+    } else if !db.is_file() {
+        Err(format!("there is no database at {}", db.display()))
+    } else {
+        Ok(())
+    }
+}
+
 impl SiteConfig {
     /// The config file's path, whether or not it exists.
     pub fn path() -> PathBuf {
@@ -77,6 +97,21 @@ impl SiteConfig {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(error) => Err(crate::Error::io(error, path)),
         }
+    }
+
+    /// The database this file (read from `path`) names, when it names one, checked as
+    /// `site_database` says: a kiosk whose database went missing says so instead of
+    /// starting on an empty one.
+    pub fn database(&self, path: &Path) -> Result<Option<PathBuf>> {
+        if let Some(db) = &self.db {
+            site_database(db).map_err(|reason| {
+                crate::Error::Invalid(format!(
+                    "{}: {reason} (point this machine elsewhere with --db, or mend the file)",
+                    path.display()
+                ))
+            })?;
+        }
+        Ok(self.db.clone())
     }
 
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
@@ -174,24 +209,12 @@ impl Context {
                 "name a database file or server".into(),
             ));
         };
-        // Opening a file that is not there makes an empty database with a new key: a
-        // mistyped address would leave the kiosk without its staff and its operators
-        // (anyone at an account-less window may do everything). A relative path would
-        // also name another file once the machine starts in another folder.
-        if !store::is_server(&db) && !db.is_absolute() {
-            return Err(crate::Error::Invalid(format!(
-                "{} is neither a server's address (postgres://…) nor a database file's \
-                 whole path; nothing changed",
-                db.display()
-            )));
-        }
-        if !store::is_server(&db) && !db.is_file() {
-            return Err(crate::Error::Invalid(format!(
-                "there is no database at {}; nothing changed (a site's new database is \
-                 made by `vouch migrate`, or by starting vouch once with --db)",
-                db.display()
-            )));
-        }
+        site_database(&db).map_err(|reason| {
+            crate::Error::Invalid(format!(
+                "{reason}; nothing changed (a new database is made by starting vouch once \
+                 with --db and its whole path)"
+            ))
+        })?;
         // The CA typed is trusted only if the switch goes through.
         let trusted_before = site.db_ca.clone().map(|ca| store::trust_site_ca(Some(ca)));
         let opened = self.on_db(db, site.key.clone()).open_store();

@@ -306,3 +306,36 @@ fn a_correction_from_the_command_line_is_counted_in_the_hours() {
     assert_eq!(days[0]["corrected"], 1, "{days}");
     assert_eq!(days[0]["missing_check_out"], true, "{days}");
 }
+
+/// A machine whose config file names a database that is not there (moved, a mistyped
+/// address) refuses to start, naming the file and the address, instead of making an empty
+/// database without the site's staff and operators.
+#[test]
+fn a_config_naming_a_missing_database_is_refused_and_nothing_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vouch.toml");
+    let missing = dir.path().join("gone").join("site.db");
+    for (db, reason) in [
+        (missing.display().to_string(), "there is no database at"),
+        (
+            "postgres//kiosk1dbhost/vouch".to_string(),
+            "nor a database file's whole path",
+        ),
+    ] {
+        std::fs::write(&config, format!("db = {db:?}\n")).unwrap();
+        let output = vouch()
+            .env("VOUCH_CONFIG", &config)
+            .current_dir(dir.path())
+            .args(["people", "list"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{db}: {stderr}");
+        assert!(
+            stderr.contains(reason) && stderr.contains("vouch.toml"),
+            "{stderr}"
+        );
+    }
+    assert!(!missing.with_file_name("").exists());
+    assert!(!dir.path().join("postgres").exists());
+}

@@ -80,13 +80,16 @@ impl GlobalArgs {
     pub fn context(&self) -> anyhow::Result<Context> {
         let config = crate::context::SiteConfig::path();
         let site = crate::context::SiteConfig::load(&config)?;
-        if let Some(ca) = self.db_ca.clone().or(site.db_ca) {
+        if let Some(ca) = self.db_ca.clone().or(site.db_ca.clone()) {
             crate::store::trust_site_ca(Some(ca));
         }
         // The config's key belongs to the config's database, never to one named by --db.
         let (db, config_key) = match &self.db {
             Some(db) => (db.clone(), None),
-            None => (site.db.unwrap_or_else(Context::default_db), site.key),
+            None => (
+                site.database(&config)?.unwrap_or_else(Context::default_db),
+                site.key,
+            ),
         };
         Ok(Context {
             models_dir: self
