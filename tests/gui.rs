@@ -68,6 +68,17 @@ fn type_into(harness: &mut Harness<'_, App>, label: &str, text: &str) {
     harness.step();
 }
 
+/// Types `text` over whatever the field held before.
+fn replace_in(harness: &mut Harness<'_, App>, label: &str, text: &str) {
+    harness.get_by_label(label).focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.step();
+    harness.key_press(egui::Key::Backspace);
+    harness.step();
+    type_into(harness, label, text);
+}
+
 fn ready(harness: &mut Harness<'_, App>) {
     wait_for(harness, "the models to load", |h| shows(h, "face model"));
 }
@@ -815,14 +826,7 @@ fn the_kiosk_camera_asks_for_a_blink_then_greets_the_person() {
 }
 
 fn check_in_from_file(harness: &mut Harness<'_, App>, image: &str) {
-    // Replacing what the field held before.
-    harness.get_by_label("Image file").focus();
-    harness.step();
-    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness.step();
-    harness.key_press(egui::Key::Backspace);
-    harness.step();
-    type_into(harness, "Image file", &data(image).display().to_string());
+    replace_in(harness, "Image file", &data(image).display().to_string());
     harness.get_by_label("Check in from image").click();
 }
 
@@ -888,12 +892,7 @@ fn a_forgotten_check_out_is_added_on_screen_with_its_reason() {
     let at = (chrono::Local::now() - chrono::Duration::minutes(1))
         .format("%Y-%m-%d %H:%M")
         .to_string();
-    harness.get_by_label("Local time").focus();
-    harness.step();
-    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness.step();
-    harness.get_by_label("Local time").type_text(&at);
-    harness.step();
+    replace_in(&mut harness, "Local time", &at);
     type_into(&mut harness, "Reason", "left by the side door");
     harness.get_by_label("Add punch").click();
     wait_for(&mut harness, "the correction in the report", |h| {
@@ -1095,13 +1094,7 @@ fn a_mistyped_database_is_refused_and_no_empty_one_is_made() {
         ),
         (missing.to_str().unwrap(), "there is no database at"),
     ] {
-        harness.get_by_label("Database").focus();
-        harness.step();
-        harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-        harness.step();
-        harness.key_press(egui::Key::Backspace);
-        harness.step();
-        type_into(&mut harness, "Database", typed);
+        replace_in(&mut harness, "Database", typed);
         harness.get_by_label("Use from next start").click();
         wait_for(&mut harness, refusal, |h| shows(h, refusal));
     }
@@ -1147,13 +1140,7 @@ fn the_window_points_this_machine_at_the_sites_server() {
         "nothing written for a server that did not answer"
     );
 
-    harness.get_by_label("Database").focus();
-    harness.step();
-    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness.step();
-    harness.key_press(egui::Key::Backspace);
-    harness.step();
-    type_into(&mut harness, "Database", &url);
+    replace_in(&mut harness, "Database", &url);
     type_into(&mut harness, "Key file", &key.display().to_string());
     harness.get_by_label("Use from next start").click();
     wait_for(&mut harness, "the switch", |h| shows(h, "Saved in"));
