@@ -991,6 +991,10 @@ fn the_kiosk_asks_for_a_pin_when_it_is_not_sure() {
     wait_for(&mut harness, "the greeting", |h| {
         shows(h, ", Mei: checked in ")
     });
+    assert!(
+        harness.query_by_label("Enter PIN").is_none(),
+        "the pad goes with the greeting"
+    );
 }
 
 /// Someone nobody enrolled at the camera: told so, large, and nothing is punched.

@@ -192,7 +192,7 @@ impl AttendanceTab {
             .spacing([18.0, 4.0])
             .show(ui, |ui| {
                 for title in [
-                    "Date", "Person", "First in", "Last out", "Hours", "Punches", "",
+                    "Date", "Person", "First in", "Last out", "Hours", "Punches", "Notes",
                 ] {
                     ui.strong(title);
                 }

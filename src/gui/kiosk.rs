@@ -173,7 +173,12 @@ impl KioskTab {
     /// What the kiosk tells the person after something happened.
     pub fn on_event(&mut self, event: KioskEvent) {
         let said = match event {
-            KioskEvent::Punched(report) => return self.on_checkin(Ok(report)),
+            KioskEvent::Punched(report) => {
+                // A PIN that punched is done with: the pad goes with the greeting, not at
+                // the camera's next frame (a recording may have none).
+                self.pin = None;
+                return self.on_checkin(Ok(report));
+            }
             KioskEvent::Refused { alert } => {
                 if alert {
                     self.log.insert(
