@@ -1112,6 +1112,24 @@ fn a_mistyped_database_is_refused_and_no_empty_one_is_made() {
     );
 }
 
+/// Started for the window with a configuration that cannot work, vouch opens a window that
+/// says why (a kiosk's launcher has no terminal), and Close closes it.
+#[test]
+fn a_window_that_cannot_start_says_why() {
+    let reason = "/etc/vouch/vouch.toml: there is no database at /srv/vouch/site.db";
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1024.0, 700.0))
+        .build_eframe(|_| vouch::gui::cannot_start::CannotStart::new(reason.into()));
+    harness.step();
+    for text in ["Vouch cannot start", reason] {
+        assert!(harness.query_by_label_contains(text).is_some(), "{text}");
+    }
+    harness.get_by_label("Close").click();
+    harness.step();
+    let commands = &harness.output().viewport_output[&egui::ViewportId::ROOT].commands;
+    assert!(commands.contains(&egui::ViewportCommand::Close));
+}
+
 /// A supervisor points this machine at the site's server from the Changes tab: a server
 /// that does not answer is refused and nothing is written; the site's server is opened
 /// first, then named in the config file, the switch audited in the database the machine

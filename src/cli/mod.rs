@@ -191,7 +191,16 @@ pub struct JsonArgs {
 pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<ExitCode> {
     let cli = Cli::parse_from(args);
     init_logging(cli.global.verbose);
-    let context = cli.global.context()?;
+    let context = match (cli.global.context(), &cli.command) {
+        (Err(error), None) => {
+            // Started for the window (a kiosk's launcher has no terminal): it says why.
+            if let Err(shown) = crate::gui::cannot_start::run(format!("{error:#}")) {
+                tracing::warn!("{shown:#}");
+            }
+            return Err(error);
+        }
+        (context, _) => context?,
+    };
     let Some(command) = cli.command else {
         crate::gui::run(context)?;
         return Ok(ExitCode::SUCCESS);

@@ -5,6 +5,7 @@
 
 mod access;
 mod attendance;
+pub mod cannot_start;
 mod changes;
 mod desk;
 mod enrollment;
