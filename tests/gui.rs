@@ -1130,6 +1130,23 @@ fn a_window_that_cannot_start_says_why() {
     assert!(commands.contains(&egui::ViewportCommand::Close));
 }
 
+/// A database file that is not Vouch's: the window says so, large, instead of a kiosk that
+/// looks as if it were waiting for a camera; and the file is left as it was.
+#[test]
+fn a_window_on_a_file_that_is_not_a_vouch_database_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let bytes: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(&db, &bytes).unwrap();
+    let mut harness = harness(&db);
+    wait_for(&mut harness, "the reason", |h| {
+        shows(h, "Vouch cannot start") && shows(h, "is not a Vouch database")
+    });
+    assert!(harness.query_by_label("Kiosk").is_none(), "no tabs");
+    drop(harness);
+    assert_eq!(std::fs::read(&db).unwrap(), bytes);
+}
+
 /// A supervisor points this machine at the site's server from the Changes tab: a server
 /// that does not answer is refused and nothing is written; the site's server is opened
 /// first, then named in the config file, the switch audited in the database the machine

@@ -16,24 +16,26 @@ impl CannotStart {
 
 impl eframe::App for CannotStart {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        egui::CentralPanel::default().show(ui, |ui| {
-            ui.label(
-                egui::RichText::new("Vouch cannot start")
-                    .size(28.0)
-                    .strong(),
-            );
-            ui.add_space(12.0);
-            ui.label(egui::RichText::new(&self.reason).size(18.0));
-            ui.add_space(12.0);
-            ui.label(
-                egui::RichText::new("Please tell the site's supervisor: nothing was recorded.")
-                    .size(18.0),
-            );
-            ui.add_space(12.0);
-            if ui.button("Close").clicked() {
-                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
-            }
-        });
+        egui::CentralPanel::default().show(ui, |ui| reason_ui(ui, &self.reason));
+    }
+}
+
+/// Why vouch cannot work, large, for whoever stands at the screen; and a way to close it.
+pub fn reason_ui(ui: &mut egui::Ui, reason: &str) {
+    ui.label(
+        egui::RichText::new("Vouch cannot start")
+            .size(28.0)
+            .strong(),
+    );
+    ui.add_space(12.0);
+    ui.label(egui::RichText::new(reason).size(18.0));
+    ui.add_space(12.0);
+    ui.label(
+        egui::RichText::new("Please tell the site's supervisor: nothing was recorded.").size(18.0),
+    );
+    ui.add_space(12.0);
+    if ui.button("Close").clicked() {
+        ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
     }
 }
 

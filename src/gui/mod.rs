@@ -22,7 +22,7 @@ use eframe::egui;
 use crate::context::Context;
 use crate::types::{Modality, Permission};
 use crate::workflow::Progress;
-use worker::{CAMERA_FRAME_FAILURE, Reply, Request, WorkerHandle};
+use worker::{CAMERA_FRAME_FAILURE, Reply, Request, START_FAILURE, WorkerHandle};
 
 /// How long a failure stays on screen (unless a later success clears it first).
 const ERROR_SHOWN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -81,6 +81,8 @@ pub struct App {
     changes: changes::ChangesTab,
     attendance: attendance::AttendanceTab,
     access: access::Access,
+    /// Why the worker could not open the database or the models: all the window shows.
+    cannot_start: Option<String>,
 }
 
 impl App {
@@ -111,6 +113,7 @@ impl App {
             changes: changes::ChangesTab::default(),
             attendance: attendance::AttendanceTab::default(),
             access: access::Access::default(),
+            cannot_start: None,
         })
     }
 
@@ -167,6 +170,9 @@ impl App {
                 if what == CAMERA_FRAME_FAILURE {
                     self.kiosk.frame_answered(ctx);
                     self.enrollment.stop_coaching();
+                }
+                if what == START_FAILURE {
+                    self.cannot_start = Some(error.clone());
                 }
                 self.fail(format!("{what}: {error}"))
             }
@@ -343,6 +349,11 @@ impl eframe::App for App {
 
     /// Draws, and sends what the operator asked for.
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        // Nothing behind the tabs works: the kiosk must not look as if it were waiting.
+        if let Some(reason) = &self.cannot_start {
+            egui::CentralPanel::default().show(ui, |ui| cannot_start::reason_ui(ui, reason));
+            return;
+        }
         let mut requests = Vec::new();
         let ctx = ui.ctx().clone();
         self.access.lock_when_idle(&ctx, &mut requests);

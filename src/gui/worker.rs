@@ -30,6 +30,9 @@ use crate::workflow::{
 
 /// What a failed camera frame is called in `Reply::Failed`: the next may be sent.
 pub const CAMERA_FRAME_FAILURE: &str = "the camera frame";
+/// What a worker that could not open the database or the models calls its failure: it
+/// serves nothing after it.
+pub const START_FAILURE: &str = "starting";
 
 /// Requests the worker serves, one at a time, in order.
 pub enum Request {
@@ -367,7 +370,7 @@ pub fn spawn(context: Context, wake: impl Fn() + Send + 'static) -> std::io::Res
                 Ok(worker) => worker,
                 Err(error) => {
                     reply_to.send(Reply::Failed {
-                        what: "starting",
+                        what: START_FAILURE,
                         error,
                     });
                     return;
