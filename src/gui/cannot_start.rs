@@ -1,6 +1,7 @@
-//! The window vouch opens when it cannot start (its configuration names a database that is
-//! gone, say): a kiosk started from a launcher has no terminal, so without it the person
-//! at the screen would see nothing at all.
+//! What vouch shows when it cannot start: a window of its own when its configuration names
+//! a database that is gone (a kiosk started from a launcher has no terminal, so the person
+//! at the screen would otherwise see nothing at all), and the same words in place of the
+//! tabs when the worker cannot open the database or the models.
 
 use eframe::egui;
 
