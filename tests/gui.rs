@@ -986,6 +986,10 @@ fn the_kiosk_asks_for_a_pin_when_it_is_not_sure() {
     wait_for(&mut harness, "the pad's own line", |h| {
         shows(h, "Please type your PIN, then press Enter PIN") && !shows(h, "please enter your PIN")
     });
+    assert!(
+        shows(&harness, "Camera picture: ? "),
+        "the face is marked as not sure while the pad waits"
+    );
     type_into(&mut harness, "PIN", "2468");
     harness.get_by_label("Enter PIN").click();
     wait_for(&mut harness, "the greeting", |h| {
@@ -994,6 +998,10 @@ fn the_kiosk_asks_for_a_pin_when_it_is_not_sure() {
     assert!(
         harness.query_by_label("Enter PIN").is_none(),
         "the pad goes with the greeting"
+    );
+    assert!(
+        !shows(&harness, "Camera picture: ?"),
+        "the PIN answered the face's question mark"
     );
 }
 

@@ -175,8 +175,11 @@ impl KioskTab {
         let said = match event {
             KioskEvent::Punched(report) => {
                 // A PIN that punched is done with: the pad goes with the greeting, not at
-                // the camera's next frame (a recording may have none).
-                self.pin = None;
+                // the camera's next frame (a recording may have none), and so does the
+                // face's "?" that the PIN answered.
+                if self.pin.take().is_some() {
+                    self.faces.clear();
+                }
                 return self.on_checkin(Ok(report));
             }
             KioskEvent::Refused { alert } => {
@@ -588,6 +591,7 @@ impl KioskTab {
             let size = egui::vec2(self.frame_size[0] * scale, self.frame_size[1] * scale);
             let response = ui.image((frame.id(), size));
             let painter = ui.painter_at(response.rect);
+            let mut said_of_faces = Vec::new();
             for face in &self.faces {
                 let rect = egui::Rect::from_min_size(
                     response.rect.min + egui::vec2(face.bbox.x * scale, face.bbox.y * scale),
@@ -616,11 +620,20 @@ impl KioskTab {
                 painter.text(
                     rect.left_top(),
                     egui::Align2::LEFT_BOTTOM,
-                    name,
+                    &name,
                     egui::FontId::proportional(14.0),
                     color,
                 );
+                said_of_faces.push(name);
             }
+            // A screen reader (and a test) reads the boxes' words, not their paint.
+            let description = if said_of_faces.is_empty() {
+                "Camera picture: no face marked".to_string()
+            } else {
+                format!("Camera picture: {}", said_of_faces.join(", "))
+            };
+            response
+                .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, &description));
         }
     }
 }
