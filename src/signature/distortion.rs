@@ -32,11 +32,18 @@ const BLUR_SIGMA: f32 = 1.0;
 /// Two gradients (rows, columns) for each of the 3x3 cells about a cell.
 const CONTEXT: usize = 18;
 
-/// Every grid cell's local gradient context.
+/// The grid with `REACH` cells of nothing about it, so that a match may be looked for
+/// beyond the edge without a test per cell.
+const PADDED_SIDE: usize = DISTORTION_SIDE + 2 * REACH as usize;
+
+/// Every grid cell's local gradient context, one plane per context value (the cells of a
+/// row side by side, so that one value of many cells is compared at once).
 #[derive(Debug, Clone)]
 pub struct GradientContexts {
-    /// `DISTORTION_SIDE`² cells, row-major, `CONTEXT` values each.
-    contexts: Vec<[f32; CONTEXT]>,
+    /// `CONTEXT` planes of `DISTORTION_SIDE`² cells, row-major.
+    planes: Vec<f32>,
+    /// The same planes inside a border of zeros (no ink), `PADDED_SIDE`² cells each.
+    padded: Vec<f32>,
 }
 
 impl GradientContexts {
@@ -98,9 +105,23 @@ impl GradientContexts {
         let grid_side = DISTORTION_SIDE as u32;
         let grid = resize(&centred, grid_side, grid_side, FilterType::Triangle);
         let blurred = image::imageops::blur(&grid, BLUR_SIGMA);
-        Ok(Self {
-            contexts: contexts(&gradients(blurred.as_raw())),
-        })
+        Ok(Self::from_grid(blurred.as_raw()))
+    }
+
+    fn from_grid(grid: &[f32]) -> Self {
+        let contexts = contexts(&gradients(grid));
+        let cells = DISTORTION_SIDE * DISTORTION_SIDE;
+        let mut planes = vec![0f32; CONTEXT * cells];
+        let mut padded = vec![0f32; CONTEXT * PADDED_SIDE * PADDED_SIDE];
+        let border = REACH as usize;
+        for (cell, context) in contexts.iter().enumerate() {
+            let (row, column) = (cell / DISTORTION_SIDE, cell % DISTORTION_SIDE);
+            for (value, &v) in context.iter().enumerate() {
+                planes[value * cells + cell] = v;
+                padded[(value * PADDED_SIDE + row + border) * PADDED_SIDE + column + border] = v;
+            }
+        }
+        Self { planes, padded }
     }
 
     /// The sum, over both drawings' cells, of each cell's squared distance to its best
@@ -109,31 +130,38 @@ impl GradientContexts {
         self.directed(other) + other.directed(self)
     }
 
+    /// Each cell's squared distance to its nearest context within reach, summed. The
+    /// offsets are tried one at a time over all cells, each cell's sum taken over the
+    /// context values in order: the same numbers as comparing cell by cell, many cells at
+    /// once.
     fn directed(&self, other: &GradientContexts) -> f32 {
-        let side = DISTORTION_SIDE as isize;
-        let mut total = 0.0;
-        for row in 0..side {
-            for column in 0..side {
-                let own = &self.contexts[(row * side + column) as usize];
-                let mut best = f32::INFINITY;
-                for dy in -REACH..=REACH {
-                    for dx in -REACH..=REACH {
-                        let (r, c) = (row + dy, column + dx);
-                        // Beyond the grid there is no ink: a context of zeros.
-                        let theirs = if (0..side).contains(&r) && (0..side).contains(&c) {
-                            &other.contexts[(r * side + c) as usize]
-                        } else {
-                            &[0.0; CONTEXT]
-                        };
-                        let squared: f32 =
-                            own.iter().zip(theirs).map(|(a, b)| (a - b).powi(2)).sum();
-                        best = best.min(squared);
+        let (side, cells) = (DISTORTION_SIDE, DISTORTION_SIDE * DISTORTION_SIDE);
+        let mut best = vec![f32::INFINITY; cells];
+        let mut squared = vec![0f32; cells];
+        for dy in -REACH..=REACH {
+            for dx in -REACH..=REACH {
+                squared.fill(0.0);
+                for value in 0..CONTEXT {
+                    let own = &self.planes[value * cells..(value + 1) * cells];
+                    let theirs = &other.padded[value * PADDED_SIDE * PADDED_SIDE..];
+                    for (row, sums) in squared.chunks_exact_mut(side).enumerate() {
+                        let from = (row as isize + REACH + dy) as usize * PADDED_SIDE
+                            + (REACH + dx) as usize;
+                        for ((sum, a), b) in sums
+                            .iter_mut()
+                            .zip(&own[row * side..(row + 1) * side])
+                            .zip(&theirs[from..from + side])
+                        {
+                            *sum += (a - b) * (a - b);
+                        }
                     }
                 }
-                total += best;
+                for (b, s) in best.iter_mut().zip(&squared) {
+                    *b = b.min(*s);
+                }
             }
         }
-        total
+        best.iter().sum()
     }
 }
 
@@ -190,6 +218,56 @@ mod tests {
     use crate::signature::shape::test_drawings::{
         assert_moved_copy_is_nearer_than_another, ell, zigzag,
     };
+
+    /// The distance as first written, cell by cell: the layout above must give exactly it.
+    fn directed_cell_by_cell(own: &GradientContexts, other: &GradientContexts) -> f32 {
+        let cells = DISTORTION_SIDE * DISTORTION_SIDE;
+        let per_cell = |c: &GradientContexts| -> Vec<[f32; CONTEXT]> {
+            (0..cells)
+                .map(|cell| std::array::from_fn(|value| c.planes[value * cells + cell]))
+                .collect()
+        };
+        let (own, other) = (per_cell(own), per_cell(other));
+        let side = DISTORTION_SIDE as isize;
+        let mut total = 0.0;
+        for row in 0..side {
+            for column in 0..side {
+                let mine = &own[(row * side + column) as usize];
+                let mut best = f32::INFINITY;
+                for dy in -REACH..=REACH {
+                    for dx in -REACH..=REACH {
+                        let (r, c) = (row + dy, column + dx);
+                        let theirs = if (0..side).contains(&r) && (0..side).contains(&c) {
+                            &other[(r * side + c) as usize]
+                        } else {
+                            &[0.0; CONTEXT]
+                        };
+                        let squared: f32 =
+                            mine.iter().zip(theirs).map(|(a, b)| (a - b).powi(2)).sum();
+                        best = best.min(squared);
+                    }
+                }
+                total += best;
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn comparing_many_cells_at_once_gives_the_cell_by_cell_distance_exactly() {
+        let drawings: Vec<GradientContexts> = [ell(105, 0.0), ell(105, 12.0), zigzag(105)]
+            .iter()
+            .map(|drawing| GradientContexts::of(drawing, "test drawing").unwrap())
+            .collect();
+        for a in &drawings {
+            for b in &drawings {
+                assert_eq!(
+                    a.directed(b).to_bits(),
+                    directed_cell_by_cell(a, b).to_bits()
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_drawing_is_nearer_its_moved_copy_than_another_drawing() {
