@@ -629,16 +629,34 @@ fn the_window_starts_locked_and_the_kiosk_role_reaches_nothing_else() {
     for tab in ["Enrollment", "Signature desk", "Training", "Changes"] {
         assert!(shows(&harness, tab), "{tab} is closed to a supervisor");
     }
-    // A wrong secret is said so, and leaves the window locked.
+    // A wrong secret is said in the dialog, where the person is looking, and leaves the
+    // window locked; the name stays, so only the secret is typed again.
     log_out(&mut harness);
     open_login(&mut harness);
-    type_into(&mut harness, "Operator", "cy");
+    type_into(&mut harness, "Operator", "ana");
     type_into(&mut harness, "Password or PIN", "guess");
     harness.get_by_label("Enter").click();
     wait_for(&mut harness, "the refusal", |h| {
-        shows(h, "wrong operator name or secret")
+        shows(h, "Not logged in: wrong operator name or secret (ana)")
     });
     assert!(!shows(&harness, "Enrollment"));
+    assert!(
+        harness.query_by_label("Operator").is_some(),
+        "the refused login closed its dialog"
+    );
+    assert!(
+        !shows(&harness, "Error: "),
+        "the refusal also went to the status bar, away from the dialog"
+    );
+    type_into(&mut harness, "Password or PIN", "correct horse battery");
+    harness.get_by_label("Enter").click();
+    wait_for(&mut harness, "the login with the name kept", |h| {
+        shows(h, "ana (")
+    });
+    assert!(
+        !shows(&harness, "Not logged in"),
+        "the refusal outlived the login"
+    );
 }
 
 #[test]

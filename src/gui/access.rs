@@ -38,6 +38,10 @@ pub struct Access {
     heard: bool,
     /// Whether the login was offered since the window was last locked.
     login_offered: bool,
+    /// Why the last login (or first supervisor) was refused, shown in the dialog.
+    refusal: Option<String>,
+    /// The refusal just arrived: the secret is to be typed again, the name stays.
+    retype_secret: bool,
 }
 
 impl Default for Access {
@@ -52,6 +56,8 @@ impl Default for Access {
             last_activity: Instant::now(),
             heard: false,
             login_offered: false,
+            refusal: None,
+            retype_secret: false,
         }
     }
 }
@@ -71,8 +77,10 @@ impl Access {
         }
         if operator.is_some() {
             self.dialog = Dialog::Closed;
-        } else {
-            // The next person at a shared screen does not see who was here.
+            self.refusal = None;
+        } else if self.operator.is_some() {
+            // The next person at a shared screen does not see who was here; a refused
+            // attempt keeps its name, since the same person is still typing.
             self.name.clear();
             self.login_offered = false;
         }
@@ -81,6 +89,12 @@ impl Access {
         self.operator = operator;
         self.accounts = accounts;
         self.last_activity = Instant::now();
+    }
+
+    /// The worker refused the dialog's login or first supervisor.
+    pub fn on_refused(&mut self, refusal: String) {
+        self.refusal = Some(refusal);
+        self.retype_secret = true;
     }
 
     /// A locked window with no camera has no kiosk to show: it opens on the login, once
@@ -198,9 +212,16 @@ impl Access {
                 super::labelled_text(ui, "Operator", &mut self.name);
                 ui.horizontal(|ui| {
                     let label = ui.label("Password or PIN");
-                    ui.add(egui::TextEdit::singleline(&mut self.secret).password(true))
+                    let secret = ui
+                        .add(egui::TextEdit::singleline(&mut self.secret).password(true))
                         .labelled_by(label.id);
+                    if std::mem::take(&mut self.retype_secret) {
+                        secret.request_focus();
+                    }
                 });
+                if let Some(refusal) = &self.refusal {
+                    ui.colored_label(ui.visuals().error_fg_color, refusal);
+                }
                 if self.dialog == Dialog::FirstSupervisor {
                     ui.label("At least 8 characters. From now on every change needs a login.");
                 }
@@ -212,6 +233,7 @@ impl Access {
                 let submitted =
                     ui.button(action).clicked() || ui.input(|i| i.key_pressed(egui::Key::Enter));
                 if submitted && !self.name.trim().is_empty() {
+                    self.refusal = None;
                     let (name, secret) = (self.name.trim().to_string(), self.secret.clone());
                     requests.push(if self.dialog == Dialog::FirstSupervisor {
                         Request::Access(AccessRequest::CreateFirstSupervisor { name, secret })
@@ -223,6 +245,7 @@ impl Access {
         if !open {
             self.dialog = Dialog::Closed;
             self.secret.clear();
+            self.refusal = None;
         }
     }
 }

@@ -260,6 +260,7 @@ impl App {
             Reply::ReportSaved(result) => self.changes.report = Some(result),
             Reply::DatabaseSwitched(result) => self.changes.switched = Some(result),
             Reply::Connection { online, waiting } => self.kiosk.on_connection(online, waiting),
+            Reply::AccessRefused(refusal) => self.access.on_refused(refusal),
             Reply::Session { operator, accounts } => {
                 self.access.on_session(ctx, operator, accounts);
                 if !self.access.shows(self.tab) {

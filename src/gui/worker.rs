@@ -243,6 +243,9 @@ pub enum Reply {
         what: &'static str,
         error: String,
     },
+    /// A login or a first supervisor refused: said in its dialog, which stays open, since
+    /// the person who typed it is still looking there and not at the status bar.
+    AccessRefused(String),
     /// The kiosk loop's answer to a camera frame.
     KioskStep(Box<KioskStep>),
     /// What a PIN typed at the kiosk led to.
@@ -711,8 +714,8 @@ impl Worker {
                 Reply::TrainingPrepared(self.prepare_training(enrolled_dir))
             }
             Request::Access(request) => {
-                if let Err((what, error)) = self.access(request)
-                    && !reply_to.send(Reply::Failed { what, error })
+                if let Err(refusal) = self.access(request)
+                    && !reply_to.send(Reply::AccessRefused(refusal))
                 {
                     return false;
                 }
@@ -830,15 +833,14 @@ impl Worker {
 
     /// Logging in and out, and the first supervisor; a refusal is the reply to send
     /// before the session as it stands.
-    fn access(&mut self, request: AccessRequest) -> Result<(), (&'static str, String)> {
-        let failed =
-            |what: &'static str, error: crate::store::StoreError| (what, error.to_string());
+    fn access(&mut self, request: AccessRequest) -> Result<(), String> {
+        let failed = |what: &str, error: crate::store::StoreError| format!("{what}: {error}");
         match request {
             AccessRequest::Login { name, secret } => {
                 self.session = Some(
                     self.store
                         .login(&name, &secret)
-                        .map_err(|e| failed("logging in", e))?,
+                        .map_err(|e| failed("Not logged in", e))?,
                 );
             }
             AccessRequest::Logout => {
@@ -852,7 +854,7 @@ impl Worker {
                     .store
                     .add_operator(&name, Role::Supervisor, &secret, &desk)
                     .and_then(|_| self.store.login(&name, &secret))
-                    .map_err(|e| failed("creating the supervisor", e))?;
+                    .map_err(|e| failed("The supervisor was not created", e))?;
                 self.session = Some(created);
             }
         }
