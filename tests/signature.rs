@@ -357,7 +357,6 @@ fn training_reports_progress_checkpoints_resumes_and_cancels() {
     config.identities_per_batch = 2;
     config.genuine_per_identity = 3;
     config.validation_fraction = 0.5;
-    config.learning_rate = 1e-3;
     let scans = tiny_training_set();
     let mut events = Vec::new();
     let report = vouch::train::train(

@@ -101,10 +101,10 @@ pub struct FoldOptions {
     #[arg(long, requires = "train_epochs")]
     train_init: Option<PathBuf>,
     /// The folds' training loss (contrastive, as the shipped model).
-    #[arg(long, value_enum, default_value_t = crate::train::Loss::Contrastive)]
+    #[arg(long, value_enum, default_value_t = crate::train::RECIPE_LOSS)]
     train_loss: crate::train::Loss,
     /// Learning rate of the folds' training.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = crate::train::RECIPE_LEARNING_RATE)]
     lr: f64,
     #[command(flatten)]
     recipe: super::train::ScanRecipe,

@@ -22,14 +22,14 @@ pub struct TrainArgs {
     /// identity); repeat to combine.
     #[arg(long, required = true)]
     pub data: Vec<PathBuf>,
-    #[arg(long, value_enum, default_value_t = crate::train::Loss::Triplet)]
+    #[arg(long, value_enum, default_value_t = crate::train::RECIPE_LOSS)]
     pub loss: crate::train::Loss,
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     /// Fine-tune from this model instead of random weights.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    #[arg(long, default_value_t = 6e-5)]
+    #[arg(long, default_value_t = crate::train::RECIPE_LEARNING_RATE)]
     pub lr: f64,
     #[arg(long, default_value_t = 0.9)]
     pub beta1: f64,

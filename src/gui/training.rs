@@ -17,7 +17,9 @@ use super::labelled_text;
 use super::worker::{Request, TrainingInputs};
 use crate::context::Context;
 use crate::eval::verification::{det_percentages, equal_error_rate};
-use crate::train::{Loss, TrainConfig, TrainEvent, TrainModality, TrainReport};
+use crate::train::{
+    Loss, RECIPE_LEARNING_RATE, RECIPE_LOSS, TrainConfig, TrainEvent, TrainModality, TrainReport,
+};
 use crate::workflow::governance::{GateReport, MIN_GATE_COMPARISONS};
 
 enum Message {
@@ -57,9 +59,9 @@ impl TrainingTab {
         Self {
             data: String::new(),
             use_enrolled: false,
-            loss: Loss::Contrastive,
+            loss: RECIPE_LOSS,
             epochs: 10,
-            learning_rate: 1e-3,
+            learning_rate: RECIPE_LEARNING_RATE,
             out_root: context.runs_dir(),
             device: context.device.clone(),
             preparing: None,

@@ -39,6 +39,12 @@ pub use loss::Loss;
 use loss::{PairHead, RowLabel, batch_loss};
 pub use scorer::{enrollment_sizes, fit_scorer, writer_templates};
 
+/// The loss and rate a run uses unless told otherwise, in the window, `vouch train` and the
+/// cross-validation alike: the shipped signature model's (models/README). The triplet loss
+/// collapsed on signatures at this rate (every distance equal, the loss at its margin).
+pub const RECIPE_LOSS: Loss = Loss::Contrastive;
+pub const RECIPE_LEARNING_RATE: f64 = 1e-3;
+
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const HISTORY_FILE: &str = "training.json";
@@ -172,7 +178,7 @@ impl TrainConfig {
             modality,
             loss,
             epochs,
-            learning_rate: 6e-5,
+            learning_rate: RECIPE_LEARNING_RATE,
             beta1: 0.9,
             beta2: 0.99,
             margin: loss.default_margin(),
