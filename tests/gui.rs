@@ -659,6 +659,38 @@ fn the_window_starts_locked_and_the_kiosk_role_reaches_nothing_else() {
     );
 }
 
+/// The single-user desk's first supervisor: a secret the store refuses is said in the
+/// dialog, which stays open with the name, and the desk stays a single-user one.
+#[test]
+fn a_refused_first_supervisor_is_said_in_its_dialog() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = harness(&dir.path().join("vouch.db"));
+    ready(&mut harness);
+    wait_for(&mut harness, "the single-user desk", |h| {
+        shows(h, "Create the first supervisor")
+    });
+    harness.get_by_label("Create the first supervisor").click();
+    wait_for(&mut harness, "the dialog", |h| {
+        h.query_by_label("Operator").is_some()
+    });
+    type_into(&mut harness, "Operator", "ana");
+    type_into(&mut harness, "Password or PIN", "short");
+    harness.get_by_label("Create supervisor").click();
+    wait_for(&mut harness, "the refusal", |h| {
+        shows(h, "The supervisor was not created: ")
+    });
+    assert!(
+        harness.query_by_label("Create supervisor").is_some(),
+        "the refused first supervisor closed its dialog"
+    );
+    assert!(shows(&harness, "Single-user desk"));
+    type_into(&mut harness, "Password or PIN", "correct horse battery");
+    harness.get_by_label("Create supervisor").click();
+    wait_for(&mut harness, "the supervisor, with the name kept", |h| {
+        shows(h, "ana (supervisor)")
+    });
+}
+
 #[test]
 fn a_proposal_made_in_the_window_waits_for_a_second_supervisor() {
     let dir = tempfile::tempdir().unwrap();

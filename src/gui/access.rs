@@ -75,14 +75,21 @@ impl Access {
             self.kiosk_mode = false;
             ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(false));
         }
-        if operator.is_some() {
-            self.dialog = Dialog::Closed;
-            self.refusal = None;
-        } else if self.operator.is_some() {
+        match &operator {
+            Some((_, Some(_))) => {
+                self.dialog = Dialog::Closed;
+                self.refusal = None;
+            }
+            // The single-user desk stays so after a refused first supervisor: its dialog
+            // stays open with the refusal.
+            Some((_, None)) => {}
             // The next person at a shared screen does not see who was here; a refused
             // attempt keeps its name, since the same person is still typing.
-            self.name.clear();
-            self.login_offered = false;
+            None if self.operator.is_some() => {
+                self.name.clear();
+                self.login_offered = false;
+            }
+            None => {}
         }
         self.heard = true;
         self.secret.clear();
