@@ -90,16 +90,25 @@ pub fn load(root: &Path) -> Result<Vec<LabelledScan>> {
 
 /// Several sources as one data set. Sets name their people independently (the cross-media
 /// set's writer `1` is not SVC2004's user `1`), so an identity found in more than one
-/// source is renamed `<source folder>/<identity>` in each: two people are never merged.
+/// source is renamed `<source folder>/<identity>` in each (`<source path>/<identity>` where
+/// two sources' folders share a name, as two branches' `signatures`): two people are never
+/// merged.
 pub fn load_all(sources: &[std::path::PathBuf]) -> Result<Vec<LabelledScan>> {
     let loaded: Vec<Vec<LabelledScan>> = sources.iter().map(|s| load(s)).collect::<Result<_>>()?;
+    let folders: Vec<String> = sources.iter().map(|s| source_label(s)).collect();
+    let labels = sources.iter().zip(&folders).map(|(source, folder)| {
+        if folders.iter().filter(|f| *f == folder).count() > 1 {
+            source.display().to_string()
+        } else {
+            folder.clone()
+        }
+    });
     let mut sources_of: std::collections::HashMap<String, usize> = Default::default();
     for identity in loaded.iter().flat_map(|scans| identities(scans)) {
         *sources_of.entry(identity).or_default() += 1;
     }
     let mut all = Vec::new();
-    for (source, scans) in sources.iter().zip(&loaded) {
-        let label = source_label(source);
+    for (label, scans) in labels.zip(&loaded) {
         all.extend(scans.iter().cloned().map(|mut scan| {
             if sources_of[&scan.identity] > 1 {
                 scan.identity = format!("{label}/{}", scan.identity);

@@ -320,19 +320,29 @@ fn moving_the_threshold_changes_far_and_saving_is_audited() {
 fn a_training_run_starts_shows_progress_and_cancels() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = common::writer_folders(dir.path());
+    // A second branch's folder, also `scans`, with writers of the same names: other people.
+    let other_branch = common::writer_folders(&dir.path().join("branch2"));
     let mut harness = harness(&dir.path().join("vouch.db"));
     ready(&mut harness);
     harness.state_mut().tab(Tab::Training);
     harness.step();
-    type_into(
-        &mut harness,
-        "Training data (folders or manifests, one per line)",
-        &data_dir.display().to_string(),
-    );
+    let data_label = "Training data (folders or manifests, one per line)";
+    type_into(&mut harness, data_label, &data_dir.display().to_string());
+    harness.key_press(egui::Key::Enter);
+    harness.step();
+    harness
+        .get_by_label(data_label)
+        .type_text(&other_branch.display().to_string());
+    harness.step();
     harness.get_by_label("Start training").click();
     wait_for(&mut harness, "a training step", |h| {
         h.state().training_step().is_some()
     });
+    // 8 writers of 4 scans; a fifth of the writers (2) validate.
+    assert!(shows(
+        &harness,
+        "Training on 24 scans of 6 writers; validating on 8 scans of 2 other writers"
+    ));
     harness.get_by_label("Cancel training").click();
     wait_for(&mut harness, "the cancellation", |h| {
         shows(h, "Training cancelled")

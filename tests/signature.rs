@@ -299,6 +299,24 @@ fn the_shipped_scorer_is_reproduced_from_cedar_1_to_30() {
     }
 }
 
+/// Two branches' folders both named `scans`, each with writers `writer1`-`writer4`: eight
+/// people, whether the folders' names differ or not.
+#[test]
+fn two_sources_never_merge_their_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let north = common::writer_folders(&dir.path().join("north"));
+    let south = common::writer_folders(&dir.path().join("south"));
+    let scans = vouch::dataset::load_all(&[north.clone(), south.clone()]).unwrap();
+    let writers = vouch::dataset::identities(&scans);
+    assert_eq!(writers.len(), 8, "{writers:?}");
+    assert!(writers.contains(&format!("{}/writer1", north.display())));
+    let renamed = dir.path().join("south").join("elsewhere");
+    std::fs::rename(&south, &renamed).unwrap();
+    let writers = vouch::dataset::identities(&vouch::dataset::load_all(&[north, renamed]).unwrap());
+    assert_eq!(writers.len(), 8, "{writers:?}");
+    assert!(writers.contains(&"elsewhere/writer1".to_string()));
+}
+
 fn tiny_training_set() -> Vec<LabelledScan> {
     (1..=4)
         .flat_map(|writer| {

@@ -46,6 +46,10 @@ pub struct TrainingTab {
     cancel: Arc<AtomicBool>,
     messages: Option<Receiver<Message>>,
     pub step: Option<(usize, usize, usize)>,
+    /// What the run trains and validates on, once its scans are read.
+    split: Option<Split>,
+    /// (epoch, loss): each step placed at its fraction of its epoch, so the loss and the
+    /// validation EER share one axis.
     losses: Vec<[f64; 2]>,
     pub epochs_done: Vec<crate::train::EpochSummary>,
     finished: Option<Result<Finished, String>>,
@@ -68,6 +72,7 @@ impl TrainingTab {
             cancel: Arc::new(AtomicBool::new(false)),
             messages: None,
             step: None,
+            split: None,
             losses: Vec::new(),
             epochs_done: Vec::new(),
             finished: None,
@@ -104,10 +109,23 @@ impl TrainingTab {
                     loss,
                 }) => {
                     self.step = Some((epoch, step, steps));
-                    self.losses.push([self.losses.len() as f64, loss]);
+                    let position = (epoch - 1) as f64 + step as f64 / steps.max(1) as f64;
+                    self.losses.push([position, loss]);
                 }
                 Message::Event(TrainEvent::Epoch(summary)) => self.epochs_done.push(summary),
-                Message::Event(TrainEvent::Prepared { .. }) => {}
+                Message::Event(TrainEvent::Prepared {
+                    train_identities,
+                    train_scans,
+                    validation_identities,
+                    validation_scans,
+                }) => {
+                    self.split = Some(Split {
+                        train_identities,
+                        train_scans,
+                        validation_identities,
+                        validation_scans,
+                    })
+                }
                 Message::Finished(result) => {
                     self.finished = Some(result);
                     done = true;
@@ -166,6 +184,7 @@ impl TrainingTab {
         self.losses.clear();
         self.epochs_done.clear();
         self.step = None;
+        self.split = None;
         let spawned = std::thread::Builder::new()
             .name("vouch-training".into())
             .spawn(move || {
@@ -195,19 +214,25 @@ impl TrainingTab {
 
     pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
         ui.heading("Train a new signature model version");
-        self.settings_ui(ui);
-        self.run_ui(ui, requests);
-        ui.columns(2, |columns| {
-            self.curves_ui(&mut columns[0]);
-            self.before_after_ui(&mut columns[1]);
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            self.settings_ui(ui);
+            self.run_ui(ui, requests);
+            ui.columns(2, |columns| {
+                self.curves_ui(&mut columns[0]);
+                self.before_after_ui(&mut columns[1]);
+            });
+            self.activation_ui(ui, requests);
         });
-        self.activation_ui(ui, requests);
     }
 
     fn settings_ui(&mut self, ui: &mut egui::Ui) {
         let label = ui.label("Training data (folders or manifests, one per line)");
-        ui.add(egui::TextEdit::multiline(&mut self.data).desired_rows(2))
-            .labelled_by(label.id);
+        ui.add(
+            egui::TextEdit::multiline(&mut self.data)
+                .desired_rows(2)
+                .hint_text("a folder with a sub-folder per writer, or a manifest (CSV)"),
+        )
+        .labelled_by(label.id);
         ui.checkbox(
             &mut self.use_enrolled,
             "Also train on the enrolled signatures",
@@ -262,6 +287,15 @@ impl TrainingTab {
             }
             ui.label(self.status());
         });
+        if let Some(split) = &self.split {
+            ui.label(format!(
+                "Training on {} scans of {} writers; validating on {} scans of {} other writers",
+                split.train_scans,
+                split.train_identities,
+                split.validation_scans,
+                split.validation_identities
+            ));
+        }
         if let Some((epoch, step, steps)) = self.step {
             ui.add(
                 egui::ProgressBar::new(step as f32 / steps.max(1) as f32).text(format!(
@@ -270,33 +304,45 @@ impl TrainingTab {
                 )),
             );
         }
-        for summary in &self.epochs_done {
-            ui.label(format!(
-                "epoch {}: loss {:.4}, validation EER {:.2}%{}",
+        // The latest epoch and the one kept; every epoch folded away, so a 100-epoch run
+        // does not push the curves and the activation out of the window.
+        let describe = |summary: &crate::train::EpochSummary| {
+            format!(
+                "epoch {}: loss {:.4}, validation EER {:.2}%",
                 summary.epoch,
                 summary.train_loss,
                 100.0 * summary.validation_eer,
-                if summary.best { " (best, saved)" } else { "" }
-            ));
+            )
+        };
+        if let Some(latest) = self.epochs_done.last() {
+            ui.label(format!("Latest: {}", describe(latest)));
+        }
+        if let Some(kept) = self.epochs_done.iter().rev().find(|e| e.best) {
+            ui.label(format!("Kept (best so far): {}", describe(kept)));
+        }
+        if !self.epochs_done.is_empty() {
+            egui::CollapsingHeader::new(format!("Every epoch ({})", self.epochs_done.len()))
+                .id_salt("every-epoch")
+                .show(ui, |ui| {
+                    for summary in &self.epochs_done {
+                        ui.label(describe(summary));
+                    }
+                });
         }
     }
 
     fn curves_ui(&self, ui: &mut egui::Ui) {
-        Plot::new("training-curves")
-            .height(200.0)
-            .legend(Legend::default())
-            .show(ui, |plot| {
-                plot.line(Line::new(
-                    "loss per step",
-                    PlotPoints::from(self.losses.clone()),
-                ));
-                let eer: Vec<[f64; 2]> = self
-                    .epochs_done
-                    .iter()
-                    .map(|e| [e.epoch as f64, e.validation_eer])
-                    .collect();
-                plot.line(Line::new("validation EER per epoch", PlotPoints::from(eer)));
-            });
+        if self.losses.is_empty() {
+            ui.label("The training loss and the validation EER are drawn here as it trains.");
+            return;
+        }
+        curve_ui(ui, "training loss", "loss", self.losses.clone());
+        let eer = self
+            .epochs_done
+            .iter()
+            .map(|e| [e.epoch as f64, 100.0 * e.validation_eer])
+            .collect();
+        curve_ui(ui, "validation EER", "validation EER %", eer);
     }
 
     /// The DET of the active model and of the new one on the run's validation writers.
@@ -363,6 +409,27 @@ impl TrainingTab {
     }
 }
 
+/// How many scans and writers a run trains and validates on.
+struct Split {
+    train_identities: usize,
+    train_scans: usize,
+    validation_identities: usize,
+    validation_scans: usize,
+}
+
+/// One value against the epochs.
+fn curve_ui(ui: &mut egui::Ui, name: &str, y_label: &str, points: Vec<[f64; 2]>) {
+    Plot::new(name)
+        .height(110.0)
+        .x_axis_label("epoch")
+        .y_axis_label(y_label)
+        .include_x(0.0)
+        .include_y(0.0)
+        .show(ui, |plot| {
+            plot.line(Line::new(name, PlotPoints::from(points)))
+        });
+}
+
 /// The gate's figures side by side, and its verdict.
 fn gate_ui(ui: &mut egui::Ui, gate: &GateReport) {
     let rates = |figures: &crate::workflow::governance::GateFigures| {
@@ -424,10 +491,9 @@ fn run_training(
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<Finished, String> {
-    let mut scans = Vec::new();
-    for source in sources {
-        scans.extend(crate::dataset::load(source).map_err(|e| e.to_string())?);
-    }
+    // As `vouch train` reads them: a writer `1` in one folder and a writer `1` in another
+    // are two people, not one.
+    let mut scans = crate::dataset::load_all(sources).map_err(|e| e.to_string())?;
     scans.extend(inputs.enrolled);
     if scans.is_empty() {
         return Err(
