@@ -212,6 +212,52 @@ fn the_signature_desk_shows_a_verdict_with_per_reference_scores() {
     ));
 }
 
+/// A clerk enrols an account holder's signature in the window, then checks a cheque.
+#[test]
+fn a_signature_enrolled_in_the_window_is_checked_at_the_desk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = harness(&dir.path().join("vouch.db"));
+    ready(&mut harness);
+    harness.get_by_label("Enrollment").click();
+    harness.step();
+    let face_override = "Enroll even if the face matches someone else";
+    assert!(shows(&harness, face_override));
+    wait_for(&mut harness, "the empty list said", |h| {
+        shows(h, "Nobody is enrolled yet.")
+    });
+    harness.get_by_label("Signatures").click();
+    harness.step();
+    // A signature is never compared with other accounts': the face's override is not offered.
+    assert!(!shows(&harness, face_override));
+    type_into(&mut harness, "Name", "A. Holder");
+    type_into(&mut harness, "Employee or account id", "ACC-7");
+    let references = ["signatures/w2_1.png", "signatures/w2_2.png"]
+        .map(|name| data(name).display().to_string())
+        .join("\n");
+    type_into(
+        &mut harness,
+        "Reference images (one path per line, or drop files here)",
+        &references,
+    );
+    harness.get_by_label("Enroll").click();
+    wait_for(&mut harness, "the enrollment", |h| {
+        shows(h, "Enrolled A. Holder (ACC-7) with 2 reference(s).")
+    });
+    wait_for(&mut harness, "the people list", |h| {
+        shows(h, "A. Holder (ACC-7) · 2 reference(s)")
+    });
+    type_into(&mut harness, "Search people", "Zhang");
+    assert!(shows(
+        &harness,
+        "Nobody enrolled matches \u{201c}Zhang\u{201d}."
+    ));
+    verify_at_the_desk(&mut harness, "ACC-7", "signatures/w2_3.png");
+    assert!(shows(
+        &harness,
+        "A. Holder (ACC-7): scored against 2 references"
+    ));
+}
+
 #[test]
 fn an_account_holders_chinese_name_is_drawn_at_the_desk() {
     let dir = tempfile::tempdir().unwrap();

@@ -22,6 +22,8 @@ pub struct EnrollmentTab {
     pub outcome: Option<Result<String, String>>,
     search: String,
     people: Vec<(PersonRow, Option<egui::TextureHandle>)>,
+    /// Whether `people` is the worker's answer for this modality, not a list still coming.
+    people_loaded: bool,
     confirm_delete: Option<(i64, String)>,
     /// Re-enrolment of an enrolled person (their id, and "Name (id)"): the new references
     /// replace theirs.
@@ -57,6 +59,7 @@ impl Default for EnrollmentTab {
             outcome: None,
             search: String::new(),
             people: Vec::new(),
+            people_loaded: false,
             confirm_delete: None,
             reenrolling: None,
             coaching: None,
@@ -207,6 +210,7 @@ impl EnrollmentTab {
     }
 
     pub fn on_people(&mut self, ctx: &egui::Context, rows: Vec<PersonRow>) {
+        self.people_loaded = true;
         self.people = rows
             .into_iter()
             .map(|row| {
@@ -228,6 +232,9 @@ impl EnrollmentTab {
     ) {
         if let Some(modality) = super::modality_picker(ui, &mut self.modality) {
             self.reenrolling = None;
+            // The other modality's people are not shown under this one while its list comes.
+            self.people.clear();
+            self.people_loaded = false;
             requests.push(Request::People { modality });
         }
         ui.columns(2, |columns| {
@@ -296,7 +303,9 @@ impl EnrollmentTab {
                 });
             }
         });
-        if self.reenrolling.is_none() {
+        // Only faces are checked against everyone enrolled; a signature is checked
+        // against its own account's references at the desk.
+        if self.reenrolling.is_none() && self.modality == Modality::Face {
             ui.checkbox(
                 &mut self.force,
                 "Enroll even if the face matches someone else",
@@ -395,18 +404,28 @@ impl EnrollmentTab {
         }
         labelled_text(ui, "Search people", &mut self.search);
         let needle = self.search.trim().to_lowercase();
+        let found = |row: &&(PersonRow, Option<egui::TextureHandle>)| {
+            let person = &row.0.person;
+            needle.is_empty()
+                || person.name.to_lowercase().contains(&needle)
+                || person.external_id.to_lowercase().contains(&needle)
+        };
+        if !self.people_loaded {
+            ui.label("Reading who is enrolled…");
+        } else if self.people.is_empty() {
+            ui.label("Nobody is enrolled yet.");
+        } else if !self.people.iter().any(|row| found(&row)) {
+            ui.label(format!(
+                "Nobody enrolled matches \u{201c}{}\u{201d}.",
+                self.search.trim()
+            ));
+        }
         let mut reenrol = None;
         egui::ScrollArea::vertical()
             .id_salt("people")
             .show(ui, |ui| {
-                for (row, thumbnail) in &self.people {
+                for (row, thumbnail) in self.people.iter().filter(found) {
                     let person = &row.person;
-                    if !needle.is_empty()
-                        && !person.name.to_lowercase().contains(&needle)
-                        && !person.external_id.to_lowercase().contains(&needle)
-                    {
-                        continue;
-                    }
                     // Wrapped: a long name pushes the buttons under it, not off the screen.
                     ui.horizontal_wrapped(|ui| {
                         if let Some(handle) = thumbnail {

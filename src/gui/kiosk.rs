@@ -424,6 +424,9 @@ impl KioskTab {
             self.frame_ui(ui, view);
             ui.vertical(|ui| {
                 ui.heading("Punches");
+                if self.log.is_empty() {
+                    ui.label("No punches yet today.");
+                }
                 egui::ScrollArea::vertical()
                     .id_salt("punches")
                     .show(ui, |ui| {
