@@ -47,7 +47,7 @@ pub struct TrainingTab {
     messages: Option<Receiver<Message>>,
     pub step: Option<(usize, usize, usize)>,
     /// What the run trains and validates on, once its scans are read.
-    split: Option<Split>,
+    split: Option<String>,
     /// (epoch, loss): each step placed at its fraction of its epoch, so the loss and the
     /// validation EER share one axis.
     losses: Vec<[f64; 2]>,
@@ -119,12 +119,11 @@ impl TrainingTab {
                     validation_identities,
                     validation_scans,
                 }) => {
-                    self.split = Some(Split {
-                        train_identities,
-                        train_scans,
-                        validation_identities,
-                        validation_scans,
-                    })
+                    self.split = Some(format!(
+                        "Training on {train_scans} scans of {train_identities} writers; \
+                         validating on {validation_scans} scans of {validation_identities} \
+                         other writers"
+                    ))
                 }
                 Message::Finished(result) => {
                     self.finished = Some(result);
@@ -288,13 +287,7 @@ impl TrainingTab {
             ui.label(self.status());
         });
         if let Some(split) = &self.split {
-            ui.label(format!(
-                "Training on {} scans of {} writers; validating on {} scans of {} other writers",
-                split.train_scans,
-                split.train_identities,
-                split.validation_scans,
-                split.validation_identities
-            ));
+            ui.label(split);
         }
         if let Some((epoch, step, steps)) = self.step {
             ui.add(
@@ -407,14 +400,6 @@ impl TrainingTab {
             None => {}
         }
     }
-}
-
-/// How many scans and writers a run trains and validates on.
-struct Split {
-    train_identities: usize,
-    train_scans: usize,
-    validation_identities: usize,
-    validation_scans: usize,
 }
 
 /// One value against the epochs.
