@@ -60,7 +60,9 @@ pub enum Error {
         "nobody is enrolled under the current face model (after a model update, `vouch reembed` brings the enrolled faces over)"
     )]
     EmptyGallery,
-    #[error("{name} has no references made by model {model}: run `vouch reembed`")]
+    #[error(
+        "{name} has no references made by model {model}: run `vouch reembed`, and enrol {name} again if it says their references cannot be carried over"
+    )]
     NoReferences { name: String, model: String },
     #[error(
         "too few references: enroll people with two or more references, or load a labelled manifest"

@@ -540,6 +540,76 @@ fn rollback_restores_the_verdicts_of_the_earlier_model() {
     assert!(store.audit_verify().unwrap().intact);
 }
 
+/// `model` rewritten to read scans onto another canvas (height, width).
+fn on_canvas(model: &Path, (height, width): (u32, u32)) -> PathBuf {
+    let weights = vouch::models::load_weights(model, &Device::Cpu).unwrap();
+    let mut metadata = weights.metadata;
+    metadata.insert("canvas".into(), format!("{height}x{width}"));
+    let mut tensors: Vec<_> = weights.tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    vouch::models::save_weights(model, &tensors, metadata).unwrap();
+    model.to_path_buf()
+}
+
+/// The references' scans are not kept, only their canvases, and a canvas enlarged for a
+/// finer model moves a writer's own cheques to reject: a model that reads another canvas
+/// is not made active over references it cannot carry over, and says which and why.
+#[test]
+fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, ana, cy) = two_supervisors(&dir.path().join("vouch.db"));
+    let (shipped, model) = shipped_signature_model();
+    enroll_writer(&mut store, &model, 1);
+    let (height, width) = model.canvas;
+    let finer = on_canvas(
+        &fake_run(dir.path(), "finer", true, &[], 1.0),
+        (height * 6 / 5, width * 6 / 5),
+    );
+    let finer_model = vouch::signature::SignatureModel::load(&finer, &Device::Cpu).unwrap();
+    let proposal = store
+        .propose(
+            Change::SignatureModel {
+                path: finer.display().to_string(),
+                model_id: finer_model.model_id(),
+            },
+            serde_json::json!({}),
+            &ana,
+        )
+        .unwrap();
+    let cancel = AtomicBool::new(false);
+    let mut reembedding = Reembedding {
+        device: &Device::Cpu,
+        cancel: &cancel,
+        progress: &mut |_| {},
+    };
+    let refused = governance::approve(&mut store, &cy, proposal.id, &mut reembedding)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("3 stored reference(s) cannot be carried over")
+            && refused.contains(&format!("a canvas of {height}x{width}"))
+            && refused.contains("must be enrolled again"),
+        "{refused}"
+    );
+    assert_eq!(
+        store.proposal(proposal.id).unwrap().status,
+        ProposalStatus::Pending
+    );
+    assert_eq!(
+        vouch::workflow::active_signature_model(&store, &shipped).unwrap(),
+        shipped
+    );
+    let verdict = vouch::workflow::verify_signature(
+        &model,
+        &mut store,
+        "ACC-1",
+        &data("signatures/w1_4.png"),
+        "ana",
+    );
+    assert!(verdict.is_ok(), "the desk goes on with the model it had");
+    assert!(store.audit_verify().unwrap().intact);
+}
+
 #[test]
 fn the_replay_counts_kiosk_punches_and_the_report_lists_what_would_flip() {
     let dir = tempfile::tempdir().unwrap();

@@ -417,9 +417,40 @@ fn training_reports_progress_checkpoints_resumes_and_cancels() {
         "a new version, not the shipped one"
     );
 
+    // A resume that leaves out an option, or cuts the plan short, or reads other writers,
+    // would train another recipe under the run's name: refused before anything trains.
+    config.resume = true;
+    let refused = |config: &TrainConfig, scans: &[LabelledScan]| {
+        vouch::train::train(
+            config,
+            scans,
+            &Device::Cpu,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let mut reseeded = config.clone();
+    reseeded.seed = 2;
+    reseeded.epochs = 1;
+    let error = refused(&reseeded, &scans);
+    assert!(
+        error.contains("seed 1 (given 2)") && error.contains("epochs 2 (given 1)"),
+        "{error}"
+    );
+    let trained_on: Vec<String> =
+        serde_json::from_str(&trained.metadata[vouch::train::TRAIN_IDENTITIES]).unwrap();
+    let other_writers: Vec<LabelledScan> = scans
+        .iter()
+        .filter(|s| s.identity != trained_on[0])
+        .cloned()
+        .collect();
+    let error = refused(&config, &other_writers);
+    assert!(error.contains("give the same --data"), "{error}");
+
     // Resume to a third epoch from the checkpoint.
     config.epochs = 3;
-    config.resume = true;
     let resumed = train_quietly(&config, &scans);
     assert_eq!(resumed.history.len(), 3);
     for (kept, original) in resumed.history.iter().zip(&report.history) {

@@ -404,7 +404,7 @@ pub(super) fn reembed_with(
     bar.finish_and_clear();
     print_report(&report, json, |r| {
         format!(
-            "{} template(s) embedded by {}{}{}",
+            "{} template(s) embedded by {}{}{}{}",
             r.templates,
             r.model,
             if r.unreadable_crops > 0 {
@@ -412,6 +412,8 @@ pub(super) fn reembed_with(
             } else {
                 String::new()
             },
+            r.refused_summary()
+                .map_or_else(String::new, |refused| format!("; {refused}")),
             if r.cancelled {
                 " (cancelled: run again to finish)"
             } else {

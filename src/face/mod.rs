@@ -691,13 +691,8 @@ impl FaceModels {
         if chips.is_empty() {
             return Ok(Vec::new());
         }
-        let size = recognition::CHIP_SIZE as u32;
-        if let Some(chip) = chips.iter().find(|c| c.dimensions() != (size, size)) {
-            return Err(Error::Invalid(format!(
-                "a face chip must be {size}x{size}, not {}x{}",
-                chip.width(),
-                chip.height()
-            )));
+        if let Some(wrong) = chips.iter().find_map(|c| wrong_chip_size(c.dimensions())) {
+            return Err(Error::Invalid(wrong));
         }
         if self.device.is_cpu() {
             return on_the_pool(|| self.recognition.embed_chips_cpu(chips, self.isa))
@@ -726,6 +721,17 @@ impl CropEmbedder for FaceModels {
         let chips: Vec<RgbImage> = crops.iter().map(|c| c.to_rgb8()).collect();
         self.embed_chips(&chips)
     }
+
+    fn refuses_crop(&self, crop: &image::DynamicImage) -> Option<String> {
+        wrong_chip_size((crop.width(), crop.height()))
+    }
+}
+
+/// Why a chip of (width, height) cannot be embedded, if it cannot.
+fn wrong_chip_size((width, height): (u32, u32)) -> Option<String> {
+    let size = recognition::CHIP_SIZE as u32;
+    ((width, height) != (size, size))
+        .then(|| format!("a face chip must be {size}x{size}, not {width}x{height}"))
 }
 
 /// Runs a network's forward pass on a rayon worker, so that its layers' fork-joins stay

@@ -234,10 +234,7 @@ impl AttendanceTab {
                     let Some(correction) = &record.correction else {
                         continue;
                     };
-                    let local = chrono::DateTime::parse_from_rfc3339(&record.at).map_or_else(
-                        |_| record.at.clone(),
-                        |t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string(),
-                    );
+                    let local = super::local_time_as(&record.at, "%Y-%m-%d %H:%M");
                     ui.label(format!("{local} check-{}", record.kind));
                     ui.label(format!(
                         "{} ({})",

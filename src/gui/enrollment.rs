@@ -436,7 +436,7 @@ impl EnrollmentTab {
                             person.name,
                             person.external_id,
                             person.templates,
-                            &person.created_at[..10.min(person.created_at.len())]
+                            super::local_time_as(&person.created_at, "%Y-%m-%d")
                         ));
                         if ui
                             .button(format!("Re-enrol {}", person.external_id))

@@ -34,10 +34,7 @@ fn first_name(name: &str) -> &str {
 
 /// An RFC 3339 instant as the local hour and minute.
 fn clock(rfc3339: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or_else(
-        |_| rfc3339.to_string(),
-        |t| t.with_timezone(&chrono::Local).format("%H:%M").to_string(),
-    )
+    super::local_time_as(rfc3339, "%H:%M")
 }
 
 fn punch_line(at: &str, kind: crate::types::PunchKind, name: &str, external_id: &str) -> String {

@@ -432,13 +432,14 @@ pub(crate) fn labelled_text(ui: &mut egui::Ui, label: &str, value: &mut String) 
 
 /// An RFC 3339 instant as the local wall-clock time the operator reads.
 pub(crate) fn local_time(rfc3339: &str) -> String {
+    local_time_as(rfc3339, "%Y-%m-%d %H:%M:%S")
+}
+
+/// An RFC 3339 instant in local time, in a `chrono` format; an unreadable one as it is.
+pub(crate) fn local_time_as(rfc3339: &str, format: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(rfc3339).map_or_else(
         |_| rfc3339.to_string(),
-        |t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        },
+        |t| t.with_timezone(&chrono::Local).format(format).to_string(),
     )
 }
 

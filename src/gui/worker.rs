@@ -524,17 +524,27 @@ impl Worker {
                     "re-embedded the templates of an earlier model"
                 );
             }
-            Ok::<_, String>(report.templates)
+            Ok::<_, String>(report)
         };
         // The kiosk's gallery follows the faces before the signatures are tried, so a
         // signature model that fails does not leave the kiosk on stale templates.
-        if reembed(&mut self.store, &self.faces)? > 0 {
+        let faces = reembed(&mut self.store, &self.faces)?;
+        if faces.templates > 0 {
             self.reload_gallery()?;
         }
-        if let Ok(signatures) = &self.signatures {
-            reembed(&mut self.store, signatures)?;
+        let signatures = match &self.signatures {
+            Ok(signatures) => Some(reembed(&mut self.store, signatures)?),
+            Err(_) => None,
+        };
+        let refused: Vec<String> = std::iter::once(faces)
+            .chain(signatures)
+            .filter_map(|report| report.refused_summary())
+            .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(refused.join("; "))
         }
-        Ok(())
     }
 
     /// The whole audit (chain, anchor, ledger, seals) before the first punch: a database

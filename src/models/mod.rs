@@ -41,6 +41,9 @@ pub trait CropEmbedder {
     /// What each of its templates must be.
     fn template_shape(&self) -> TemplateShape;
     fn embed_crops(&self, crops: &[image::DynamicImage]) -> Result<Vec<Vec<f32>>>;
+    /// Why this model cannot embed a stored crop faithfully (one made for another input
+    /// size), or `None` when it can.
+    fn refuses_crop(&self, crop: &image::DynamicImage) -> Option<String>;
 }
 
 /// A loaded weight file and the identity of its exact bytes, so that every embedding can

@@ -211,4 +211,18 @@ impl CropEmbedder for SignatureModel {
         let canvases: Vec<GrayImage> = crops.iter().map(DynamicImage::to_luma8).collect();
         self.templates(&canvases)
     }
+
+    /// A canvas kept under a model with another canvas size is refused, not rescaled:
+    /// the stroke descriptor read on an enlarged canvas moved a writer's own scans from
+    /// accept to reject (models/README, "A finer canvas"), and the scan itself is not kept.
+    fn refuses_crop(&self, crop: &DynamicImage) -> Option<String> {
+        let (height, width) = self.canvas;
+        ((crop.width(), crop.height()) != (width, height)).then(|| {
+            format!(
+                "a canvas of {}x{} (HxW) where this model reads {height}x{width}",
+                crop.height(),
+                crop.width()
+            )
+        })
+    }
 }

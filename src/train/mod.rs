@@ -520,6 +520,9 @@ pub fn train(
     };
     let (train_scans, validation_scans) = (pick(&train_names), pick(&validation_names));
     std::fs::create_dir_all(&config.out).map_err(|e| Error::io(e, &config.out))?;
+    if config.resume {
+        check_resumed(config, &train_names)?;
+    }
     let mut run = Run::start(config, device)?;
     let canvas = run.canvas;
     if config.turned_classes {
@@ -608,6 +611,64 @@ pub fn train(
         history: run.history,
         cancelled,
     })
+}
+
+/// What a resumed run must be given as it was started, or its later epochs would train
+/// another recipe under its name: a --seed, --lr or batch left out reads the default.
+const RESUMED_RECIPE: [&str; 15] = [
+    "modality",
+    "loss",
+    "learning_rate",
+    "beta1",
+    "beta2",
+    "margin",
+    "identities_per_batch",
+    "genuine_per_identity",
+    "forgeries_per_identity",
+    "steps_per_epoch",
+    "validation_fraction",
+    "scan_variations",
+    "augmentation",
+    "turned_classes",
+    "seed",
+];
+
+/// Refuses to resume a run with another recipe, fewer epochs than it was planned for, or
+/// data that splits into other training writers than those it trained on.
+fn check_resumed(config: &TrainConfig, train_names: &[String]) -> Result<()> {
+    let path = config.out.join(HISTORY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(e, &path))?;
+    let started: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    let given = serde_json::to_value(config).expect("config serialises");
+    let mut differences: Vec<String> = RESUMED_RECIPE
+        .iter()
+        .filter(|key| started["config"][**key] != given[**key])
+        .map(|key| format!("{key} {} (given {})", started["config"][*key], given[*key]))
+        .collect();
+    let planned = started["config"]["epochs"].as_u64().unwrap_or(0);
+    if (config.epochs as u64) < planned {
+        differences.push(format!("epochs {planned} (given {})", config.epochs));
+    }
+    if let Some(trained) = started[TRAIN_IDENTITIES].as_array() {
+        let same = trained.len() == train_names.len()
+            && trained.iter().zip(train_names).all(|(a, b)| a == b);
+        if !same {
+            differences.push(format!(
+                "{} training writers (the data given makes {}, not the same ones: give the same --data)",
+                trained.len(),
+                train_names.len()
+            ));
+        }
+    }
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "{} was started with {}: resume it with the same options",
+        config.out.display(),
+        differences.join(", ")
+    )))
 }
 
 /// What a run carries from epoch to epoch: the encoder's variables, the optimiser and
@@ -815,7 +876,7 @@ impl Run {
         std::fs::write(
             config.out.join(HISTORY_FILE),
             serde_json::to_string_pretty(&serde_json::json!({
-                "config": config, "history": self.history,
+                "config": config, "history": self.history, TRAIN_IDENTITIES: train_names,
             }))
             .expect("history serialises"),
         )

@@ -431,6 +431,13 @@ impl Reembedding<'_> {
         if report.cancelled {
             return Err(Error::Cancelled);
         }
+        // Activating it would leave those accounts with nothing to be checked against.
+        if let Some(refused) = report.refused_summary() {
+            return Err(Error::Invalid(format!(
+                "{} cannot be made active here: {refused}",
+                path.display()
+            )));
+        }
         Ok(model)
     }
 }

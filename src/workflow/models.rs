@@ -22,12 +22,29 @@ pub struct ReembedReport {
     pub model: String,
     pub templates: usize,
     pub unreadable_crops: usize,
+    /// Stored crops this model cannot embed faithfully (made for another input size);
+    /// their people keep only the earlier model's templates until enrolled again.
+    pub refused_crops: usize,
+    /// Why the first of them was refused.
+    pub refusal: Option<String>,
     pub cancelled: bool,
+}
+
+impl ReembedReport {
+    /// What the operator must do about the refused crops, if any were.
+    pub fn refused_summary(&self) -> Option<String> {
+        let reason = self.refusal.as_ref()?;
+        Some(format!(
+            "{} stored reference(s) cannot be carried over to {} ({reason}): those people keep \
+             only the earlier model's templates and must be enrolled again",
+            self.refused_crops, self.model
+        ))
+    }
 }
 
 /// Embeds, with `embedder`, every stored crop that its model has not embedded yet. Old
 /// templates stay (an operator can go back to the old model); matching only ever uses
-/// the templates of the active model.
+/// the templates of the active model. A crop the model refuses is counted and left.
 pub fn reembed(
     store: &mut Store,
     embedder: &dyn CropEmbedder,
@@ -41,6 +58,8 @@ pub fn reembed(
         model: model.clone(),
         templates: 0,
         unreadable_crops: 0,
+        refused_crops: 0,
+        refusal: None,
         cancelled: false,
     };
     for chunk in pending.chunks(REEMBED_CHUNK) {
@@ -49,7 +68,7 @@ pub fn reembed(
             break;
         }
         progress(Progress {
-            done: report.templates + report.unreadable_crops,
+            done: report.templates + report.unreadable_crops + report.refused_crops,
             total: pending.len(),
             current: model.clone(),
         });
@@ -57,10 +76,22 @@ pub fn reembed(
         let mut crops = Vec::new();
         for template in chunk {
             match image::load_from_memory(&template.crop) {
-                Ok(crop) => {
-                    readable.push(template);
-                    crops.push(crop);
-                }
+                Ok(crop) => match embedder.refuses_crop(&crop) {
+                    None => {
+                        readable.push(template);
+                        crops.push(crop);
+                    }
+                    Some(reason) => {
+                        tracing::warn!(
+                            template = template.template_id,
+                            person = template.person_id,
+                            %reason,
+                            "stored crop refused"
+                        );
+                        report.refused_crops += 1;
+                        report.refusal.get_or_insert(reason);
+                    }
+                },
                 Err(error) => {
                     tracing::warn!(template = template.template_id, %error, "stored crop is unreadable");
                     report.unreadable_crops += 1;
@@ -87,14 +118,13 @@ pub fn reembed(
         report.templates += new.len();
     }
     progress(Progress {
-        done: report.templates + report.unreadable_crops,
+        done: report.templates + report.unreadable_crops + report.refused_crops,
         total: pending.len(),
         current: String::new(),
     });
     Ok(report)
 }
 
-/// The setting that names the active signature model's file.
 /// The signature model this database works with: the one an approved change made
 /// active in it, else `shipped`. Every front end (the CLI, the desk, the training tab)
 /// asks this.
