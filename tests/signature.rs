@@ -607,6 +607,54 @@ fn another_writer_is_never_accepted_even_against_references_that_disagree() {
     }
 }
 
+/// A scorer fitted with `--descriptor-canvas` reads the stroke descriptor on each canvas
+/// brought onto that size, and the encoder on the canvas itself; a file that names a
+/// descriptor canvas that is not HxW is refused, not read at the encoder's.
+#[test]
+fn the_descriptor_canvas_is_where_the_stroke_descriptor_is_read() {
+    use vouch::signature::descriptor::describe;
+    use vouch::signature::encoder::EMBEDDING_DIM;
+    use vouch::signature::preprocess::onto_canvas;
+    let mut model = model();
+    let canvas = model
+        .normalise(&vouch::imageio::load(&scan(1, 1)).unwrap(), "scan")
+        .unwrap()
+        .canvas;
+    let (height, width) = model.canvas;
+    let own = model
+        .templates(std::slice::from_ref(&canvas))
+        .unwrap()
+        .remove(0);
+    model.descriptor_canvas = (height * 5 / 6, width * 5 / 6);
+    let reduced = model
+        .templates(std::slice::from_ref(&canvas))
+        .unwrap()
+        .remove(0);
+    assert_eq!(own[..EMBEDDING_DIM], reduced[..EMBEDDING_DIM]);
+    assert_eq!(own[EMBEDDING_DIM..], describe(&canvas)[..]);
+    assert_eq!(
+        reduced[EMBEDDING_DIM..],
+        describe(&onto_canvas(&canvas, model.descriptor_canvas))[..]
+    );
+    assert_ne!(own[EMBEDDING_DIM..], reduced[EMBEDDING_DIM..]);
+
+    let shipped = repo().join("models").join(SIGNATURE_MODEL_FILE);
+    let weights = vouch::models::load_weights(&shipped, &Device::Cpu).unwrap();
+    let mut metadata = weights.metadata;
+    metadata.insert(
+        vouch::signature::DESCRIPTOR_CANVAS_KEY.into(),
+        "wide".into(),
+    );
+    let tensors: Vec<_> = weights.tensors.into_iter().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("odd.safetensors");
+    vouch::models::save_weights(&odd, &tensors, metadata).unwrap();
+    let Err(error) = SignatureModel::load(&odd, &Device::Cpu) else {
+        panic!("a descriptor canvas of `wide` was read");
+    };
+    assert!(error.to_string().contains("`wide`, not HxW"), "{error}");
+}
+
 /// The same on the cross-media writers the encoder held out for validation (named in the
 /// model's metadata): references are a writer's scans 1-3 (three names), impostors every
 /// other held-out writer's scan 4.
@@ -839,6 +887,7 @@ fn cross_validation_tests_each_writer_once_with_everything_fitted_without_it() {
             writer_dependent: false,
             cohort: None,
             aligned_across_references: false,
+            descriptor_canvas: None,
         },
         train_encoder: None,
         extra_training: Vec::new(),

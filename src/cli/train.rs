@@ -226,6 +226,10 @@ pub struct ScorerChoice {
     /// bands then serves an account with 1 reference and one with 12.
     #[arg(long)]
     align_references: bool,
+    /// Read the stroke descriptor on each canvas brought onto this size, HxW [default:
+    /// the encoder's canvas].
+    #[arg(long, value_name = "HxW", value_parser = parse_canvas)]
+    descriptor_canvas: Option<(u32, u32)>,
 }
 
 impl ScorerChoice {
@@ -235,6 +239,7 @@ impl ScorerChoice {
             writer_dependent: self.writer_dependent,
             cohort: self.cohort.map(usize::from),
             aligned_across_references: self.align_references,
+            descriptor_canvas: self.descriptor_canvas,
         }
     }
 }

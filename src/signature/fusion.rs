@@ -421,6 +421,9 @@ pub struct FitOptions {
     /// Shift the score with the number of references so that genuine and forged cross
     /// at the same score for every enrollment size from 1 to the largest fitted.
     pub aligned_across_references: bool,
+    /// Read the stroke descriptor on each canvas brought onto this size [default: the
+    /// encoder's canvas].
+    pub descriptor_canvas: Option<(u32, u32)>,
 }
 
 impl FitOptions {
@@ -437,6 +440,11 @@ impl FitOptions {
                  ({per_writer} from each fitting writer)"
             ));
         }
+        if let Some((height, width)) = self.descriptor_canvas {
+            extras.push_str(&format!(
+                ", with the stroke descriptor read on the canvas brought onto {height}x{width}"
+            ));
+        }
         extras
     }
 
@@ -447,6 +455,7 @@ impl FitOptions {
             writer_dependent: false,
             cohort: None,
             aligned_across_references: true,
+            descriptor_canvas: None,
         }
     }
 }
@@ -1077,6 +1086,7 @@ mod tests {
                 writer_dependent: false,
                 cohort: None,
                 aligned_across_references: aligned,
+                descriptor_canvas: None,
             };
             ScoreFusion::fit(&writers, &options).unwrap()
         };
@@ -1134,6 +1144,7 @@ mod tests {
             writer_dependent: true,
             cohort: None,
             aligned_across_references: false,
+            descriptor_canvas: None,
         };
         let fusion = ScoreFusion::fit(&writers, &options).unwrap();
         assert!(fusion.is_writer_dependent());
@@ -1161,6 +1172,7 @@ mod tests {
             writer_dependent: false,
             cohort: Some(cohort),
             aligned_across_references: true,
+            descriptor_canvas: None,
         };
         let error = ScoreFusion::fit(&writers[..4], &options(3))
             .unwrap_err()

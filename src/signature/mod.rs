@@ -25,6 +25,9 @@ use preprocess::{Normalisation, Normalised, normalise};
 
 /// The shipped signature model in the models folder.
 pub const SIGNATURE_MODEL_FILE: &str = "signature_encoder.safetensors";
+/// The metadata key of the canvas the stroke descriptor is read on, when it is not the
+/// encoder's.
+pub const DESCRIPTOR_CANVAS_KEY: &str = "descriptor_canvas";
 /// Canvases per forward pass: large enough to use the cores, small enough for memory.
 const EMBED_BATCH: usize = 32;
 /// A stored template: the embedding, then the stroke descriptor.
@@ -44,6 +47,9 @@ pub struct SignatureModel {
     device: Device,
     sha256: String,
     pub canvas: (u32, u32),
+    /// The canvas the stroke descriptor is read on: each canvas is brought onto it first
+    /// [default: the encoder's canvas].
+    pub descriptor_canvas: (u32, u32),
     /// How scans are prepared for this model: as it was trained.
     pub normalisation: Normalisation,
     /// Provenance and metrics written by `vouch train`.
@@ -62,6 +68,12 @@ impl SignatureModel {
         };
         let canvas = parse_canvas(weights.metadata.get("canvas").map(String::as_str))
             .ok_or_else(|| bad("no `canvas` (HxW) in its metadata".into()))?;
+        let descriptor_canvas = match weights.metadata.get(DESCRIPTOR_CANVAS_KEY) {
+            None => canvas,
+            Some(text) => parse_canvas(Some(text))
+                .filter(|&(height, width)| height >= 8 && width >= 8)
+                .ok_or_else(|| bad(format!("`{DESCRIPTOR_CANVAS_KEY}` is `{text}`, not HxW")))?,
+        };
         let normalisation = Normalisation::from_metadata(
             weights
                 .metadata
@@ -78,6 +90,7 @@ impl SignatureModel {
             device: device.clone(),
             sha256: weights.sha256,
             canvas,
+            descriptor_canvas,
             normalisation,
             metadata: weights.metadata,
         })
@@ -105,7 +118,12 @@ impl SignatureModel {
     /// descriptor of each canvas.
     pub fn templates(&self, canvases: &[GrayImage]) -> Result<Vec<Vec<f32>>> {
         use rayon::prelude::*;
-        let descriptors: Vec<Vec<f32>> = canvases.par_iter().map(descriptor::describe).collect();
+        let descriptors: Vec<Vec<f32>> = canvases
+            .par_iter()
+            .map(|canvas| {
+                descriptor::describe(&preprocess::onto_canvas(canvas, self.descriptor_canvas))
+            })
+            .collect();
         Ok(self
             .embed_canvases(canvases)?
             .into_iter()

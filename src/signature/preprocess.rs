@@ -389,6 +389,15 @@ pub fn ink_shape(
     }
 }
 
+/// `canvas` brought onto another size the way scans are brought onto a canvas: scaled to
+/// fit, keeping its proportions, and centred.
+pub fn onto_canvas(canvas: &GrayImage, size: (u32, u32)) -> GrayImage {
+    if canvas.dimensions() == (size.1, size.0) {
+        return canvas.clone();
+    }
+    centre(canvas, size)
+}
+
 /// Scales `ink` to fit the canvas, keeping its aspect ratio, and centres it.
 fn centre(ink: &GrayImage, (height, width): (u32, u32)) -> GrayImage {
     let scale = (width as f64 / ink.width() as f64).min(height as f64 / ink.height() as f64);

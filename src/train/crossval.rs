@@ -169,13 +169,28 @@ pub fn cross_validate(
 ) -> Result<CrossValidation> {
     let writers = identities(scans);
     let splits = writer_folds(&writers, plan.folds, plan.seed)?;
+    if plan.train_encoder.is_none()
+        && plan
+            .fit
+            .descriptor_canvas
+            .is_some_and(|canvas| canvas != model.descriptor_canvas)
+    {
+        return Err(Error::Invalid(
+            "without fold encoders the model's own descriptor canvas is used: fit its scorer \
+             with that descriptor canvas first"
+                .into(),
+        ));
+    }
     let mut folds = Vec::new();
     for split in splits {
-        let trained;
+        let mut trained;
         let encoder = match &plan.train_encoder {
             Some(config) => {
                 trained =
                     train_fold_encoder(scans, &split, plan, config, device, cancel, on_event)?;
+                if let Some(canvas) = plan.fit.descriptor_canvas {
+                    trained.descriptor_canvas = canvas;
+                }
                 &trained
             }
             None => model,

@@ -33,6 +33,12 @@ pub fn fit_scorer(
     weights
         .tensors
         .retain(|name, _| !name.starts_with(FUSION_PREFIX));
+    if let Some(canvas) = options.descriptor_canvas {
+        weights.metadata.insert(
+            crate::signature::DESCRIPTOR_CANVAS_KEY.into(),
+            crate::signature::canvas_metadata(canvas),
+        );
+    }
     let encoder_tensors = weights.tensors.clone();
     let mut metadata = weights.metadata.clone();
     let model = SignatureModel::from_weights(weights, path, &device)?;
