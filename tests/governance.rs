@@ -588,7 +588,7 @@ fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry(
     assert!(
         refused.contains("3 stored reference(s) cannot be carried over")
             && refused.contains(&format!("a canvas of {height}x{width}"))
-            && refused.contains("must be enrolled again"),
+            && refused.contains("enrol again: Writer 1 (ACC-1)"),
         "{refused}"
     );
     assert_eq!(

@@ -201,6 +201,67 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
     assert!(store.audit_verify().unwrap().intact);
 }
 
+/// Under a model that reads another canvas, `vouch signature reembed` cannot carry the
+/// references over: it says how many, why and what to do, and fails, and the desk says the
+/// account must be enrolled again instead of scoring it.
+#[test]
+fn reembedding_under_another_canvas_fails_and_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    json_of(
+        vouch(&db)
+            .args([
+                "signature",
+                "enroll",
+                "--name",
+                "Writer One",
+                "--id",
+                "ACC-1",
+            ])
+            .arg(scan(1, 1))
+            .arg(scan(1, 2)),
+    );
+    let shipped = repo().join("models").join(SIGNATURE_MODEL_FILE);
+    let weights = vouch::models::load_weights(&shipped, &Device::Cpu).unwrap();
+    let (height, width) = model().canvas;
+    let mut metadata = weights.metadata;
+    metadata.insert(
+        "canvas".into(),
+        format!("{}x{}", height * 6 / 5, width * 6 / 5),
+    );
+    let tensors: Vec<_> = weights.tensors.into_iter().collect();
+    let finer = dir.path().join("finer.safetensors");
+    vouch::models::save_weights(&finer, &tensors, metadata).unwrap();
+
+    let under_finer = |args: &[&str]| {
+        let output = vouch(&db)
+            .arg("--signature-model")
+            .arg(&finer)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr)
+    };
+    let said = under_finer(&["signature", "reembed"]);
+    assert!(
+        said.contains("2 stored reference(s) cannot be carried over")
+            && said.contains(&format!("a canvas of {height}x{width}"))
+            && said.contains("enrol again: Writer One (ACC-1)"),
+        "{said}"
+    );
+    let questioned = scan(1, 3);
+    let checked = under_finer(&[
+        "signature",
+        "verify",
+        "--id",
+        "ACC-1",
+        questioned.to_str().unwrap(),
+    ]);
+    assert!(checked.contains("enrol Writer One again"), "{checked}");
+}
+
 /// The CEDAR scans of some writers, or `None` (the test skips, saying so) without ../shared.
 fn cedar_writers(writers: std::ops::RangeInclusive<u64>, test: &str) -> Option<Vec<LabelledScan>> {
     let cedar = shared("data/signatures/cedar", test)?;

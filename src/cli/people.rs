@@ -201,15 +201,21 @@ pub fn reembed(args: JsonArgs, context: &Context) -> anyhow::Result<ExitCode> {
         session.name(),
         args.json,
     )?;
-    if faces != ExitCode::SUCCESS {
-        return Ok(faces);
+    if faces.cancelled {
+        return Ok(ExitCode::FAILURE);
     }
-    reembed_with(
+    let signatures = reembed_with(
         &context.load_signature_model(Some(&store))?,
         &mut store,
         session.name(),
         args.json,
-    )
+    )?;
+    // A reference left behind is work undone, as much as a cancelled run.
+    Ok(if faces.complete() && signatures.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub fn verify(args: VerifyArgs, context: &Context) -> anyhow::Result<ExitCode> {
@@ -395,7 +401,7 @@ pub(super) fn reembed_with(
     store: &mut Store,
     actor: &str,
     json: bool,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<workflow::ReembedReport> {
     let bar = progress_bar("re-embedding", "templates")?;
     let report = workflow::reembed(store, models, actor, cancel_flag(), &mut |p| {
         bar.set_length(p.total as u64);
@@ -421,9 +427,5 @@ pub(super) fn reembed_with(
             }
         )
     })?;
-    Ok(if report.cancelled {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(report)
 }

@@ -91,7 +91,12 @@ pub fn run(command: SignatureCommand, context: &Context) -> anyhow::Result<ExitC
         SignatureCommand::Reembed { json } => {
             let (mut store, session) = open_as(context, Permission::Administer)?;
             let model = context.load_signature_model(Some(&store))?;
-            reembed_with(&model, &mut store, session.name(), json)
+            let report = reembed_with(&model, &mut store, session.name(), json)?;
+            Ok(if report.complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

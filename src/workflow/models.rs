@@ -27,16 +27,28 @@ pub struct ReembedReport {
     pub refused_crops: usize,
     /// Why the first of them was refused.
     pub refusal: Option<String>,
+    /// Who they belong to, "Name (external id)", each once.
+    pub refused_people: Vec<String>,
     pub cancelled: bool,
 }
 
 impl ReembedReport {
+    /// Every stored crop has its template under the model: nothing cancelled, nothing
+    /// refused.
+    pub fn complete(&self) -> bool {
+        !self.cancelled && self.refused_crops == 0
+    }
+
     /// What the operator must do about the refused crops, if any were.
     pub fn refused_summary(&self) -> Option<String> {
+        const NAMED: usize = 5;
         let reason = self.refusal.as_ref()?;
+        let mut people = self.refused_people[..self.refused_people.len().min(NAMED)].join(", ");
+        if self.refused_people.len() > NAMED {
+            people.push_str(&format!(" and {} more", self.refused_people.len() - NAMED));
+        }
         Some(format!(
-            "{} stored reference(s) cannot be carried over to {} ({reason}): those people keep \
-             only the earlier model's templates and must be enrolled again",
+            "{} stored reference(s) cannot be carried over to {} ({reason}); enrol again: {people}",
             self.refused_crops, self.model
         ))
     }
@@ -60,6 +72,7 @@ pub fn reembed(
         unreadable_crops: 0,
         refused_crops: 0,
         refusal: None,
+        refused_people: Vec::new(),
         cancelled: false,
     };
     for chunk in pending.chunks(REEMBED_CHUNK) {
@@ -90,6 +103,11 @@ pub fn reembed(
                         );
                         report.refused_crops += 1;
                         report.refusal.get_or_insert(reason);
+                        let person = store.person(template.person_id)?;
+                        let who = format!("{} ({})", person.name, person.external_id);
+                        if !report.refused_people.contains(&who) {
+                            report.refused_people.push(who);
+                        }
                     }
                 },
                 Err(error) => {
