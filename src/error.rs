@@ -61,7 +61,7 @@ pub enum Error {
     )]
     EmptyGallery,
     #[error(
-        "{name} has no references made by model {model}: run `vouch reembed`, and enrol {name} again if it says their references cannot be carried over"
+        "{name} has no references made by model {model}: re-embed the stored references (the window does when it starts; `vouch reembed`), or enrol {name} again if re-embedding says they cannot be carried over"
     )]
     NoReferences { name: String, model: String },
     #[error(

@@ -259,7 +259,7 @@ fn reembedding_under_another_canvas_fails_and_says_what_to_do() {
         "ACC-1",
         questioned.to_str().unwrap(),
     ]);
-    assert!(checked.contains("enrol Writer One again"), "{checked}");
+    assert!(checked.contains("or enrol Writer One again"), "{checked}");
 }
 
 /// The CEDAR scans of some writers, or `None` (the test skips, saying so) without ../shared.

@@ -391,11 +391,11 @@ pub fn ink_shape(
 
 /// `canvas` brought onto another size the way scans are brought onto a canvas: scaled to
 /// fit, keeping its proportions, and centred.
-pub fn onto_canvas(canvas: &GrayImage, size: (u32, u32)) -> GrayImage {
+pub fn onto_canvas(canvas: &GrayImage, size: (u32, u32)) -> std::borrow::Cow<'_, GrayImage> {
     if canvas.dimensions() == (size.1, size.0) {
-        return canvas.clone();
+        return std::borrow::Cow::Borrowed(canvas);
     }
-    centre(canvas, size)
+    std::borrow::Cow::Owned(centre(canvas, size))
 }
 
 /// Scales `ink` to fit the canvas, keeping its aspect ratio, and centres it.
