@@ -540,17 +540,6 @@ fn rollback_restores_the_verdicts_of_the_earlier_model() {
     assert!(store.audit_verify().unwrap().intact);
 }
 
-/// `model` rewritten to read scans onto another canvas (height, width).
-fn on_canvas(model: &Path, (height, width): (u32, u32)) -> PathBuf {
-    let weights = vouch::models::load_weights(model, &Device::Cpu).unwrap();
-    let mut metadata = weights.metadata;
-    metadata.insert("canvas".into(), format!("{height}x{width}"));
-    let mut tensors: Vec<_> = weights.tensors.into_iter().collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    vouch::models::save_weights(model, &tensors, metadata).unwrap();
-    model.to_path_buf()
-}
-
 /// The references' scans are not kept, only their canvases, and a canvas enlarged for a
 /// finer model moves a writer's own cheques to reject: a model that reads another canvas
 /// is not made active over references it cannot carry over, and says which and why.
@@ -561,9 +550,10 @@ fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry(
     let (shipped, model) = shipped_signature_model();
     enroll_writer(&mut store, &model, 1);
     let (height, width) = model.canvas;
-    let finer = on_canvas(
-        &fake_run(dir.path(), "finer", true, &[], 1.0),
-        (height * 6 / 5, width * 6 / 5),
+    let finer = common::shipped_signature_with(
+        &dir.path().join("finer.safetensors"),
+        "canvas",
+        format!("{}x{}", height * 6 / 5, width * 6 / 5),
     );
     let finer_model = vouch::signature::SignatureModel::load(&finer, &Device::Cpu).unwrap();
     let proposal = store

@@ -208,30 +208,13 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
 fn reembedding_under_another_canvas_fails_and_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vouch.db");
-    json_of(
-        vouch(&db)
-            .args([
-                "signature",
-                "enroll",
-                "--name",
-                "Writer One",
-                "--id",
-                "ACC-1",
-            ])
-            .arg(scan(1, 1))
-            .arg(scan(1, 2)),
-    );
-    let shipped = repo().join("models").join(SIGNATURE_MODEL_FILE);
-    let weights = vouch::models::load_weights(&shipped, &Device::Cpu).unwrap();
     let (height, width) = model().canvas;
-    let mut metadata = weights.metadata;
-    metadata.insert(
-        "canvas".into(),
+    common::enroll_writer(&mut vouch::store::Store::open(&db).unwrap(), &model(), 1);
+    let finer = common::shipped_signature_with(
+        &dir.path().join("finer.safetensors"),
+        "canvas",
         format!("{}x{}", height * 6 / 5, width * 6 / 5),
     );
-    let tensors: Vec<_> = weights.tensors.into_iter().collect();
-    let finer = dir.path().join("finer.safetensors");
-    vouch::models::save_weights(&finer, &tensors, metadata).unwrap();
 
     let under_finer = |args: &[&str]| {
         let output = vouch(&db)
@@ -246,9 +229,9 @@ fn reembedding_under_another_canvas_fails_and_says_what_to_do() {
     };
     let said = under_finer(&["signature", "reembed"]);
     assert!(
-        said.contains("2 stored reference(s) cannot be carried over")
+        said.contains("3 stored reference(s) cannot be carried over")
             && said.contains(&format!("a canvas of {height}x{width}"))
-            && said.contains("enrol again: Writer One (ACC-1)"),
+            && said.contains("enrol again: Writer 1 (ACC-1)"),
         "{said}"
     );
     let questioned = scan(1, 3);
@@ -259,7 +242,7 @@ fn reembedding_under_another_canvas_fails_and_says_what_to_do() {
         "ACC-1",
         questioned.to_str().unwrap(),
     ]);
-    assert!(checked.contains("or enrol Writer One again"), "{checked}");
+    assert!(checked.contains("or enrol Writer 1 again"), "{checked}");
 }
 
 /// The CEDAR scans of some writers, or `None` (the test skips, saying so) without ../shared.
@@ -699,17 +682,12 @@ fn the_descriptor_canvas_is_where_the_stroke_descriptor_is_read() {
     );
     assert_ne!(own[EMBEDDING_DIM..], reduced[EMBEDDING_DIM..]);
 
-    let shipped = repo().join("models").join(SIGNATURE_MODEL_FILE);
-    let weights = vouch::models::load_weights(&shipped, &Device::Cpu).unwrap();
-    let mut metadata = weights.metadata;
-    metadata.insert(
-        vouch::signature::DESCRIPTOR_CANVAS_KEY.into(),
+    let dir = tempfile::tempdir().unwrap();
+    let odd = common::shipped_signature_with(
+        &dir.path().join("odd.safetensors"),
+        vouch::signature::DESCRIPTOR_CANVAS_KEY,
         "wide".into(),
     );
-    let tensors: Vec<_> = weights.tensors.into_iter().collect();
-    let dir = tempfile::tempdir().unwrap();
-    let odd = dir.path().join("odd.safetensors");
-    vouch::models::save_weights(&odd, &tensors, metadata).unwrap();
     let Err(error) = SignatureModel::load(&odd, &Device::Cpu) else {
         panic!("a descriptor canvas of `wide` was read");
     };

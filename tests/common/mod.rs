@@ -156,6 +156,18 @@ pub fn shipped_signature_model() -> (PathBuf, vouch::signature::SignatureModel) 
     (shipped, model)
 }
 
+/// The shipped signature model written to `path` with one metadata entry replaced: a
+/// model that reads scans otherwise.
+pub fn shipped_signature_with(path: &Path, key: &str, value: String) -> PathBuf {
+    let (shipped, _) = shipped_signature_model();
+    let weights = vouch::models::load_weights(&shipped, &Device::Cpu).unwrap();
+    let mut metadata = weights.metadata;
+    metadata.insert(key.into(), value);
+    let tensors: Vec<_> = weights.tensors.into_iter().collect();
+    vouch::models::save_weights(path, &tensors, metadata).unwrap();
+    path.to_path_buf()
+}
+
 /// Enrols `Writer N` (`ACC-N`) from their first three test scans.
 pub fn enroll_writer(
     store: &mut vouch::store::Store,
