@@ -374,6 +374,13 @@ fn tiny_training_set() -> Vec<LabelledScan> {
 }
 
 fn train_quietly(config: &TrainConfig, scans: &[LabelledScan]) -> vouch::train::TrainReport {
+    try_training(config, scans).unwrap()
+}
+
+fn try_training(
+    config: &TrainConfig,
+    scans: &[LabelledScan],
+) -> vouch::Result<vouch::train::TrainReport> {
     vouch::train::train(
         config,
         scans,
@@ -381,7 +388,6 @@ fn train_quietly(config: &TrainConfig, scans: &[LabelledScan]) -> vouch::train::
         &AtomicBool::new(false),
         &mut |_| {},
     )
-    .unwrap()
 }
 
 /// A run on writers with skilled forgeries ends with the scorer fitted into its model.
@@ -465,15 +471,7 @@ fn training_reports_progress_checkpoints_resumes_and_cancels() {
     // would train another recipe under the run's name: refused before anything trains.
     config.resume = true;
     let refused = |config: &TrainConfig, scans: &[LabelledScan]| {
-        vouch::train::train(
-            config,
-            scans,
-            &Device::Cpu,
-            &AtomicBool::new(false),
-            &mut |_| {},
-        )
-        .unwrap_err()
-        .to_string()
+        try_training(config, scans).unwrap_err().to_string()
     };
     let mut reseeded = config.clone();
     reseeded.seed = 2;
