@@ -690,6 +690,12 @@ fn the_descriptor_canvas_is_where_the_stroke_descriptor_is_read() {
         panic!("a descriptor canvas of `wide` was read");
     };
     assert!(error.to_string().contains("`wide`, not HxW"), "{error}");
+    let poster = common::shipped_signature_with(
+        &dir.path().join("poster.safetensors"),
+        vouch::signature::DESCRIPTOR_CANVAS_KEY,
+        "20000x20000".into(),
+    );
+    assert!(SignatureModel::load(&poster, &Device::Cpu).is_err());
 }
 
 /// The same on the cross-media writers the encoder held out for validation (named in the

@@ -28,6 +28,10 @@ pub const SIGNATURE_MODEL_FILE: &str = "signature_encoder.safetensors";
 /// The metadata key of the canvas the stroke descriptor is read on, when it is not the
 /// encoder's.
 pub const DESCRIPTOR_CANVAS_KEY: &str = "descriptor_canvas";
+/// Smaller canvases leave the encoder's last block less than one pixel; larger ones
+/// would not fit a training batch in memory, and a model file must not make every scan
+/// allocate a poster.
+const CANVAS_SIDES: std::ops::RangeInclusive<u32> = 32..=1024;
 /// Canvases per forward pass: large enough to use the cores, small enough for memory.
 const EMBED_BATCH: usize = 32;
 /// A stored template: the embedding, then the stroke descriptor.
@@ -66,14 +70,19 @@ impl SignatureModel {
             reason,
             path: path.to_path_buf(),
         };
-        let canvas = parse_canvas(weights.metadata.get("canvas").map(String::as_str))
-            .ok_or_else(|| bad("no `canvas` (HxW) in its metadata".into()))?;
-        let descriptor_canvas = match weights.metadata.get(DESCRIPTOR_CANVAS_KEY) {
-            None => canvas,
-            Some(text) => parse_canvas(Some(text))
-                .filter(|&(height, width)| height >= 8 && width >= 8)
-                .ok_or_else(|| bad(format!("`{DESCRIPTOR_CANVAS_KEY}` is `{text}`, not HxW")))?,
+        let canvas_of = |key: &str| -> Result<Option<(u32, u32)>> {
+            let Some(text) = weights.metadata.get(key) else {
+                return Ok(None);
+            };
+            let canvas = parse_canvas(Some(text))
+                .ok_or_else(|| bad(format!("`{key}` is `{text}`, not HxW")))?;
+            checked_canvas(canvas)
+                .map(Some)
+                .map_err(|e| bad(format!("`{key}`: {e}")))
         };
+        let canvas =
+            canvas_of("canvas")?.ok_or_else(|| bad("no `canvas` (HxW) in its metadata".into()))?;
+        let descriptor_canvas = canvas_of(DESCRIPTOR_CANVAS_KEY)?.unwrap_or(canvas);
         let normalisation = Normalisation::from_metadata(
             weights
                 .metadata
@@ -178,6 +187,19 @@ impl SignatureModel {
 
     pub fn has_fitted_scorer(&self) -> bool {
         self.fusion.is_some()
+    }
+}
+
+/// A canvas whose sides are within what the encoder and the descriptor can use.
+pub fn checked_canvas((height, width): (u32, u32)) -> Result<(u32, u32)> {
+    if CANVAS_SIDES.contains(&height) && CANVAS_SIDES.contains(&width) {
+        Ok((height, width))
+    } else {
+        Err(Error::Invalid(format!(
+            "a {height}x{width} canvas: each side must be {} to {} pixels",
+            CANVAS_SIDES.start(),
+            CANVAS_SIDES.end()
+        )))
     }
 }
 

@@ -697,7 +697,7 @@ impl Run {
         let mut parent = String::new();
         let mut normalisation = config.normalisation.unwrap_or_default();
         let mut canvas = match config.canvas {
-            Some(chosen) => checked_canvas(chosen)?,
+            Some(chosen) => crate::signature::checked_canvas(chosen)?,
             None => config.modality.canvas()?,
         };
         if let Some(init) = &config.init {
@@ -884,29 +884,13 @@ impl Run {
     }
 }
 
-/// Smaller canvases leave the encoder's last block less than one pixel; larger ones
-/// would not fit a training batch in memory.
-const CANVAS_SIDES: std::ops::RangeInclusive<u32> = 32..=1024;
-
-fn checked_canvas((height, width): (u32, u32)) -> Result<(u32, u32)> {
-    if CANVAS_SIDES.contains(&height) && CANVAS_SIDES.contains(&width) {
-        Ok((height, width))
-    } else {
-        Err(Error::Invalid(format!(
-            "a {height}x{width} canvas: each side must be {} to {} pixels",
-            CANVAS_SIDES.start(),
-            CANVAS_SIDES.end()
-        )))
-    }
-}
-
 fn recorded_canvas(metadata: &HashMap<String, String>, path: &Path) -> Result<(u32, u32)> {
     crate::signature::parse_canvas(metadata.get("canvas").map(String::as_str))
         .ok_or_else(|| Error::BadModel {
             reason: "no `canvas` (HxW) in its metadata".into(),
             path: path.to_path_buf(),
         })
-        .and_then(checked_canvas)
+        .and_then(crate::signature::checked_canvas)
 }
 
 fn recorded_normalisation(metadata: &HashMap<String, String>) -> Result<Normalisation> {
