@@ -245,11 +245,7 @@ fn embeddings_match_the_independent_float_reference() {
             .cycle()
             .zip(batched.into_iter().chain(one_by_one))
         {
-            let worst = expected
-                .iter()
-                .zip(&actual)
-                .map(|(e, a)| (e - a).abs())
-                .fold(0.0f32, f32::max);
+            let worst = common::largest_difference(expected.iter(), &actual);
             assert!(worst <= 1e-4, "{isa:?} {name}: largest difference {worst}");
         }
     }
@@ -291,11 +287,7 @@ fn the_cpu_planes_and_the_tensor_path_agree() {
         let points = landmarks
             .points(std::slice::from_ref(&crop), &Device::Cpu, isa)
             .unwrap();
-        let worst = points[0]
-            .iter()
-            .zip(&expected_points[0])
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = common::largest_difference(points[0].iter(), &expected_points[0]);
         assert!(worst < 1e-4, "{isa:?} landmarks: {worst}");
     }
     let recognition = FaceRecognitionNet::new(load(vouch::models::RECOGNITION_FILE)).unwrap();
@@ -311,12 +303,10 @@ fn the_cpu_planes_and_the_tensor_path_agree() {
         .unwrap();
     for isa in Isa::available() {
         let embeddings = recognition.embed_chips_cpu(&chips, isa).unwrap();
-        let worst = embeddings
-            .iter()
-            .flatten()
-            .zip(expected_embeddings.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = common::largest_difference(
+            embeddings.iter().flatten(),
+            expected_embeddings.iter().flatten(),
+        );
         assert!(worst < 1e-4, "{isa:?} embeddings: {worst}");
     }
 }
@@ -563,12 +553,7 @@ fn liveness_networks_match_the_pytorch_reference() {
             .unwrap()
             .into_rgb8();
         let logits = liveness.logits(index, &crop).unwrap();
-        let worst = expected
-            .logits
-            .iter()
-            .zip(&logits)
-            .map(|(e, a)| (e - a).abs())
-            .fold(0.0f32, f32::max);
+        let worst = common::largest_difference(expected.logits.iter(), &logits);
         assert!(worst <= 1e-4, "{name}: largest logit difference {worst}");
         assert!(expected.softmax.iter().all(|p| (0.0..=1.0).contains(p)));
     }

@@ -540,15 +540,16 @@ fn rollback_restores_the_verdicts_of_the_earlier_model() {
     assert!(store.audit_verify().unwrap().intact);
 }
 
-/// The references' scans are not kept, only their canvases, and a canvas enlarged for a
-/// finer model moves a writer's own cheques to reject: a model that reads another canvas
-/// is not made active over references it cannot carry over, and says which and why.
+/// References enrolled before their ink was kept are only canvases, and a canvas enlarged
+/// for a finer model moves a writer's own cheques to reject: a model that reads another
+/// canvas is not made active over references it cannot carry over, and says whose.
 #[test]
 fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry() {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, ana, cy) = two_supervisors(&dir.path().join("vouch.db"));
     let (shipped, model) = shipped_signature_model();
-    enroll_writer(&mut store, &model, 1);
+    common::enroll_writer_as_before(&mut store, &model, 1);
+    enroll_writer(&mut store, &model, 2);
     let (height, width) = model.canvas;
     let finer = common::shipped_signature_with(
         &dir.path().join("finer.safetensors"),
@@ -578,7 +579,8 @@ fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry(
     assert!(
         refused.contains("3 stored reference(s) cannot be carried over")
             && refused.contains(&format!("a canvas of {height}x{width}"))
-            && refused.contains("enrol again: Writer 1 (ACC-1)"),
+            && refused.contains("enrol again: Writer 1 (ACC-1)")
+            && !refused.contains("Writer 2"),
         "{refused}"
     );
     assert_eq!(
@@ -670,13 +672,7 @@ fn a_persons_offset_is_governed_and_moves_only_their_decisions() {
         .person_by_external_id("ACC-2", Modality::Signature)
         .unwrap();
     let genuine = data("signatures/w1_4.png");
-    let references = store
-        .person_templates(
-            person.id,
-            &model.model_id(),
-            &vouch::signature::TEMPLATE_SHAPE,
-        )
-        .unwrap();
+    let references = common::signature_templates(&store, person.id, &model.model_id());
     let references: Vec<&[f32]> = references.iter().map(|r| r.embedding.as_slice()).collect();
     let (_, questioned) = model.embed_scan(&genuine).unwrap();
     let everyone = store.bands(Modality::Signature).unwrap();
@@ -799,13 +795,7 @@ fn re_enrolment_replaces_every_reference_in_one_step() {
     let person = store
         .person_by_external_id("ACC-1", Modality::Signature)
         .unwrap();
-    let before = store
-        .person_templates(
-            person.id,
-            &model.model_id(),
-            &vouch::signature::TEMPLATE_SHAPE,
-        )
-        .unwrap();
+    let before = common::signature_templates(&store, person.id, &model.model_id());
     let request = |images: Vec<PathBuf>| vouch::workflow::EnrollRequest {
         name: person.name.clone(),
         external_id: person.external_id.clone(),
@@ -833,13 +823,7 @@ fn re_enrolment_replaces_every_reference_in_one_step() {
     )
     .unwrap();
     assert_eq!((report.person_id, report.enrolled), (person.id, 2));
-    let after = store
-        .person_templates(
-            person.id,
-            &model.model_id(),
-            &vouch::signature::TEMPLATE_SHAPE,
-        )
-        .unwrap();
+    let after = common::signature_templates(&store, person.id, &model.model_id());
     assert_eq!(after.len(), 2);
     // Scans 2 and 3 were references only before; scan 1 is one in both.
     let embeddings = |templates: &[vouch::store::StoredTemplate]| -> Vec<Vec<f32>> {

@@ -204,17 +204,28 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
 /// Under a model that reads another canvas, `vouch signature reembed` cannot carry the
 /// references over: it says how many, why and what to do, and fails, and the desk says the
 /// account must be enrolled again instead of scoring it.
-#[test]
-fn reembedding_under_another_canvas_fails_and_says_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("vouch.db");
+/// A model with a finer canvas: the shipped weights, read at 6/5 of the shipped canvas.
+fn finer_model(dir: &Path) -> (PathBuf, SignatureModel) {
     let (height, width) = model().canvas;
-    common::enroll_writer(&mut vouch::store::Store::open(&db).unwrap(), &model(), 1);
     let finer = common::shipped_signature_with(
-        &dir.path().join("finer.safetensors"),
+        &dir.join("finer.safetensors"),
         "canvas",
         format!("{}x{}", height * 6 / 5, width * 6 / 5),
     );
+    let loaded = SignatureModel::load(&finer, &Device::Cpu).unwrap();
+    (finer, loaded)
+}
+
+#[test]
+fn reembedding_under_another_canvas_refuses_old_canvases_and_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let (height, width) = model().canvas;
+    let mut store = vouch::store::Store::open(&db).unwrap();
+    common::enroll_writer_as_before(&mut store, &model(), 1);
+    common::enroll_writer(&mut store, &model(), 2);
+    drop(store);
+    let (finer, _) = finer_model(dir.path());
 
     let under_finer = |args: &[&str]| {
         let output = vouch(&db)
@@ -223,26 +234,76 @@ fn reembedding_under_another_canvas_fails_and_says_what_to_do() {
             .args(args)
             .output()
             .unwrap();
-        assert!(!output.status.success(), "{args:?} succeeded");
-        String::from_utf8_lossy(&output.stdout).to_string()
-            + &String::from_utf8_lossy(&output.stderr)
+        let said = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), said)
     };
-    let said = under_finer(&["signature", "reembed"]);
+    let (done, said) = under_finer(&["signature", "reembed"]);
     assert!(
-        said.contains("3 stored reference(s) cannot be carried over")
+        !done
+            && said.contains("3 stored reference(s) cannot be carried over")
             && said.contains(&format!("a canvas of {height}x{width}"))
-            && said.contains("enrol again: Writer 1 (ACC-1)"),
+            && said.contains("enrol again: Writer 1 (ACC-1)")
+            && !said.contains("Writer 2"),
         "{said}"
     );
-    let questioned = scan(1, 3);
-    let checked = under_finer(&[
-        "signature",
-        "verify",
-        "--id",
-        "ACC-1",
-        questioned.to_str().unwrap(),
-    ]);
-    assert!(checked.contains("or enrol Writer 1 again"), "{checked}");
+    let verify = |account: &str, questioned: &Path| {
+        under_finer(&[
+            "signature",
+            "verify",
+            "--id",
+            account,
+            questioned.to_str().unwrap(),
+        ])
+    };
+    let (checked, said) = verify("ACC-1", &scan(1, 3));
+    assert!(
+        !checked && said.contains("or enrol Writer 1 again"),
+        "{said}"
+    );
+    let (checked, said) = verify("ACC-2", &scan(2, 4));
+    assert!(
+        checked,
+        "the account enrolled with its ink is carried over: {said}"
+    );
+}
+
+/// A reference kept as ink is fitted onto a finer canvas exactly as its scan would be: a
+/// new model embeds it as if the account had enrolled under it.
+#[test]
+fn kept_ink_reaches_a_finer_canvas_as_the_scan_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = vouch::store::Store::open(&dir.path().join("vouch.db")).unwrap();
+    common::enroll_writer(&mut store, &model(), 2);
+    let (_, finer) = finer_model(dir.path());
+    let report = vouch::workflow::reembed(
+        &mut store,
+        &finer,
+        "ana",
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(report.complete() && report.templates == 3, "{report:?}");
+    let person = store
+        .person_by_external_id("ACC-2", vouch::types::Modality::Signature)
+        .unwrap();
+    let carried = common::signature_templates(&store, person.id, &finer.model_id());
+    for (n, template) in (1..=3).zip(&carried) {
+        let (normalised, from_scan) = finer.embed_scan(&scan(2, n)).unwrap();
+        assert_eq!(normalised.canvas.dimensions(), (264, 180));
+        let furthest = common::largest_difference(&template.embedding, &from_scan);
+        assert!(furthest < 1e-5, "scan {n}: {furthest}");
+    }
+    // The training tab learns from the same ink, laid on paper again.
+    let exported =
+        vouch::workflow::export_enrolled_signatures(&store, &dir.path().join("site")).unwrap();
+    assert_eq!(exported.len(), 3);
+    for scan in &exported {
+        assert_eq!(scan.identity, "enrolled-ACC-2");
+        let image = vouch::imageio::load(&scan.path).unwrap();
+        finer.normalise(&image, "exported").unwrap();
+    }
 }
 
 /// The CEDAR scans of some writers, or `None` (the test skips, saying so) without ../shared.

@@ -131,7 +131,7 @@ pub enum Command {
     /// Enroll many people from a CSV manifest (columns id,name,image; one row per
     /// image), each person in their own transaction. Ctrl-C stops between people.
     EnrollBatch(people::EnrollBatchArgs),
-    /// Embed every stored face crop and signature canvas with the current face model and
+    /// Embed every stored face crop and signature reference with the current face model and
     /// the active signature model (after a model change or an update); one report each.
     Reembed(JsonArgs),
     /// Decision thresholds per modality.

@@ -43,7 +43,7 @@ pub enum SignatureCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Embed the enrolled signatures' stored canvases with the current signature model.
+    /// Embed the enrolled signatures' stored references with the current signature model.
     Reembed {
         #[arg(long)]
         json: bool,

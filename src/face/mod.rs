@@ -21,7 +21,9 @@ use align::Similarity;
 
 use crate::cpu::Isa;
 use crate::error::{Error, Result};
-use crate::models::{self, CropEmbedder, DETECTOR_FILE, LANDMARKS_FILE, RECOGNITION_FILE};
+use crate::models::{
+    self, CropEmbedder, CropProblem, DETECTOR_FILE, LANDMARKS_FILE, RECOGNITION_FILE,
+};
 use crate::types::{Modality, TemplateShape};
 use detector::TinyFaceDetector;
 use landmarks::Landmark68Net;
@@ -722,8 +724,16 @@ impl CropEmbedder for FaceModels {
         self.embed_chips(&chips)
     }
 
-    fn refuses_crop(&self, crop: &image::DynamicImage) -> Option<String> {
-        wrong_chip_size((crop.width(), crop.height()))
+    fn input_from_crop(
+        &self,
+        stored: &[u8],
+    ) -> std::result::Result<image::DynamicImage, CropProblem> {
+        let chip = crate::imageio::decode(stored, Path::new("a stored face chip"))
+            .map_err(|e| CropProblem::Unreadable(e.to_string()))?;
+        match wrong_chip_size((chip.width(), chip.height())) {
+            Some(reason) => Err(CropProblem::Refused(reason)),
+            None => Ok(chip),
+        }
     }
 }
 

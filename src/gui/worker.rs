@@ -1256,7 +1256,7 @@ impl Worker {
                     .first_crop(person.id)
                     .ok()
                     .flatten()
-                    .and_then(|png| image::load_from_memory(&png).ok())
+                    .and_then(|kept| crate::workflow::stored_crop_image(modality, &kept).ok())
                     .map(|image| image.thumbnail(96, 96).to_rgba8());
                 PersonRow { person, thumbnail }
             })

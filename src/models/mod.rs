@@ -41,9 +41,21 @@ pub trait CropEmbedder {
     /// What each of its templates must be.
     fn template_shape(&self) -> TemplateShape;
     fn embed_crops(&self, crops: &[image::DynamicImage]) -> Result<Vec<Vec<f32>>>;
-    /// Why this model cannot embed a stored crop faithfully (one made for another input
-    /// size), or `None` when it can.
-    fn refuses_crop(&self, crop: &image::DynamicImage) -> Option<String>;
+    /// What this model embeds, from a stored crop's bytes; or why it cannot be had.
+    fn input_from_crop(
+        &self,
+        stored: &[u8],
+    ) -> std::result::Result<image::DynamicImage, CropProblem>;
+}
+
+/// Why a stored crop is not embedded by a new model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CropProblem {
+    /// Damaged, or not an image: counted and left where it is.
+    Unreadable(String),
+    /// Readable, but not faithfully by this model (made for another input size): the
+    /// person must enrol again.
+    Refused(String),
 }
 
 /// A loaded weight file and the identity of its exact bytes, so that every embedding can

@@ -6,6 +6,7 @@ pub mod distortion;
 pub mod encoder;
 pub mod fusion;
 pub mod preprocess;
+pub mod reference;
 pub mod shape;
 pub mod variation;
 
@@ -17,7 +18,7 @@ use candle_nn::VarBuilder;
 use image::{DynamicImage, GrayImage};
 
 use crate::error::{Error, Result};
-use crate::models::{CropEmbedder, WeightFile, load_weights};
+use crate::models::{CropEmbedder, CropProblem, WeightFile, load_weights};
 use crate::types::{Modality, TemplateShape};
 use encoder::{EMBEDDING_DIM, SignatureEncoder};
 use fusion::ScoreFusion;
@@ -252,17 +253,14 @@ impl CropEmbedder for SignatureModel {
         self.templates(&canvases)
     }
 
-    /// A canvas kept under a model with another canvas size is refused, not rescaled:
-    /// the stroke descriptor read on an enlarged canvas moved a writer's own scans from
-    /// accept to reject (models/README, "A finer canvas"), and the scan itself is not kept.
-    fn refuses_crop(&self, crop: &DynamicImage) -> Option<String> {
-        let (height, width) = self.canvas;
-        ((crop.width(), crop.height()) != (width, height)).then(|| {
-            format!(
-                "a canvas of {}x{} (HxW) where this model reads {height}x{width}",
-                crop.height(),
-                crop.width()
-            )
-        })
+    /// A kept ink crop is fitted onto this model's canvas as the scan would have been; a
+    /// canvas kept before ink crops were is refused unless it is this model's size.
+    fn input_from_crop(&self, stored: &[u8]) -> std::result::Result<DynamicImage, CropProblem> {
+        let kept = reference::read(stored, "a stored signature reference")
+            .map_err(|e| CropProblem::Unreadable(e.to_string()))?;
+        let canvas = kept
+            .canvas_for(self.canvas, self.normalisation)
+            .map_err(CropProblem::Refused)?;
+        Ok(DynamicImage::ImageLuma8(canvas.into_owned()))
     }
 }

@@ -14,7 +14,7 @@ pub const CHARACTER_CANVAS: (u32, u32) = (105, 105);
 
 /// Scans are reduced to this many pixels before thresholding: more resolution only adds
 /// work, the canvas is far smaller.
-const WORKING_PIXELS: u64 = 2_000_000;
+pub(super) const WORKING_PIXELS: u64 = 2_000_000;
 /// Ink darker than the (blurred) paper by less than this many grey levels is no ink: a
 /// blank page. The faintest pencil signature in CEDAR stands 27 levels clear.
 const MIN_INK_CONTRAST: f64 = 15.0;
@@ -127,10 +127,12 @@ impl Normalisation {
     }
 }
 
-/// A normalised scan: `canvas` is what the encoder sees and what the store keeps.
+/// A normalised scan: `canvas` is what the encoder sees; `ink`, the same ink before it
+/// was fitted onto a canvas, is what the store keeps (`reference`).
 #[derive(Debug, Clone)]
 pub struct Normalised {
     pub canvas: GrayImage,
+    pub ink: GrayImage,
     pub threshold: u8,
     pub ink_fraction: f32,
 }
@@ -175,6 +177,7 @@ pub fn normalise(
     normalisation.finish(&mut inverted);
     Ok(Normalised {
         canvas: centre(&inverted, canvas),
+        ink: inverted,
         threshold,
         ink_fraction: ink_fraction as f32,
     })
@@ -399,7 +402,7 @@ pub fn onto_canvas(canvas: &GrayImage, size: (u32, u32)) -> std::borrow::Cow<'_,
 }
 
 /// Scales `ink` to fit the canvas, keeping its aspect ratio, and centres it.
-fn centre(ink: &GrayImage, (height, width): (u32, u32)) -> GrayImage {
+pub(super) fn centre(ink: &GrayImage, (height, width): (u32, u32)) -> GrayImage {
     let scale = (width as f64 / ink.width() as f64).min(height as f64 / ink.height() as f64);
     let fitted_width = ((ink.width() as f64 * scale).round() as u32).clamp(1, width);
     let fitted_height = ((ink.height() as f64 * scale).round() as u32).clamp(1, height);

@@ -138,7 +138,8 @@ pub struct NewTemplate {
     pub embedding: Vec<f32>,
     pub quality: f32,
     pub source_sha256: String,
-    /// PNG bytes of the aligned crop.
+    /// What a new model embeds again: the aligned face chip (PNG), or a signature's kept
+    /// ink (`signature::reference`).
     pub crop: Option<Vec<u8>>,
 }
 

@@ -20,10 +20,12 @@ pub use faces::{
     describe_candidates, enroll_batch, enroll_face, identify_face, kiosk_repeat_window, known,
     record_attack, reenroll_face, site_load, todays_punches, verify_face,
 };
-pub use models::{ReembedReport, active_signature_model, export_enrolled_signatures, reembed};
+pub use models::{
+    ReembedReport, active_signature_model, export_enrolled_signatures, reembed, stored_crop_image,
+};
 pub use signatures::{
-    SignatureVerdict, SignatureVerifyReport, enroll_signature, judge_signature, png_bytes,
-    reenroll_signature, verify_signature,
+    SignatureVerdict, SignatureVerifyReport, enroll_signature, judge_signature, reenroll_signature,
+    verify_signature,
 };
 
 /// One person to enroll from reference images.

@@ -9,7 +9,8 @@ use serde::Serialize;
 use super::Progress;
 use crate::dataset::{Kind, LabelledScan};
 use crate::error::{Error, Result};
-use crate::models::CropEmbedder;
+use crate::models::{CropEmbedder, CropProblem};
+use crate::signature::reference;
 use crate::store::{ACTIVE_SIGNATURE_MODEL, NewTemplate, Store};
 use crate::types::Modality;
 
@@ -88,29 +89,27 @@ pub fn reembed(
         let mut readable = Vec::new();
         let mut crops = Vec::new();
         for template in chunk {
-            match image::load_from_memory(&template.crop) {
-                Ok(crop) => match embedder.refuses_crop(&crop) {
-                    None => {
-                        readable.push(template);
-                        crops.push(crop);
+            match embedder.input_from_crop(&template.crop) {
+                Ok(crop) => {
+                    readable.push(template);
+                    crops.push(crop);
+                }
+                Err(CropProblem::Refused(reason)) => {
+                    tracing::warn!(
+                        template = template.template_id,
+                        person = template.person_id,
+                        %reason,
+                        "stored crop refused"
+                    );
+                    report.refused_crops += 1;
+                    report.refusal.get_or_insert(reason);
+                    let person = store.person(template.person_id)?;
+                    let who = format!("{} ({})", person.name, person.external_id);
+                    if !report.refused_people.contains(&who) {
+                        report.refused_people.push(who);
                     }
-                    Some(reason) => {
-                        tracing::warn!(
-                            template = template.template_id,
-                            person = template.person_id,
-                            %reason,
-                            "stored crop refused"
-                        );
-                        report.refused_crops += 1;
-                        report.refusal.get_or_insert(reason);
-                        let person = store.person(template.person_id)?;
-                        let who = format!("{} ({})", person.name, person.external_id);
-                        if !report.refused_people.contains(&who) {
-                            report.refused_people.push(who);
-                        }
-                    }
-                },
-                Err(error) => {
+                }
+                Err(CropProblem::Unreadable(error)) => {
                     tracing::warn!(template = template.template_id, %error, "stored crop is unreadable");
                     report.unreadable_crops += 1;
                 }
@@ -152,15 +151,28 @@ pub fn active_signature_model(store: &Store, shipped: &Path) -> Result<PathBuf> 
         .map_or_else(|| shipped.to_path_buf(), PathBuf::from))
 }
 
-/// Writes each enrolled signature's stored canvas into `dir` as an ink-on-paper scan, one
-/// folder per account, so a training run can learn from the site's own references.
+/// A person's stored crop as an image to show: a face chip, or a signature's kept ink
+/// (or canvas), bright on black.
+pub fn stored_crop_image(modality: Modality, stored: &[u8]) -> Result<image::DynamicImage> {
+    match modality {
+        Modality::Face => crate::imageio::decode(stored, Path::new("a stored face chip")),
+        Modality::Signature => Ok(image::DynamicImage::ImageLuma8(
+            reference::read(stored, "a stored signature reference")?
+                .image()
+                .clone(),
+        )),
+    }
+}
+
+/// Writes each enrolled signature's kept ink (or canvas, for references enrolled before ink
+/// was kept) into `dir` as an ink-on-paper scan, one folder per account, so a training run can learn from the site's own references.
 pub fn export_enrolled_signatures(store: &Store, dir: &Path) -> Result<Vec<LabelledScan>> {
     let mut scans = Vec::new();
     for reference in store.reference_crops(Modality::Signature)? {
-        let canvas = match image::load_from_memory(&reference.crop) {
-            Ok(canvas) => canvas,
+        let kept = match reference::read(&reference.crop, "a stored signature reference") {
+            Ok(kept) => kept,
             Err(error) => {
-                tracing::warn!(%error, account = %reference.external_id, "a stored reference canvas is unreadable");
+                tracing::warn!(%error, account = %reference.external_id, "a stored reference is unreadable");
                 continue;
             }
         };
@@ -179,7 +191,7 @@ pub fn export_enrolled_signatures(store: &Store, dir: &Path) -> Result<Vec<Label
                 .collect::<String>(),
         );
         std::fs::create_dir_all(&folder).map_err(|e| Error::io(e, &folder))?;
-        let mut paper = canvas.to_luma8();
+        let mut paper = kept.image().clone();
         image::imageops::invert(&mut paper);
         let sha = &reference.source_sha256;
         let path = folder.join(format!("{}.png", &sha[..12.min(sha.len())]));

@@ -10,7 +10,7 @@ use sha2::Digest;
 use super::{EnrollReport, EnrollRequest, RejectedImage};
 use crate::error::StoreError;
 use crate::error::{Error, Result};
-use crate::signature::{SignatureModel, TEMPLATE_SHAPE};
+use crate::signature::{SignatureModel, TEMPLATE_SHAPE, reference};
 use crate::store::{Enrollment, NewTemplate, Store};
 use crate::types::{Bands, Decision, Modality};
 
@@ -58,7 +58,7 @@ fn enroll_signature_references(
                     embedding,
                     quality: normalised.ink_fraction,
                     source_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
-                    crop: Some(png_bytes(&normalised.canvas)?),
+                    crop: Some(reference::ink_bytes(&normalised.ink, model.normalisation)?),
                 })
             });
         match embedded {
@@ -93,14 +93,6 @@ fn enroll_signature_references(
         enrolled: templates.len(),
         rejected,
     })
-}
-
-pub fn png_bytes(image: &image::GrayImage) -> Result<Vec<u8>> {
-    let mut png = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| Error::Invalid(format!("cannot encode the crop: {e}")))?;
-    Ok(png)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,12 +179,18 @@ pub fn verify_signature(
     let reference_canvases = store
         .crops(person.id, &model.model_id())?
         .iter()
-        .filter_map(|png| match image::load_from_memory(png) {
-            Ok(canvas) => Some(canvas.to_luma8()),
-            Err(error) => {
-                tracing::warn!(%error, account = external_id, "a stored reference canvas is unreadable");
-                None
-            }
+        .filter_map(|kept| {
+            let canvas = reference::read(kept, "a stored signature reference")
+                .map_err(|e| e.to_string())
+                .and_then(|kept| {
+                    kept.canvas_for(model.canvas, model.normalisation)
+                        .map(std::borrow::Cow::into_owned)
+                });
+            canvas
+                .inspect_err(|error| {
+                    tracing::warn!(%error, account = external_id, "a stored reference cannot be shown");
+                })
+                .ok()
         })
         .collect();
     Ok(SignatureVerifyReport {

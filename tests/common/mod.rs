@@ -188,6 +188,58 @@ pub fn enroll_writer(
     )
     .unwrap();
 }
+/// Enrols `Writer N` (`ACC-N`) as Vouch did before it kept each reference's ink: each
+/// reference stored as its normalised canvas.
+pub fn enroll_writer_as_before(
+    store: &mut vouch::store::Store,
+    model: &vouch::signature::SignatureModel,
+    writer: u32,
+) {
+    let templates: Vec<_> = (1..=3)
+        .map(|n| {
+            use sha2::Digest;
+            let scan = data(&format!("signatures/w{writer}_{n}.png"));
+            let (normalised, embedding) = model.embed_scan(&scan).unwrap();
+            vouch::store::NewTemplate {
+                embedding,
+                quality: normalised.ink_fraction,
+                source_sha256: hex::encode(sha2::Sha256::digest(std::fs::read(&scan).unwrap())),
+                crop: Some(vouch::signature::reference::png_bytes(&normalised.canvas).unwrap()),
+            }
+        })
+        .collect();
+    store
+        .enroll(
+            &format!("Writer {writer}"),
+            &format!("ACC-{writer}"),
+            vouch::types::Modality::Signature,
+            &model.model_id(),
+            &templates,
+            "ana",
+        )
+        .unwrap();
+}
+/// The largest difference between two runs of numbers, value by value.
+pub fn largest_difference<'a>(
+    a: impl IntoIterator<Item = &'a f32>,
+    b: impl IntoIterator<Item = &'a f32>,
+) -> f32 {
+    a.into_iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+/// A person's signature templates under one model, in enrollment order.
+pub fn signature_templates(
+    store: &vouch::store::Store,
+    person_id: i64,
+    model_id: &str,
+) -> Vec<vouch::store::StoredTemplate> {
+    store
+        .person_templates(person_id, model_id, &vouch::signature::TEMPLATE_SHAPE)
+        .unwrap()
+}
 pub mod server;
 
 /// Person `i` ("Person i", id "Ei") enrolled with one template of model "m" made from
