@@ -1,7 +1,7 @@
 //! The bank clerk's wait: one questioned cheque scan checked against an account's 12
 //! enrolled reference signatures, end to end (`workflow::verify_signature`: decode and
 //! normalise the scan, embed it, score it against the references, record the decision,
-//! open the references' canvases for display). CEDAR writer 31 from `../shared`; skipped
+//! decode the references' kept ink and fit it onto the canvas for display). CEDAR writer 31 from `../shared`; skipped
 //! with a message when that is absent.
 //!
 //! And the two comparisons that learn nothing, which one-shot runs make for every query and

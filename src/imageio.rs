@@ -4,8 +4,9 @@
 use std::io::Cursor;
 use std::path::Path;
 
+use fast_image_resize::{IntoImageView, IntoImageViewMut};
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageBuffer, ImageDecoder, ImageReader, Limits, RgbImage};
 
 use crate::error::{Error, Result};
 
@@ -88,13 +89,21 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 /// by the scale when shrinking, as `imageops::resize` with `FilterType::Triangle` does.
 /// `fast_image_resize` does it with the CPU's SIMD: on a 640x480 camera frame shrunk
 /// for the detector `imageops` took ~9 ms of a ~24 ms detection on an AVX2 PC.
-pub fn resize_bilinear(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+pub fn resize_bilinear<P>(
+    image: &ImageBuffer<P, Vec<P::Subpixel>>,
+    width: u32,
+    height: u32,
+) -> ImageBuffer<P, Vec<P::Subpixel>>
+where
+    P: image::Pixel,
+    ImageBuffer<P, Vec<P::Subpixel>>: IntoImageView + IntoImageViewMut,
+{
     use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
-    let mut resized = RgbImage::new(width, height);
+    let mut resized = ImageBuffer::new(width, height);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
     Resizer::new()
         .resize(image, &mut resized, &options)
-        .expect("an RgbImage into an RgbImage, uncropped: nothing the resizer refuses");
+        .expect("an image into one of its own kind, uncropped: nothing the resizer refuses");
     resized
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use image::GrayImage;
 
-use super::preprocess::{Normalisation, WORKING_PIXELS, centre};
+use super::preprocess::{Normalisation, WORKING_PIXELS, centre, centre_to_show};
 use crate::error::{Error, Result};
 
 /// Marks a kept ink crop; the normalisation's name and a newline follow, then the PNG. A
@@ -107,6 +107,17 @@ impl StoredReference {
         }
     }
 
+    /// What the clerk is shown beside the questioned scan: the reference on the model's
+    /// canvas, fitted quickly (`canvas_for` is what a model embeds).
+    pub fn shown_on(&self, canvas: (u32, u32)) -> Cow<'_, GrayImage> {
+        let (height, width) = canvas;
+        match self {
+            Self::Ink { ink, .. } => Cow::Owned(centre_to_show(ink, canvas)),
+            Self::Canvas(kept) if kept.dimensions() == (width, height) => Cow::Borrowed(kept),
+            Self::Canvas(kept) => Cow::Owned(centre_to_show(kept, canvas)),
+        }
+    }
+
     /// The kept image itself, ink bright on black: for a thumbnail or a training scan.
     pub fn image(&self) -> &GrayImage {
         match self {
@@ -144,6 +155,17 @@ mod tests {
                 centre(&ink, canvas)
             );
         }
+        let exact = kept
+            .canvas_for((150, 220), Normalisation::InkStretched)
+            .unwrap();
+        let shown = kept.shown_on((150, 220));
+        assert_eq!(shown.dimensions(), exact.dimensions());
+        assert!(
+            shown
+                .pixels()
+                .zip(exact.pixels())
+                .all(|(a, b)| a.0[0].abs_diff(b.0[0]) <= 1)
+        );
         let refused = kept
             .canvas_for((150, 220), Normalisation::PaperRelative)
             .unwrap_err();

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use image::GrayImage;
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::Digest;
 
@@ -176,17 +177,13 @@ pub fn verify_signature(
         verdict.decision,
         actor,
     )?;
+    // A kept ink is a few times the canvas: the cores share its decoding.
     let reference_canvases = store
         .crops(person.id, &model.model_id())?
-        .iter()
+        .par_iter()
         .filter_map(|kept| {
-            let canvas = reference::read(kept, "a stored signature reference")
-                .map_err(|e| e.to_string())
-                .and_then(|kept| {
-                    kept.canvas_for(model.canvas, model.normalisation)
-                        .map(std::borrow::Cow::into_owned)
-                });
-            canvas
+            reference::read(kept, "a stored signature reference")
+                .map(|kept| kept.shown_on(model.canvas).into_owned())
                 .inspect_err(|error| {
                     tracing::warn!(%error, account = external_id, "a stored reference cannot be shown");
                 })
