@@ -16,6 +16,21 @@ use vouch::workflow::governance::{self, Reembedding};
 const ANA: (&str, &str) = ("ana", "correct horse battery");
 const CY: (&str, &str) = ("cy", "staple paper clip");
 
+/// `by` proposes the signature model at `path`, without evidence.
+fn propose_signature_model(store: &mut Store, path: &Path, by: &Session) -> vouch::store::Proposal {
+    let model = vouch::signature::SignatureModel::load(path, &Device::Cpu).unwrap();
+    store
+        .propose(
+            Change::SignatureModel {
+                path: path.display().to_string(),
+                model_id: model.model_id(),
+            },
+            serde_json::json!({}),
+            by,
+        )
+        .unwrap()
+}
+
 /// A store with two supervisors, ana and cy, logged in.
 fn two_supervisors(path: &Path) -> (Store, Session, Session) {
     let mut store = Store::open(path).unwrap();
@@ -517,17 +532,7 @@ fn rollback_restores_the_verdicts_of_the_earlier_model() {
         cancel: &cancel,
         progress: &mut progress,
     };
-    let other_model = vouch::signature::SignatureModel::load(&other, &Device::Cpu).unwrap();
-    let proposal = store
-        .propose(
-            Change::SignatureModel {
-                path: other.display().to_string(),
-                model_id: other_model.model_id(),
-            },
-            serde_json::json!({}),
-            &ana,
-        )
-        .unwrap();
+    let proposal = propose_signature_model(&mut store, &other, &ana);
     governance::approve(&mut store, &cy, proposal.id, &mut reembedding).unwrap();
     let changed = verdict(&mut store);
     assert_ne!(changed.0, before.0);
@@ -556,17 +561,7 @@ fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry(
         "canvas",
         format!("{}x{}", height * 6 / 5, width * 6 / 5),
     );
-    let finer_model = vouch::signature::SignatureModel::load(&finer, &Device::Cpu).unwrap();
-    let proposal = store
-        .propose(
-            Change::SignatureModel {
-                path: finer.display().to_string(),
-                model_id: finer_model.model_id(),
-            },
-            serde_json::json!({}),
-            &ana,
-        )
-        .unwrap();
+    let proposal = propose_signature_model(&mut store, &finer, &ana);
     let cancel = AtomicBool::new(false);
     let mut reembedding = Reembedding {
         device: &Device::Cpu,
