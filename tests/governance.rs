@@ -550,18 +550,45 @@ fn rollback_restores_the_verdicts_of_the_earlier_model() {
 /// canvas is not made active over references it cannot carry over, and says whose.
 #[test]
 fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry() {
+    let (height, width) = shipped_signature_model().1.canvas;
+    let refused =
+        refused_over_kept_canvases("canvas", format!("{}x{}", height * 6 / 5, width * 6 / 5));
+    assert!(
+        refused.contains("3 stored reference(s) cannot be carried over")
+            && refused.contains(&format!("a canvas of {height}x{width}"))
+            && refused.contains("enrol again: Writer 1 (ACC-1)")
+            && !refused.contains("Writer 2"),
+        "{refused}"
+    );
+}
+
+/// A canvas does not say how its scan was prepared, and every model that kept canvases
+/// read scans paper-relative: a model that reads them ink-stretched would embed another
+/// picture than the one enrolled and score the account silently wrong. (It refuses the ink
+/// kept paper-relative too, so both writers are named.)
+#[test]
+fn a_model_that_prepares_scans_otherwise_is_not_made_active_over_kept_canvases() {
+    let refused = refused_over_kept_canvases("normalisation", "ink-stretched".to_string());
+    assert!(
+        refused.contains("6 stored reference(s) cannot be carried over")
+            && refused
+                .contains("prepared paper-relative where this model reads scans ink-stretched")
+            && refused.contains("enrol again: Writer 1 (ACC-1), Writer 2 (ACC-2)"),
+        "{refused}"
+    );
+}
+
+/// Proposes the shipped signature model with its metadata `key` set to `value` over a
+/// writer enrolled before ink was kept (1) and one enrolled now (2); checks that approving
+/// it changes nothing and returns why it was refused.
+fn refused_over_kept_canvases(key: &str, value: String) -> String {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, ana, cy) = two_supervisors(&dir.path().join("vouch.db"));
     let (shipped, model) = shipped_signature_model();
     common::enroll_writer_as_before(&mut store, &model, 1);
     enroll_writer(&mut store, &model, 2);
-    let (height, width) = model.canvas;
-    let finer = common::shipped_signature_with(
-        &dir.path().join("finer.safetensors"),
-        "canvas",
-        format!("{}x{}", height * 6 / 5, width * 6 / 5),
-    );
-    let proposal = propose_signature_model(&mut store, &finer, &ana);
+    let other = common::shipped_signature_with(&dir.path().join("other.safetensors"), key, value);
+    let proposal = propose_signature_model(&mut store, &other, &ana);
     let cancel = AtomicBool::new(false);
     let mut reembedding = Reembedding {
         device: &Device::Cpu,
@@ -571,13 +598,6 @@ fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry(
     let refused = governance::approve(&mut store, &cy, proposal.id, &mut reembedding)
         .unwrap_err()
         .to_string();
-    assert!(
-        refused.contains("3 stored reference(s) cannot be carried over")
-            && refused.contains(&format!("a canvas of {height}x{width}"))
-            && refused.contains("enrol again: Writer 1 (ACC-1)")
-            && !refused.contains("Writer 2"),
-        "{refused}"
-    );
     assert_eq!(
         store.proposal(proposal.id).unwrap().status,
         ProposalStatus::Pending
@@ -595,6 +615,7 @@ fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry(
     );
     assert!(verdict.is_ok(), "the desk goes on with the model it had");
     assert!(store.audit_verify().unwrap().intact);
+    refused
 }
 
 #[test]

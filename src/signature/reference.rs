@@ -3,7 +3,8 @@
 //! scan, before it was fitted onto any canvas: a model with another canvas then gets
 //! exactly the canvas the scan would have given it. References enrolled before keep
 //! the canvas of their day, which only a model with that canvas can read faithfully (an
-//! enlarged canvas moved writers' own scans from accept to reject: models/README).
+//! enlarged canvas moved writers' own scans from accept to reject: models/README) and
+//! its preparation of the scan (paper-relative).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -98,6 +99,16 @@ impl StoredReference {
                 kept.name(),
                 normalisation.name()
             )),
+            // A canvas does not say how its scan was prepared. Every model that could enrol
+            // before ink was kept, shipped or fine-tuned in the window, read paper-relative
+            // (an ink-stretched one came only from the CLI, those four days); another
+            // preparation would embed it as a different picture and score it silently wrong.
+            Self::Canvas(_) if normalisation != Normalisation::PaperRelative => Err(format!(
+                "a canvas kept before references were kept as ink, prepared {} where this \
+                 model reads scans {}",
+                Normalisation::PaperRelative.name(),
+                normalisation.name()
+            )),
             Self::Canvas(kept) if kept.dimensions() == (width, height) => Ok(Cow::Borrowed(kept)),
             Self::Canvas(kept) => Err(format!(
                 "a canvas of {}x{} (HxW) where this model reads {height}x{width}",
@@ -173,13 +184,20 @@ mod tests {
     }
 
     #[test]
-    fn a_canvas_kept_before_is_read_only_at_its_own_size() {
+    fn a_canvas_kept_before_is_read_only_at_its_own_size_and_preparation() {
         let canvas = centre(&stroke(), (150, 220));
         let kept = read(&png_bytes(&canvas).unwrap(), "test").unwrap();
         let normalisation = Normalisation::PaperRelative;
         assert_eq!(*kept.canvas_for((150, 220), normalisation).unwrap(), canvas);
         let refused = kept.canvas_for((180, 264), normalisation).unwrap_err();
         assert!(refused.contains("a canvas of 150x220"), "{refused}");
+        let refused = kept
+            .canvas_for((150, 220), Normalisation::InkStretched)
+            .unwrap_err();
+        assert!(
+            refused.contains("prepared paper-relative where this model reads scans ink-stretched"),
+            "{refused}"
+        );
     }
 
     #[test]
