@@ -99,10 +99,11 @@ impl StoredReference {
                 kept.name(),
                 normalisation.name()
             )),
-            // A canvas does not say how its scan was prepared. Every model that could enrol
-            // before ink was kept, shipped or fine-tuned in the window, read paper-relative
-            // (an ink-stretched one came only from the CLI, those four days); another
-            // preparation would embed it as a different picture and score it silently wrong.
+            // A canvas does not say how its scan was prepared. Every shipped model, and every
+            // one fine-tuned in the window, read paper-relative; another preparation would
+            // embed it as a different picture and score it silently wrong. (An ink-stretched
+            // model could be trained by the CLI from 2026-12-01 until ink was kept on
+            // 2026-12-05; canvases it kept, if any, cannot be told apart here.)
             Self::Canvas(_) if normalisation != Normalisation::PaperRelative => Err(format!(
                 "a canvas kept before references were kept as ink, prepared {} where this \
                  model reads scans {}",
