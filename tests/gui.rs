@@ -210,6 +210,7 @@ fn the_signature_desk_shows_a_verdict_with_per_reference_scores() {
         &harness,
         "Writer 1 (ACC-1): scored against 3 references"
     ));
+    assert!(!shows(&harness, "compare the pens"));
 }
 
 /// A clerk enrols an account holder's signature in the window, then checks a cheque.
@@ -284,6 +285,10 @@ fn an_account_holders_chinese_name_is_drawn_at_the_desk() {
     assert!(shows(
         &harness,
         "王涛 (ACC-88): scored against 1 reference "
+    ));
+    assert!(shows(
+        &harness,
+        "Before returning the cheque, compare the pens"
     ));
     // Staff at a kiosk may be Japanese or Korean too.
     for name in ["王涛", "さとう ゆき", "김민준"] {

@@ -178,6 +178,16 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
         genuine_score > other_score,
         "the re-scan {genuine_score} vs another writer's same name {other_score}"
     );
+    // A rejection by a model that reads the ink's darkness says to compare the pens first;
+    // no other decision does.
+    assert!(genuine["caution"].is_null(), "{genuine}");
+    assert_eq!(
+        other["decision"] == "reject",
+        other["caution"]
+            .as_str()
+            .is_some_and(|caution| caution.contains("compare the pens")),
+        "{other}"
+    );
     let compared = json_of(
         vouch(&db)
             .args(["signature", "compare", "--ref"])
@@ -1118,4 +1128,38 @@ fn one_shot_runs_are_scored_by_the_encoder_the_ink_shape_the_distortion_and_all(
         error.contains("item01.png"),
         "a blank query names its file: {error}"
     );
+}
+
+/// The pen caution is said beside a rejection only by a model that reads the ink's
+/// darkness: one that prepares scans ink-stretched does not see the pen, and says nothing.
+#[test]
+fn only_a_model_that_reads_the_pen_asks_to_compare_pens_before_a_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, paper_relative) = common::shipped_signature_model();
+    let stretched = SignatureModel::load(
+        &common::shipped_signature_with(
+            &dir.path().join("stretched.safetensors"),
+            Normalisation::METADATA_KEY,
+            Normalisation::InkStretched.name().to_string(),
+        ),
+        &Device::Cpu,
+    )
+    .unwrap();
+    // Bands no score reaches: every verdict here is a rejection.
+    let unreachable = vouch::types::Bands {
+        low: 0.9999,
+        high: 0.99999,
+    };
+    for (model, caution) in [
+        (&paper_relative, Some(vouch::workflow::PEN_CAUTION)),
+        (&stretched, None),
+    ] {
+        let reference = model.embed_scan(&data("signatures/w1_1.png")).unwrap().1;
+        let questioned = model.embed_scan(&data("signatures/w2_1.png")).unwrap().1;
+        let verdict =
+            vouch::workflow::judge_signature(model, &[&reference], &questioned, unreachable)
+                .unwrap();
+        assert_eq!(verdict.decision, vouch::types::Decision::Reject);
+        assert_eq!(verdict.caution, caution, "{}", model.normalisation.name());
+    }
 }

@@ -128,6 +128,7 @@ fn signature_compare(
         for (path, score) in references.iter().zip(&v.reference_scores) {
             lines.push(format!("  {score:.3}  {}", path.display()));
         }
+        lines.extend(v.caution.map(str::to_string));
         lines.join("\n")
     })
 }
@@ -142,7 +143,7 @@ fn signature_verify(
 ) -> anyhow::Result<ExitCode> {
     let report = workflow::verify_signature(model, store, external_id, scan, actor)?;
     print_report(&report, json, |r| {
-        format!(
+        let verdict = format!(
             "{}: {} ({}), score {:.3} (against {} references; each alone: {})",
             r.verdict.decision.as_str(),
             r.name,
@@ -155,6 +156,10 @@ fn signature_verify(
                 .map(|s| format!("{s:.3}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        )
+        );
+        match r.verdict.caution {
+            Some(caution) => format!("{verdict}\n{caution}"),
+            None => verdict,
+        }
     })
 }

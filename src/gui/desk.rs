@@ -73,12 +73,10 @@ impl DeskTab {
                 );
             }
             Some(Ok(check)) => {
+                let look_again = egui::Color32::from_rgb(200, 140, 0);
                 let (color, word) = match check.verdict.decision {
                     Decision::Accept => (egui::Color32::DARK_GREEN, "GENUINE (accept)"),
-                    Decision::Review => (
-                        egui::Color32::from_rgb(200, 140, 0),
-                        "REVIEW by a second clerk",
-                    ),
+                    Decision::Review => (look_again, "REVIEW by a second clerk"),
                     Decision::Reject => (egui::Color32::from_rgb(200, 60, 60), "FORGED? (reject)"),
                 };
                 // As large as the kiosk's greeting: the clerk reads it at a glance.
@@ -101,6 +99,10 @@ impl DeskTab {
                     check.verdict.bands.high,
                     check.verdict.bands.low
                 ));
+                if let Some(caution) = check.verdict.caution {
+                    // A check to make before acting, not part of the verdict: the review's colour.
+                    ui.label(egui::RichText::new(caution).size(18.0).color(look_again));
+                }
                 ui.horizontal_wrapped(|ui| {
                     if let Some(questioned) = &self.questioned {
                         ui.vertical(|ui| {

@@ -24,8 +24,8 @@ pub use models::{
     ReembedReport, active_signature_model, export_enrolled_signatures, reembed, stored_crop_image,
 };
 pub use signatures::{
-    SignatureVerdict, SignatureVerifyReport, enroll_signature, judge_signature, reenroll_signature,
-    verify_signature,
+    PEN_CAUTION, SignatureVerdict, SignatureVerifyReport, enroll_signature, judge_signature,
+    reenroll_signature, verify_signature,
 };
 
 /// One person to enroll from reference images.

@@ -11,6 +11,7 @@ use sha2::Digest;
 use super::{EnrollReport, EnrollRequest, RejectedImage};
 use crate::error::StoreError;
 use crate::error::{Error, Result};
+use crate::signature::preprocess::Normalisation;
 use crate::signature::{SignatureModel, TEMPLATE_SHAPE, reference};
 use crate::store::{Enrollment, NewTemplate, Store};
 use crate::types::{Bands, Decision, Modality};
@@ -106,7 +107,16 @@ pub struct SignatureVerdict {
     pub score: f32,
     pub decision: Decision,
     pub bands: Bands,
+    /// What to check before acting on the decision, where the model is known to mislead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caution: Option<&'static str>,
 }
+
+/// Said beside a rejection by a model that reads the ink's darkness (paper-relative scans):
+/// a lighter or darker pen can score as a forgery, and no check found it reliably
+/// (models/README, "Known weakness: the pen's darkness" and "Another-pen check").
+pub const PEN_CAUTION: &str = "Before returning the cheque, compare the pens: a genuine \
+     signature in a clearly lighter or darker pen than the references can score as a forgery.";
 
 /// Scores a questioned template against reference templates with `model`'s scorer.
 pub fn judge_signature(
@@ -116,14 +126,17 @@ pub fn judge_signature(
     bands: Bands,
 ) -> Result<SignatureVerdict> {
     let score = model.score(references, questioned)?;
+    let decision = bands.decide(score);
+    let reads_the_pen = model.normalisation == Normalisation::PaperRelative;
     Ok(SignatureVerdict {
         reference_scores: references
             .iter()
             .map(|r| model.score(std::slice::from_ref(r), questioned))
             .collect::<Result<_>>()?,
         score,
-        decision: bands.decide(score),
+        decision,
         bands,
+        caution: (decision == Decision::Reject && reads_the_pen).then_some(PEN_CAUTION),
     })
 }
 
