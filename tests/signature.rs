@@ -316,6 +316,63 @@ fn kept_ink_reaches_a_finer_canvas_as_the_scan_would() {
     }
 }
 
+/// An update from the shipped model to one that reads the stroke descriptor on the ink
+/// at a finer canvas, the encoder unchanged: an account enrolled with its ink is carried
+/// over exactly as if it had enrolled under the new model; one whose references were
+/// kept as canvases is refused with the reason and named for enrolment, never described
+/// from a canvas enlarged.
+#[test]
+fn an_update_to_an_ink_descriptor_carries_kept_ink_and_refuses_kept_canvases() {
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = model();
+    let (height, width) = earlier.canvas;
+    let later = SignatureModel::load(
+        &common::shipped_signature_with(
+            &dir.path().join("later.safetensors"),
+            vouch::signature::DESCRIPTOR_CANVAS_KEY,
+            format!("{}x{}", height * 6 / 5, width * 6 / 5),
+        ),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(earlier.descriptor_canvas, earlier.canvas);
+    let mut store = vouch::store::Store::open(&dir.path().join("vouch.db")).unwrap();
+    common::enroll_writer_as_before(&mut store, &earlier, 1);
+    common::enroll_writer(&mut store, &earlier, 2);
+    let report = vouch::workflow::reembed(
+        &mut store,
+        &later,
+        "ana",
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let (dh, dw) = later.descriptor_canvas;
+    assert!(
+        report.templates == 3
+            && report.refused_crops == 3
+            && report.refused_people == ["Writer 1 (ACC-1)"]
+            && report.refusal.as_deref().is_some_and(|reason| reason
+                .contains("a canvas kept before references were kept as ink")
+                && reason.contains(&format!("fitted onto {dh}x{dw}"))),
+        "{report:?}"
+    );
+    let person = |account: &str| {
+        store
+            .person_by_external_id(account, vouch::types::Modality::Signature)
+            .unwrap()
+            .id
+    };
+    assert!(common::signature_templates(&store, person("ACC-1"), &later.model_id()).is_empty());
+    let carried = common::signature_templates(&store, person("ACC-2"), &later.model_id());
+    assert_eq!(carried.len(), 3);
+    for (n, template) in (1..=3).zip(&carried) {
+        let from_scan = later.embed_scan(&scan(2, n)).unwrap().1;
+        let furthest = common::largest_difference(&template.embedding, &from_scan);
+        assert!(furthest < 1e-5, "scan {n}: {furthest}");
+    }
+}
+
 /// The CEDAR scans of some writers, or `None` (the test skips, saying so) without ../shared.
 fn cedar_writers(writers: std::ops::RangeInclusive<u64>, test: &str) -> Option<Vec<LabelledScan>> {
     let cedar = shared("data/signatures/cedar", test)?;
@@ -394,16 +451,10 @@ fn the_shipped_scorer_is_reproduced_from_cedar_1_to_30() {
         SignatureModel::load(&refitted_path, &Device::Cpu).unwrap(),
     );
     assert!(shipped.has_fitted_scorer() && refitted.has_fitted_scorer());
-    let canvases: Vec<_> = [(1, 1), (1, 2), (1, 3), (2, 1)]
+    let templates: Vec<_> = [(1, 1), (1, 2), (1, 3), (2, 1)]
         .iter()
-        .map(|&(w, n)| {
-            shipped
-                .normalise(&vouch::imageio::load(&scan(w, n)).unwrap(), "scan")
-                .unwrap()
-                .canvas
-        })
+        .map(|&(w, n)| shipped.embed_scan(&scan(w, n)).unwrap().1)
         .collect();
-    let templates = shipped.templates(&canvases).unwrap();
     let references = [templates[0].as_slice(), templates[1].as_slice()];
     for questioned in &templates[2..] {
         let (a, b) = (
@@ -693,17 +744,11 @@ fn the_face_network_is_not_trainable_and_says_so() {
 #[test]
 fn another_writer_is_never_accepted_even_against_references_that_disagree() {
     let model = model();
-    let templates_of = |writer: u32, numbers: &[u32]| {
-        let canvases: Vec<_> = numbers
+    let templates_of = |writer: u32, numbers: &[u32]| -> Vec<Vec<f32>> {
+        numbers
             .iter()
-            .map(|&n| {
-                model
-                    .normalise(&vouch::imageio::load(&scan(writer, n)).unwrap(), "scan")
-                    .unwrap()
-                    .canvas
-            })
-            .collect();
-        model.templates(&canvases).unwrap()
+            .map(|&n| model.embed_scan(&scan(writer, n)).unwrap().1)
+            .collect()
     };
     for writer in 1..=4 {
         let references = templates_of(writer, &[1, 2, 3]);
@@ -720,36 +765,49 @@ fn another_writer_is_never_accepted_even_against_references_that_disagree() {
     }
 }
 
-/// A scorer fitted with `--descriptor-canvas` reads the stroke descriptor on each canvas
-/// brought onto that size, and the encoder on the canvas itself; a file that names a
-/// descriptor canvas that is not HxW is refused, not read at the encoder's.
+/// A scorer fitted with `--descriptor-canvas` reads the stroke descriptor on the scan's
+/// ink fitted onto that canvas, exactly as a model of that canvas would normalise the
+/// scan, and the encoder on its own canvas; a canvas without its ink is refused, never
+/// enlarged. A file that names a descriptor canvas that is not HxW is refused, not read
+/// at the encoder's.
 #[test]
 fn the_descriptor_canvas_is_where_the_stroke_descriptor_is_read() {
     use vouch::signature::descriptor::describe;
     use vouch::signature::encoder::EMBEDDING_DIM;
-    use vouch::signature::preprocess::onto_canvas;
+    use vouch::signature::preprocess::{TemplateInput, normalise};
     let mut model = model();
-    let canvas = model
-        .normalise(&vouch::imageio::load(&scan(1, 1)).unwrap(), "scan")
-        .unwrap()
-        .canvas;
     let (height, width) = model.canvas;
-    let own = model
-        .templates(std::slice::from_ref(&canvas))
+    model.descriptor_canvas = (height * 6 / 5, width * 6 / 5);
+    let image = vouch::imageio::load(&scan(1, 1)).unwrap();
+    let normalised = model.normalise(&image, "scan").unwrap();
+    let shipped = model
+        .templates(&[normalised.template_input()])
         .unwrap()
         .remove(0);
-    model.descriptor_canvas = (height * 5 / 6, width * 5 / 6);
-    let reduced = model
-        .templates(std::slice::from_ref(&canvas))
-        .unwrap()
-        .remove(0);
-    assert_eq!(own[..EMBEDDING_DIM], reduced[..EMBEDDING_DIM]);
-    assert_eq!(own[EMBEDDING_DIM..], describe(&canvas)[..]);
+    let at_descriptor_canvas =
+        normalise(&image, model.descriptor_canvas, model.normalisation, "scan").unwrap();
     assert_eq!(
-        reduced[EMBEDDING_DIM..],
-        describe(&onto_canvas(&canvas, model.descriptor_canvas))[..]
+        shipped[EMBEDDING_DIM..],
+        describe(&at_descriptor_canvas.canvas)[..]
     );
-    assert_ne!(own[EMBEDDING_DIM..], reduced[EMBEDDING_DIM..]);
+    assert_eq!(
+        shipped[..EMBEDDING_DIM],
+        model.embed_canvases(&[&normalised.canvas]).unwrap()[0][..]
+    );
+    let canvas_only = TemplateInput::canvas_only(&normalised.canvas);
+    let refused = model
+        .templates(std::slice::from_ref(&canvas_only))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("only a canvas was given"), "{refused}");
+
+    model.descriptor_canvas = model.canvas;
+    let own = model.templates(&[canvas_only]).unwrap().remove(0);
+    let scanned = model.embed_scan(&scan(1, 1)).unwrap().1;
+    assert_eq!(own, scanned);
+    assert_eq!(own[..EMBEDDING_DIM], shipped[..EMBEDDING_DIM]);
+    assert_eq!(own[EMBEDDING_DIM..], describe(&normalised.canvas)[..]);
+    assert_ne!(own[EMBEDDING_DIM..], shipped[EMBEDDING_DIM..]);
 
     let dir = tempfile::tempdir().unwrap();
     let odd = common::shipped_signature_with(
@@ -856,11 +914,13 @@ fn a_scan_matches_its_own_degraded_copies() {
     use vouch::signature::variation::{BRANCH_VARIATIONS, Variation, apply};
     let model = model();
     let template = |image: &image::GrayImage| {
-        let canvas = model
+        let normalised = model
             .normalise(&image::DynamicImage::ImageLuma8(image.clone()), "scan")
+            .unwrap();
+        model
+            .templates(&[normalised.template_input()])
             .unwrap()
-            .canvas;
-        model.templates(&[canvas]).unwrap().remove(0)
+            .remove(0)
     };
     let mut failures = Vec::new();
     for variation in BRANCH_VARIATIONS {

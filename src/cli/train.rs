@@ -226,8 +226,9 @@ pub struct ScorerChoice {
     /// bands then serves an account with 1 reference and one with 12.
     #[arg(long)]
     align_references: bool,
-    /// Read the stroke descriptor on each canvas brought onto this size, HxW [default:
-    /// the encoder's canvas].
+    /// Read the stroke descriptor on each scan's ink fitted onto this size, HxW, as onto
+    /// the encoder's canvas [default: the one the model names, else the encoder's canvas
+    /// itself].
     #[arg(long, value_name = "HxW", value_parser = parse_canvas)]
     descriptor_canvas: Option<(u32, u32)>,
 }

@@ -321,7 +321,7 @@ pub fn embed_varied_scans<'a>(
             return Err(Error::Cancelled);
         }
         progress(index * 64, scans.len());
-        let canvases: Vec<Result<image::GrayImage>> = chunk
+        let normalised: Vec<Result<crate::signature::preprocess::Normalised>> = chunk
             .par_iter()
             .map(|scan| {
                 let mut image = crate::imageio::load(&scan.path)?;
@@ -331,17 +331,15 @@ pub fn embed_varied_scans<'a>(
                         crate::signature::variation::random_branch(&image.to_luma8(), &mut rng)?,
                     );
                 }
-                Ok(model
-                    .normalise(&image, &scan.path.display().to_string())?
-                    .canvas)
+                model.normalise(&image, &scan.path.display().to_string())
             })
             .collect();
         let mut good = Vec::new();
         let mut good_scans = Vec::new();
-        for (scan, canvas) in chunk.iter().zip(canvases) {
-            match canvas {
-                Ok(canvas) => {
-                    good.push(canvas);
+        for (scan, normalised) in chunk.iter().zip(&normalised) {
+            match normalised {
+                Ok(normalised) => {
+                    good.push(normalised.template_input());
                     good_scans.push(scan);
                 }
                 Err(error) => failed.push(UnusableScan {

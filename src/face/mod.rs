@@ -22,7 +22,8 @@ use align::Similarity;
 use crate::cpu::Isa;
 use crate::error::{Error, Result};
 use crate::models::{
-    self, CropEmbedder, CropProblem, DETECTOR_FILE, LANDMARKS_FILE, RECOGNITION_FILE,
+    self, CropEmbedder, CropProblem, DETECTOR_FILE, Embedded, LANDMARKS_FILE, RECOGNITION_FILE,
+    embed_each,
 };
 use crate::types::{Modality, TemplateShape};
 use detector::TinyFaceDetector;
@@ -719,21 +720,19 @@ impl CropEmbedder for FaceModels {
         TEMPLATE_SHAPE
     }
 
-    fn embed_crops(&self, crops: &[image::DynamicImage]) -> Result<Vec<Vec<f32>>> {
-        let chips: Vec<RgbImage> = crops.iter().map(|c| c.to_rgb8()).collect();
-        self.embed_chips(&chips)
-    }
-
-    fn input_from_crop(
-        &self,
-        stored: &[u8],
-    ) -> std::result::Result<image::DynamicImage, CropProblem> {
-        let chip = crate::imageio::decode(stored, Path::new("a stored face chip"))
-            .map_err(|e| CropProblem::Unreadable(e.to_string()))?;
-        match wrong_chip_size((chip.width(), chip.height())) {
-            Some(reason) => Err(CropProblem::Refused(reason)),
-            None => Ok(chip),
-        }
+    fn embed_stored(&self, stored: &[&[u8]]) -> Result<Vec<Embedded>> {
+        let chips = stored
+            .iter()
+            .map(|bytes| {
+                let chip = crate::imageio::decode(bytes, Path::new("a stored face chip"))
+                    .map_err(|e| CropProblem::Unreadable(e.to_string()))?;
+                match wrong_chip_size((chip.width(), chip.height())) {
+                    Some(reason) => Err(CropProblem::Refused(reason)),
+                    None => Ok(chip.to_rgb8()),
+                }
+            })
+            .collect();
+        embed_each(chips, |chips| self.embed_chips(chips))
     }
 }
 

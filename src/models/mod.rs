@@ -40,12 +40,43 @@ pub trait CropEmbedder {
     fn model_id(&self) -> String;
     /// What each of its templates must be.
     fn template_shape(&self) -> TemplateShape;
-    fn embed_crops(&self, crops: &[image::DynamicImage]) -> Result<Vec<Vec<f32>>>;
-    /// What this model embeds, from a stored crop's bytes; or why it cannot be had.
-    fn input_from_crop(
-        &self,
-        stored: &[u8],
-    ) -> std::result::Result<image::DynamicImage, CropProblem>;
+    /// The templates of stored crops' bytes, one per crop in order: a crop it cannot read,
+    /// or not faithfully, is that crop's problem and the others are still embedded.
+    fn embed_stored(&self, stored: &[&[u8]]) -> Result<Vec<Embedded>>;
+}
+
+/// One stored crop's new template, or why it has none.
+pub type Embedded = std::result::Result<Vec<f32>, CropProblem>;
+
+/// `embed` over the inputs that could be had from stored crops, in one batch; each
+/// problem stays in its crop's place.
+pub fn embed_each<I>(
+    inputs: Vec<std::result::Result<I, CropProblem>>,
+    embed: impl FnOnce(&[I]) -> Result<Vec<Vec<f32>>>,
+) -> Result<Vec<Embedded>> {
+    let mut readable = Vec::new();
+    let places: Vec<std::result::Result<(), CropProblem>> = inputs
+        .into_iter()
+        .map(|input| input.map(|input| readable.push(input)))
+        .collect();
+    // A batch of none is not asked for: some networks refuse an empty batch.
+    let embeddings = if readable.is_empty() {
+        Vec::new()
+    } else {
+        embed(&readable)?
+    };
+    if embeddings.len() != readable.len() {
+        return Err(Error::Invalid(format!(
+            "{} templates for {} stored crops",
+            embeddings.len(),
+            readable.len()
+        )));
+    }
+    let mut embeddings = embeddings.into_iter();
+    Ok(places
+        .into_iter()
+        .map(|place| place.map(|()| embeddings.next().unwrap_or_default()))
+        .collect())
 }
 
 /// Why a stored crop is not embedded by a new model.

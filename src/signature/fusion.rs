@@ -421,7 +421,7 @@ pub struct FitOptions {
     /// Shift the score with the number of references so that genuine and forged cross
     /// at the same score for every enrollment size from 1 to the largest fitted.
     pub aligned_across_references: bool,
-    /// Read the stroke descriptor on each canvas brought onto this size [default: the
+    /// Read the stroke descriptor on each scan's ink fitted onto this size [default: the
     /// encoder's canvas].
     pub descriptor_canvas: Option<(u32, u32)>,
 }
@@ -442,7 +442,7 @@ impl FitOptions {
         }
         if let Some((height, width)) = self.descriptor_canvas {
             extras.push_str(&format!(
-                ", with the stroke descriptor read on the canvas brought onto {height}x{width}"
+                ", with the stroke descriptor read on the ink fitted onto {height}x{width}"
             ));
         }
         extras

@@ -10,6 +10,7 @@ pub mod reference;
 pub mod shape;
 pub mod variation;
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -18,11 +19,11 @@ use candle_nn::VarBuilder;
 use image::{DynamicImage, GrayImage};
 
 use crate::error::{Error, Result};
-use crate::models::{CropEmbedder, CropProblem, WeightFile, load_weights};
+use crate::models::{CropEmbedder, CropProblem, Embedded, WeightFile, embed_each, load_weights};
 use crate::types::{Modality, TemplateShape};
 use encoder::{EMBEDDING_DIM, SignatureEncoder};
 use fusion::ScoreFusion;
-use preprocess::{Normalisation, Normalised, normalise};
+use preprocess::{Normalisation, Normalised, TemplateInput, normalise};
 
 /// The shipped signature model in the models folder.
 pub const SIGNATURE_MODEL_FILE: &str = "signature_encoder.safetensors";
@@ -52,8 +53,8 @@ pub struct SignatureModel {
     device: Device,
     sha256: String,
     pub canvas: (u32, u32),
-    /// The canvas the stroke descriptor is read on: each canvas is brought onto it first
-    /// [default: the encoder's canvas].
+    /// The canvas the stroke descriptor is read on: each scan's ink is fitted onto it as
+    /// onto the encoder's [default: the encoder's canvas itself].
     pub descriptor_canvas: (u32, u32),
     /// How scans are prepared for this model: as it was trained.
     pub normalisation: Normalisation,
@@ -115,7 +116,7 @@ impl SignatureModel {
         normalise(scan, self.canvas, self.normalisation, source)
     }
 
-    pub fn embed_canvases(&self, canvases: &[GrayImage]) -> Result<Vec<Vec<f32>>> {
+    pub fn embed_canvases<C: Borrow<GrayImage>>(&self, canvases: &[C]) -> Result<Vec<Vec<f32>>> {
         let mut embeddings = Vec::with_capacity(canvases.len());
         for batch in canvases.chunks(EMBED_BATCH) {
             let input = canvas_tensor(batch, &self.device)?;
@@ -124,18 +125,17 @@ impl SignatureModel {
         Ok(embeddings)
     }
 
-    /// What the store keeps and the scorer compares: the embedding followed by the stroke
-    /// descriptor of each canvas.
-    pub fn templates(&self, canvases: &[GrayImage]) -> Result<Vec<Vec<f32>>> {
+    /// What the store keeps and the scorer compares: the embedding of each canvas followed
+    /// by the stroke descriptor, read on the descriptor's canvas.
+    pub fn templates(&self, inputs: &[TemplateInput<'_>]) -> Result<Vec<Vec<f32>>> {
         use rayon::prelude::*;
-        let descriptors: Vec<Vec<f32>> = canvases
+        let descriptors: Vec<Vec<f32>> = inputs
             .par_iter()
-            .map(|canvas| {
-                descriptor::describe(&preprocess::onto_canvas(canvas, self.descriptor_canvas))
-            })
-            .collect();
+            .map(|input| self.describe(input))
+            .collect::<Result<_>>()?;
+        let canvases: Vec<&GrayImage> = inputs.iter().map(|input| &*input.canvas).collect();
         Ok(self
-            .embed_canvases(canvases)?
+            .embed_canvases(&canvases)?
             .into_iter()
             .zip(descriptors)
             .map(|(mut template, descriptor)| {
@@ -145,13 +145,31 @@ impl SignatureModel {
             .collect())
     }
 
+    /// The stroke descriptor: on the encoder's canvas, or on the ink fitted onto the
+    /// descriptor's own canvas, as the model's scorer was fitted.
+    fn describe(&self, input: &TemplateInput<'_>) -> Result<Vec<f32>> {
+        if self.descriptor_canvas == self.canvas {
+            return Ok(descriptor::describe(&input.canvas));
+        }
+        let ink = input.ink.as_deref().ok_or_else(|| {
+            let (height, width) = self.descriptor_canvas;
+            Error::Invalid(format!(
+                "{} reads the stroke descriptor on the ink fitted onto {height}x{width}, \
+                 and only a canvas was given",
+                self.model_id()
+            ))
+        })?;
+        Ok(descriptor::describe(&preprocess::centre(
+            ink,
+            self.descriptor_canvas,
+        )))
+    }
+
     /// Reads, normalises and describes one scan (its template).
     pub fn embed_scan(&self, path: &Path) -> Result<(Normalised, Vec<f32>)> {
         let scan = crate::imageio::load(path)?;
         let normalised = self.normalise(&scan, &path.display().to_string())?;
-        let template = self
-            .templates(std::slice::from_ref(&normalised.canvas))?
-            .remove(0);
+        let template = self.templates(&[normalised.template_input()])?.remove(0);
         Ok((normalised, template))
     }
 
@@ -214,14 +232,14 @@ pub fn canvas_metadata((height, width): (u32, u32)) -> String {
 }
 
 /// `(batch, 1, height, width)` in [0, 1].
-pub fn canvas_tensor(canvases: &[GrayImage], device: &Device) -> Result<Tensor> {
+pub fn canvas_tensor<C: Borrow<GrayImage>>(canvases: &[C], device: &Device) -> Result<Tensor> {
     let (width, height) = canvases
         .first()
-        .map(GrayImage::dimensions)
+        .map(|canvas| canvas.borrow().dimensions())
         .ok_or_else(|| Error::Invalid("no canvas to embed".into()))?;
     let values: Vec<f32> = canvases
         .iter()
-        .flat_map(|c| c.as_raw().iter().map(|&v| f32::from(v) / 255.0))
+        .flat_map(|c| c.borrow().as_raw().iter().map(|&v| f32::from(v) / 255.0))
         .collect();
     Ok(Tensor::from_vec(
         values,
@@ -248,19 +266,19 @@ impl CropEmbedder for SignatureModel {
         TEMPLATE_SHAPE
     }
 
-    fn embed_crops(&self, crops: &[DynamicImage]) -> Result<Vec<Vec<f32>>> {
-        let canvases: Vec<GrayImage> = crops.iter().map(DynamicImage::to_luma8).collect();
-        self.templates(&canvases)
-    }
-
-    /// A kept ink crop is fitted onto this model's canvas as the scan would have been; a
-    /// canvas kept before ink crops were is refused unless it is this model's size.
-    fn input_from_crop(&self, stored: &[u8]) -> std::result::Result<DynamicImage, CropProblem> {
-        let kept = reference::read(stored, "a stored signature reference")
-            .map_err(|e| CropProblem::Unreadable(e.to_string()))?;
-        let canvas = kept
-            .canvas_for(self.canvas, self.normalisation)
-            .map_err(CropProblem::Refused)?;
-        Ok(DynamicImage::ImageLuma8(canvas.into_owned()))
+    /// A kept ink is fitted onto this model's canvases as the scan would have been; a
+    /// canvas kept before ink crops were is refused unless this model reads it as it is.
+    fn embed_stored(&self, stored: &[&[u8]]) -> Result<Vec<Embedded>> {
+        use rayon::prelude::*;
+        let inputs = stored
+            .par_iter()
+            .map(|bytes| {
+                reference::read(bytes, "a stored signature reference")
+                    .map_err(|e| CropProblem::Unreadable(e.to_string()))?
+                    .template_input(self.canvas, self.descriptor_canvas, self.normalisation)
+                    .map_err(CropProblem::Refused)
+            })
+            .collect();
+        embed_each(inputs, |inputs| self.templates(inputs))
     }
 }

@@ -3,6 +3,8 @@
 //! The same steps serve signatures (150x220 canvas, as in SigNet) and handwritten
 //! characters (105x105).
 
+use std::borrow::Cow;
+
 use image::{DynamicImage, GenericImageView, GrayImage, Luma, imageops};
 
 use crate::error::{Error, Result};
@@ -135,6 +137,37 @@ pub struct Normalised {
     pub ink: GrayImage,
     pub threshold: u8,
     pub ink_fraction: f32,
+}
+
+impl Normalised {
+    /// What a template is made of this scan, borrowed: nothing is copied.
+    pub fn template_input(&self) -> TemplateInput<'_> {
+        TemplateInput {
+            canvas: Cow::Borrowed(&self.canvas),
+            ink: Some(Cow::Borrowed(&self.ink)),
+        }
+    }
+}
+
+/// What one template is made from: the encoder's canvas, and the ink that canvas was
+/// fitted from, which the stroke descriptor reads on its own canvas when a model's is not
+/// the encoder's (the ink fitted afresh, never the encoder's canvas enlarged).
+#[derive(Debug, Clone)]
+pub struct TemplateInput<'a> {
+    pub canvas: Cow<'a, GrayImage>,
+    /// `None` for a canvas kept without its ink: only a model that reads the descriptor
+    /// on the encoder's canvas can make its template.
+    pub ink: Option<Cow<'a, GrayImage>>,
+}
+
+impl<'a> TemplateInput<'a> {
+    /// A canvas alone, as references were kept before 2026-12-05.
+    pub fn canvas_only(canvas: &'a GrayImage) -> Self {
+        Self {
+            canvas: Cow::Borrowed(canvas),
+            ink: None,
+        }
+    }
 }
 
 /// Normalises a decoded scan onto a `canvas` of (height, width); `source` names the file
@@ -390,15 +423,6 @@ pub fn ink_shape(
         stroke_width: 2.0 * area as f64 / outline.max(1) as f64 / shorter_side,
         paper_spread: paper_variance.sqrt() / (paper_mean - ink_mean).max(1.0),
     }
-}
-
-/// `canvas` brought onto another size the way scans are brought onto a canvas: scaled to
-/// fit, keeping its proportions, and centred.
-pub fn onto_canvas(canvas: &GrayImage, size: (u32, u32)) -> std::borrow::Cow<'_, GrayImage> {
-    if canvas.dimensions() == (size.1, size.0) {
-        return std::borrow::Cow::Borrowed(canvas);
-    }
-    std::borrow::Cow::Owned(centre(canvas, size))
 }
 
 /// Scales `ink` to fit the canvas, keeping its aspect ratio, and centres it: what every

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use image::GrayImage;
 
-use super::preprocess::{Normalisation, WORKING_PIXELS, centre, centre_to_show};
+use super::preprocess::{Normalisation, TemplateInput, WORKING_PIXELS, centre, centre_to_show};
 use crate::error::{Error, Result};
 
 /// Marks a kept ink crop; the normalisation's name and a newline follow, then the PNG. A
@@ -116,6 +116,36 @@ impl StoredReference {
                 kept.height(),
                 kept.width()
             )),
+        }
+    }
+
+    /// What a model with `canvas`, `descriptor_canvas` and `normalisation` makes its
+    /// template from, as it would from the scan; or why it cannot be had faithfully. A
+    /// canvas kept without its ink serves only a model that reads the stroke descriptor on
+    /// the encoder's canvas: enlarging a canvas is not reading the ink afresh.
+    pub fn template_input(
+        self,
+        canvas: (u32, u32),
+        descriptor_canvas: (u32, u32),
+        normalisation: Normalisation,
+    ) -> std::result::Result<TemplateInput<'static>, String> {
+        let fitted = self.canvas_for(canvas, normalisation)?.into_owned();
+        match self {
+            Self::Ink { ink, .. } => Ok(TemplateInput {
+                canvas: Cow::Owned(fitted),
+                ink: Some(Cow::Owned(ink)),
+            }),
+            Self::Canvas(_) if descriptor_canvas != canvas => {
+                let (height, width) = descriptor_canvas;
+                Err(format!(
+                    "a canvas kept before references were kept as ink, where this model reads \
+                     the stroke descriptor on the ink itself, fitted onto {height}x{width}"
+                ))
+            }
+            Self::Canvas(_) => Ok(TemplateInput {
+                canvas: Cow::Owned(fitted),
+                ink: None,
+            }),
         }
     }
 

@@ -23,7 +23,8 @@ pub struct ReembedReport {
     pub model: String,
     pub templates: usize,
     pub unreadable_crops: usize,
-    /// Stored crops this model cannot embed faithfully (made for another input size);
+    /// Stored crops this model cannot embed faithfully (made for another input size, or
+    /// kept without the ink it reads);
     /// their people keep only the earlier model's templates until enrolled again.
     pub refused_crops: usize,
     /// Why the first of them was refused.
@@ -86,14 +87,22 @@ pub fn reembed(
             total: pending.len(),
             current: model.clone(),
         });
-        let mut readable = Vec::new();
-        let mut crops = Vec::new();
-        for template in chunk {
-            match embedder.input_from_crop(&template.crop) {
-                Ok(crop) => {
-                    readable.push(template);
-                    crops.push(crop);
-                }
+        let crops: Vec<&[u8]> = chunk
+            .iter()
+            .map(|template| template.crop.as_slice())
+            .collect();
+        let mut new: Vec<(i64, NewTemplate)> = Vec::new();
+        for (template, embedded) in chunk.iter().zip(embedder.embed_stored(&crops)?) {
+            match embedded {
+                Ok(embedding) => new.push((
+                    template.person_id,
+                    NewTemplate {
+                        embedding,
+                        quality: template.quality,
+                        source_sha256: template.source_sha256.clone(),
+                        crop: Some(template.crop.clone()),
+                    },
+                )),
                 Err(CropProblem::Refused(reason)) => {
                     tracing::warn!(
                         template = template.template_id,
@@ -115,22 +124,6 @@ pub fn reembed(
                 }
             }
         }
-        let embeddings = embedder.embed_crops(&crops)?;
-        let new: Vec<(i64, NewTemplate)> = readable
-            .iter()
-            .zip(embeddings)
-            .map(|(old, embedding)| {
-                (
-                    old.person_id,
-                    NewTemplate {
-                        embedding,
-                        quality: old.quality,
-                        source_sha256: old.source_sha256.clone(),
-                        crop: Some(old.crop.clone()),
-                    },
-                )
-            })
-            .collect();
         store.add_templates(&model, &new, actor)?;
         report.templates += new.len();
     }
