@@ -1062,6 +1062,7 @@ fn cross_validation_tests_each_writer_once_with_everything_fitted_without_it() {
             cohort: None,
             aligned_across_references: false,
             descriptor_canvas: None,
+            random_negatives: None,
         },
         train_encoder: None,
         extra_training: Vec::new(),

@@ -231,6 +231,10 @@ pub struct ScorerChoice {
     /// itself].
     #[arg(long, value_name = "HxW", value_parser = parse_canvas)]
     descriptor_canvas: Option<(u32, u32)>,
+    /// Also fit against other writers' hands: each account scores one genuine scan from
+    /// each of this many other fitting writers as forged.
+    #[arg(long, value_name = "OTHER_WRITERS", value_parser = clap::value_parser!(u16).range(1..))]
+    random_negatives: Option<u16>,
 }
 
 impl ScorerChoice {
@@ -241,6 +245,7 @@ impl ScorerChoice {
             cohort: self.cohort.map(usize::from),
             aligned_across_references: self.align_references,
             descriptor_canvas: self.descriptor_canvas,
+            random_negatives: self.random_negatives.map(usize::from),
         }
     }
 }
