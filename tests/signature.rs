@@ -1043,16 +1043,18 @@ fn the_ink_stretched_canvas_does_not_change_with_the_pen() {
 
 /// The honest protocol on a small subset: every writer is tested exactly once, by a fold
 /// whose scorer and bands were fitted without it, and the bands come out of each fold's
-/// own fitting.
+/// own fitting. Writers given only to fit on join every fold's fitting and are never
+/// tested, and a writer given both ways is refused.
 #[test]
 fn cross_validation_tests_each_writer_once_with_everything_fitted_without_it() {
     use vouch::signature::fusion::FitOptions;
     use vouch::train::crossval::{CrossValidationPlan, cross_validate};
     let test = "cross_validation_tests_each_writer_once_with_everything_fitted_without_it";
-    let Some(scans) = cedar_writers(1..=12, test) else {
+    let (Some(scans), Some(fit_only)) = (cedar_writers(1..=12, test), cedar_writers(13..=16, test))
+    else {
         return;
     };
-    let plan = CrossValidationPlan {
+    let mut plan = CrossValidationPlan {
         folds: 2,
         seed: 1,
         references: vec![5],
@@ -1066,23 +1068,39 @@ fn cross_validation_tests_each_writer_once_with_everything_fitted_without_it() {
         },
         train_encoder: None,
         extra_training: Vec::new(),
+        extra_fitting: Vec::new(),
         vary_scans: None,
     };
     let mut finished = 0;
-    let result = cross_validate(
-        &scans,
-        &model(),
-        &plan,
-        &Device::Cpu,
-        &AtomicBool::new(false),
-        &mut |event| {
-            if let vouch::train::crossval::FoldEvent::Done(_) = event {
-                finished += 1;
-            }
-        },
-    )
-    .unwrap();
-    assert_eq!(finished, 2);
+    let mut validate = |plan: &CrossValidationPlan| {
+        cross_validate(
+            &scans,
+            &model(),
+            plan,
+            &Device::Cpu,
+            &AtomicBool::new(false),
+            &mut |event| {
+                if let vouch::train::crossval::FoldEvent::Done(_) = event {
+                    finished += 1;
+                }
+            },
+        )
+    };
+    let result = validate(&plan).unwrap();
+    plan.extra_fitting = fit_only;
+    let with_more_fitting = validate(&plan).unwrap();
+    plan.extra_fitting.extend(scans[..4].iter().cloned());
+    let refused = validate(&plan).unwrap_err().to_string();
+    assert!(
+        refused.contains("both tested and in the extra fitting data"),
+        "{refused}"
+    );
+    assert_eq!(finished, 4);
+    for (alone, more) in result.folds.iter().zip(&with_more_fitting.folds) {
+        assert_eq!(alone.split.test, more.split.test, "the same writers tested");
+        assert_eq!(alone.runs[0].identities, more.runs[0].identities);
+        assert_ne!(alone.bands, more.bands, "fitted on the extra writers too");
+    }
     assert!(!result.encoder_refitted);
     let mut tested: Vec<&String> = result.folds.iter().flat_map(|f| &f.split.test).collect();
     tested.sort();

@@ -40,8 +40,9 @@ pub enum EvalCommand {
         /// (and, with --train-epochs, trains the encoder) on the other writers only.
         #[arg(long)]
         folds: Option<usize>,
+        // Boxed: the folds' options dwarf every other command's.
         #[command(flatten)]
-        folding: FoldOptions,
+        folding: Box<FoldOptions>,
         #[arg(long)]
         json: bool,
     },
@@ -111,6 +112,10 @@ pub struct FoldOptions {
     /// More scans every fold trains on and never tests (other data sets); repeatable.
     #[arg(long)]
     train_data: Vec<PathBuf>,
+    /// More writers every fold's scorer and bands are fitted on and never tested (other
+    /// data sets with skilled forgeries); repeatable.
+    #[arg(long)]
+    fit_data: Vec<PathBuf>,
     /// The folds' training runs [default: crossval-<time> beside the database]. A fold
     /// whose run finished there is reused.
     #[arg(long)]
@@ -150,7 +155,7 @@ pub fn run(command: EvalCommand, context: &Context) -> anyhow::Result<ExitCode> 
             folding,
             json,
             ..
-        } => eval_folds(context, &manifest, refs, folds, vary_scans, folding, json),
+        } => eval_folds(context, &manifest, refs, folds, vary_scans, *folding, json),
         EvalCommand::Oneshot {
             runs,
             shape_weight,
@@ -378,6 +383,7 @@ fn eval_folds(
         references,
         train_encoder,
         extra_training: crate::dataset::load_all(&options.train_data)?,
+        extra_fitting: crate::dataset::load_all(&options.fit_data)?,
         vary_scans,
     };
     let training = super::train::training_bar()?;

@@ -672,41 +672,7 @@ impl ScoreFusion {
             cohort,
             reference_shift: 0.0,
         };
-        let (mut rows, mut labels) = (Vec::new(), Vec::new());
-        let others = options
-            .random_negatives
-            .unwrap_or(0)
-            .min(prepared.len().saturating_sub(1));
-        for &k in references {
-            for (index, (writer, genuine, forgeries)) in prepared
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, g, _))| g.len() > k)
-            {
-                let enrolled = &genuine[..k];
-                let account = fusion.account(enrolled, Some(*writer));
-                // Each other writer gives a different scan, so every scan of theirs serves.
-                let other_hands = (1..=others).filter_map(|step| {
-                    let (_, their_genuine, _) = &prepared[(index + step) % prepared.len()];
-                    their_genuine.get(step % their_genuine.len().max(1))
-                });
-                for (questioned, label) in genuine[k..]
-                    .iter()
-                    .map(|q| (q, 1.0))
-                    .chain(forgeries.iter().map(|q| (q, 0.0)))
-                    .chain(other_hands.map(|q| (q, 0.0)))
-                {
-                    rows.push(
-                        fusion
-                            .features(enrolled, &account, questioned)
-                            .into_iter()
-                            .map(f64::from)
-                            .collect::<Vec<f64>>(),
-                    );
-                    labels.push(label);
-                }
-            }
-        }
+        let (rows, labels) = fusion.fitting_rows(&prepared, options);
         let (mean, scale) = standardisation(&rows);
         let standardised: Vec<Vec<f64>> = rows
             .iter()
@@ -729,6 +695,51 @@ impl ScoreFusion {
             fusion.bias -= shift / largest as f32;
         }
         Ok(fusion)
+    }
+
+    /// The features and labels the logistic regression is fitted on: every account at
+    /// every fitted enrollment size against its writer's other genuine scans (1), its
+    /// skilled forgeries (0) and, when asked, other writers' hands (0).
+    fn fitting_rows(
+        &self,
+        prepared: &[(usize, Vec<Prepared>, Vec<Prepared>)],
+        options: &FitOptions,
+    ) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let (mut rows, mut labels) = (Vec::new(), Vec::new());
+        let others = options
+            .random_negatives
+            .unwrap_or(0)
+            .min(prepared.len().saturating_sub(1));
+        for &k in &options.references {
+            for (index, (writer, genuine, forgeries)) in prepared
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, g, _))| g.len() > k)
+            {
+                let enrolled = &genuine[..k];
+                let account = self.account(enrolled, Some(*writer));
+                // Each other writer gives a different scan, so every scan of theirs serves.
+                let other_hands = (1..=others).filter_map(|step| {
+                    let (_, their_genuine, _) = &prepared[(index + step) % prepared.len()];
+                    their_genuine.get(step % their_genuine.len().max(1))
+                });
+                for (questioned, label) in genuine[k..]
+                    .iter()
+                    .map(|q| (q, 1.0))
+                    .chain(forgeries.iter().map(|q| (q, 0.0)))
+                    .chain(other_hands.map(|q| (q, 0.0)))
+                {
+                    rows.push(
+                        self.features(enrolled, &account, questioned)
+                            .into_iter()
+                            .map(f64::from)
+                            .collect::<Vec<f64>>(),
+                    );
+                    labels.push(label);
+                }
+            }
+        }
+        (rows, labels)
     }
 
     /// The fitted numbers as named tensors, stored beside the encoder's weights.

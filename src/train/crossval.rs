@@ -82,6 +82,9 @@ pub struct CrossValidationPlan {
     pub train_encoder: Option<TrainConfig>,
     /// Scans trained on in every fold, never tested (other data sets).
     pub extra_training: Vec<LabelledScan>,
+    /// Writers every fold's scorer and bands are also fitted on, never tested (other data
+    /// sets with skilled forgeries), embedded by the fold's encoder.
+    pub extra_fitting: Vec<LabelledScan>,
     /// When set, every scan the folds fit on and test is first changed as a random branch
     /// would scan it (this seed draws the changes): pens, paper and scanners that vary
     /// independently of who signed.
@@ -168,6 +171,17 @@ pub fn cross_validate(
     on_event: &mut dyn FnMut(FoldEvent),
 ) -> Result<CrossValidation> {
     let writers = identities(scans);
+    if let Some(shared) = identities(&plan.extra_fitting)
+        .into_iter()
+        .find(|writer| writers.contains(writer))
+    {
+        return Err(Error::Invalid(format!(
+            "writer `{shared}` is both tested and in the extra fitting data: it would be \
+             fitted on in the folds that test it"
+        )));
+    }
+    let fitted_or_tested: Vec<LabelledScan> =
+        scans.iter().chain(&plan.extra_fitting).cloned().collect();
     let splits = writer_folds(&writers, plan.folds, plan.seed)?;
     if plan.train_encoder.is_none()
         && plan
@@ -196,14 +210,19 @@ pub fn cross_validate(
             None => model,
         };
         let index = split.index;
-        let (embedded, unusable) =
-            embed_varied_scans(encoder, scans, plan.vary_scans, cancel, &mut |done, of| {
+        let (embedded, unusable) = embed_varied_scans(
+            encoder,
+            &fitted_or_tested,
+            plan.vary_scans,
+            cancel,
+            &mut |done, of| {
                 on_event(FoldEvent::Embedding {
                     fold: index,
                     done,
                     of,
                 });
-            })?;
+            },
+        )?;
         let test_unusable = unusable
             .iter()
             .filter(|u| {
