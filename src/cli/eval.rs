@@ -114,7 +114,7 @@ pub struct FoldOptions {
     train_data: Vec<PathBuf>,
     /// More writers every fold's scorer and bands are fitted on and never tested (other
     /// data sets with skilled forgeries); repeatable.
-    #[arg(long)]
+    #[arg(long, requires = "folds")]
     fit_data: Vec<PathBuf>,
     /// The folds' training runs [default: crossval-<time> beside the database]. A fold
     /// whose run finished there is reused.

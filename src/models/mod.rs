@@ -31,9 +31,9 @@ pub fn default_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
-/// A model that embeds the crops stored with templates (aligned face chips, normalised
-/// signature canvases), so a new model version can rebuild the gallery without the
-/// original photos.
+/// A model that embeds the crops stored with templates (aligned face chips, a signature's
+/// kept ink or, from before 2026-12-05, its canvas), so a new model version can rebuild the
+/// gallery without the original photos.
 pub trait CropEmbedder {
     fn modality(&self) -> Modality;
     /// Names the embedding space: templates of two ids are never compared.
