@@ -24,8 +24,8 @@ pub struct ReembedReport {
     pub templates: usize,
     pub unreadable_crops: usize,
     /// Stored crops this model cannot embed faithfully (made for another input size, or
-    /// kept without the ink it reads);
-    /// their people keep only the earlier model's templates until enrolled again.
+    /// kept without the ink it reads); their people keep only the earlier model's
+    /// templates until enrolled again.
     pub refused_crops: usize,
     /// Why the first of them was refused.
     pub refusal: Option<String>,
