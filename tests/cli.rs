@@ -162,21 +162,38 @@ fn the_device_comparison_refuses_to_compare_the_cpu_with_itself() {
 }
 
 #[test]
-fn a_fold_init_without_fold_training_is_refused() {
-    // Without --train-epochs the folds reuse the model's encoder, so an init would be
-    // silently ignored and the figures would be read as the pretrained recipe's.
-    fails_with(
+fn options_that_only_folds_read_are_refused_without_them() {
+    // Without --folds the model is scored as it is, and without --train-epochs the folds
+    // reuse its encoder: an option either would ignore would have its figures read as that
+    // recipe's, so each is refused, naming what it needs.
+    let verify = ["eval", "verify", "--manifest", "signatures.csv"];
+    let refused = |options: &[&str], needed: &str| {
+        fails_with(&[&verify[..], options].concat(), needed);
+    };
+    refused(&["--cohort", "3"], "--folds");
+    refused(&["--descriptor-canvas", "180x264"], "--folds");
+    refused(&["--fit-data", "svc.csv"], "--folds");
+    refused(&["--seed", "2"], "--folds");
+    refused(&["--folds", "4", "--canvas", "52x52"], "--train-epochs");
+    refused(&["--folds", "4", "--lr", "0.0001"], "--train-epochs");
+    refused(&["--folds", "4", "--runs", "crossval"], "--train-epochs");
+    refused(
+        &["--folds", "4", "--train-init", "omniglot.safetensors"],
+        "--train-epochs",
+    );
+    // Given what they need, they pass clap and reach the missing manifest.
+    refused(
         &[
-            "eval",
-            "verify",
-            "--manifest",
-            "signatures.csv",
             "--folds",
             "4",
-            "--train-init",
-            "omniglot.safetensors",
+            "--cohort",
+            "3",
+            "--train-epochs",
+            "1",
+            "--lr",
+            "0.0001",
         ],
-        "--train-epochs",
+        "cannot read signatures.csv",
     );
 }
 

@@ -22,6 +22,12 @@ use crate::types::Modality;
 pub enum EvalCommand {
     /// Writer-independent verification: per identity, enrol the first K genuine scans and
     /// score the other genuines, its forgeries (skilled) and other identities (random).
+    // Without folds the model is scored as it is, so a scorer or scan recipe given there
+    // would be ignored and its figures read as that recipe's: clap refuses them instead.
+    #[command(
+        mut_group("ScorerChoice", |group| group.requires("folds")),
+        mut_group("ScanRecipe", |group| group.requires("train_epochs"))
+    )]
     Verify {
         #[arg(long, value_enum, default_value_t = crate::train::TrainModality::Signature)]
         modality: crate::train::TrainModality,
@@ -37,7 +43,9 @@ pub enum EvalCommand {
         #[arg(long)]
         vary_scans: Option<u64>,
         /// Writer-level k-fold cross-validation: each fold fits the scorer and the bands
-        /// (and, with --train-epochs, trains the encoder) on the other writers only.
+        /// (and, with --train-epochs, trains the encoder) on the other writers only. The
+        /// scorer's and the folds' options below need it; the scan recipe, --lr, --runs
+        /// and the other training options need --train-epochs too.
         #[arg(long)]
         folds: Option<usize>,
         // Boxed: the folds' options dwarf every other command's.
@@ -84,16 +92,16 @@ pub enum EvalCommand {
 #[derive(clap::Args, Debug)]
 pub struct FoldOptions {
     /// Seed of the writers' split into folds (and of each fold's training).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, requires = "folds")]
     seed: u64,
     /// Enrollment sizes the scorer is fitted on [default: those of --refs].
-    #[arg(long)]
+    #[arg(long, requires = "folds")]
     fit_refs: Vec<usize>,
     #[command(flatten)]
     scorer: super::train::ScorerChoice,
     /// Train each fold's encoder from scratch for this many epochs; without it the
     /// model's own encoder serves every fold.
-    #[arg(long)]
+    #[arg(long, requires = "folds")]
     train_epochs: Option<usize>,
     /// Start each fold's encoder from this model's weights instead of random ones: a model
     /// that never saw the manifest's writers (one trained on Omniglot's characters, say).
@@ -102,15 +110,15 @@ pub struct FoldOptions {
     #[arg(long, requires = "train_epochs")]
     train_init: Option<PathBuf>,
     /// The folds' training loss (contrastive, as the shipped model).
-    #[arg(long, value_enum, default_value_t = crate::train::RECIPE_LOSS)]
+    #[arg(long, value_enum, default_value_t = crate::train::RECIPE_LOSS, requires = "train_epochs")]
     train_loss: crate::train::Loss,
     /// Learning rate of the folds' training.
-    #[arg(long, default_value_t = crate::train::RECIPE_LEARNING_RATE)]
+    #[arg(long, default_value_t = crate::train::RECIPE_LEARNING_RATE, requires = "train_epochs")]
     lr: f64,
     #[command(flatten)]
     recipe: super::train::ScanRecipe,
     /// More scans every fold trains on and never tests (other data sets); repeatable.
-    #[arg(long)]
+    #[arg(long, requires = "train_epochs")]
     train_data: Vec<PathBuf>,
     /// More writers every fold's scorer and bands are fitted on and never tested (other
     /// data sets with skilled forgeries); repeatable.
@@ -118,7 +126,7 @@ pub struct FoldOptions {
     fit_data: Vec<PathBuf>,
     /// The folds' training runs [default: crossval-<time> beside the database]. A fold
     /// whose run finished there is reused.
-    #[arg(long)]
+    #[arg(long, requires = "train_epochs")]
     runs: Option<PathBuf>,
 }
 
