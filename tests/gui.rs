@@ -244,6 +244,7 @@ fn a_signature_enrolled_in_the_window_is_checked_at_the_desk() {
     wait_for(&mut harness, "the enrollment", |h| {
         shows(h, "Enrolled A. Holder (ACC-7) with 2 reference(s).")
     });
+    assert!(!shows(&harness, "One reference only"));
     wait_for(&mut harness, "the people list", |h| {
         shows(h, "A. Holder (ACC-7) · 2 reference(s)")
     });
@@ -290,6 +291,18 @@ fn an_account_holders_chinese_name_is_drawn_at_the_desk() {
         &harness,
         "Before returning the cheque, compare the pens"
     ));
+    // The reference itself is accepted, and one reference is too few to take that alone.
+    replace_in(
+        &mut harness,
+        "Questioned scan",
+        &data("signatures/w1_1.png").display().to_string(),
+    );
+    harness.get_by_label("Verify signature").click();
+    wait_for(&mut harness, "the acceptance", |h| {
+        shows(h, "GENUINE (accept)")
+    });
+    assert!(shows(&harness, "Accepted against a single reference"));
+    assert!(!shows(&harness, "compare the pens"));
     // Staff at a kiosk may be Japanese or Korean too.
     for name in ["王涛", "さとう ゆき", "김민준"] {
         let drawn = harness

@@ -147,6 +147,7 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
             .arg(scan(1, 1)),
     );
     assert_eq!(enrolled["enrolled"], 1);
+    assert_eq!(enrolled["advice"], vouch::workflow::FEW_REFERENCES_ADVICE);
     let shown = json_of(vouch(&db).args(["people", "show", "ACC-1", "--modality", "signature"]));
     assert_eq!(shown["modality"], "signature");
     let rescan = dir.path().join("rescan.jpg");
@@ -178,14 +179,27 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
         genuine_score > other_score,
         "the re-scan {genuine_score} vs another writer's same name {other_score}"
     );
-    // A rejection by a model that reads the ink's darkness says to compare the pens first;
-    // no other decision does.
-    assert!(genuine["caution"].is_null(), "{genuine}");
+    // An acceptance against one reference asks for a second look at the signature; a
+    // rejection by a model that reads the ink's darkness asks to compare the pens first.
+    assert_eq!(genuine["decision"], "accept", "{genuine}");
+    assert_eq!(
+        genuine["caution"],
+        vouch::workflow::FEW_REFERENCES_CAUTION,
+        "{genuine}"
+    );
+    let caution = |verdict: &serde_json::Value, needle: &str| {
+        verdict["caution"]
+            .as_str()
+            .is_some_and(|caution| caution.contains(needle))
+    };
     assert_eq!(
         other["decision"] == "reject",
-        other["caution"]
-            .as_str()
-            .is_some_and(|caution| caution.contains("compare the pens")),
+        caution(&other, "compare the pens"),
+        "{other}"
+    );
+    assert_eq!(
+        other["decision"] == "accept",
+        caution(&other, "single reference"),
         "{other}"
     );
     let compared = json_of(
@@ -1240,5 +1254,30 @@ fn only_a_model_that_reads_the_pen_asks_to_compare_pens_before_a_rejection() {
                 .unwrap();
         assert_eq!(verdict.decision, vouch::types::Decision::Reject);
         assert_eq!(verdict.caution, caution, "{}", model.normalisation.name());
+    }
+}
+
+/// An acceptance against a single reference asks for a second look at the signature
+/// (skilled forgeries pass it about twice as often as against two or more); from
+/// `FEW_REFERENCES` references on, an acceptance stands alone.
+#[test]
+fn an_acceptance_against_a_single_reference_asks_for_a_second_look() {
+    let (_, model) = common::shipped_signature_model();
+    let embed = |name: &str| model.embed_scan(&data(name)).unwrap().1;
+    let references = [embed("signatures/w1_1.png"), embed("signatures/w1_2.png")];
+    let questioned = embed("signatures/w1_3.png");
+    // Bands every score reaches: every verdict here is an acceptance.
+    let open = vouch::types::Bands {
+        low: 0.0,
+        high: 1e-6,
+    };
+    for count in 1..=references.len() {
+        let references: Vec<&[f32]> = references[..count].iter().map(Vec::as_slice).collect();
+        let verdict =
+            vouch::workflow::judge_signature(&model, &references, &questioned, open).unwrap();
+        assert_eq!(verdict.decision, vouch::types::Decision::Accept);
+        let expected = (count < vouch::workflow::FEW_REFERENCES)
+            .then_some(vouch::workflow::FEW_REFERENCES_CAUTION);
+        assert_eq!(verdict.caution, expected, "{count} reference(s)");
     }
 }

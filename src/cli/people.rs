@@ -133,10 +133,14 @@ pub(super) fn print_enrollment(
         eprintln!("rejected {}: {}", rejected.path.display(), rejected.reason);
     }
     print_report(report, json, |r| {
-        format!(
+        let enrolled = format!(
             "enrolled {} ({}) with {} {references}",
             r.name, r.external_id, r.enrolled
-        )
+        );
+        match r.advice {
+            Some(advice) => format!("{enrolled}\n{advice}"),
+            None => enrolled,
+        }
     })
 }
 

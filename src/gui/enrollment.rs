@@ -177,6 +177,9 @@ impl EnrollmentTab {
                 "{verb} {} ({}) with {} reference(s).",
                 report.name, report.external_id, report.enrolled
             );
+            if let Some(advice) = report.advice {
+                text.push_str(&format!("\n{advice}"));
+            }
             for rejected in report.rejected {
                 text.push_str(&format!(
                     "\nRejected {}: {}",

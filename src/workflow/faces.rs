@@ -181,13 +181,12 @@ fn enroll_face_references(
     } else {
         gallery.add_person(person_id, samples.iter().map(|s| s.embedding.as_slice()))?;
     }
-    Ok(EnrollReport {
+    Ok(EnrollReport::new(
         person_id,
-        external_id: request.external_id.clone(),
-        name: request.name.clone(),
-        enrolled: samples.len(),
+        request,
+        samples.len(),
         rejected,
-    })
+    ))
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -24,8 +24,8 @@ pub use models::{
     ReembedReport, active_signature_model, export_enrolled_signatures, reembed, stored_crop_image,
 };
 pub use signatures::{
-    PEN_CAUTION, SignatureVerdict, SignatureVerifyReport, enroll_signature, judge_signature,
-    reenroll_signature, verify_signature,
+    FEW_REFERENCES, FEW_REFERENCES_ADVICE, FEW_REFERENCES_CAUTION, PEN_CAUTION, SignatureVerdict,
+    SignatureVerifyReport, enroll_signature, judge_signature, reenroll_signature, verify_signature,
 };
 
 /// One person to enroll from reference images.
@@ -68,6 +68,27 @@ pub struct EnrollReport {
     pub name: String,
     pub enrolled: usize,
     pub rejected: Vec<RejectedImage>,
+    /// What the enrolment still needs to be trusted, when it is short of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<&'static str>,
+}
+
+impl EnrollReport {
+    fn new(
+        person_id: i64,
+        request: &EnrollRequest,
+        enrolled: usize,
+        rejected: Vec<RejectedImage>,
+    ) -> Self {
+        Self {
+            person_id,
+            external_id: request.external_id.clone(),
+            name: request.name.clone(),
+            enrolled,
+            rejected,
+            advice: None,
+        }
+    }
 }
 
 /// How far a long job has come, for a progress bar.
