@@ -232,17 +232,32 @@ fn a_signature_enrolled_in_the_window_is_checked_at_the_desk() {
     assert!(!shows(&harness, face_override));
     type_into(&mut harness, "Name", "A. Holder");
     type_into(&mut harness, "Employee or account id", "ACC-7");
-    let references = ["signatures/w2_1.png", "signatures/w2_2.png"]
-        .map(|name| data(name).display().to_string())
-        .join("\n");
+    let images = "Reference images (one path per line, or drop files here)";
     type_into(
         &mut harness,
-        "Reference images (one path per line, or drop files here)",
-        &references,
+        images,
+        &data("signatures/w2_1.png").display().to_string(),
     );
     harness.get_by_label("Enroll").click();
     wait_for(&mut harness, "the enrollment", |h| {
-        shows(h, "Enrolled A. Holder (ACC-7) with 2 reference(s).")
+        shows(h, "Enrolled A. Holder (ACC-7) with 1 reference(s).")
+    });
+    // One reference is enrolled, with the advice to enrol more, which the clerk follows.
+    assert!(shows(&harness, "One reference only"));
+    wait_for(&mut harness, "the people list", |h| {
+        shows(h, "A. Holder (ACC-7) · 1 reference(s)")
+    });
+    harness.get_by_label("Re-enrol ACC-7").click();
+    wait_for(&mut harness, "the re-enrolment form", |h| {
+        shows(h, "Re-enrol A. Holder (ACC-7)")
+    });
+    let references = ["signatures/w2_1.png", "signatures/w2_2.png"]
+        .map(|name| data(name).display().to_string())
+        .join("\n");
+    type_into(&mut harness, images, &references);
+    harness.get_by_label("Replace references").click();
+    wait_for(&mut harness, "the re-enrolment", |h| {
+        shows(h, "Re-enrolled A. Holder (ACC-7) with 2 reference(s).")
     });
     assert!(!shows(&harness, "One reference only"));
     wait_for(&mut harness, "the people list", |h| {

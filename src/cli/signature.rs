@@ -144,7 +144,7 @@ fn signature_verify(
     let report = workflow::verify_signature(model, store, external_id, scan, actor)?;
     print_report(&report, json, |r| {
         let verdict = format!(
-            "{}: {} ({}), score {:.3} (against {} references; each alone: {})",
+            "{}: {} ({}), score {:.3} (against {} reference(s); each alone: {})",
             r.verdict.decision.as_str(),
             r.name,
             r.external_id,

@@ -19,7 +19,9 @@ pub struct EnrollmentTab {
     images: String,
     force: bool,
     feedback: Vec<(PathBuf, Result<String, String>)>,
-    pub outcome: Option<Result<String, String>>,
+    outcome: Option<Result<String, String>>,
+    /// What the last enrolment still needs (too few references), said beside its outcome.
+    outcome_advice: Option<&'static str>,
     search: String,
     people: Vec<(PersonRow, Option<egui::TextureHandle>)>,
     /// Whether `people` is the worker's answer for this modality, not a list still coming.
@@ -57,6 +59,7 @@ impl Default for EnrollmentTab {
             force: false,
             feedback: Vec::new(),
             outcome: None,
+            outcome_advice: None,
             search: String::new(),
             people: Vec::new(),
             people_loaded: false,
@@ -164,6 +167,12 @@ impl EnrollmentTab {
         self.images.clear();
         self.feedback.clear();
         self.outcome = None;
+        self.outcome_advice = None;
+    }
+
+    pub fn on_pin_set(&mut self, result: Result<String, String>) {
+        self.outcome = Some(result);
+        self.outcome_advice = None;
     }
 
     pub fn on_enrolled(&mut self, result: Result<EnrollReport, String>) -> Modality {
@@ -172,14 +181,12 @@ impl EnrollmentTab {
         } else {
             "Enrolled"
         };
+        self.outcome_advice = result.as_ref().ok().and_then(|report| report.advice);
         self.outcome = Some(result.map(|report| {
             let mut text = format!(
                 "{verb} {} ({}) with {} reference(s).",
                 report.name, report.external_id, report.enrolled
             );
-            if let Some(advice) = report.advice {
-                text.push_str(&format!("\n{advice}"));
-            }
             for rejected in report.rejected {
                 text.push_str(&format!(
                     "\nRejected {}: {}",
@@ -367,6 +374,10 @@ impl EnrollmentTab {
         match &self.outcome {
             Some(Ok(text)) => {
                 ui.colored_label(egui::Color32::DARK_GREEN, text);
+                if let Some(advice) = self.outcome_advice {
+                    // Done, but not yet to be trusted alone: the desk's colour for a second look.
+                    ui.colored_label(egui::Color32::from_rgb(200, 140, 0), advice);
+                }
             }
             Some(Err(text)) => {
                 ui.colored_label(

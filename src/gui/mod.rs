@@ -190,7 +190,7 @@ impl App {
                 self.send(Request::AssessFace { path });
             }
             Reply::Captured(Err(error)) => self.fail(error),
-            Reply::PinSet(result) => self.enrollment.outcome = Some(result),
+            Reply::PinSet(result) => self.enrollment.on_pin_set(result),
             Reply::Coached {
                 advice,
                 seen,

@@ -126,8 +126,8 @@ pub const FEW_REFERENCES: usize = 2;
 /// Said beside an acceptance against fewer than [`FEW_REFERENCES`] references.
 pub const FEW_REFERENCES_CAUTION: &str = "Accepted against a single reference: look at the \
      signature beside it yourself before paying. On writers the model never saw, about 1 in 6 \
-     skilled forgeries passed against one reference (1 in 3 on another country's scans), at \
-     most 1 in 10 against two to twelve. Enrol more references for this account.";
+     skilled forgeries passed against one reference and at most 1 in 10 against two to twelve \
+     (on another country's scans, 1 in 3 and 1 in 5). Enrol more references for this account.";
 
 /// Said after enrolling fewer than [`FEW_REFERENCES`] references.
 pub const FEW_REFERENCES_ADVICE: &str = "One reference only: a skilled forgery passes one \
