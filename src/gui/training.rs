@@ -229,6 +229,8 @@ impl TrainingTab {
         ui.add(
             egui::TextEdit::multiline(&mut self.data)
                 .desired_rows(2)
+                // Room for a dataset's full path, and for the hint on one line.
+                .desired_width(ui.available_width().min(640.0))
                 .hint_text("a folder with a sub-folder per writer, or a manifest (CSV)"),
         )
         .labelled_by(label.id);
