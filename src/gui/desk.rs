@@ -4,7 +4,7 @@
 use eframe::egui;
 
 use super::worker::Request;
-use super::{labelled_text, texture};
+use super::{labelled_path, labelled_text, texture};
 use crate::types::Decision;
 use crate::workflow::SignatureVerifyReport;
 
@@ -47,7 +47,7 @@ impl DeskTab {
     pub fn ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
         labelled_text(ui, "Account", &mut self.account);
         ui.horizontal(|ui| {
-            labelled_text(ui, "Questioned scan", &mut self.scan);
+            labelled_path(ui, "Questioned scan", &mut self.scan);
             let ready = !self.account.trim().is_empty() && !self.scan.trim().is_empty();
             if ui
                 .add_enabled(ready, egui::Button::new("Verify signature"))

@@ -423,9 +423,23 @@ impl eframe::App for App {
 
 /// A text field with a visible label that also names it for screen readers (and tests).
 pub(crate) fn labelled_text(ui: &mut egui::Ui, label: &str, value: &mut String) -> egui::Response {
+    labelled_edit(ui, label, egui::TextEdit::singleline(value))
+}
+
+/// A file or folder path on a row of its own or beside one button: wide enough that the
+/// file's own name, at the path's end, is read without scrolling the field.
+pub(crate) fn labelled_path(ui: &mut egui::Ui, label: &str, value: &mut String) -> egui::Response {
+    labelled_edit(
+        ui,
+        label,
+        egui::TextEdit::singleline(value).desired_width(480.0),
+    )
+}
+
+fn labelled_edit(ui: &mut egui::Ui, label: &str, edit: egui::TextEdit<'_>) -> egui::Response {
     ui.horizontal(|ui| {
         let name = ui.label(label);
-        ui.text_edit_singleline(value).labelled_by(name.id)
+        ui.add(edit).labelled_by(name.id)
     })
     .inner
 }

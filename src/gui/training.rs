@@ -13,7 +13,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use candle_core::Device;
 
-use super::labelled_text;
+use super::labelled_path;
 use super::worker::{Request, TrainingInputs};
 use crate::context::Context;
 use crate::eval::verification::{det_percentages, equal_error_rate};
@@ -266,7 +266,7 @@ impl TrainingTab {
             .labelled_by(label.id);
         });
         let mut out_text = self.out_root.display().to_string();
-        if labelled_text(ui, "Runs folder", &mut out_text).changed() {
+        if labelled_path(ui, "Runs folder", &mut out_text).changed() {
             self.out_root = PathBuf::from(out_text);
         }
     }
@@ -383,7 +383,7 @@ impl TrainingTab {
                 );
             } else {
                 ui.horizontal(|ui| {
-                    labelled_text(ui, "Held-out writers (manifest)", &mut self.heldout);
+                    labelled_path(ui, "Held-out writers (manifest)", &mut self.heldout);
                     if ui.button("Check and propose").clicked() && !self.heldout.trim().is_empty() {
                         self.gate = None;
                         requests.push(Request::GateAndPropose {
