@@ -1,6 +1,7 @@
 //! The shape ARCHITECTURE.md promises, checked on the sources: no module names one above
 //! it in the layer order (so there are no import cycles), every module has a layer, and
-//! no function outside the network kernels runs past about 120 lines.
+//! no function outside the network kernels runs past about 120 lines, and the window
+//! paints only with the colours of `gui/palette.rs`, where their contrast is checked.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -196,5 +197,31 @@ fn no_function_outside_the_kernels_runs_past_120_lines() {
     assert!(
         found.is_empty(),
         "functions over {MAX_FUNCTION_LINES} lines: {found:#?}"
+    );
+}
+
+#[test]
+fn the_window_paints_only_with_the_palette() {
+    let palette = src().join("gui").join("palette.rs");
+    let mut found = Vec::new();
+    for path in sources() {
+        if path == palette {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            if line.contains("Color32::") {
+                found.push(format!(
+                    "{}:{}: {}",
+                    path.display(),
+                    number + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "colours chosen outside gui/palette.rs: {found:#?}"
     );
 }

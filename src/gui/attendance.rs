@@ -8,6 +8,7 @@ use chrono::{Datelike, Local, NaiveDate};
 use eframe::egui;
 
 use super::labelled_text;
+use super::palette::palette;
 use super::worker::Request;
 use crate::attendance::{DaySummary, PeriodReport, PeriodSummary, period};
 use crate::store::AttendanceRecord;
@@ -132,9 +133,9 @@ impl AttendanceTab {
         if let Some((text, good, at)) = &self.note {
             if at.elapsed() < NOTE_SHOWN {
                 let colour = if *good {
-                    egui::Color32::from_rgb(80, 200, 120)
+                    palette(ui).accepted
                 } else {
-                    egui::Color32::from_rgb(240, 170, 60)
+                    palette(ui).attention
                 };
                 ui.colored_label(colour, text);
                 ui.ctx().request_repaint_after(NOTE_SHOWN - at.elapsed());

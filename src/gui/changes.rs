@@ -4,6 +4,7 @@
 
 use eframe::egui;
 
+use super::palette::palette;
 use super::worker::{Governance, Request};
 use crate::store::{Proposal, ProposalStatus};
 
@@ -42,7 +43,7 @@ impl ChangesTab {
                 ui.label(format!("Report saved: {}", path.display()));
             }
             Some(Err(error)) => {
-                ui.colored_label(egui::Color32::from_rgb(200, 60, 60), error);
+                ui.colored_label(palette(ui).refused, error);
             }
             None => {}
         }
@@ -122,10 +123,10 @@ impl ChangesTab {
                         proposal.change.describe()
                     ),
                 };
-                ui.colored_label(egui::Color32::DARK_GREEN, text);
+                ui.colored_label(palette(ui).accepted, text);
             }
             Some(Err(error)) => {
-                ui.colored_label(egui::Color32::from_rgb(200, 60, 60), error);
+                ui.colored_label(palette(ui).refused, error);
             }
             None => {}
         }
@@ -188,10 +189,7 @@ fn database_ui(
             ));
         }
         Some(Err(error)) => {
-            ui.colored_label(
-                egui::Color32::from_rgb(200, 60, 60),
-                format!("Not changed: {error}"),
-            );
+            ui.colored_label(palette(ui).refused, format!("Not changed: {error}"));
         }
         None => {}
     }

@@ -3,6 +3,7 @@
 
 use eframe::egui;
 
+use super::palette::palette;
 use super::worker::Request;
 use super::{labelled_path, labelled_text, texture};
 use crate::types::Decision;
@@ -67,17 +68,14 @@ impl DeskTab {
                 ui.label("Enter the account and the scan of the cheque (or drop the scan on the window).");
             }
             Some(Err(error)) => {
-                ui.colored_label(
-                    egui::Color32::from_rgb(200, 60, 60),
-                    format!("Cannot verify: {error}"),
-                );
+                ui.colored_label(palette(ui).refused, format!("Cannot verify: {error}"));
             }
             Some(Ok(check)) => {
-                let look_again = egui::Color32::from_rgb(200, 140, 0);
+                let look_again = palette(ui).attention;
                 let (color, word) = match check.verdict.decision {
-                    Decision::Accept => (egui::Color32::DARK_GREEN, "GENUINE (accept)"),
+                    Decision::Accept => (palette(ui).accepted, "GENUINE (accept)"),
                     Decision::Review => (look_again, "REVIEW by a second clerk"),
-                    Decision::Reject => (egui::Color32::from_rgb(200, 60, 60), "FORGED? (reject)"),
+                    Decision::Reject => (palette(ui).refused, "FORGED? (reject)"),
                 };
                 // As large as the kiosk's greeting: the clerk reads it at a glance.
                 ui.label(

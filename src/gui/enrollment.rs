@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use eframe::egui;
 
+use super::palette::palette;
 use super::worker::{PersonRow, Request};
 use super::{labelled_text, texture};
 use crate::types::Modality;
@@ -131,11 +132,8 @@ impl EnrollmentTab {
             ui.image((texture, egui::vec2(width * scale, height * scale)));
         }
         let (text, colour) = match coaching.advice {
-            Some(advice) => (advice, egui::Color32::from_rgb(240, 170, 60)),
-            None => (
-                "Good: hold it there.",
-                egui::Color32::from_rgb(80, 200, 120),
-            ),
+            Some(advice) => (advice, palette(ui).attention),
+            None => ("Good: hold it there.", palette(ui).accepted),
         };
         ui.label(egui::RichText::new(text).size(24.0).color(colour));
         ui.label(format!(
@@ -324,11 +322,8 @@ impl EnrollmentTab {
         for (path, verdict) in &self.feedback {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             match verdict {
-                Ok(text) => ui.colored_label(egui::Color32::DARK_GREEN, format!("{name}: {text}")),
-                Err(text) => ui.colored_label(
-                    egui::Color32::from_rgb(200, 60, 60),
-                    format!("{name}: {text}"),
-                ),
+                Ok(text) => ui.colored_label(palette(ui).accepted, format!("{name}: {text}")),
+                Err(text) => ui.colored_label(palette(ui).refused, format!("{name}: {text}")),
             };
         }
         if let Some((person_id, _)) = self.reenrolling {
@@ -373,17 +368,14 @@ impl EnrollmentTab {
     fn outcome_ui(&self, ui: &mut egui::Ui) {
         match &self.outcome {
             Some(Ok(text)) => {
-                ui.colored_label(egui::Color32::DARK_GREEN, text);
+                ui.colored_label(palette(ui).accepted, text);
                 if let Some(advice) = self.outcome_advice {
                     // Done, but not yet to be trusted alone: the desk's colour for a second look.
-                    ui.colored_label(egui::Color32::from_rgb(200, 140, 0), advice);
+                    ui.colored_label(palette(ui).attention, advice);
                 }
             }
             Some(Err(text)) => {
-                ui.colored_label(
-                    egui::Color32::from_rgb(200, 60, 60),
-                    format!("Not enrolled: {text}"),
-                );
+                ui.colored_label(palette(ui).refused, format!("Not enrolled: {text}"));
             }
             None => {}
         }

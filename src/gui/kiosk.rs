@@ -4,8 +4,9 @@
 
 use eframe::egui;
 
+use super::palette::{FACE_MATCHED, FACE_UNKNOWN, FACE_UNSURE, palette};
 use super::worker::Request;
-use super::{labelled_text, texture};
+use super::{labelled_path, texture};
 use crate::camera::{CameraFeed, CameraInfo};
 use crate::kiosk::KioskState;
 use crate::store::Punch;
@@ -15,9 +16,6 @@ use crate::workflow::kiosk::{KioskEvent, KioskStep, Match, SeenFace};
 
 /// How long the result of an attempt stays on the kiosk's screen.
 const MESSAGE_SHOWN: std::time::Duration = std::time::Duration::from_secs(6);
-/// What the person must act on (the PIN, a refusal), apart from a greeting's green.
-const ATTENTION: egui::Color32 = egui::Color32::from_rgb(240, 170, 60);
-
 /// "Good morning" before noon, "Good afternoon" before six, then "Good evening".
 fn greeting_for_now() -> &'static str {
     use chrono::Timelike;
@@ -220,7 +218,7 @@ impl KioskTab {
                 egui::RichText::new("Please type your PIN, then press Enter PIN.")
                     .size(36.0)
                     .strong()
-                    .color(ATTENTION),
+                    .color(palette(ui).attention),
             );
         }
         let Some(pin) = &mut self.pin else {
@@ -479,7 +477,11 @@ impl KioskTab {
             ),
             (true, n) => format!("Back online: sending {} kept while offline…", punches(n)),
         };
-        ui.label(egui::RichText::new(text).size(20.0).color(ATTENTION));
+        ui.label(
+            egui::RichText::new(text)
+                .size(20.0)
+                .color(palette(ui).attention),
+        );
     }
 
     /// The last attempt's result for the person at the kiosk, large, until it is
@@ -494,9 +496,9 @@ impl KioskTab {
             return;
         }
         let colour = if *good {
-            egui::Color32::from_rgb(80, 200, 120)
+            palette(ui).accepted
         } else {
-            ATTENTION
+            palette(ui).attention
         };
         ui.label(egui::RichText::new(text).size(36.0).strong().color(colour));
         ui.ctx().request_repaint_after(MESSAGE_SHOWN - age);
@@ -547,13 +549,13 @@ impl KioskTab {
             self.last_frame = None;
         }
         if let Some(error) = &self.camera_error {
-            ui.colored_label(egui::Color32::from_rgb(200, 60, 60), error);
+            ui.colored_label(palette(ui).refused, error);
         }
     }
 
     fn file_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<Request>) {
         ui.horizontal(|ui| {
-            labelled_text(ui, "Image file", &mut self.image_path);
+            labelled_path(ui, "Image file", &mut self.image_path);
             if ui.button("Check in from image").clicked() && !self.image_path.trim().is_empty() {
                 self.from_file = true;
                 self.in_flight = true;
@@ -566,7 +568,7 @@ impl KioskTab {
             self.image_path = path.display().to_string();
         }
         ui.horizontal(|ui| {
-            labelled_text(ui, "Recorded sequence", &mut self.sequence_path);
+            labelled_path(ui, "Recorded sequence", &mut self.sequence_path);
             if ui.button("Play as the camera").clicked() && !self.sequence_path.trim().is_empty() {
                 let ctx = ui.ctx().clone();
                 match CameraFeed::replay(self.sequence_path.trim().into(), move || {
@@ -603,13 +605,13 @@ impl KioskTab {
                         score,
                         decision: Decision::Accept,
                         ..
-                    }) => (egui::Color32::GREEN, format!("{name} {score:.2}")),
+                    }) => (FACE_MATCHED, format!("{name} {score:.2}")),
                     Some(Match {
                         score,
                         decision: Decision::Review,
                         ..
-                    }) => (egui::Color32::YELLOW, format!("? {score:.2}")),
-                    _ => (egui::Color32::RED, "unknown".to_string()),
+                    }) => (FACE_UNSURE, format!("? {score:.2}")),
+                    _ => (FACE_UNKNOWN, "unknown".to_string()),
                 };
                 painter.rect_stroke(
                     rect,

@@ -10,6 +10,7 @@ mod changes;
 mod desk;
 mod enrollment;
 mod kiosk;
+mod palette;
 mod training;
 mod workbench;
 pub mod worker;
@@ -22,6 +23,7 @@ use eframe::egui;
 use crate::context::Context;
 use crate::types::{Modality, Permission};
 use crate::workflow::Progress;
+use palette::palette;
 use worker::{CAMERA_FRAME_FAILURE, Reply, Request, START_FAILURE, WorkerHandle};
 
 /// How long a failure stays on screen (unless a later success clears it first).
@@ -306,10 +308,7 @@ impl App {
             }
         }
         if let Some((error, _)) = &self.error {
-            ui.colored_label(
-                egui::Color32::from_rgb(200, 60, 60),
-                format!("Error: {error}"),
-            );
+            ui.colored_label(palette(ui).refused, format!("Error: {error}"));
         }
     }
 
@@ -426,8 +425,9 @@ pub(crate) fn labelled_text(ui: &mut egui::Ui, label: &str, value: &mut String) 
     labelled_edit(ui, label, egui::TextEdit::singleline(value))
 }
 
-/// A file or folder path on a row of its own or beside one button: wide enough that the
-/// file's own name, at the path's end, is read without scrolling the field.
+/// A file or folder path: wide enough that the file's own name, at the path's end, is
+/// read without scrolling the field, and narrow enough that a row with two buttons
+/// beside it (the workbench's) still fits a 1024 px window.
 pub(crate) fn labelled_path(ui: &mut egui::Ui, label: &str, value: &mut String) -> egui::Response {
     labelled_edit(
         ui,

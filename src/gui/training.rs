@@ -14,6 +14,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints};
 use candle_core::Device;
 
 use super::labelled_path;
+use super::palette::palette;
 use super::worker::{Request, TrainingInputs};
 use crate::context::Context;
 use crate::eval::verification::{det_percentages, equal_error_rate};
@@ -375,7 +376,7 @@ impl TrainingTab {
             ui.label(format!("New version: {}", model.display()));
             if finished.report.cancelled {
                 ui.colored_label(
-                    egui::Color32::from_rgb(200, 60, 60),
+                    palette(ui).refused,
                     format!(
                         "This run was cancelled after {} epoch(s): it cannot be activated.",
                         finished.report.history.len()
@@ -397,7 +398,7 @@ impl TrainingTab {
         match &self.gate {
             Some(Ok(gate)) => gate_ui(ui, gate),
             Some(Err(text)) => {
-                ui.colored_label(egui::Color32::from_rgb(200, 60, 60), text);
+                ui.colored_label(palette(ui).refused, text);
             }
             None => {}
         }
@@ -455,15 +456,12 @@ fn gate_ui(ui: &mut egui::Ui, gate: &GateReport) {
     ));
     if gate.passed {
         ui.colored_label(
-            egui::Color32::DARK_GREEN,
+            palette(ui).accepted,
             "Passed: proposed for activation (see the Changes tab).",
         );
     } else {
         for reason in &gate.reasons {
-            ui.colored_label(
-                egui::Color32::from_rgb(200, 60, 60),
-                format!("Refused: {reason}"),
-            );
+            ui.colored_label(palette(ui).refused, format!("Refused: {reason}"));
         }
     }
 }

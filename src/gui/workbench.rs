@@ -13,7 +13,8 @@ use egui_plot::{
     VLine,
 };
 
-use super::labelled_text;
+use super::labelled_path;
+use super::palette::palette;
 use super::worker::Request;
 use crate::eval::standards::{
     self, DET_FLOOR, FnmrAtFmr, REPORTED_FMRS, SiteLoad, det_probit, fnmr_at_fmr,
@@ -27,13 +28,6 @@ use crate::store::MAX_PERSON_OFFSET;
 use crate::types::{Bands, Modality};
 
 const BINS: usize = 40;
-const CURVE_COLOURS: [egui::Color32; 2] = [
-    egui::Color32::from_rgb(230, 90, 80),
-    egui::Color32::from_rgb(90, 150, 240),
-];
-const THRESHOLD_COLOUR: egui::Color32 = egui::Color32::from_rgb(60, 200, 200);
-const EER_COLOUR: egui::Color32 = egui::Color32::from_rgb(220, 90, 220);
-const FLOOR_COLOUR: egui::Color32 = egui::Color32::from_rgb(200, 200, 60);
 
 pub struct WorkbenchTab {
     pub modality: Modality,
@@ -153,7 +147,7 @@ impl WorkbenchTab {
             }
             // Faces: a manifest or a folder per person; its photos in which no face is
             // found are counted as failures to acquire, by cause.
-            labelled_text(ui, "Labelled manifest", &mut self.manifest).on_hover_text(
+            labelled_path(ui, "Labelled manifest", &mut self.manifest).on_hover_text(
                 "CSV path,identity,kind, or a folder with one subfolder per person or writer",
             );
             if ui.button("Scores from manifest").clicked() && !self.manifest.trim().is_empty() {
@@ -164,7 +158,7 @@ impl WorkbenchTab {
             }
         });
         if let Some(error) = &self.error {
-            ui.colored_label(egui::Color32::from_rgb(200, 60, 60), error);
+            ui.colored_label(palette(ui).refused, error);
         }
         // Taken out while drawing, so the controls can change the rest of `self`.
         let Some(scores) = self.scores.take() else {
@@ -320,20 +314,13 @@ impl WorkbenchTab {
             )
             .color(color)
         };
+        let colours = palette(ui);
         Plot::new("histogram")
             .legend(Legend::default())
             .height(238.0)
             .show(ui, |plot| {
-                plot.bar_chart(histogram(
-                    &scores.genuine,
-                    "genuine",
-                    egui::Color32::from_rgb(60, 160, 60),
-                ));
-                plot.bar_chart(histogram(
-                    &self.impostor,
-                    "impostor",
-                    egui::Color32::from_rgb(200, 60, 60),
-                ));
+                plot.bar_chart(histogram(&scores.genuine, "genuine", colours.genuine_bars));
+                plot.bar_chart(histogram(&self.impostor, "impostor", colours.impostor_bars));
                 plot.vline(VLine::new("threshold", f64::from(self.threshold)));
             });
     }
@@ -342,6 +329,7 @@ impl WorkbenchTab {
     /// the EER and the lowest FMR the impostor count can support.
     fn det_ui(&self, ui: &mut egui::Ui, scores: &ScoreSet, eer: f64) {
         let bands = self.bands();
+        let colours = palette(ui);
         let floor = self
             .curves
             .iter()
@@ -350,12 +338,12 @@ impl WorkbenchTab {
             .map(lowest_supported_fmr);
         // A key above the plot rather than a legend inside it, which would hide a curve.
         ui.horizontal_wrapped(|ui| {
-            for (curve, colour) in self.curves.iter().zip(CURVE_COLOURS) {
+            for (curve, colour) in self.curves.iter().zip(colours.curves) {
                 ui.colored_label(colour, curve.kind);
             }
-            ui.colored_label(THRESHOLD_COLOUR, "dots: threshold");
-            ui.colored_label(EER_COLOUR, "EER");
-            ui.colored_label(FLOOR_COLOUR, "line: lowest FMR supported");
+            ui.colored_label(colours.threshold, "dots: threshold");
+            ui.colored_label(colours.eer, "EER");
+            ui.colored_label(colours.supported_floor, "line: lowest FMR supported");
         });
         Plot::new("det")
             .height(220.0)
@@ -377,7 +365,7 @@ impl WorkbenchTab {
             .default_x_bounds(probit(DET_FLOOR), probit(0.5))
             .default_y_bounds(probit(DET_FLOOR), probit(0.5))
             .show(ui, |plot| {
-                for (curve, colour) in self.curves.iter().zip(CURVE_COLOURS) {
+                for (curve, colour) in self.curves.iter().zip(colours.curves) {
                     plot.line(
                         Line::new(
                             format!("DET, {}", curve.kind),
@@ -389,7 +377,7 @@ impl WorkbenchTab {
                 if let Some(floor) = floor {
                     plot.vline(
                         VLine::new("lowest FMR these impostors support", probit(floor))
-                            .color(FLOOR_COLOUR),
+                            .color(colours.supported_floor),
                     );
                 }
                 plot.points(
@@ -397,7 +385,7 @@ impl WorkbenchTab {
                         "EER (first curve)",
                         PlotPoints::from(vec![[probit(eer), probit(eer)]]),
                     )
-                    .color(EER_COLOUR)
+                    .color(colours.eer)
                     .radius(5.0),
                 );
                 // The threshold sits at a different point of each kind's curve.
@@ -410,7 +398,7 @@ impl WorkbenchTab {
                     .collect();
                 plot.points(
                     Points::new("threshold", PlotPoints::from(points))
-                        .color(THRESHOLD_COLOUR)
+                        .color(colours.threshold)
                         .radius(5.0),
                 );
             });
@@ -454,7 +442,7 @@ impl WorkbenchTab {
                         ui.label("");
                     } else {
                         ui.colored_label(
-                            egui::Color32::from_rgb(200, 120, 0),
+                            palette(ui).attention,
                             format!(
                                 "not supported: {} impostors show FMR down to {:.2}% only",
                                 at.impostors,
