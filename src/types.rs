@@ -5,6 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A count as a person reads it: "1 reference", "3 references", never "3 reference(s)".
+/// Every noun Vouch counts takes an "s".
+pub fn counted<N: std::fmt::Display + PartialEq + From<u8>>(count: N, noun: &str) -> String {
+    let plural = if count == N::from(1) { "" } else { "s" };
+    format!("{count} {noun}{plural}")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Modality {
@@ -169,6 +176,15 @@ impl std::fmt::Display for PunchKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_reads_as_a_person_says_it() {
+        assert_eq!(counted(1usize, "reference"), "1 reference");
+        assert_eq!(counted(0usize, "reference"), "0 references");
+        assert_eq!(counted(12usize, "reference"), "12 references");
+        assert_eq!(counted(2u8, "approval"), "2 approvals");
+        assert_eq!(counted(1i64, "audit row"), "1 audit row");
+    }
 
     #[test]
     fn bands_split_scores_three_ways_and_refuse_nonsense() {

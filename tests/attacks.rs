@@ -220,7 +220,7 @@ fn exports_defuse_formulas_and_import_again() {
     assert!(text.contains(",'+1+2,'=cmd"), "{text}");
     let again = stdout_of(vouch(&db).args(["import", "attendance"]).arg(&csv));
     assert!(
-        again.contains("0 event(s) added, 1 already present"),
+        again.contains("0 events added, 1 already present"),
         "{again}"
     );
     refused(

@@ -554,7 +554,7 @@ fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry(
     let refused =
         refused_over_kept_canvases("canvas", format!("{}x{}", height * 6 / 5, width * 6 / 5));
     assert!(
-        refused.contains("3 stored reference(s) cannot be carried over")
+        refused.contains("3 stored references cannot be carried over")
             && refused.contains(&format!("a canvas of {height}x{width}"))
             && refused.contains("enrol again: Writer 1 (ACC-1)")
             && !refused.contains("Writer 2"),
@@ -570,7 +570,7 @@ fn a_model_on_another_canvas_is_not_made_active_over_references_it_cannot_carry(
 fn a_model_that_prepares_scans_otherwise_is_not_made_active_over_kept_canvases() {
     let refused = refused_over_kept_canvases("normalisation", "ink-stretched".to_string());
     assert!(
-        refused.contains("6 stored reference(s) cannot be carried over")
+        refused.contains("6 stored references cannot be carried over")
             && refused
                 .contains("prepared paper-relative where this model reads scans ink-stretched")
             && refused.contains("enrol again: Writer 1 (ACC-1), Writer 2 (ACC-2)"),

@@ -265,7 +265,7 @@ fn reembedding_under_another_canvas_refuses_old_canvases_and_says_what_to_do() {
     let (done, said) = under_finer(&["signature", "reembed"]);
     assert!(
         !done
-            && said.contains("3 stored reference(s) cannot be carried over")
+            && said.contains("3 stored references cannot be carried over")
             && said.contains(&format!("a canvas of {height}x{width}"))
             && said.contains("enrol again: Writer 1 (ACC-1)")
             && !said.contains("Writer 2"),

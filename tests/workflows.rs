@@ -134,7 +134,7 @@ fn attendance_export_import_and_backup_restore() {
                 .args(["import", "attendance"])
                 .arg(&csv_path)
         )
-        .contains("0 event(s) added, 1 already present")
+        .contains("0 events added, 1 already present")
     );
     let other_kiosk = dir.path().join("other.csv");
     std::fs::write(

@@ -13,6 +13,7 @@ use crate::context::Context;
 use crate::cpu::Isa;
 use crate::face::{Face, FaceModels};
 use crate::matching::{DEFAULT_FACE_THRESHOLD, compare_faces};
+use crate::types::counted;
 use crate::workflow::kiosk;
 use crate::{imageio, perf};
 
@@ -441,8 +442,8 @@ fn face_embed(
     };
     print_report(&output, json, |o| {
         let mut lines = vec![format!(
-            "{} face(s) in {} ({}x{})",
-            o.faces.len(),
+            "{} in {} ({}x{})",
+            counted(o.faces.len(), "face"),
             o.image.display(),
             o.width,
             o.height

@@ -12,7 +12,7 @@ use crate::gallery::Gallery;
 use crate::imageio;
 use crate::models::CropEmbedder;
 use crate::store::{Punch, Store};
-use crate::types::{Modality, Permission};
+use crate::types::{Modality, Permission, counted};
 use crate::workflow::{self, EnrollRequest};
 
 #[derive(Args, Debug)]
@@ -120,22 +120,25 @@ pub fn enroll(args: EnrollArgs, context: &Context) -> anyhow::Result<ExitCode> {
         args.force,
         session.name(),
     )?;
-    print_enrollment(&report, args.json, "reference(s)")
+    print_enrollment(&report, args.json, "reference", "")
 }
 
 /// The images that were refused on stderr, then the enrollment.
 pub(super) fn print_enrollment(
     report: &workflow::EnrollReport,
     json: bool,
-    references: &str,
+    noun: &str,
+    tail: &str,
 ) -> anyhow::Result<ExitCode> {
     for rejected in &report.rejected {
         eprintln!("rejected {}: {}", rejected.path.display(), rejected.reason);
     }
     print_report(report, json, |r| {
         let enrolled = format!(
-            "enrolled {} ({}) with {} {references}",
-            r.name, r.external_id, r.enrolled
+            "enrolled {} ({}) with {}{tail}",
+            r.name,
+            r.external_id,
+            counted(r.enrolled, noun)
         );
         match r.advice {
             Some(advice) => format!("{enrolled}\n{advice}"),
@@ -235,13 +238,13 @@ pub fn verify(args: VerifyArgs, context: &Context) -> anyhow::Result<ExitCode> {
     )?;
     print_report(&report, args.json, |o| {
         format!(
-            "{}: {} ({}), best score {:.3}, mean {:.3} over {} reference(s)",
+            "{}: {} ({}), best score {:.3}, mean {:.3} over {}",
             o.decision.as_str(),
             o.name,
             o.external_id,
             o.best_score,
             o.mean_score,
-            o.references
+            counted(o.references, "reference")
         )
     })
 }
@@ -323,8 +326,12 @@ pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode
                     .iter()
                     .map(|p| {
                         format!(
-                            "{}\t{}\t{}\t{} template(s)\t{}",
-                            p.external_id, p.name, p.modality, p.templates, p.created_at
+                            "{}\t{}\t{}\t{}\t{}",
+                            p.external_id,
+                            p.name,
+                            p.modality,
+                            counted(p.templates, "template"),
+                            p.created_at
                         )
                     })
                     .collect::<Vec<_>>()
@@ -381,7 +388,7 @@ pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode
                     session.name(),
                 )?,
             };
-            print_enrollment(&report, json, "new reference(s), replacing the old")
+            print_enrollment(&report, json, "new reference", ", replacing the old")
         }
         PeopleCommand::Delete { id, modality, yes } => {
             let (mut store, session) = open_as(context, Permission::Administer)?;
@@ -414,11 +421,14 @@ pub(super) fn reembed_with(
     bar.finish_and_clear();
     print_report(&report, json, |r| {
         format!(
-            "{} template(s) embedded by {}{}{}{}",
-            r.templates,
+            "{} embedded by {}{}{}{}",
+            counted(r.templates, "template"),
             r.model,
             if r.unreadable_crops > 0 {
-                format!(", {} unreadable crop(s) skipped", r.unreadable_crops)
+                format!(
+                    ", {} skipped",
+                    counted(r.unreadable_crops, "unreadable crop")
+                )
             } else {
                 String::new()
             },

@@ -12,7 +12,7 @@ use super::{cancel_flag, open_as, open_to_read_as, print_report, progress_bar, w
 use crate::context::Context;
 use crate::eval::verification::ScoreSet;
 use crate::store::{Change, Store, exchange};
-use crate::types::{Bands, Modality, Permission, PunchKind};
+use crate::types::{Bands, Modality, Permission, PunchKind, counted};
 use crate::workflow::governance;
 
 #[derive(Subcommand, Debug)]
@@ -380,9 +380,9 @@ pub fn audit(command: AuditCommand, context: &Context) -> anyhow::Result<ExitCod
             );
         }
         let mut lines = vec![format!(
-            "audit log BROKEN ({} rows read): {} problem(s)",
-            r.rows,
-            r.problems.len()
+            "audit log BROKEN ({} read): {}",
+            counted(r.rows, "row"),
+            counted(r.problems.len(), "problem")
         )];
         lines.extend(r.problems.iter().map(|p| format!("  {p}")));
         lines.join("\n")
@@ -410,7 +410,11 @@ fn export_attendance(
     match out {
         Some(path) => {
             write_whole_file(path, &bytes)?;
-            eprintln!("{} event(s) written to {}", records.len(), path.display());
+            eprintln!(
+                "{} written to {}",
+                counted(records.len(), "event"),
+                path.display()
+            );
         }
         None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
     }
@@ -463,7 +467,12 @@ fn import_attendance(
     print_report(
         &serde_json::json!({ "added": added, "skipped": skipped }),
         json,
-        |_| format!("{added} event(s) added, {skipped} already present"),
+        |_| {
+            format!(
+                "{} added, {skipped} already present",
+                counted(added, "event")
+            )
+        },
     )
 }
 
@@ -477,11 +486,11 @@ pub fn keys(command: KeysCommand, context: &Context) -> anyhow::Result<ExitCode>
     bar.finish_and_clear();
     print_report(&rotation, json, |r| {
         format!(
-            "key {}{}: {} template(s) re-encrypted, {} row(s) re-sealed{}",
+            "key {}{}: {} re-encrypted, {} re-sealed{}",
             r.key,
             if r.resumed { " (carried on)" } else { "" },
-            r.templates,
-            r.resealed,
+            counted(r.templates, "template"),
+            counted(r.resealed, "row"),
             if r.finished {
                 "; the old key is retired"
             } else {

@@ -10,7 +10,7 @@ use super::people::{print_enrollment, reembed_with};
 use super::{open_as, print_report};
 use crate::context::Context;
 use crate::signature::SignatureModel;
-use crate::types::{Bands, Modality, Permission};
+use crate::types::{Bands, Modality, Permission, counted};
 use crate::workflow::{self, EnrollRequest};
 
 #[derive(Subcommand, Debug)]
@@ -81,7 +81,7 @@ pub fn run(command: SignatureCommand, context: &Context) -> anyhow::Result<ExitC
                 images: scans,
             };
             let report = workflow::enroll_signature(&model, &mut store, &request, session.name())?;
-            print_enrollment(&report, json, "reference signature(s)")
+            print_enrollment(&report, json, "reference signature", "")
         }
         SignatureCommand::Verify { id, scan, json } => {
             let (mut store, session) = open_as(context, Permission::Verify)?;
@@ -118,10 +118,10 @@ fn signature_compare(
         workflow::judge_signature(model, &reference_slices, &questioned_embedding, *bands)?;
     print_report(&verdict, json, |v| {
         let mut lines = vec![format!(
-            "{}: score {:.3} (against {} reference(s); accept >= {:.3}, reject < {:.3})",
+            "{}: score {:.3} (against {}; accept >= {:.3}, reject < {:.3})",
             v.decision.as_str(),
             v.score,
-            v.reference_scores.len(),
+            counted(v.reference_scores.len(), "reference"),
             v.bands.high,
             v.bands.low
         )];
@@ -144,12 +144,12 @@ fn signature_verify(
     let report = workflow::verify_signature(model, store, external_id, scan, actor)?;
     print_report(&report, json, |r| {
         let verdict = format!(
-            "{}: {} ({}), score {:.3} (against {} reference(s); each alone: {})",
+            "{}: {} ({}), score {:.3} (against {}; each alone: {})",
             r.verdict.decision.as_str(),
             r.name,
             r.external_id,
             r.verdict.score,
-            r.verdict.reference_scores.len(),
+            counted(r.verdict.reference_scores.len(), "reference"),
             r.verdict
                 .reference_scores
                 .iter()

@@ -7,6 +7,7 @@ use eframe::egui;
 use super::palette::palette;
 use super::worker::{Governance, Request};
 use crate::store::{Proposal, ProposalStatus};
+use crate::types::counted;
 
 #[derive(Default)]
 pub struct ChangesTab {
@@ -72,11 +73,14 @@ impl ChangesTab {
         });
         ui.horizontal(|ui| {
             ui.label(format!(
-                "A change needs {} approval(s).",
-                governance.approvers_required
+                "A change needs {}.",
+                counted(governance.approvers_required, "approval")
             ));
             let other = 3 - governance.approvers_required;
-            if ui.button(format!("Propose {other} approval(s)")).clicked() {
+            if ui
+                .button(format!("Propose needing {}", counted(other, "approval")))
+                .clicked()
+            {
                 requests.push(Request::ProposeApprovers { required: other });
             }
         });

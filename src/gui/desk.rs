@@ -6,7 +6,7 @@ use eframe::egui;
 use super::palette::palette;
 use super::worker::Request;
 use super::{labelled_path, labelled_text, texture};
-use crate::types::Decision;
+use crate::types::{Decision, counted};
 use crate::workflow::SignatureVerifyReport;
 
 #[derive(Default)]
@@ -89,10 +89,10 @@ impl DeskTab {
                 );
                 let references = check.verdict.reference_scores.len();
                 ui.label(format!(
-                    "{} ({}): scored against {references} reference{} by {}; accept at {:.3} or more, reject under {:.3}.",
+                    "{} ({}): scored against {} by {}; accept at {:.3} or more, reject under {:.3}.",
                     check.name,
                     check.external_id,
-                    if references == 1 { "" } else { "s" },
+                    counted(references, "reference"),
                     check.model,
                     check.verdict.bands.high,
                     check.verdict.bands.low

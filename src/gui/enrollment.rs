@@ -9,7 +9,7 @@ use eframe::egui;
 use super::palette::palette;
 use super::worker::{PersonRow, Request};
 use super::{labelled_text, texture};
-use crate::types::Modality;
+use crate::types::{Modality, counted};
 use crate::workflow::{EnrollReport, EnrollRequest};
 
 pub struct EnrollmentTab {
@@ -182,8 +182,10 @@ impl EnrollmentTab {
         self.outcome_advice = result.as_ref().ok().and_then(|report| report.advice);
         self.outcome = Some(result.map(|report| {
             let mut text = format!(
-                "{verb} {} ({}) with {} reference(s).",
-                report.name, report.external_id, report.enrolled
+                "{verb} {} ({}) with {}.",
+                report.name,
+                report.external_id,
+                counted(report.enrolled, "reference")
             );
             for rejected in report.rejected {
                 text.push_str(&format!(
@@ -438,10 +440,10 @@ impl EnrollmentTab {
                             ui.image((handle.id(), egui::vec2(48.0, 48.0)));
                         }
                         ui.label(format!(
-                            "{} ({}) · {} reference(s) · since {}",
+                            "{} ({}) · {} · since {}",
                             person.name,
                             person.external_id,
-                            person.templates,
+                            counted(person.templates, "reference"),
                             super::local_time_as(&person.created_at, "%Y-%m-%d")
                         ));
                         if ui

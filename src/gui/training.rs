@@ -21,6 +21,7 @@ use crate::eval::verification::{det_percentages, equal_error_rate};
 use crate::train::{
     Loss, RECIPE_LEARNING_RATE, RECIPE_LOSS, TrainConfig, TrainEvent, TrainModality, TrainReport,
 };
+use crate::types::counted;
 use crate::workflow::governance::{GateReport, MIN_GATE_COMPARISONS};
 
 enum Message {
@@ -378,8 +379,8 @@ impl TrainingTab {
                 ui.colored_label(
                     palette(ui).refused,
                     format!(
-                        "This run was cancelled after {} epoch(s): it cannot be activated.",
-                        finished.report.history.len()
+                        "This run was cancelled after {}: it cannot be activated.",
+                        counted(finished.report.history.len(), "epoch")
                     ),
                 );
             } else {

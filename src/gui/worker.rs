@@ -21,7 +21,7 @@ use crate::gallery::Gallery;
 use crate::signature::SignatureModel;
 use crate::store::{GalleryChange, GalleryFeed};
 use crate::store::{Person, Proposal, Session, Store};
-use crate::types::{Bands, Modality, Permission, Role};
+use crate::types::{Bands, Modality, Permission, Role, counted};
 use crate::workflow::governance::{self, GateReport, Reembedding};
 use crate::workflow::kiosk::{self, KioskEvent, KioskLoop, KioskModels, KioskStep, SeenFace};
 use crate::workflow::{
@@ -576,11 +576,11 @@ impl Worker {
             Err(error) => format!(" · no liveness check, so no camera punches ({error})"),
         };
         format!(
-            "Database {} · face model {} · signature model {} · {} enrolled face(s){liveness}",
+            "Database {} · face model {} · signature model {} · {}{liveness}",
             self.store.path().display(),
             self.faces.model_id(),
             signature,
-            self.gallery.people()
+            counted(self.gallery.people(), "enrolled face")
         )
     }
 

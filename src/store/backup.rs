@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::sql::Db;
 use super::{APPLICATION_ID, SCHEMA_VERSION, Store, audit, classify, files, migrations, people};
 use crate::error::{StoreError, StoreResult};
+use crate::types::counted;
 
 /// (type, name, table, sql) of every schema object, sorted.
 type SchemaObjects = Vec<(String, String, String, Option<String>)>;
@@ -148,8 +149,8 @@ impl Store {
         let unreadable = people::unreadable_templates(&staged, keys, source)?;
         if let Some(first) = unreadable.first() {
             return Err(refused(format!(
-                "{} template(s) do not open, the first: {first}",
-                unreadable.len()
+                "{} cannot be opened, the first: {first}",
+                counted(unreadable.len(), "template")
             )));
         }
         Ok(staged.into_sqlite().expect("staged in SQLite"))

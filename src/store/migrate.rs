@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::ledger::{self, Table};
 use super::sql::{Dialect, Value, params};
 use super::{Store, StoreError, StoreResult};
+use crate::types::counted;
 
 /// Rows read and written at once.
 const PAGE: i64 = 2048;
@@ -80,8 +81,8 @@ impl Store {
             // A new store's only row is its empty anchor, replaced by the source's.
             if already > 0 && table.name != ANCHOR.name {
                 return Err(StoreError::NotAllowed(format!(
-                    "the target already holds {already} {} row(s): a store is moved only into an empty one",
-                    table.name
+                    "the target already holds {}: a store is moved only into an empty one",
+                    counted(already, &format!("{} row", table.name))
                 )));
             }
         }
@@ -116,7 +117,8 @@ impl Store {
             if there as usize != *rows {
                 return Err(StoreError::Tampered {
                     what: format!(
-                        "the move copied {rows} {table} row(s) but the target holds {there}"
+                        "the move copied {} but the target holds {there}",
+                        counted(*rows, &format!("{table} row"))
                     ),
                     path: target.path.clone(),
                 });

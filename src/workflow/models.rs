@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::models::{CropEmbedder, CropProblem};
 use crate::signature::reference;
 use crate::store::{ACTIVE_SIGNATURE_MODEL, NewTemplate, Store};
-use crate::types::Modality;
+use crate::types::{Modality, counted};
 
 /// Crops embedded per transaction: a cancelled or killed re-embedding keeps what it
 /// finished and the next run picks up the rest.
@@ -50,8 +50,9 @@ impl ReembedReport {
             people.push_str(&format!(" and {} more", self.refused_people.len() - NAMED));
         }
         Some(format!(
-            "{} stored reference(s) cannot be carried over to {} ({reason}); enrol again: {people}",
-            self.refused_crops, self.model
+            "{} cannot be carried over to {} ({reason}); enrol again: {people}",
+            counted(self.refused_crops, "stored reference"),
+            self.model
         ))
     }
 }
