@@ -210,7 +210,7 @@ fn the_window_paints_only_with_the_palette() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         for (number, line) in text.lines().enumerate() {
-            if line.contains("Color32::") {
+            if line.contains("Color32::") || line.contains("_fg_color") {
                 found.push(format!(
                     "{}:{}: {}",
                     path.display(),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 
 use super::Tab;
+use super::palette::palette;
 use super::worker::{AccessRequest, Request};
 use crate::types::{Permission, Role};
 
@@ -227,7 +228,7 @@ impl Access {
                     }
                 });
                 if let Some(refusal) = &self.refusal {
-                    ui.colored_label(ui.visuals().error_fg_color, refusal);
+                    ui.colored_label(palette(ui).refused, refusal);
                 }
                 if self.dialog == Dialog::FirstSupervisor {
                     ui.label("At least 8 characters. From now on every change needs a login.");
