@@ -248,6 +248,7 @@ fn a_signature_enrolled_in_the_window_is_checked_at_the_desk() {
     wait_for(&mut harness, "the people list", |h| {
         shows(h, "A. Holder (ACC-7) · 1 reference")
     });
+    assert!(shows(&harness, "needs a second reference"));
     harness.get_by_label("Re-enrol ACC-7").click();
     wait_for(&mut harness, "the re-enrolment form", |h| {
         shows(h, "Re-enrol A. Holder (ACC-7)")
@@ -264,6 +265,7 @@ fn a_signature_enrolled_in_the_window_is_checked_at_the_desk() {
     wait_for(&mut harness, "the people list", |h| {
         shows(h, "A. Holder (ACC-7) · 2 references")
     });
+    assert!(!shows(&harness, "needs a second reference"));
     type_into(&mut harness, "Search people", "Zhang");
     assert!(shows(
         &harness,

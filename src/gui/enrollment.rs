@@ -10,7 +10,7 @@ use super::palette::palette;
 use super::worker::{PersonRow, Request};
 use super::{labelled_text, texture};
 use crate::types::{Modality, counted};
-use crate::workflow::{EnrollReport, EnrollRequest};
+use crate::workflow::{EnrollReport, EnrollRequest, FEW_REFERENCES};
 
 pub struct EnrollmentTab {
     pub modality: Modality,
@@ -446,6 +446,15 @@ impl EnrollmentTab {
                             counted(person.templates, "reference"),
                             super::local_time_as(&person.created_at, "%Y-%m-%d")
                         ));
+                        if person.modality == Modality::Signature
+                            && person.templates < FEW_REFERENCES
+                        {
+                            // The desk asks for a second look at each of its acceptances.
+                            // Whole, on the next line if it must, never split mid-phrase.
+                            let mark = egui::RichText::new("needs a second reference")
+                                .color(palette(ui).attention);
+                            ui.add(egui::Label::new(mark).extend());
+                        }
                         if ui
                             .button(format!("Re-enrol {}", person.external_id))
                             .clicked()

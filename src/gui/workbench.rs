@@ -321,7 +321,9 @@ impl WorkbenchTab {
             .show(ui, |plot| {
                 plot.bar_chart(histogram(&scores.genuine, "genuine", colours.genuine_bars));
                 plot.bar_chart(histogram(&self.impostor, "impostor", colours.impostor_bars));
-                plot.vline(VLine::new("threshold", f64::from(self.threshold)));
+                plot.vline(
+                    VLine::new("threshold", f64::from(self.threshold)).color(colours.threshold),
+                );
             });
     }
 
