@@ -5,10 +5,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A count as a person reads it: "1 reference", "3 references", never "3 reference(s)".
-/// Every noun Vouch counts takes an "s".
+/// A count as a person reads it: "1 reference", "3 references", "2 punches", never
+/// "3 reference(s)". Every noun Vouch counts is regular: "es" after a hiss, else "s".
 pub fn counted<N: std::fmt::Display + PartialEq + From<u8>>(count: N, noun: &str) -> String {
-    let plural = if count == N::from(1) { "" } else { "s" };
+    let plural = if count == N::from(1) {
+        ""
+    } else if ["s", "x", "ch", "sh"].iter().any(|end| noun.ends_with(end)) {
+        "es"
+    } else {
+        "s"
+    };
     format!("{count} {noun}{plural}")
 }
 
@@ -184,6 +190,8 @@ mod tests {
         assert_eq!(counted(12usize, "reference"), "12 references");
         assert_eq!(counted(2u8, "approval"), "2 approvals");
         assert_eq!(counted(1i64, "audit row"), "1 audit row");
+        assert_eq!(counted(1usize, "punch"), "1 punch");
+        assert_eq!(counted(3usize, "punch"), "3 punches");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::{labelled_path, texture};
 use crate::camera::{CameraFeed, CameraInfo};
 use crate::kiosk::KioskState;
 use crate::store::Punch;
-use crate::types::Decision;
+use crate::types::{Decision, counted};
 use crate::workflow::CheckinReport;
 use crate::workflow::kiosk::{KioskEvent, KioskStep, Match, SeenFace};
 
@@ -464,18 +464,14 @@ impl KioskTab {
     }
 
     fn connection_ui(&self, ui: &mut egui::Ui) {
-        let punches = |n: usize| match n {
-            1 => "1 punch".to_string(),
-            n => format!("{n} punches"),
-        };
         let text = match self.connection {
             (true, 0) => return,
             (false, 0) => "Offline: the site's server cannot be reached. Punches are kept on this kiosk and recorded when it is back.".to_string(),
             (false, n) => format!(
                 "Offline: {} kept on this kiosk, recorded when the site's server is back.",
-                punches(n)
+                counted(n, "punch")
             ),
-            (true, n) => format!("Back online: sending {} kept while offline…", punches(n)),
+            (true, n) => format!("Back online: sending {} kept while offline…", counted(n, "punch")),
         };
         ui.label(
             egui::RichText::new(text)
