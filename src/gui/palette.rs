@@ -17,11 +17,11 @@ pub struct Palette {
     pub attention: Color32,
     /// Refused, failed, forged.
     pub refused: Color32,
-    /// The workbench's two compared curves, its histogram's genuine and impostor bars.
+    // The workbench's charts: its two compared curves and its histogram's bars, then the
+    // marks on its curves, whose names its key writes in the same colours.
     pub curves: [Color32; 2],
     pub genuine_bars: Color32,
     pub impostor_bars: Color32,
-    /// The workbench's marks on its curves.
     pub threshold: Color32,
     pub eer: Color32,
     pub supported_floor: Color32,
