@@ -37,6 +37,19 @@ pub struct Context {
     /// This machine's config file (`SiteConfig::path()`), which a switch of database
     /// writes.
     pub config: PathBuf,
+    /// How the window looks on this machine (its config file's `theme`).
+    pub theme: Theme,
+}
+
+/// The window's look: the system's, or one a site fixes for a machine (a kiosk in a
+/// daylit lobby, a desk in a dim back office) whatever the system says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Theme {
+    #[default]
+    System,
+    Light,
+    Dark,
 }
 
 /// Where a machine keeps its database settings, so that a kiosk started from a desktop
@@ -46,6 +59,7 @@ pub struct Context {
 /// db = "postgres://kiosk1@dbhost/vouch"
 /// key = "/etc/vouch/site.key"
 /// db_ca = "/etc/vouch/site-ca.pem"
+/// theme = "light"    # or "dark"; the system's when absent
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +67,7 @@ pub struct SiteConfig {
     pub db: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub db_ca: Option<PathBuf>,
+    pub theme: Option<Theme>,
 }
 
 /// Whether `db` may be a machine's database from its config file: a server, or a database
@@ -235,6 +250,11 @@ impl Context {
         });
         drop(next);
         let previous = SiteConfig::load(&self.config)?;
+        // A switch of database names the database; the machine's look stays its own.
+        let site = SiteConfig {
+            theme: previous.theme,
+            ..site.clone()
+        };
         site.save(&self.config)?;
         // Never a switch the audit does not show: without its row, the old file returns.
         if let Err(error) = current.audit_append(actor, "machine_database", &detail.to_string()) {
@@ -311,7 +331,7 @@ impl Context {
 
 #[cfg(test)]
 mod tests {
-    use super::SiteConfig;
+    use super::{SiteConfig, Theme};
 
     #[test]
     fn a_site_config_names_the_server_and_refuses_what_it_does_not_know() {
@@ -326,5 +346,19 @@ mod tests {
         assert_eq!(config.db_ca, None);
         assert!(SiteConfig::parse("database = \"typo.db\"").is_err());
         assert!(SiteConfig::parse("db = 3").is_err());
+    }
+
+    #[test]
+    fn a_site_config_fixes_the_look_only_with_a_look_it_knows() {
+        assert_eq!(SiteConfig::parse("").unwrap().theme, None);
+        assert_eq!(
+            SiteConfig::parse("theme = \"light\"").unwrap().theme,
+            Some(Theme::Light)
+        );
+        let refused = SiteConfig::parse("theme = \"sepia\"").unwrap_err();
+        assert!(
+            refused.contains("sepia") && refused.contains("light"),
+            "{refused}"
+        );
     }
 }

@@ -327,6 +327,38 @@ fn a_correction_from_the_command_line_is_counted_in_the_hours() {
 /// A machine whose config file names a database that is not there (moved, a mistyped
 /// address) refuses to start, naming the file and the address, instead of making an empty
 /// database without the site's staff and operators.
+/// A machine's config file may fix the window's look whatever its system prefers (a kiosk
+/// in a daylit lobby); a look it does not know is refused, naming the file.
+#[test]
+fn a_config_fixes_the_windows_look_only_with_a_look_it_knows() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vouch.toml");
+    let global = vouch::cli::Cli::parse_from(["vouch", "--device", "cpu"]).global;
+    assert_eq!(
+        global.context_with(config.clone()).unwrap().theme,
+        vouch::context::Theme::System
+    );
+    std::fs::write(&config, "theme = \"light\"\n").unwrap();
+    assert_eq!(
+        global.context_with(config.clone()).unwrap().theme,
+        vouch::context::Theme::Light
+    );
+
+    std::fs::write(&config, "theme = \"sepia\"\n").unwrap();
+    let output = vouch()
+        .env("VOUCH_CONFIG", &config)
+        .args(["people", "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("vouch.toml") && stderr.contains("sepia"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_config_naming_a_missing_database_is_refused_and_nothing_is_made() {
     let dir = tempfile::tempdir().unwrap();

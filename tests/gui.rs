@@ -27,6 +27,7 @@ fn context(db: &Path) -> Context {
         login: None,
         min_face_score: vouch::face::DEFAULT_MIN_DETECTION_SCORE,
         config: db.with_file_name("vouch.toml"),
+        theme: vouch::context::Theme::System,
     }
 }
 
@@ -1304,6 +1305,8 @@ fn the_window_points_this_machine_at_the_sites_server() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vouch.db");
     let config = dir.path().join("vouch.toml");
+    let look = "theme = \"light\"\n";
+    std::fs::write(&config, look).unwrap();
     let key = dir.path().join("site.key");
     let mut harness = harness(&db);
     ready(&mut harness);
@@ -1319,8 +1322,9 @@ fn the_window_points_this_machine_at_the_sites_server() {
     );
     harness.get_by_label("Use from next start").click();
     wait_for(&mut harness, "the refusal", |h| shows(h, "Not changed:"));
-    assert!(
-        !config.exists(),
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        look,
         "nothing written for a server that did not answer"
     );
 
@@ -1333,6 +1337,11 @@ fn the_window_points_this_machine_at_the_sites_server() {
     let saved = vouch::context::SiteConfig::load(&config).unwrap();
     assert_eq!(saved.db, Some(PathBuf::from(&url)));
     assert_eq!(saved.key, Some(key.clone()));
+    assert_eq!(
+        saved.theme,
+        Some(vouch::context::Theme::Light),
+        "the machine keeps its look"
+    );
     let switches: i64 = rusqlite::Connection::open(&db)
         .unwrap()
         .query_row(

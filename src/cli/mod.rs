@@ -78,7 +78,11 @@ pub struct GlobalArgs {
 impl GlobalArgs {
     /// The options every command works under, resolved once.
     pub fn context(&self) -> anyhow::Result<Context> {
-        let config = crate::context::SiteConfig::path();
+        self.context_with(crate::context::SiteConfig::path())
+    }
+
+    /// The same, with this machine's config file at `config`.
+    pub fn context_with(&self, config: PathBuf) -> anyhow::Result<Context> {
         let site = crate::context::SiteConfig::load(&config)?;
         if let Some(ca) = self.db_ca.clone().or(site.db_ca.clone()) {
             crate::store::trust_site_ca(Some(ca));
@@ -108,6 +112,7 @@ impl GlobalArgs {
             login: self.operator.clone(),
             min_face_score: self.min_face_score,
             config,
+            theme: site.theme.unwrap_or_default(),
         })
     }
 }

@@ -183,6 +183,7 @@ fn database_ui(
             db: given(db),
             key: given(key),
             db_ca: given(ca),
+            theme: None,
         }));
     }
     match switched {

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 
 use eframe::egui;
 
-use crate::context::Context;
+use crate::context::{Context, Theme};
 use crate::types::{Modality, Permission};
 use crate::workflow::Progress;
 use palette::palette;
@@ -96,6 +96,11 @@ impl App {
         ctx.add_font_provider(std::sync::Arc::new(
             egui_system_font_provider::SystemFontProvider::new(),
         ));
+        ctx.set_theme(match context.theme {
+            Theme::System => egui::ThemePreference::System,
+            Theme::Light => egui::ThemePreference::Light,
+            Theme::Dark => egui::ThemePreference::Dark,
+        });
         let wake = ctx.clone();
         let training = training::TrainingTab::new(&context);
         let worker = worker::spawn(context, move || wake.request_repaint())?;
