@@ -6,6 +6,7 @@ use eframe::egui;
 use super::palette::palette;
 use super::worker::Request;
 use super::{labelled_path, labelled_text, texture};
+use crate::signature::reference::ink_on_paper;
 use crate::types::{Decision, counted};
 use crate::workflow::SignatureVerifyReport;
 
@@ -18,13 +19,9 @@ pub struct DeskTab {
     questioned: Option<egui::TextureHandle>,
 }
 
-fn grey_texture(ctx: &egui::Context, name: &str, image: &image::GrayImage) -> egui::TextureHandle {
-    // Shown as ink on paper, the way the clerk sees a cheque.
-    let rgba = image::RgbaImage::from_fn(image.width(), image.height(), |x, y| {
-        let ink = image.get_pixel(x, y).0[0];
-        image::Rgba([255 - ink, 255 - ink, 255 - ink, 255])
-    });
-    texture(ctx, name, &rgba)
+fn paper_texture(ctx: &egui::Context, name: &str, ink: &image::GrayImage) -> egui::TextureHandle {
+    let paper = image::DynamicImage::ImageLuma8(ink_on_paper(ink));
+    texture(ctx, name, &paper.to_rgba8())
 }
 
 impl DeskTab {
@@ -38,9 +35,9 @@ impl DeskTab {
                 .reference_canvases
                 .iter()
                 .enumerate()
-                .map(|(i, r)| grey_texture(ctx, &format!("reference-{i}"), r))
+                .map(|(i, r)| paper_texture(ctx, &format!("reference-{i}"), r))
                 .collect();
-            self.questioned = Some(grey_texture(ctx, "questioned", &check.questioned_canvas));
+            self.questioned = Some(paper_texture(ctx, "questioned", &check.questioned_canvas));
         }
         self.check = Some(result);
     }

@@ -437,7 +437,11 @@ impl EnrollmentTab {
                     // Wrapped: a long name pushes the buttons under it, not off the screen.
                     ui.horizontal_wrapped(|ui| {
                         if let Some(handle) = thumbnail {
-                            ui.image((handle.id(), egui::vec2(48.0, 48.0)));
+                            // Its own proportions: a signature squeezed square is not its
+                            // writer's.
+                            let size = handle.size_vec2();
+                            let scale = (48.0 / size.y).min(144.0 / size.x);
+                            ui.image((handle.id(), size * scale));
                         }
                         ui.label(format!(
                             "{} ({}) · {} · since {}",

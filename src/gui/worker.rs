@@ -1257,7 +1257,7 @@ impl Worker {
                     .ok()
                     .flatten()
                     .and_then(|kept| crate::workflow::stored_crop_image(modality, &kept).ok())
-                    .map(|image| image.thumbnail(96, 96).to_rgba8());
+                    .map(|image| image.thumbnail(288, 96).to_rgba8());
                 PersonRow { person, thumbnail }
             })
             .collect())

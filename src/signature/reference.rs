@@ -160,13 +160,26 @@ impl StoredReference {
         }
     }
 
-    /// The kept image itself, ink bright on black: for a thumbnail or a training scan.
+    /// The kept image itself, ink bright on black.
     pub fn image(&self) -> &GrayImage {
         match self {
             Self::Ink { ink, .. } => ink,
             Self::Canvas(canvas) => canvas,
         }
     }
+
+    /// The kept image as a cheque shows it, for a thumbnail or a training scan.
+    pub fn on_paper(&self) -> GrayImage {
+        ink_on_paper(self.image())
+    }
+}
+
+/// Bright ink on black (what the models read) turned into dark ink on light paper (what a
+/// person reads, and what a scan is).
+pub fn ink_on_paper(ink: &GrayImage) -> GrayImage {
+    let mut paper = ink.clone();
+    image::imageops::invert(&mut paper);
+    paper
 }
 
 #[cfg(test)]
@@ -212,6 +225,19 @@ mod tests {
             .canvas_for((150, 220), Normalisation::PaperRelative)
             .unwrap_err();
         assert!(refused.contains("ink-stretched"), "{refused}");
+    }
+
+    #[test]
+    fn a_reference_is_shown_as_dark_ink_on_light_paper() {
+        let kept = read(
+            &ink_bytes(&stroke(), Normalisation::InkStretched).unwrap(),
+            "test",
+        )
+        .unwrap();
+        let paper = kept.on_paper();
+        assert_eq!(paper.dimensions(), (300, 90));
+        assert_eq!(paper.get_pixel(100, 45).0[0], 55, "the stroke");
+        assert_eq!(paper.get_pixel(10, 10).0[0], 255, "the paper");
     }
 
     #[test]

@@ -146,14 +146,12 @@ pub fn active_signature_model(store: &Store, shipped: &Path) -> Result<PathBuf> 
 }
 
 /// A person's stored crop as an image to show: a face chip, or a signature's kept ink
-/// (or canvas), bright on black.
+/// (or canvas) as dark ink on light paper, the way the desk shows it.
 pub fn stored_crop_image(modality: Modality, stored: &[u8]) -> Result<image::DynamicImage> {
     match modality {
         Modality::Face => crate::imageio::decode(stored, Path::new("a stored face chip")),
         Modality::Signature => Ok(image::DynamicImage::ImageLuma8(
-            reference::read(stored, "a stored signature reference")?
-                .image()
-                .clone(),
+            reference::read(stored, "a stored signature reference")?.on_paper(),
         )),
     }
 }
@@ -185,8 +183,7 @@ pub fn export_enrolled_signatures(store: &Store, dir: &Path) -> Result<Vec<Label
                 .collect::<String>(),
         );
         std::fs::create_dir_all(&folder).map_err(|e| Error::io(e, &folder))?;
-        let mut paper = kept.image().clone();
-        image::imageops::invert(&mut paper);
+        let paper = kept.on_paper();
         let sha = &reference.source_sha256;
         let path = folder.join(format!("{}.png", &sha[..12.min(sha.len())]));
         paper
