@@ -277,6 +277,12 @@ fn a_persons_offset_and_re_enrolment_from_the_command_line() {
         "signature",
     ]));
     assert_eq!(person["templates"], 1);
+    let listed = common::stdout_of(vouch().args(at_db(&["people", "list"])));
+    assert!(
+        listed.contains("ACC-1\tWriter 1\tsignature\t1 reference\t")
+            && listed.trim_end().ends_with("\tneeds a second reference"),
+        "{listed}"
+    );
 }
 
 /// `vouch correct` adds a forgotten punch; the hours report counts it as corrected.

@@ -36,6 +36,8 @@ fn run_json(db: &std::path::Path, args: &[&str], photo: Option<&str>) -> serde_j
 fn enroll_verify_identify_delete() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vouch.db");
+    let copy = dir.path().join("astronaut-again.png");
+    std::fs::copy(data("astronaut.png"), &copy).unwrap();
     let enrolled = vouch(&db)
         .args([
             "enroll",
@@ -48,13 +50,16 @@ fn enroll_verify_identify_delete() {
         .arg(data("astronaut.png"))
         .arg(data("coffee.png"))
         .arg(data("two_faces.png"))
+        .arg(&copy)
         .output()
         .unwrap();
     let json = stdout_json(&enrolled);
     assert_eq!(json["enrolled"], 1);
     let reasons = String::from_utf8_lossy(&enrolled.stderr);
     assert!(
-        reasons.contains("no face found") && reasons.contains("2 faces"),
+        reasons.contains("no face found")
+            && reasons.contains("2 faces")
+            && reasons.contains("the same picture as"),
         "{reasons}"
     );
 

@@ -802,6 +802,34 @@ fn write_offset_behind_vouchs_back(db: &Path, value: &str) {
 }
 
 #[test]
+fn the_same_scan_given_twice_is_one_reference() {
+    let mut store = Store::open_in_memory().unwrap();
+    let (_, model) = shipped_signature_model();
+    let scan = data("signatures/w1_1.png");
+    let report = vouch::workflow::enroll_signature(
+        &model,
+        &mut store,
+        &vouch::workflow::EnrollRequest {
+            name: "Writer 1".into(),
+            external_id: "ACC-1".into(),
+            images: vec![scan.clone(), scan.clone()],
+        },
+        "ana",
+    )
+    .unwrap();
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert!(
+        report.rejected[0].reason.contains("the same picture as"),
+        "{report:?}"
+    );
+    assert!(report.advice.is_some(), "one reference, and said so");
+    let person = store
+        .person_by_external_id("ACC-1", Modality::Signature)
+        .unwrap();
+    assert_eq!(person.templates, 1);
+}
+
+#[test]
 fn re_enrolment_replaces_every_reference_in_one_step() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vouch.db");

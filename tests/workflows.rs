@@ -82,6 +82,11 @@ fn reembedding_rebuilds_the_gallery_from_stored_crops() {
         .person_templates(person, &current, &vouch::face::TEMPLATE_SHAPE)
         .unwrap();
     assert_eq!(rebuilt.len(), 1);
+    assert_eq!(
+        store.person(person).unwrap().templates,
+        1,
+        "one photo, however many models have read it"
+    );
     // The crop is the chip the enrollment embedded, stored losslessly.
     let drift = euclidean_distance(&rebuilt[0].embedding, &sample.template.embedding).unwrap();
     assert!(drift < 1e-3, "re-embedded template moved by {drift}");

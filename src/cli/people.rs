@@ -13,7 +13,9 @@ use crate::imageio;
 use crate::models::CropEmbedder;
 use crate::store::{Punch, Store};
 use crate::types::{Modality, Permission, counted};
-use crate::workflow::{self, EnrollRequest};
+use crate::workflow::{
+    self, EnrollRequest, FEW_REFERENCES_ADVICE, NEEDS_MORE_REFERENCES, needs_more_references,
+};
 
 #[derive(Args, Debug)]
 pub struct EnrollArgs {
@@ -325,12 +327,17 @@ pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode
                 people
                     .iter()
                     .map(|p| {
+                        let mark = if needs_more_references(p) {
+                            format!("\t{NEEDS_MORE_REFERENCES}")
+                        } else {
+                            String::new()
+                        };
                         format!(
-                            "{}\t{}\t{}\t{}\t{}",
+                            "{}\t{}\t{}\t{}\t{}{mark}",
                             p.external_id,
                             p.name,
                             p.modality,
-                            counted(p.templates, "template"),
+                            counted(p.templates, "reference"),
                             p.created_at
                         )
                     })
@@ -341,8 +348,13 @@ pub fn run(command: PeopleCommand, context: &Context) -> anyhow::Result<ExitCode
         PeopleCommand::Show { id, modality, json } => {
             let person = context.read_store()?.person_by_external_id(&id, modality)?;
             print_report(&person, json, |p| {
+                let advice = if needs_more_references(p) {
+                    format!("\n{FEW_REFERENCES_ADVICE}")
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{} ({})\nmodality {}\nreferences {}\nenrolled {}",
+                    "{} ({})\nmodality {}\nreferences {}\nenrolled {}{advice}",
                     p.name, p.external_id, p.modality, p.templates, p.created_at
                 )
             })

@@ -10,7 +10,7 @@ use super::palette::palette;
 use super::worker::{PersonRow, Request};
 use super::{labelled_text, texture};
 use crate::types::{Modality, counted};
-use crate::workflow::{EnrollReport, EnrollRequest, FEW_REFERENCES};
+use crate::workflow::{EnrollReport, EnrollRequest, NEEDS_MORE_REFERENCES, needs_more_references};
 
 pub struct EnrollmentTab {
     pub modality: Modality,
@@ -450,12 +450,9 @@ impl EnrollmentTab {
                             counted(person.templates, "reference"),
                             super::local_time_as(&person.created_at, "%Y-%m-%d")
                         ));
-                        if person.modality == Modality::Signature
-                            && person.templates < FEW_REFERENCES
-                        {
-                            // The desk asks for a second look at each of its acceptances.
+                        if needs_more_references(person) {
                             // Whole, on the next line if it must, never split mid-phrase.
-                            let mark = egui::RichText::new("needs a second reference")
+                            let mark = egui::RichText::new(NEEDS_MORE_REFERENCES)
                                 .color(palette(ui).attention);
                             ui.add(egui::Label::new(mark).extend());
                         }

@@ -85,6 +85,8 @@ pub struct Person {
     pub external_id: String,
     pub modality: Modality,
     pub created_at: String,
+    /// How many pictures (photos, scans) the person was enrolled from, however many
+    /// models have read them.
     pub templates: usize,
 }
 

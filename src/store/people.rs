@@ -194,12 +194,14 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownPerson(person_id.to_string()))
     }
 
-    /// People matching an SQL condition on `p` (people), with their template counts; each
-    /// row's seal is checked (when the key is at hand) and its words validated.
+    /// People matching an SQL condition on `p` (people), with how many pictures they were
+    /// enrolled from; each row's seal is checked (when the key is at hand) and its words
+    /// validated.
     fn people_where(&self, condition: &str, values: &[&dyn ToValue]) -> StoreResult<Vec<Person>> {
+        // One picture re-embedded for a later model is still one reference.
         let rows = self.conn.query(
             &format!(
-                "SELECT {}, count(t.id)
+                "SELECT {}, count(DISTINCT t.source_sha256)
              FROM people p LEFT JOIN templates t ON t.person_id = p.id
              WHERE {condition}
              GROUP BY p.id ORDER BY p.name, p.id",

@@ -89,20 +89,18 @@ fn enroll_face_references(
             .and_then(|bytes| {
                 let picture = imageio::decode_rgb(&bytes, path)?;
                 assess_face(models, &picture, &bytes)
+            })
+            .map_err(|error| error.to_string())
+            .and_then(|assessed| assessed.map_err(|rejection| rejection.to_string()))
+            .and_then(|sample| {
+                super::repeated_file(&samples, &paths, &sample.template).map_or(Ok(sample), Err)
             });
         let sample = match assessed {
-            Ok(Ok(sample)) => sample,
-            Ok(Err(rejection)) => {
+            Ok(sample) => sample,
+            Err(reason) => {
                 rejected.push(RejectedImage {
                     path: path.clone(),
-                    reason: rejection.to_string(),
-                });
-                continue;
-            }
-            Err(error) => {
-                rejected.push(RejectedImage {
-                    path: path.clone(),
-                    reason: error.to_string(),
+                    reason,
                 });
                 continue;
             }

@@ -24,8 +24,9 @@ pub use models::{
     ReembedReport, active_signature_model, export_enrolled_signatures, reembed, stored_crop_image,
 };
 pub use signatures::{
-    FEW_REFERENCES, FEW_REFERENCES_ADVICE, FEW_REFERENCES_CAUTION, PEN_CAUTION, SignatureVerdict,
-    SignatureVerifyReport, enroll_signature, judge_signature, reenroll_signature, verify_signature,
+    FEW_REFERENCES, FEW_REFERENCES_ADVICE, FEW_REFERENCES_CAUTION, NEEDS_MORE_REFERENCES,
+    PEN_CAUTION, SignatureVerdict, SignatureVerifyReport, enroll_signature, judge_signature,
+    needs_more_references, reenroll_signature, verify_signature,
 };
 
 /// One person to enroll from reference images.
@@ -49,6 +50,25 @@ impl EnrollRequest {
 pub struct RejectedImage {
     pub path: PathBuf,
     pub reason: String,
+}
+
+/// Why a file whose bytes repeat one already taken in this enrollment is refused, or none.
+/// The same picture given twice is one reference: counted as two it would hide that an
+/// account stands on one (the Enrollment list's mark, the desk's caution) and tell the
+/// signature scorer that its references agree perfectly.
+fn repeated_file(
+    taken: &[crate::store::NewTemplate],
+    taken_paths: &[PathBuf],
+    template: &crate::store::NewTemplate,
+) -> Option<String> {
+    let (_, earlier) = taken
+        .iter()
+        .zip(taken_paths)
+        .find(|(t, _)| t.source_sha256 == template.source_sha256)?;
+    Some(format!(
+        "the same picture as {} (a reference counts once)",
+        earlier.display()
+    ))
 }
 
 /// Nothing could be enrolled: the error lists each refused file and why.

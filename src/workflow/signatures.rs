@@ -13,7 +13,7 @@ use crate::error::StoreError;
 use crate::error::{Error, Result};
 use crate::signature::preprocess::Normalisation;
 use crate::signature::{SignatureModel, TEMPLATE_SHAPE, reference};
-use crate::store::{Enrollment, NewTemplate, Store};
+use crate::store::{Enrollment, NewTemplate, Person, Store};
 use crate::types::{Bands, Decision, Modality};
 
 /// Enrolls an account holder's reference signatures: every scan that shows ink, in one
@@ -47,6 +47,7 @@ fn enroll_signature_references(
 ) -> Result<EnrollReport> {
     request.check_text()?;
     let mut templates = Vec::new();
+    let mut paths = Vec::new();
     let mut rejected = Vec::new();
     for path in &request.images {
         let embedded = std::fs::read(path)
@@ -64,7 +65,16 @@ fn enroll_signature_references(
                 })
             });
         match embedded {
-            Ok(template) => templates.push(template),
+            Ok(template) => match super::repeated_file(&templates, &paths, &template) {
+                Some(reason) => rejected.push(RejectedImage {
+                    path: path.clone(),
+                    reason,
+                }),
+                None => {
+                    templates.push(template);
+                    paths.push(path.clone());
+                }
+            },
             Err(error) => rejected.push(RejectedImage {
                 path: path.clone(),
                 reason: error.to_string(),
@@ -122,6 +132,15 @@ pub const PEN_CAUTION: &str = "Before returning the cheque, compare the pens: a 
 /// often against one reference as against two to twelve, and from two on no size stood out
 /// (models/README, "How many references an acceptance needs").
 pub const FEW_REFERENCES: usize = 2;
+
+/// Whether `person` is a signature account on fewer than [`FEW_REFERENCES`] references:
+/// until it is re-enrolled, each of its acceptances asks for a second look.
+pub fn needs_more_references(person: &Person) -> bool {
+    person.modality == Modality::Signature && person.templates < FEW_REFERENCES
+}
+
+/// How a list marks such an account.
+pub const NEEDS_MORE_REFERENCES: &str = "needs a second reference";
 
 /// Said beside an acceptance against fewer than [`FEW_REFERENCES`] references.
 pub const FEW_REFERENCES_CAUTION: &str = "Accepted against a single reference: look at the \
