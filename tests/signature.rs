@@ -150,16 +150,26 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
     assert_eq!(enrolled["advice"], vouch::workflow::FEW_REFERENCES_ADVICE);
     let shown = json_of(vouch(&db).args(["people", "show", "ACC-1", "--modality", "signature"]));
     assert_eq!(shown["modality"], "signature");
+    // The reference itself printed and scanned again, laid crooked, saved as JPEG.
     let rescan = dir.path().join("rescan.jpg");
-    vouch::imageio::load(&scan(1, 1))
-        .unwrap()
-        .to_luma8()
-        .save(&rescan)
-        .unwrap();
-    let genuine = json_of(
+    let page = vouch::imageio::load(&scan(1, 1)).unwrap().to_luma8();
+    vouch::signature::variation::apply(
+        &page,
+        vouch::signature::variation::Variation::Rotation(3.0),
+        0,
+    )
+    .unwrap()
+    .save(&rescan)
+    .unwrap();
+    let copy = json_of(
         vouch(&db)
             .args(["signature", "verify", "--id", "ACC-1"])
             .arg(&rescan),
+    );
+    let genuine = json_of(
+        vouch(&db)
+            .args(["signature", "verify", "--id", "ACC-1"])
+            .arg(scan(1, 2)),
     );
     let other = json_of(
         vouch(&db)
@@ -172,13 +182,16 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
         other["score"].as_f64().unwrap(),
     );
     assert!(
-        genuine_score > 0.95,
-        "a re-scan of the reference scores {genuine_score}"
-    );
-    assert!(
         genuine_score > other_score,
-        "the re-scan {genuine_score} vs another writer's same name {other_score}"
+        "the writer's own {genuine_score} vs another writer's same name {other_score}"
     );
+    // The scorer takes a copy of the reference for the most genuine scan there is; laid on
+    // the reference, it is a copy, and never accepted.
+    assert!(copy["score"].as_f64().unwrap() > 0.95, "{copy}");
+    assert_eq!(copy["decision"], "review", "{copy}");
+    assert_eq!(copy["copy_of"]["reference"], 1, "{copy}");
+    assert_eq!(copy["caution"], vouch::workflow::COPY_CAUTION, "{copy}");
+    assert!(genuine.get("copy_of").is_none(), "{genuine}");
     // An acceptance against one reference asks for a second look at the signature; a
     // rejection by a model that reads the ink's darkness asks to compare the pens first.
     assert_eq!(genuine["decision"], "accept", "{genuine}");
@@ -211,7 +224,8 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
             .arg(scan(3, 3)),
     );
     assert_eq!(compared["reference_scores"].as_array().unwrap().len(), 2);
-    // Both verifications are decisions in the audit chain.
+    assert!(compared.get("copy_of").is_none(), "{compared}");
+    // Every verification is a decision in the audit chain.
     let store = vouch::store::Store::open(&db).unwrap();
     let decisions: i64 = rusqlite::Connection::open(&db)
         .unwrap()
@@ -221,7 +235,7 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(decisions, 2);
+    assert_eq!(decisions, 3);
     assert!(store.audit_verify().unwrap().intact);
 }
 

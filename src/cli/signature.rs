@@ -11,7 +11,7 @@ use super::{open_as, print_report};
 use crate::context::Context;
 use crate::signature::SignatureModel;
 use crate::types::{Bands, Modality, Permission, counted};
-use crate::workflow::{self, EnrollRequest};
+use crate::workflow::{self, CopyOf, EnrollRequest};
 
 #[derive(Subcommand, Debug)]
 pub enum SignatureCommand {
@@ -108,14 +108,17 @@ fn signature_compare(
     questioned: &Path,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let embeddings = references
+    let (canvases, embeddings): (Vec<_>, Vec<_>) = references
         .iter()
-        .map(|path| Ok(model.embed_scan(path)?.1))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let (_, questioned_embedding) = model.embed_scan(questioned)?;
+        .map(|path| model.embed_scan(path).map(|(n, e)| (n.canvas, e)))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
+    let (questioned, questioned_embedding) = model.embed_scan(questioned)?;
     let reference_slices: Vec<&[f32]> = embeddings.iter().map(Vec::as_slice).collect();
     let verdict =
-        workflow::judge_signature(model, &reference_slices, &questioned_embedding, *bands)?;
+        workflow::judge_signature(model, &reference_slices, &questioned_embedding, *bands)?
+            .checked_for_copies(&questioned.canvas, &canvases);
     print_report(&verdict, json, |v| {
         let mut lines = vec![format!(
             "{}: score {:.3} (against {}; accept >= {:.3}, reject < {:.3})",
@@ -128,6 +131,10 @@ fn signature_compare(
         for (path, score) in references.iter().zip(&v.reference_scores) {
             lines.push(format!("  {score:.3}  {}", path.display()));
         }
+        lines.extend(v.copy_of.map(|copy| {
+            let path = references[copy.reference - 1].display().to_string();
+            copy_line(copy, &path)
+        }));
         lines.extend(v.caution.map(str::to_string));
         lines.join("\n")
     })
@@ -157,9 +164,16 @@ fn signature_verify(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        match r.verdict.caution {
-            Some(caution) => format!("{verdict}\n{caution}"),
-            None => verdict,
-        }
+        let mut lines = vec![verdict];
+        lines.extend(r.verdict.copy_of.map(|copy| copy_line(copy, "as enrolled")));
+        lines.extend(r.verdict.caution.map(str::to_string));
+        lines.join("\n")
     })
+}
+
+fn copy_line(copy: CopyOf, which: &str) -> String {
+    format!(
+        "a copy of reference {} ({which}): it lies on it stroke for stroke (overlap {:.3})",
+        copy.reference, copy.overlap
+    )
 }

@@ -105,11 +105,17 @@ impl DeskTab {
                             ui.image((questioned.id(), egui::vec2(220.0, 150.0)));
                         });
                     }
-                    for (texture, score) in
-                        self.references.iter().zip(&check.verdict.reference_scores)
+                    for (number, (texture, score)) in
+                        (1..).zip(self.references.iter().zip(&check.verdict.reference_scores))
                     {
                         ui.vertical(|ui| {
-                            ui.label(format!("Reference: {score:.3}"));
+                            match check.verdict.copy_of {
+                                Some(copy) if copy.reference == number => ui.colored_label(
+                                    look_again,
+                                    format!("Reference {number}: the questioned lies on it"),
+                                ),
+                                _ => ui.label(format!("Reference {number}: {score:.3}")),
+                            };
                             ui.image((texture.id(), egui::vec2(220.0, 150.0)));
                         });
                     }

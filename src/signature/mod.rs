@@ -8,6 +8,7 @@ pub mod fusion;
 pub mod preprocess;
 pub mod reference;
 pub mod shape;
+pub mod superimpose;
 pub mod variation;
 
 use std::borrow::Borrow;

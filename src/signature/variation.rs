@@ -80,10 +80,7 @@ pub fn apply(scan: &GrayImage, variation: Variation, seed: u64) -> Result<GrayIm
                 f32::from(v)
             }
         }),
-        Variation::Rotation(degrees) => {
-            let (sin, cos) = degrees.to_radians().sin_cos();
-            warp(scan, [[cos, -sin], [sin, cos]], paper)
-        }
+        Variation::Rotation(degrees) => turned(scan, degrees, paper),
         Variation::Slant(shear) => warp(scan, [[1.0, -shear], [0.0, 1.0]], paper),
         Variation::Scale(factor) => image::imageops::resize(
             scan,
@@ -121,6 +118,13 @@ pub fn apply(scan: &GrayImage, variation: Variation, seed: u64) -> Result<GrayIm
             .to_luma8()
         }
     })
+}
+
+/// `image` turned by `degrees` about its centre, grown to hold all of it, the corners
+/// filled with `fill`.
+pub(super) fn turned(image: &GrayImage, degrees: f32, fill: u8) -> GrayImage {
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    warp(image, [[cos, -sin], [sin, cos]], fill)
 }
 
 /// The paper's grey: the commonest level of the brighter half of the page.

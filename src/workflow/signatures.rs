@@ -12,7 +12,7 @@ use super::{EnrollReport, EnrollRequest, RejectedImage};
 use crate::error::StoreError;
 use crate::error::{Error, Result};
 use crate::signature::preprocess::Normalisation;
-use crate::signature::{SignatureModel, TEMPLATE_SHAPE, reference};
+use crate::signature::{SignatureModel, TEMPLATE_SHAPE, reference, superimpose};
 use crate::store::{Enrollment, NewTemplate, Person, Store};
 use crate::types::{Bands, Decision, Modality};
 
@@ -116,9 +116,51 @@ pub struct SignatureVerdict {
     pub bands: Bands,
     /// What to check before acting on the decision, where the model is known to mislead:
     /// the pen before a rejection, the signature itself before an acceptance from too few
-    /// references.
+    /// references, the paper when the scan is a copy of a reference.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caution: Option<&'static str>,
+    /// The reference the questioned scan lies on stroke for stroke, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<CopyOf>,
+}
+
+/// A questioned scan that lies on a reference as only a copy of it can (`superimpose`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CopyOf {
+    /// Which reference, counted from 1 in enrollment order.
+    pub reference: usize,
+    /// How closely it lies on it (at least [`superimpose::COPY_OVERLAP`]).
+    pub overlap: f32,
+}
+
+/// Said when the questioned scan is a copy of a reference: the scorer calls a copy the
+/// most genuine scan there is, so an acceptance becomes a review.
+pub const COPY_CAUTION: &str = "This signature lies on one of the account's references \
+     stroke for stroke, as only a copy of it can: nobody signs twice the same. It is that \
+     reference printed, pasted or scanned again, not a new signature. A second clerk must \
+     look at the paper cheque before anything is paid.";
+
+impl SignatureVerdict {
+    /// The verdict once the questioned canvas was laid on each reference's (all the
+    /// model's, ink bright on black, in enrollment order): a copy of one is never accepted.
+    pub fn checked_for_copies(mut self, questioned: &GrayImage, references: &[GrayImage]) -> Self {
+        self.copy_of = superimpose::overlaps(questioned, references)
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, overlap)| overlap >= superimpose::COPY_OVERLAP)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(index, overlap)| CopyOf {
+                reference: index + 1,
+                overlap,
+            });
+        if self.copy_of.is_some() {
+            if self.decision == Decision::Accept {
+                self.decision = Decision::Review;
+            }
+            self.caution = Some(COPY_CAUTION);
+        }
+        self
+    }
 }
 
 /// Said beside a rejection by a model that reads the ink's darkness (paper-relative scans):
@@ -176,6 +218,7 @@ pub fn judge_signature(
             Decision::Accept if references.len() < FEW_REFERENCES => Some(FEW_REFERENCES_CAUTION),
             _ => None,
         },
+        copy_of: None,
     })
 }
 
@@ -215,22 +258,8 @@ pub fn verify_signature(
     let (normalised, questioned) = model.embed_scan(scan)?;
     let reference_embeddings: Vec<&[f32]> =
         references.iter().map(|r| r.embedding.as_slice()).collect();
-    let verdict = judge_signature(
-        model,
-        &reference_embeddings,
-        &questioned,
-        store.bands_for(Modality::Signature, person.id)?,
-    )?;
-    store.record_decision(
-        person.id,
-        Modality::Signature,
-        verdict.score,
-        verdict.bands,
-        verdict.decision,
-        actor,
-    )?;
     // A kept ink is a few times the canvas: the cores share its decoding.
-    let reference_canvases = store
+    let reference_canvases: Vec<GrayImage> = store
         .crops(person.id, &model.model_id())?
         .par_iter()
         .filter_map(|kept| {
@@ -242,6 +271,21 @@ pub fn verify_signature(
                 .ok()
         })
         .collect();
+    let verdict = judge_signature(
+        model,
+        &reference_embeddings,
+        &questioned,
+        store.bands_for(Modality::Signature, person.id)?,
+    )?
+    .checked_for_copies(&normalised.canvas, &reference_canvases);
+    store.record_decision(
+        person.id,
+        Modality::Signature,
+        verdict.score,
+        verdict.bands,
+        verdict.decision,
+        actor,
+    )?;
     Ok(SignatureVerifyReport {
         external_id: person.external_id,
         name: person.name,

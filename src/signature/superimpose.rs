@@ -1,0 +1,172 @@
+//! Whether a questioned signature lies on one of the references stroke for stroke, as
+//! only a copy of it would: nobody signs twice the same to the pixel, so a questioned scan
+//! that does is that reference printed, pasted or scanned again. The scorer cannot say so,
+//! because a copy of a reference is the most genuine-looking scan there is (models/README,
+//! "A copy of a reference").
+
+use image::GrayImage;
+use rayon::prelude::*;
+
+use super::preprocess::centre_to_show;
+use super::variation::turned;
+
+/// Turns tried on the questioned ink, in whole degrees each way: a copy laid crooked on
+/// the scanner.
+const MOST_TURN: i32 = 5;
+
+/// Shifts tried each way, in pixels of the halved canvas.
+const REACH: i32 = 2;
+
+/// At or above this overlap a questioned scan is taken for a copy of the reference.
+/// Chosen on CEDAR writers 1-30 only (models/README, "A copy of a reference").
+pub const COPY_OVERLAP: f32 = 0.85;
+
+/// For each reference canvas, how closely the questioned canvas (the model's, ink bright
+/// on black) lies on it: the best normalised cross-correlation over the turns and shifts,
+/// in [-1, 1], on canvases halved (each 2x2 block summed). A turn is of the canvas, its
+/// ink then fitted onto the canvas again, as the normaliser fits a crooked scan's.
+pub fn overlaps(questioned: &GrayImage, references: &[GrayImage]) -> Vec<f32> {
+    let (width, height) = questioned.dimensions();
+    let turns: Vec<Halved> = (-MOST_TURN..=MOST_TURN)
+        .into_par_iter()
+        .map(|degrees| {
+            if degrees == 0 {
+                Halved::of(questioned)
+            } else {
+                let ink = cropped_to_ink(&turned(questioned, degrees as f32, 0));
+                Halved::of(&centre_to_show(&ink, (height, width)))
+            }
+        })
+        .collect();
+    references
+        .par_iter()
+        .map(|reference| {
+            let reference = if reference.dimensions() == (width, height) {
+                Halved::of(reference)
+            } else {
+                Halved::of(&centre_to_show(reference, (height, width)))
+            };
+            turns
+                .iter()
+                .map(|turn| reference.best_correlation(turn))
+                .fold(-1.0, f32::max)
+        })
+        .collect()
+}
+
+/// The smallest box holding every pixel that is not black (a turned ink grows black
+/// corners); the image itself when it holds none.
+fn cropped_to_ink(image: &GrayImage) -> GrayImage {
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for (x, y, pixel) in image.enumerate_pixels() {
+        if pixel.0[0] > 0 {
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+        }
+    }
+    if x0 > x1 {
+        return image.clone();
+    }
+    image::imageops::crop_imm(image, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image()
+}
+
+/// A canvas at half its size, each value the sum of a 2x2 block.
+struct Halved {
+    values: Vec<f64>,
+    width: i32,
+    height: i32,
+}
+
+impl Halved {
+    fn of(canvas: &GrayImage) -> Self {
+        let (width, height) = (canvas.width() / 2, canvas.height() / 2);
+        let mut values = Vec::with_capacity((width * height) as usize);
+        for y in 0..height {
+            for x in 0..width {
+                let block = [(0, 0), (1, 0), (0, 1), (1, 1)]
+                    .map(|(dx, dy)| f64::from(canvas.get_pixel(2 * x + dx, 2 * y + dy).0[0]));
+                values.push(block.iter().sum());
+            }
+        }
+        Self {
+            values,
+            width: width as i32,
+            height: height as i32,
+        }
+    }
+
+    fn row(&self, y: i32, columns: std::ops::Range<i32>) -> &[f64] {
+        let start = (y * self.width) as usize;
+        &self.values[start + columns.start as usize..start + columns.end as usize]
+    }
+
+    /// The best correlation of the two over shifts of `other` of up to `REACH` each way,
+    /// each taken over the part where they overlap.
+    fn best_correlation(&self, other: &Halved) -> f32 {
+        let (width, height) = (self.width, self.height);
+        let mut best = -1.0f64;
+        for dy in -REACH..=REACH {
+            for dx in -REACH..=REACH {
+                let [mut sa, mut sb, mut saa, mut sbb, mut sab] = [0.0f64; 5];
+                let rows = 0.max(-dy)..height.min(height - dy);
+                let (first, last) = (0.max(-dx), width.min(width - dx));
+                let count = f64::from((rows.end - rows.start) * (last - first));
+                for y in rows {
+                    let a = self.row(y, first..last);
+                    let b = other.row(y + dy, first + dx..last + dx);
+                    for (&a, &b) in a.iter().zip(b) {
+                        sa += a;
+                        sb += b;
+                        saa += a * a;
+                        sbb += b * b;
+                        sab += a * b;
+                    }
+                }
+                let covariance = sab / count - sa / count * (sb / count);
+                let spread = ((saa / count - (sa / count).powi(2))
+                    * (sbb / count - (sb / count).powi(2)))
+                .sqrt();
+                if spread > 0.0 {
+                    best = best.max(covariance / spread);
+                }
+            }
+        }
+        best as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A made-up signature: two loops and a tail, ink bright on black.
+    fn ink(seed: f32) -> GrayImage {
+        GrayImage::from_fn(320, 110, |x, y| {
+            let (x, y) = (x as f32, y as f32);
+            let loops = ((x / (18.0 + seed)).sin() * 30.0 + 55.0 - y).abs() < 3.0;
+            let tail = (y - 90.0 + x * 0.05 * seed).abs() < 2.5 && x > 150.0;
+            image::Luma([if loops || tail { 220 } else { 0 }])
+        })
+    }
+
+    #[test]
+    fn a_scan_lies_on_itself_turned_or_not_and_not_on_another_hand() {
+        let on_canvas = |ink: &GrayImage| centre_to_show(ink, (150, 220));
+        let reference = on_canvas(&ink(0.0));
+        let [same, other] = [ink(0.0), ink(6.0)].map(|questioned| {
+            overlaps(&on_canvas(&questioned), std::slice::from_ref(&reference))[0]
+        });
+        assert!(same > 0.99, "{same}");
+        assert!(other < COPY_OVERLAP, "{other}");
+        let crooked = on_canvas(&cropped_to_ink(&turned(&ink(0.0), 3.0, 0)));
+        let turned_back = overlaps(&crooked, std::slice::from_ref(&reference))[0];
+        assert!(turned_back >= COPY_OVERLAP, "{turned_back}");
+    }
+
+    #[test]
+    fn nothing_to_lie_on_is_nothing_found() {
+        let questioned = centre_to_show(&ink(0.0), (150, 220));
+        assert!(overlaps(&questioned, &[]).is_empty());
+        let blank = GrayImage::new(220, 150);
+        assert!(overlaps(&questioned, &[blank])[0] <= 0.0);
+    }
+}
