@@ -5,6 +5,8 @@
 //! model and by the same model reading its stroke descriptor on the ink at 180x264. CEDAR
 //! writer 31 from `../shared`; skipped with a message when that is absent.
 //!
+//! The copy check alone (`signature::superimpose`), on the repository's own scans.
+//!
 //! And the two comparisons that learn nothing, which one-shot runs make for every query and
 //! candidate (`signature::shape`, `signature::distortion`): one pair of the repository's
 //! own scans (tests/data/signatures), each drawing described once, the pair compared.
@@ -15,6 +17,7 @@ use candle_core::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
 use vouch::signature::distortion::GradientContexts;
 use vouch::signature::shape::InkShape;
+use vouch::signature::superimpose::overlaps;
 use vouch::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
 use vouch::store::Store;
 use vouch::workflow::{EnrollRequest, enroll_signature, verify_signature};
@@ -94,9 +97,33 @@ fn compare_two_drawings(c: &mut Criterion) {
     });
 }
 
+/// The copy check alone (`signature::superimpose`), which the desk runs on every check: a
+/// questioned canvas laid on 12 references' (the repository's scans, each normalised by the
+/// shipped model; the references repeat its 4 writers' 16 scans).
+fn copy_check(c: &mut Criterion) {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let model = SignatureModel::load(
+        &repo.join("models").join(SIGNATURE_MODEL_FILE),
+        &Device::Cpu,
+    )
+    .expect("models/");
+    let canvas = |writer: usize, n: usize| {
+        let path = repo.join(format!("tests/data/signatures/w{writer}_{n}.png"));
+        let scan = vouch::imageio::load(&path).unwrap();
+        model.normalise(&scan, "bench").unwrap().canvas
+    };
+    let questioned = canvas(1, 4);
+    let references: Vec<_> = (0..REFERENCES)
+        .map(|i| canvas(1 + i % 4, 1 + i / 4))
+        .collect();
+    c.bench_function("signature_copy_check_12_references", |bench| {
+        bench.iter(|| overlaps(&questioned, &references))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = verify_one_scan, compare_two_drawings
+    targets = verify_one_scan, compare_two_drawings, copy_check
 }
 criterion_main!(benches);

@@ -144,6 +144,10 @@ impl SignatureVerdict {
     /// The verdict once the questioned canvas was laid on each reference's (all the
     /// model's, ink bright on black, in enrollment order): a copy of one is never accepted.
     pub fn checked_for_copies(mut self, questioned: &GrayImage, references: &[GrayImage]) -> Self {
+        // A copy is a danger only where it would be paid: a rejection needs no search.
+        if self.decision == Decision::Reject {
+            return self;
+        }
         self.copy_of = superimpose::overlaps(questioned, references)
             .into_iter()
             .enumerate()
