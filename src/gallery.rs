@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::face::TEMPLATE_SHAPE;
 use crate::face::recognition::EMBEDDING_DIM;
-use crate::matching::face_score;
+use crate::matching::{dot, face_score};
 use crate::store::{GalleryChange, Store, StoreError, StoredTemplate};
 use crate::types::{Bands, Modality};
 
@@ -315,24 +315,6 @@ impl Gallery {
             })
             .collect())
     }
-}
-
-/// Eight independent accumulators so the compiler vectorises the loop.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for lane in 0..8 {
-            lanes[lane] += x[lane] * y[lane];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -19,6 +19,25 @@ pub const FACE_DISTANCE_AT_ZERO_SCORE: f32 = 1.2;
 /// pairsDevTrain.txt`), which is dlib's own 0.6.
 pub const DEFAULT_FACE_THRESHOLD: f32 = 0.5;
 
+/// The dot product of two slices of one length, summed in eight independent lanes so the
+/// compiler keeps them in vector registers (SSE2 or NEON on any CPU).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            lanes[lane] += x[lane] * y[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// The Euclidean distance of two embeddings. Vectors of different lengths (another
 /// model's template, a damaged row) are refused, never compared on what they share.
 pub fn euclidean_distance(a: &[f32], b: &[f32]) -> Result<f32> {

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::preprocess::centre_to_show;
 use super::variation::turned;
+use crate::matching::dot;
 
 /// Turns tried on the questioned ink, in whole degrees each way: a copy laid crooked on
 /// the scanner.
@@ -154,6 +155,8 @@ impl Halved {
                 let count = f64::from((rows.end - rows.start) * (columns.end - columns.start));
                 let [sa, saa] = self.box_sums(&rows, &columns);
                 let [sb, sbb] = other.box_sums(&shifted_rows, &shifted_columns);
+                // A row's products in f32 (its rounding is about a millionth of its sum,
+                // far below what the threshold can feel), the rows in f64.
                 let sab: f64 = rows
                     .clone()
                     .map(|y| {
@@ -172,26 +175,6 @@ impl Halved {
         }
         best as f32
     }
-}
-
-/// One row's products, summed in eight lanes the compiler can keep in vector registers
-/// (SSE2 or NEON on any CPU). In f32: the rounding over one row of at most a few hundred
-/// products is about a millionth of the sum, far below anything the threshold can feel.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (a_blocks, b_blocks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_blocks
-        .remainder()
-        .iter()
-        .zip(b_blocks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_blocks.zip(b_blocks) {
-        for lane in 0..8 {
-            lanes[lane] += x[lane] * y[lane];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
