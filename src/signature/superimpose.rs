@@ -13,7 +13,7 @@ use super::preprocess::centre_to_show;
 use super::variation::turned;
 use crate::matching::dot;
 
-/// Turns tried on the questioned ink, in whole degrees each way: a copy laid crooked on
+/// Turns tried on the questioned canvas, in whole degrees each way: a copy laid crooked on
 /// the scanner.
 const MOST_TURN: i32 = 5;
 
