@@ -827,6 +827,43 @@ fn the_same_scan_given_twice_is_one_reference() {
         .person_by_external_id("ACC-1", Modality::Signature)
         .unwrap();
     assert_eq!(person.templates, 1);
+
+    // A database from before the refusal holds the picture twice: the desk still scores
+    // one reference, says so, and asks for the second look one reference needs.
+    let (normalised, embedding) = model.embed_scan(&scan).unwrap();
+    let template = vouch::store::NewTemplate {
+        embedding,
+        quality: normalised.ink_fraction,
+        source_sha256: "the same picture".into(),
+        crop: Some(
+            vouch::signature::reference::ink_bytes(&normalised.ink, model.normalisation).unwrap(),
+        ),
+    };
+    store
+        .enroll(
+            "Writer 2",
+            "ACC-2",
+            Modality::Signature,
+            &model.model_id(),
+            &[template.clone(), template],
+            "ana",
+        )
+        .unwrap();
+    let report = vouch::workflow::verify_signature(
+        &model,
+        &mut store,
+        "ACC-2",
+        &data("signatures/w1_2.png"),
+        "clerk",
+    )
+    .unwrap();
+    assert_eq!(report.verdict.reference_scores.len(), 1, "{report:?}");
+    assert_eq!(report.reference_canvases.len(), 1);
+    assert_eq!(
+        report.verdict.caution,
+        Some(vouch::workflow::FEW_REFERENCES_CAUTION),
+        "{report:?}"
+    );
 }
 
 #[test]

@@ -12,6 +12,13 @@ use super::{CropTemplate, NewTemplate, Person, ReferenceCrop, Store, StoredTempl
 use crate::error::{StoreError, StoreResult};
 use crate::types::{Modality, TemplateShape};
 
+/// A person's template counts once per picture (its source's hash) and model: the same
+/// picture stored twice (enrolled twice before that was refused) is one reference, to the
+/// scorer and to the desk's count alike.
+const ONE_PER_PICTURE: &str = "t.id = (SELECT min(u.id) FROM templates u
+    WHERE u.person_id = t.person_id AND u.model_id = t.model_id
+      AND u.source_sha256 = t.source_sha256)";
+
 /// One person to enroll, and what the duplicate check already looked at.
 pub struct Enrollment<'a> {
     pub name: &'a str,
@@ -325,7 +332,7 @@ impl Store {
         )
     }
 
-    /// One person's templates of `model_id`.
+    /// One person's templates of `model_id`, one per picture enrolled.
     pub fn person_templates(
         &self,
         person_id: i64,
@@ -336,7 +343,7 @@ impl Store {
             &self.conn,
             self.keys()?,
             &self.path,
-            "t.person_id = ?1 AND t.model_id = ?2",
+            &format!("t.person_id = ?1 AND t.model_id = ?2 AND {ONE_PER_PICTURE}"),
             params![person_id, model_id],
             shape,
         )
@@ -419,11 +426,12 @@ impl Store {
             .map(|(_, crop)| crop))
     }
 
-    /// A person's stored crops for one model, in enrollment order.
+    /// A person's stored crops for one model, in enrollment order, one per picture as
+    /// `person_templates` gives their templates.
     pub fn crops(&self, person_id: i64, model_id: &str) -> StoreResult<Vec<Vec<u8>>> {
         Ok(self
             .crops_where(
-                "t.person_id = ?1 AND t.model_id = ?2",
+                &format!("t.person_id = ?1 AND t.model_id = ?2 AND {ONE_PER_PICTURE}"),
                 params![person_id, model_id],
                 None,
             )?
