@@ -866,6 +866,40 @@ fn the_same_scan_given_twice_is_one_reference() {
     );
 }
 
+/// A reference whose picture was removed from the file is still scored by its template,
+/// but the clerk cannot see it nor the copy check look at it: the check is refused by the
+/// row, nothing recorded, instead of a verdict whose pictures are out of step with its scores.
+#[test]
+fn a_reference_without_its_picture_refuses_the_check_by_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let (_, model) = shipped_signature_model();
+    let mut store = Store::open(&db).unwrap();
+    enroll_writer(&mut store, &model, 1);
+    let person = store
+        .person_by_external_id("ACC-1", Modality::Signature)
+        .unwrap();
+    let second = common::signature_templates(&store, person.id, &model.model_id())[1].template_id;
+    drop(store);
+    let file = rusqlite::Connection::open(&db).unwrap();
+    file.execute("UPDATE templates SET crop = NULL WHERE id = ?1", [second])
+        .unwrap();
+    let mut store = Store::open(&db).unwrap();
+    let genuine = data("signatures/w1_2.png");
+    let error = vouch::workflow::verify_signature(&model, &mut store, "ACC-1", &genuine, "clerk")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&format!("templates row {second}"))
+            && error.contains("reference 2 of ACC-1: its picture is missing"),
+        "{error}"
+    );
+    let decisions: i64 = file
+        .query_row("SELECT count(*) FROM decisions", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(decisions, 0);
+}
+
 #[test]
 fn re_enrolment_replaces_every_reference_in_one_step() {
     let dir = tempfile::tempdir().unwrap();

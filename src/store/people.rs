@@ -426,18 +426,14 @@ impl Store {
             .map(|(_, crop)| crop))
     }
 
-    /// A person's stored crops for one model, in enrollment order, one per picture as
-    /// `person_templates` gives their templates.
-    pub fn crops(&self, person_id: i64, model_id: &str) -> StoreResult<Vec<Vec<u8>>> {
-        Ok(self
-            .crops_where(
-                &format!("t.person_id = ?1 AND t.model_id = ?2 AND {ONE_PER_PICTURE}"),
-                params![person_id, model_id],
-                None,
-            )?
-            .into_iter()
-            .map(|(_, crop)| crop)
-            .collect())
+    /// A person's stored crops for one model, each with its template id, one per picture
+    /// as `person_templates` gives their templates; a template without a crop is absent.
+    pub fn crops(&self, person_id: i64, model_id: &str) -> StoreResult<Vec<(i64, Vec<u8>)>> {
+        self.crops_where(
+            &format!("t.person_id = ?1 AND t.model_id = ?2 AND {ONE_PER_PICTURE}"),
+            params![person_id, model_id],
+            None,
+        )
     }
 
     /// Each enrolled reference crop of a modality once (a re-embedded template shares its

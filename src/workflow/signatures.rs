@@ -1,6 +1,7 @@
 //! Signatures at the bank desk: enrolling an account holder's references and judging a
 //! questioned scan against them.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use image::GrayImage;
@@ -13,7 +14,7 @@ use crate::error::StoreError;
 use crate::error::{Error, Result};
 use crate::signature::preprocess::Normalisation;
 use crate::signature::{SignatureModel, TEMPLATE_SHAPE, reference, superimpose};
-use crate::store::{Enrollment, NewTemplate, Person, Store};
+use crate::store::{Enrollment, NewTemplate, Person, Store, StoredTemplate};
 use crate::types::{Bands, Decision, Modality};
 
 /// Enrolls an account holder's reference signatures: every scan that shows ink, in one
@@ -237,9 +238,54 @@ pub struct SignatureVerifyReport {
     /// The questioned scan's normalised canvas (ink bright on black), for the desk.
     #[serde(skip)]
     pub questioned_canvas: GrayImage,
-    /// The references' stored canvases, in enrollment order.
+    /// The references' stored canvases, one per score in `verdict.reference_scores`.
     #[serde(skip)]
     pub reference_canvases: Vec<GrayImage>,
+}
+
+/// The canvas of each scored reference, in their order. Each must have its picture: the
+/// clerk compares it with the questioned scan, and the copy check lays the scan on it, so a
+/// reference without one (a crop removed or spoilt in the file) is a refused check naming
+/// its row, never a verdict with that reference unlooked at or the pictures out of step.
+fn reference_canvases(
+    model: &SignatureModel,
+    store: &Store,
+    person: &Person,
+    references: &[StoredTemplate],
+) -> Result<Vec<GrayImage>> {
+    let mut kept: HashMap<i64, Vec<u8>> = store
+        .crops(person.id, &model.model_id())?
+        .into_iter()
+        .collect();
+    let stored: Vec<(usize, i64, Option<Vec<u8>>)> = (1..)
+        .zip(references)
+        .map(|(number, template)| {
+            let id = template.template_id;
+            (number, id, kept.remove(&id))
+        })
+        .collect();
+    let database = store.path();
+    // A kept ink is a few times the canvas: the cores share its decoding.
+    stored
+        .par_iter()
+        .map(|(number, id, crop)| {
+            let refused = |reason: String| StoreError::BadRow {
+                table: "templates",
+                row: id.to_string(),
+                reason: format!("reference {number} of {}: {reason}", person.external_id),
+                path: database.to_path_buf(),
+            };
+            let crop = crop.as_deref().ok_or_else(|| {
+                refused(
+                    "its picture is missing, so it can be neither shown nor checked for a copy"
+                        .into(),
+                )
+            })?;
+            let kept = reference::read(crop, "a stored signature reference")
+                .map_err(|error| refused(error.to_string()))?;
+            Ok(kept.shown_on(model.canvas).into_owned())
+        })
+        .collect()
 }
 
 /// The clerk's check: a questioned scan against the account's enrolled references; the
@@ -262,19 +308,7 @@ pub fn verify_signature(
     let (normalised, questioned) = model.embed_scan(scan)?;
     let reference_embeddings: Vec<&[f32]> =
         references.iter().map(|r| r.embedding.as_slice()).collect();
-    // A kept ink is a few times the canvas: the cores share its decoding.
-    let reference_canvases: Vec<GrayImage> = store
-        .crops(person.id, &model.model_id())?
-        .par_iter()
-        .filter_map(|kept| {
-            reference::read(kept, "a stored signature reference")
-                .map(|kept| kept.shown_on(model.canvas).into_owned())
-                .inspect_err(|error| {
-                    tracing::warn!(%error, account = external_id, "a stored reference cannot be shown");
-                })
-                .ok()
-        })
-        .collect();
+    let reference_canvases = reference_canvases(model, store, &person, &references)?;
     let verdict = judge_signature(
         model,
         &reference_embeddings,
