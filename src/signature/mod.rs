@@ -168,7 +168,15 @@ impl SignatureModel {
 
     /// Reads, normalises and describes one scan (its template).
     pub fn embed_scan(&self, path: &Path) -> Result<(Normalised, Vec<f32>)> {
-        let scan = crate::imageio::load(path)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(e, path))?;
+        self.embed_scan_bytes(&bytes, path)
+    }
+
+    /// The same for a scan's bytes already read (`path` only names them in errors): what
+    /// is embedded is then what was hashed, not a second read of a file that may have
+    /// changed between the two.
+    pub fn embed_scan_bytes(&self, bytes: &[u8], path: &Path) -> Result<(Normalised, Vec<f32>)> {
+        let scan = crate::imageio::decode(bytes, path)?;
         let normalised = self.normalise(&scan, &path.display().to_string())?;
         let template = self.templates(&[normalised.template_input()])?.remove(0);
         Ok((normalised, template))

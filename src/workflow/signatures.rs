@@ -54,7 +54,7 @@ fn enroll_signature_references(
         let embedded = std::fs::read(path)
             .map_err(|e| Error::io(e, path))
             .and_then(|bytes| {
-                let (normalised, embedding) = model.embed_scan(path)?;
+                let (normalised, embedding) = model.embed_scan_bytes(&bytes, path)?;
                 Ok((bytes, normalised, embedding))
             })
             .and_then(|(bytes, normalised, embedding)| {
