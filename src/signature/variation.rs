@@ -323,6 +323,29 @@ mod tests {
         );
     }
 
+    /// The integer floors and roundings must be `f32::floor` and `f32::round`'s: at pixel
+    /// centres, half-way blends (rounded away from zero), and points left of or above the
+    /// page, where truncation is not the floor.
+    #[test]
+    fn the_sampler_floors_and_rounds_as_f32_does() {
+        let scan = GrayImage::from_raw(2, 2, vec![0, 255, 10, 11]).unwrap();
+        let sampler = Bilinear::new(&scan, 200);
+        assert_eq!(sampler.at(0.5, 0.5), 0);
+        assert_eq!(sampler.at(1.5, 1.5), 11);
+        assert_eq!(sampler.at(1.0, 0.5), 128, "127.5 rounds up");
+        assert_eq!(sampler.at(0.5, 0.75), 3, "2.5 rounds up");
+        assert_eq!(
+            sampler.at(0.25, 0.5),
+            50,
+            "a quarter of paper 200, three of black"
+        );
+        assert_eq!(sampler.at(-0.75, 1.5), 200, "wholly left of the page");
+        assert_eq!(sampler.at(1.0, -0.6), 200, "wholly above it");
+        for v in [-2.5f32, -1.0, -0.3, 0.0, 0.7, 3.0, 471.99] {
+            assert_eq!(floor(v), v.floor() as i32, "{v}");
+        }
+    }
+
     #[test]
     fn a_turned_page_keeps_its_ink_and_fills_the_corners_with_paper() {
         let turned = apply(&page(), Variation::Rotation(5.0), 0).unwrap();
