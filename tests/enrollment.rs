@@ -69,6 +69,9 @@ fn enroll_verify_identify_delete() {
         Some("astronaut_mirrored.jpg"),
     );
     assert_eq!(verified["decision"], "accept", "{verified}");
+    let photo = std::fs::read(data("astronaut_mirrored.jpg")).unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(photo));
+    assert_eq!(verified["photo_sha256"], digest.as_str(), "{verified}");
     let identified = run_json(&db, &["identify"], Some("astronaut_mirrored.jpg"));
     assert_eq!(identified[0]["external_id"], "E100");
 

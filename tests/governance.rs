@@ -638,7 +638,17 @@ fn the_replay_counts_kiosk_punches_and_the_report_lists_what_would_flip() {
         .unwrap();
     let bands = store.bands(Modality::Face).unwrap();
     store
-        .record_decision(1, Modality::Face, 0.9, bands, bands.decide(0.9), ANA.0)
+        .record_decision(
+            &vouch::store::Verification {
+                person_id: 1,
+                modality: Modality::Face,
+                score: 0.9,
+                bands,
+                decision: bands.decide(0.9),
+                evidence_sha256: None,
+            },
+            ANA.0,
+        )
         .unwrap();
     let stricter = Bands {
         low: 0.6,
@@ -898,6 +908,52 @@ fn a_reference_without_its_picture_refuses_the_check_by_its_row() {
         .query_row("SELECT count(*) FROM decisions", [], |row| row.get(0))
         .unwrap();
     assert_eq!(decisions, 0);
+}
+
+/// A decision's audit row names the scan it judged, so an auditor can tie an acceptance to
+/// its cheque; the store takes nothing but a sha256 there.
+#[test]
+fn a_decision_names_the_scan_it_judged() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vouch.db");
+    let (_, model) = shipped_signature_model();
+    let mut store = Store::open(&db).unwrap();
+    enroll_writer(&mut store, &model, 1);
+    let scan = data("signatures/w1_2.png");
+    let report =
+        vouch::workflow::verify_signature(&model, &mut store, "ACC-1", &scan, "clerk").unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(std::fs::read(&scan).unwrap()));
+    assert_eq!(report.scan_sha256, digest);
+    let detail: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT detail FROM audit WHERE action = 'verify' ORDER BY id DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(detail["evidence_sha256"], digest.as_str(), "{detail}");
+
+    let person = store
+        .person_by_external_id("ACC-1", Modality::Signature)
+        .unwrap();
+    let bands = store.bands(Modality::Signature).unwrap();
+    let named_by_its_file = vouch::store::Verification {
+        person_id: person.id,
+        modality: Modality::Signature,
+        score: 0.5,
+        bands,
+        decision: bands.decide(0.5),
+        evidence_sha256: Some("w1_2.png"),
+    };
+    let refused = store.record_decision(&named_by_its_file, "clerk");
+    assert!(
+        matches!(refused, Err(StoreError::InvalidSetting(_))),
+        "{refused:?}"
+    );
+    assert!(store.audit_verify().unwrap().intact);
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::path::Path;
 use vouch::face::TEMPLATE_SHAPE as SHAPE;
 use vouch::gallery::Gallery;
 use vouch::matching::FACE_BANDS;
-use vouch::store::{AttendanceRecord, NewTemplate, Punch, Store, StoreError, exchange};
+use vouch::store::{
+    AttendanceRecord, NewTemplate, Punch, Store, StoreError, Verification, exchange,
+};
 
 use vouch::types::{Bands, Decision, Modality, PunchKind};
 
@@ -515,11 +517,14 @@ fn enrollment_is_bound_to_its_model_and_deletion_is_audited() {
         ));
         store
             .record_decision(
-                ada,
-                Modality::Face,
-                0.8,
-                FACE_BANDS,
-                Decision::Accept,
+                &Verification {
+                    person_id: ada,
+                    modality: Modality::Face,
+                    score: 0.8,
+                    bands: FACE_BANDS,
+                    decision: Decision::Accept,
+                    evidence_sha256: None,
+                },
                 "clerk",
             )
             .unwrap();
@@ -715,11 +720,14 @@ fn edited_swapped_inserted_and_deleted_rows_are_found() {
                 .unwrap();
             store
                 .record_decision(
-                    2,
-                    Modality::Face,
-                    0.2,
-                    FACE_BANDS,
-                    Decision::Reject,
+                    &Verification {
+                        person_id: 2,
+                        modality: Modality::Face,
+                        score: 0.2,
+                        bands: FACE_BANDS,
+                        decision: Decision::Reject,
+                        evidence_sha256: None,
+                    },
                     "clerk",
                 )
                 .unwrap();

@@ -228,25 +228,24 @@ pub fn reembed(args: JsonArgs, context: &Context) -> anyhow::Result<ExitCode> {
 }
 
 pub fn verify(args: VerifyArgs, context: &Context) -> anyhow::Result<ExitCode> {
-    let picture = imageio::load_rgb(&args.image)?;
     let (mut store, session) = open_as(context, Permission::Verify)?;
     let report = workflow::verify_face(
         &context.load_faces()?,
         &mut store,
         &args.id,
-        &picture,
-        &args.image.display().to_string(),
+        &args.image,
         session.name(),
     )?;
     print_report(&report, args.json, |o| {
         format!(
-            "{}: {} ({}), best score {:.3}, mean {:.3} over {}",
+            "{}: {} ({}), best score {:.3}, mean {:.3} over {}\nrecorded against the photo's sha256 {}",
             o.decision.as_str(),
             o.name,
             o.external_id,
             o.best_score,
             o.mean_score,
-            counted(o.references, "reference")
+            counted(o.references, "reference"),
+            o.photo_sha256
         )
     })
 }

@@ -167,6 +167,10 @@ fn signature_verify(
         let mut lines = vec![verdict];
         lines.extend(r.verdict.copy_of.map(|copy| copy_line(copy, "as enrolled")));
         lines.extend(r.verdict.caution.map(str::to_string));
+        lines.push(format!(
+            "recorded against the scan's sha256 {}",
+            r.scan_sha256
+        ));
         lines.join("\n")
     })
 }

@@ -41,6 +41,32 @@ pub struct Correction {
 /// The audit action of a correction; its detail names the attendance row it wrote.
 const CORRECTION_ACTION: &str = "attendance_correction";
 
+/// One verification to record.
+#[derive(Debug, Clone, Copy)]
+pub struct Verification<'a> {
+    pub person_id: i64,
+    pub modality: Modality,
+    pub score: f32,
+    pub bands: Bands,
+    pub decision: Decision,
+    /// The sha256 (hex) of the file that was judged, kept in the decision's audit row so the
+    /// record names its evidence (which cheque scan was accepted); none for a picture that
+    /// never was a file (a camera frame).
+    pub evidence_sha256: Option<&'a str>,
+}
+
+fn check_sha256(digest: &str) -> Result<(), String> {
+    if digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(format!("{digest:?} is not a sha256 in lowercase hex"))
+    }
+}
+
 fn check_score(score: f32) -> Result<(), String> {
     if score.is_finite() && (0.0..=1.0).contains(&score) {
         Ok(())
@@ -242,14 +268,21 @@ impl Store {
     /// A verification outcome and its audit row, together.
     pub fn record_decision(
         &mut self,
-        person_id: i64,
-        modality: Modality,
-        score: f32,
-        bands: Bands,
-        decision: Decision,
+        verification: &Verification,
         operator: &str,
     ) -> StoreResult<()> {
+        let Verification {
+            person_id,
+            modality,
+            score,
+            bands,
+            decision,
+            evidence_sha256,
+        } = *verification;
         check_score(score).map_err(StoreError::InvalidSetting)?;
+        if let Some(digest) = evidence_sha256 {
+            check_sha256(digest).map_err(StoreError::InvalidSetting)?;
+        }
         self.write(operator, "verify", |tx, _, changes| {
             tx.execute(
                 "INSERT INTO decisions (person_id, modality, score, threshold_high, threshold_low, decision, operator, at)
@@ -257,7 +290,10 @@ impl Store {
                 params![person_id, modality, score, bands.high, bands.low, decision, operator, now()],
             )?;
             changes.put(tx, &DECISIONS, tx.last_insert_rowid()?)?;
-            let detail = serde_json::json!({ "person_id": person_id, "score": score, "decision": decision });
+            let mut detail = serde_json::json!({ "person_id": person_id, "score": score, "decision": decision });
+            if let Some(digest) = evidence_sha256 {
+                detail["evidence_sha256"] = digest.into();
+            }
             Ok::<_, StoreError>(((), detail))
         })
     }

@@ -1,11 +1,12 @@
 //! Faces at the desk and the kiosk: enrollment (one person or a batch), 1:1
 //! verification, 1:N identification and the check-in punch.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use image::RgbImage;
 use serde::Serialize;
+use sha2::Digest;
 
 use super::{EnrollReport, EnrollRequest, Progress, RejectedImage};
 use crate::enroll::assess_face;
@@ -15,7 +16,7 @@ use crate::face::{FaceModels, TEMPLATE_SHAPE};
 use crate::gallery::{Candidate, Gallery, Known};
 use crate::imageio;
 use crate::matching::{euclidean_distance, face_score};
-use crate::store::{Enrollment, NewTemplate, Punch, Store, StoreError};
+use crate::store::{Enrollment, NewTemplate, Punch, Store, StoreError, Verification};
 use crate::types::{Bands, Decision, Modality};
 
 /// Why an enrollment's transaction stopped.
@@ -256,18 +257,24 @@ pub struct VerifyReport {
     pub mean_score: f32,
     pub decision: Decision,
     pub bands: Bands,
+    /// The photo's sha256, as the decision's audit row records it.
+    pub photo_sha256: String,
 }
 
-/// 1:1: the main face of `picture` against every reference of the person; the decision
-/// (on the best score) is recorded with its audit row.
+/// 1:1: the main face of the photo against every reference of the person; the decision
+/// (on the best score) is recorded with its audit row, which names the photo by its sha256.
 pub fn verify_face(
     models: &FaceModels,
     store: &mut Store,
     external_id: &str,
-    picture: &RgbImage,
-    source: &str,
+    photo: &Path,
     actor: &str,
 ) -> Result<VerifyReport> {
+    // One read: the bytes judged are the bytes the record names.
+    let bytes = std::fs::read(photo).map_err(|e| Error::io(e, photo))?;
+    let photo_sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    let picture = imageio::decode_rgb(&bytes, photo)?;
+    let source = photo.display().to_string();
     let person = store.person_by_external_id(external_id, Modality::Face)?;
     let references = store.person_templates(person.id, &models.model_id(), &TEMPLATE_SHAPE)?;
     if references.is_empty() {
@@ -276,7 +283,7 @@ pub fn verify_face(
             model: models.model_id(),
         });
     }
-    let (face, _) = models.main_face(picture, source)?;
+    let (face, _) = models.main_face(&picture, &source)?;
     let scores: Vec<f32> = references
         .iter()
         .map(|r| {
@@ -291,11 +298,14 @@ pub fn verify_face(
     let bands = store.bands_for(Modality::Face, person.id)?;
     let decision = bands.decide(best_score);
     store.record_decision(
-        person.id,
-        Modality::Face,
-        best_score,
-        bands,
-        decision,
+        &Verification {
+            person_id: person.id,
+            modality: Modality::Face,
+            score: best_score,
+            bands,
+            decision,
+            evidence_sha256: Some(&photo_sha256),
+        },
         actor,
     )?;
     Ok(VerifyReport {
@@ -306,6 +316,7 @@ pub fn verify_face(
         mean_score,
         decision,
         bands,
+        photo_sha256,
     })
 }
 

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::error::{Error, Result};
 use crate::signature::preprocess::Normalisation;
 use crate::signature::{SignatureModel, TEMPLATE_SHAPE, reference, superimpose};
-use crate::store::{Enrollment, NewTemplate, Person, Store, StoredTemplate};
+use crate::store::{Enrollment, NewTemplate, Person, Store, StoredTemplate, Verification};
 use crate::types::{Bands, Decision, Modality};
 
 /// Enrolls an account holder's reference signatures: every scan that shows ink, in one
@@ -233,6 +233,8 @@ pub struct SignatureVerifyReport {
     pub name: String,
     /// The model that scored: the one in force for the database.
     pub model: String,
+    /// The questioned file's sha256, as the decision's audit row records it.
+    pub scan_sha256: String,
     #[serde(flatten)]
     pub verdict: SignatureVerdict,
     /// The questioned scan's normalised canvas (ink bright on black), for the desk.
@@ -305,7 +307,10 @@ pub fn verify_signature(
             model: model.model_id(),
         });
     }
-    let (normalised, questioned) = model.embed_scan(scan)?;
+    // One read: the bytes judged are the bytes the record names.
+    let bytes = std::fs::read(scan).map_err(|e| Error::io(e, scan))?;
+    let scan_sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    let (normalised, questioned) = model.embed_scan_bytes(&bytes, scan)?;
     let reference_embeddings: Vec<&[f32]> =
         references.iter().map(|r| r.embedding.as_slice()).collect();
     let reference_canvases = reference_canvases(model, store, &person, &references)?;
@@ -317,17 +322,21 @@ pub fn verify_signature(
     )?
     .checked_for_copies(&normalised.canvas, &reference_canvases);
     store.record_decision(
-        person.id,
-        Modality::Signature,
-        verdict.score,
-        verdict.bands,
-        verdict.decision,
+        &Verification {
+            person_id: person.id,
+            modality: Modality::Signature,
+            score: verdict.score,
+            bands: verdict.bands,
+            decision: verdict.decision,
+            evidence_sha256: Some(&scan_sha256),
+        },
         actor,
     )?;
     Ok(SignatureVerifyReport {
         external_id: person.external_id,
         name: person.name,
         model: model.model_id(),
+        scan_sha256,
         verdict,
         questioned_canvas: normalised.canvas,
         reference_canvases,
