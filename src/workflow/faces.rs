@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use image::RgbImage;
 use serde::Serialize;
-use sha2::Digest;
 
 use super::{EnrollReport, EnrollRequest, Progress, RejectedImage};
 use crate::enroll::assess_face;
@@ -270,9 +269,7 @@ pub fn verify_face(
     photo: &Path,
     actor: &str,
 ) -> Result<VerifyReport> {
-    // One read: the bytes judged are the bytes the record names.
-    let bytes = std::fs::read(photo).map_err(|e| Error::io(e, photo))?;
-    let photo_sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    let (bytes, photo_sha256) = super::read_hashed(photo)?;
     let picture = imageio::decode_rgb(&bytes, photo)?;
     let source = photo.display().to_string();
     let person = store.person_by_external_id(external_id, Modality::Face)?;

@@ -52,6 +52,15 @@ pub struct RejectedImage {
     pub reason: String,
 }
 
+/// A file read once, with its sha256 in hex: what is judged or enrolled is then exactly
+/// what a record names, never a second read of a file that changed in between.
+fn read_hashed(path: &Path) -> Result<(Vec<u8>, String)> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(e, path))?;
+    let digest = hex::encode(sha2::Sha256::digest(&bytes));
+    Ok((bytes, digest))
+}
+
 /// Why a file whose bytes repeat one already taken in this enrollment is refused, or none.
 /// The same picture given twice is one reference: counted as two it would hide that an
 /// account stands on one (the Enrollment list's mark, the desk's caution) and tell the

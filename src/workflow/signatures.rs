@@ -7,7 +7,6 @@ use std::path::Path;
 use image::GrayImage;
 use rayon::prelude::*;
 use serde::Serialize;
-use sha2::Digest;
 
 use super::{EnrollReport, EnrollRequest, RejectedImage};
 use crate::error::StoreError;
@@ -51,17 +50,16 @@ fn enroll_signature_references(
     let mut paths = Vec::new();
     let mut rejected = Vec::new();
     for path in &request.images {
-        let embedded = std::fs::read(path)
-            .map_err(|e| Error::io(e, path))
-            .and_then(|bytes| {
+        let embedded = super::read_hashed(path)
+            .and_then(|(bytes, digest)| {
                 let (normalised, embedding) = model.embed_scan_bytes(&bytes, path)?;
-                Ok((bytes, normalised, embedding))
+                Ok((digest, normalised, embedding))
             })
-            .and_then(|(bytes, normalised, embedding)| {
+            .and_then(|(digest, normalised, embedding)| {
                 Ok(NewTemplate {
                     embedding,
                     quality: normalised.ink_fraction,
-                    source_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                    source_sha256: digest,
                     crop: Some(reference::ink_bytes(&normalised.ink, model.normalisation)?),
                 })
             });
@@ -307,9 +305,7 @@ pub fn verify_signature(
             model: model.model_id(),
         });
     }
-    // One read: the bytes judged are the bytes the record names.
-    let bytes = std::fs::read(scan).map_err(|e| Error::io(e, scan))?;
-    let scan_sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    let (bytes, scan_sha256) = super::read_hashed(scan)?;
     let (normalised, questioned) = model.embed_scan_bytes(&bytes, scan)?;
     let reference_embeddings: Vec<&[f32]> =
         references.iter().map(|r| r.embedding.as_slice()).collect();
