@@ -10,12 +10,16 @@ use image::GrayImage;
 use rayon::prelude::*;
 
 use super::preprocess::centre_to_show;
-use super::variation::turned;
+use super::variation::{slanted, turned};
 use crate::matching::dot;
 
 /// Turns tried on the questioned canvas, in whole degrees each way: a copy laid crooked on
 /// the scanner.
 const MOST_TURN: i32 = 5;
+
+/// Slants tried on the questioned canvas (unturned), each way: a copy slanted to pass for a
+/// fresh signing.
+const SHEARS: [f32; 6] = [-0.15, -0.10, -0.05, 0.05, 0.10, 0.15];
 
 /// Shifts tried each way, in pixels of the halved canvas.
 const REACH: i32 = 2;
@@ -25,20 +29,23 @@ const REACH: i32 = 2;
 pub const COPY_OVERLAP: f32 = 0.85;
 
 /// For each reference canvas, how closely the questioned canvas (the model's, ink bright
-/// on black) lies on it: the best normalised cross-correlation over the turns and shifts,
-/// in [-1, 1], on canvases halved (each 2x2 block summed). A turn is of the canvas, its
-/// ink then fitted onto the canvas again, as the normaliser fits a crooked scan's.
+/// on black) lies on it: the best normalised cross-correlation over the turns, slants and
+/// shifts, in [-1, 1], on canvases halved (each 2x2 block summed). A turn or slant is of the
+/// canvas, its ink then fitted onto the canvas again, as the normaliser fits a crooked scan's.
 pub fn overlaps(questioned: &GrayImage, references: &[GrayImage]) -> Vec<f32> {
     let (width, height) = questioned.dimensions();
-    let turns: Vec<Halved> = (-MOST_TURN..=MOST_TURN)
+    let refitted =
+        |warped: GrayImage| Halved::of(&centre_to_show(&cropped_to_ink(&warped), (height, width)));
+    let poses: Vec<Pose> = (-MOST_TURN..=MOST_TURN)
+        .map(Pose::Turn)
+        .chain(SHEARS.map(Pose::Slant))
+        .collect();
+    let laid: Vec<Halved> = poses
         .into_par_iter()
-        .map(|degrees| {
-            if degrees == 0 {
-                Halved::of(questioned)
-            } else {
-                let ink = cropped_to_ink(&turned(questioned, degrees as f32, 0));
-                Halved::of(&centre_to_show(&ink, (height, width)))
-            }
+        .map(|pose| match pose {
+            Pose::Turn(0) => Halved::of(questioned),
+            Pose::Turn(degrees) => refitted(turned(questioned, degrees as f32, 0)),
+            Pose::Slant(shear) => refitted(slanted(questioned, shear, 0)),
         })
         .collect();
     references
@@ -49,12 +56,18 @@ pub fn overlaps(questioned: &GrayImage, references: &[GrayImage]) -> Vec<f32> {
             } else {
                 Halved::of(&centre_to_show(reference, (height, width)))
             };
-            turns
-                .iter()
-                .map(|turn| reference.best_correlation(turn))
+            laid.iter()
+                .map(|questioned| reference.best_correlation(questioned))
                 .fold(-1.0, f32::max)
         })
         .collect()
+}
+
+/// How the questioned canvas is laid before it is compared: turned by whole degrees or
+/// slanted.
+enum Pose {
+    Turn(i32),
+    Slant(f32),
 }
 
 /// The smallest box holding every pixel that is not black (a turned ink grows black
@@ -203,6 +216,18 @@ mod tests {
         let crooked = on_canvas(&cropped_to_ink(&turned(&ink(0.0), 3.0, 0)));
         let turned_back = overlaps(&crooked, std::slice::from_ref(&reference))[0];
         assert!(turned_back >= COPY_OVERLAP, "{turned_back}");
+    }
+
+    #[test]
+    fn a_slanted_copy_is_found_and_a_slant_makes_no_copy_of_another_hand() {
+        let on_canvas = |ink: &GrayImage| centre_to_show(ink, (150, 220));
+        let reference = on_canvas(&ink(0.0));
+        let [copy, other] = [ink(0.0), ink(6.0)].map(|questioned| {
+            let slanted = on_canvas(&cropped_to_ink(&slanted(&questioned, 0.15, 0)));
+            overlaps(&slanted, std::slice::from_ref(&reference))[0]
+        });
+        assert!(copy >= COPY_OVERLAP, "{copy}");
+        assert!(other < COPY_OVERLAP, "{other}");
     }
 
     #[test]

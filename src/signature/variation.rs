@@ -81,7 +81,7 @@ pub fn apply(scan: &GrayImage, variation: Variation, seed: u64) -> Result<GrayIm
             }
         }),
         Variation::Rotation(degrees) => turned(scan, degrees, paper),
-        Variation::Slant(shear) => warp(scan, [[1.0, -shear], [0.0, 1.0]], paper),
+        Variation::Slant(shear) => slanted(scan, shear, paper),
         Variation::Scale(factor) => image::imageops::resize(
             scan,
             ((scan.width() as f32 * factor).round() as u32).max(1),
@@ -125,6 +125,12 @@ pub fn apply(scan: &GrayImage, variation: Variation, seed: u64) -> Result<GrayIm
 pub(super) fn turned(image: &GrayImage, degrees: f32, fill: u8) -> GrayImage {
     let (sin, cos) = degrees.to_radians().sin_cos();
     warp(image, [[cos, -sin], [sin, cos]], fill)
+}
+
+/// `image` slanted by `shear` (each row moved by `-shear` times its height above the
+/// centre), grown to hold all of it, the corners filled with `fill`.
+pub(super) fn slanted(image: &GrayImage, shear: f32, fill: u8) -> GrayImage {
+    warp(image, [[1.0, -shear], [0.0, 1.0]], fill)
 }
 
 /// The paper's grey: the commonest level of the brighter half of the page.
