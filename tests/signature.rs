@@ -132,6 +132,7 @@ fn an_empty_or_broken_scan_is_a_clear_error() {
 /// and the impostor is another writer writing the same name.
 #[test]
 fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
+    use vouch::signature::variation::Variation::{Rotation, Slant};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vouch.db");
     let enrolled = json_of(
@@ -150,22 +151,22 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
     assert_eq!(enrolled["advice"], vouch::workflow::FEW_REFERENCES_ADVICE);
     let shown = json_of(vouch(&db).args(["people", "show", "ACC-1", "--modality", "signature"]));
     assert_eq!(shown["modality"], "signature");
-    // The reference itself printed and scanned again, laid crooked, saved as JPEG.
-    let rescan = dir.path().join("rescan.jpg");
+    // The reference itself printed and scanned again, laid crooked, saved as JPEG; and
+    // slanted, as a forger might to make it pass for a fresh signing.
     let page = vouch::imageio::load(&scan(1, 1)).unwrap().to_luma8();
-    vouch::signature::variation::apply(
-        &page,
-        vouch::signature::variation::Variation::Rotation(3.0),
-        0,
-    )
-    .unwrap()
-    .save(&rescan)
-    .unwrap();
-    let copy = json_of(
-        vouch(&db)
-            .args(["signature", "verify", "--id", "ACC-1"])
-            .arg(&rescan),
-    );
+    let [copy, slanted_copy] =
+        [("rescan.jpg", Rotation(3.0)), ("slanted.png", Slant(0.1))].map(|(name, variation)| {
+            let rescan = dir.path().join(name);
+            vouch::signature::variation::apply(&page, variation, 0)
+                .unwrap()
+                .save(&rescan)
+                .unwrap();
+            json_of(
+                vouch(&db)
+                    .args(["signature", "verify", "--id", "ACC-1"])
+                    .arg(&rescan),
+            )
+        });
     let genuine = json_of(
         vouch(&db)
             .args(["signature", "verify", "--id", "ACC-1"])
@@ -191,6 +192,8 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
     assert_eq!(copy["decision"], "review", "{copy}");
     assert_eq!(copy["copy_of"]["reference"], 1, "{copy}");
     assert_eq!(copy["caution"], vouch::workflow::COPY_CAUTION, "{copy}");
+    assert_eq!(slanted_copy["decision"], "review", "{slanted_copy}");
+    assert_eq!(slanted_copy["copy_of"]["reference"], 1, "{slanted_copy}");
     assert!(genuine.get("copy_of").is_none(), "{genuine}");
     // An acceptance against one reference asks for a second look at the signature; a
     // rejection by a model that reads the ink's darkness asks to compare the pens first.
@@ -235,7 +238,7 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(decisions, 3);
+    assert_eq!(decisions, 4);
     assert!(store.audit_verify().unwrap().intact);
 }
 
