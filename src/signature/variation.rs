@@ -127,8 +127,9 @@ pub(super) fn turned(image: &GrayImage, degrees: f32, fill: u8) -> GrayImage {
     warp(image, [[cos, -sin], [sin, cos]], fill)
 }
 
-/// `image` slanted by `shear` (each row moved by `-shear` times its height above the
-/// centre), grown to hold all of it, the corners filled with `fill`.
+/// `image` slanted by `shear` (each row moved right by `shear` times its height above the
+/// centre: a positive shear leans the writing forward), grown to hold all of it, the
+/// corners filled with `fill`.
 pub(super) fn slanted(image: &GrayImage, shear: f32, fill: u8) -> GrayImage {
     warp(image, [[1.0, -shear], [0.0, 1.0]], fill)
 }
