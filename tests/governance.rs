@@ -334,14 +334,8 @@ fn with_operator_accounts_the_cli_needs_a_login_and_records_who() {
             ])
             .arg(data("astronaut.png")),
     );
-    let enrolled_by: String = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row(
-            "SELECT actor FROM audit WHERE action = 'enroll'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let enrolled_by: String =
+        common::read_one(&db, "SELECT actor FROM audit WHERE action = 'enroll'");
     assert_eq!(enrolled_by, "cy");
 }
 
@@ -925,14 +919,10 @@ fn a_decision_names_the_scan_it_judged() {
         vouch::workflow::verify_signature(&model, &mut store, "ACC-1", &scan, "clerk").unwrap();
     let digest = hex::encode(sha2::Sha256::digest(std::fs::read(&scan).unwrap()));
     assert_eq!(report.scan_sha256, digest);
-    let detail: String = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row(
-            "SELECT detail FROM audit WHERE action = 'verify' ORDER BY id DESC LIMIT 1",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let detail: String = common::read_one(
+        &db,
+        "SELECT detail FROM audit WHERE action = 'verify' ORDER BY id DESC LIMIT 1",
+    );
     let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
     assert_eq!(detail["evidence_sha256"], digest.as_str(), "{detail}");
 

@@ -396,14 +396,7 @@ fn moving_the_threshold_changes_far_and_saving_is_audited() {
     let store = vouch::store::Store::open(&db).unwrap();
     let saved = store.bands(Modality::Signature).unwrap();
     assert_eq!(saved.high, 1.0);
-    let audited: i64 = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM audit WHERE action = 'propose'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let audited: i64 = common::read_one(&db, "SELECT count(*) FROM audit WHERE action = 'propose'");
     assert_eq!(audited, 1);
 }
 
@@ -1352,14 +1345,10 @@ fn the_window_points_this_machine_at_the_sites_server() {
         Some(vouch::context::Theme::Light),
         "the machine keeps its look"
     );
-    let switches: i64 = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM audit WHERE action = 'machine_database' AND actor = 'kittest'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let switches: i64 = common::read_one(
+        &db,
+        "SELECT count(*) FROM audit WHERE action = 'machine_database' AND actor = 'kittest'",
+    );
     assert_eq!(
         switches, 1,
         "the switch is in the audit of the database left"

@@ -230,14 +230,10 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
     assert!(compared.get("copy_of").is_none(), "{compared}");
     // Every verification is a decision in the audit chain.
     let store = vouch::store::Store::open(&db).unwrap();
-    let decisions: i64 = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM decisions WHERE modality = 'signature'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let decisions: i64 = common::read_one(
+        &db,
+        "SELECT count(*) FROM decisions WHERE modality = 'signature'",
+    );
     assert_eq!(decisions, 4);
     assert!(store.audit_verify().unwrap().intact);
 }

@@ -15,6 +15,15 @@ pub fn data(name: &str) -> PathBuf {
     repo().join("tests/data").join(name)
 }
 
+/// One value read straight from the database file, as an auditor with `sqlite3` would,
+/// past Vouch's own checks.
+pub fn read_one<T: rusqlite::types::FromSql>(db: &Path, sql: &str) -> T {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(sql, [], |row| row.get(0))
+        .unwrap()
+}
+
 /// The real models, loaded once per test binary.
 pub fn models() -> &'static FaceModels {
     static MODELS: OnceLock<FaceModels> = OnceLock::new();
