@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
+use vouch::signature::blur::blur_sigma_2;
 use vouch::signature::distortion::GradientContexts;
 use vouch::signature::shape::InkShape;
 use vouch::signature::superimpose::overlaps;
@@ -121,9 +122,22 @@ fn copy_check(c: &mut Criterion) {
     });
 }
 
+/// The normaliser's blur of a whole page (686x382, the largest of the repository's
+/// scans), Vouch's beside `image`'s, whose bytes it reproduces: the peer in one command.
+fn scan_blur(c: &mut Criterion) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/signatures/w1_3.png");
+    let page = vouch::imageio::load(&path).unwrap().to_luma8();
+    let mut group = c.benchmark_group("signature_scan_blur");
+    group.bench_function("vouch", |bench| bench.iter(|| blur_sigma_2(&page)));
+    group.bench_function("image_fast_blur", |bench| {
+        bench.iter(|| image::imageops::fast_blur(&page, 2.0))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = verify_one_scan, compare_two_drawings, copy_check
+    targets = verify_one_scan, compare_two_drawings, copy_check, scan_blur
 }
 criterion_main!(benches);

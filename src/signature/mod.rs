@@ -1,6 +1,7 @@
 //! Handwritten signatures (and characters): scan normalisation and the Siamese encoder,
 //! loaded from a trained model file for enrollment and verification.
 
+pub mod blur;
 pub mod descriptor;
 pub mod distortion;
 pub mod encoder;

@@ -20,7 +20,6 @@ pub(super) const WORKING_PIXELS: u64 = 2_000_000;
 /// Ink darker than the (blurred) paper by less than this many grey levels is no ink: a
 /// blank page. The faintest pencil signature in CEDAR stands 27 levels clear.
 const MIN_INK_CONTRAST: f64 = 15.0;
-const BLUR_SIGMA: f32 = 2.0;
 /// Paper-relative scans are read at this many grey levels (0, 17, ..., 255): the depth of
 /// the CEDAR scans the scorer is fitted on. A full 8-bit scan of the same page then gives the same
 /// canvas, where before its finer ink levels moved the stroke descriptor (the issue-17
@@ -182,7 +181,7 @@ pub fn normalise(
     // Paper grain and pencil speckle average out under a blur; strokes stay dark. The
     // threshold and the ink's box come from the blurred page (as in SigNet's
     // preprocessing), the grey levels kept from the original.
-    let blurred = imageops::fast_blur(&grey, BLUR_SIGMA);
+    let blurred = super::blur::blur_sigma_2(&grey);
     let histogram = histogram(&blurred);
     let threshold = otsu_threshold(&histogram);
     let (ink_mean, paper_mean) = class_means(&histogram, threshold);
