@@ -5,6 +5,10 @@
 //! model and by the same model reading its stroke descriptor on the ink at 180x264. CEDAR
 //! writer 31 from `../shared`; skipped with a message when that is absent.
 //!
+//! Each check presents a file never checked before (the scan with one pixel nudged), as a
+//! cheque would be; looking up the earlier checks of a file in a log of 10,000 decisions is
+//! timed apart.
+//!
 //! The copy check alone (`signature::superimpose`), on the repository's own scans.
 //!
 //! And the two comparisons that learn nothing, which one-shot runs make for every query and
@@ -14,13 +18,14 @@
 use std::path::PathBuf;
 
 use candle_core::Device;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use vouch::signature::blur::blur_sigma_2;
 use vouch::signature::distortion::GradientContexts;
 use vouch::signature::shape::InkShape;
 use vouch::signature::superimpose::overlaps;
 use vouch::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
-use vouch::store::Store;
+use vouch::store::{NewTemplate, Store, Verification};
+use vouch::types::{Bands, Decision, Modality};
 use vouch::workflow::{EnrollRequest, enroll_signature, verify_signature};
 
 const REFERENCES: usize = 12;
@@ -50,7 +55,23 @@ fn verify_one_scan(c: &mut Criterion) {
     // ink fitted onto a canvas 1.2 times the encoder's (timing only; its scorer is the
     // shipped one).
     ink_descriptor.descriptor_canvas = (height * 6 / 5, width * 6 / 5);
-    let questioned = scan(REFERENCES + 1);
+    let page = vouch::imageio::load(&scan(REFERENCES + 1))
+        .unwrap()
+        .to_luma8();
+    let presented = tempfile::tempdir().unwrap();
+    let mut presentations = 0u32;
+    // The same signature in a file of its own each time: one grey level of one pixel
+    // differs, so no check finds an earlier one and each pays for the whole judgement.
+    let mut fresh_file = || {
+        presentations += 1;
+        let mut nudged = page.clone();
+        let pixel =
+            nudged.get_pixel_mut(presentations % page.width(), presentations / page.width());
+        pixel.0[0] ^= 1;
+        let path = presented.path().join(format!("cheque-{presentations}.png"));
+        nudged.save(&path).unwrap();
+        path
+    };
     for (name, model) in [
         ("signature_verify_1_scan_12_references", &shipped),
         (
@@ -67,9 +88,60 @@ fn verify_one_scan(c: &mut Criterion) {
         };
         enroll_signature(model, &mut store, &request, "bench").unwrap();
         c.bench_function(name, |b| {
-            b.iter(|| verify_signature(model, &mut store, "ACC-31", &questioned, "bench").unwrap())
+            b.iter_batched(
+                &mut fresh_file,
+                |questioned| {
+                    verify_signature(model, &mut store, "ACC-31", &questioned, "bench").unwrap()
+                },
+                BatchSize::PerIteration,
+            )
         });
     }
+}
+
+/// What every desk check adds to find a cheque's file checked before: a scan of the audit
+/// log's verifications, here 10,000 decisions on 100 files, one of which is asked for.
+fn earlier_checks(c: &mut Criterion) {
+    let folder = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&folder.path().join("bench.db")).unwrap();
+    let person_id = store
+        .enroll(
+            "Writer 31",
+            "ACC-31",
+            Modality::Signature,
+            "m",
+            &[NewTemplate {
+                embedding: vec![0.1; 4],
+                quality: 1.0,
+                source_sha256: "0".repeat(64),
+                crop: None,
+            }],
+            "bench",
+        )
+        .unwrap();
+    let file = |n: usize| format!("{n:064x}");
+    for n in 0..10_000 {
+        store
+            .record_decision(
+                &Verification {
+                    person_id,
+                    modality: Modality::Signature,
+                    score: 0.5,
+                    bands: Bands {
+                        low: 0.34,
+                        high: 0.47,
+                    },
+                    decision: Decision::Review,
+                    evidence_sha256: Some(&file(n % 100)),
+                },
+                "bench",
+            )
+            .unwrap();
+    }
+    let asked = file(7);
+    c.bench_function("signature_earlier_checks_10000_decisions", |b| {
+        b.iter(|| assert_eq!(store.earlier_checks(&asked).unwrap().len(), 100))
+    });
 }
 
 fn compare_two_drawings(c: &mut Criterion) {
@@ -138,6 +210,6 @@ fn scan_blur(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = verify_one_scan, compare_two_drawings, copy_check, scan_blur
+    targets = verify_one_scan, earlier_checks, compare_two_drawings, copy_check, scan_blur
 }
 criterion_main!(benches);

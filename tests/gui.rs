@@ -226,6 +226,15 @@ fn the_signature_desk_shows_a_verdict_with_per_reference_scores() {
     });
     assert!(shows(&harness, "REVIEW by a second clerk"));
     assert!(shows(&harness, "stroke for stroke"));
+
+    // The first cheque's very file again: its earlier check is listed beside the verdict,
+    // which cannot be an acceptance.
+    verify_at_the_desk(&mut harness, "ACC-1", "signatures/w1_4.png");
+    wait_for(&mut harness, "the earlier check listed", |h| {
+        shows(h, "Checked before: ")
+    });
+    assert!(shows(&harness, "against Writer 1 (ACC-1)"));
+    assert!(!shows(&harness, "GENUINE (accept)"));
 }
 
 /// A clerk enrols an account holder's signature in the window, then checks a cheque.

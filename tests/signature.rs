@@ -228,13 +228,35 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
     );
     assert_eq!(compared["reference_scores"].as_array().unwrap().len(), 2);
     assert!(compared.get("copy_of").is_none(), "{compared}");
+    // The accepted cheque's very file presented again: the desk cannot tell a second look
+    // from a second payment, so it goes to a second clerk with the first check beside it.
+    assert!(genuine.get("checked_before").is_none(), "{genuine}");
+    let again = json_of(
+        vouch(&db)
+            .args(["signature", "verify", "--id", "ACC-1"])
+            .arg(scan(1, 2)),
+    );
+    assert_eq!(again["decision"], "review", "{again}");
+    assert!(
+        (again["score"].as_f64().unwrap() - genuine_score).abs() < 1e-6,
+        "{again}"
+    );
+    assert_eq!(
+        again["caution"],
+        vouch::workflow::CHECKED_BEFORE_CAUTION,
+        "{again}"
+    );
+    let earlier = again["checked_before"].as_array().unwrap();
+    assert_eq!(earlier.len(), 1, "{again}");
+    assert_eq!(earlier[0]["decision"], "accept");
+    assert_eq!(earlier[0]["account"], "Writer One (ACC-1)");
     // Every verification is a decision in the audit chain.
     let store = vouch::store::Store::open(&db).unwrap();
     let decisions: i64 = common::read_one(
         &db,
         "SELECT count(*) FROM decisions WHERE modality = 'signature'",
     );
-    assert_eq!(decisions, 4);
+    assert_eq!(decisions, 5);
     assert!(store.audit_verify().unwrap().intact);
 }
 

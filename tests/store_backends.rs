@@ -887,3 +887,69 @@ fn a_kiosk_pin_edited_around_vouch_is_refused() {
         assert!(site.problems().is_empty(), "{}", site.engine);
     }
 }
+
+/// The desk asks whether a questioned file was judged before: the audit log answers, the
+/// account deleted since included, and a decision edited around Vouch is refused.
+#[test]
+fn earlier_checks_of_one_file_come_from_the_audit_and_are_checked() {
+    for site in Site::enrolled("earlier_checks_of_one_file_come_from_the_audit", 2) {
+        let mut store = site.open();
+        let (cheque, other_cheque) = ("ab".repeat(32), "cd".repeat(32));
+        let id = |store: &Store, external_id| {
+            store
+                .person_by_external_id(external_id, Modality::Face)
+                .unwrap()
+                .id
+        };
+        let (first, second) = (id(&store, "E1"), id(&store, "E2"));
+        for (person_id, evidence, decision) in [
+            (first, &cheque, Decision::Accept),
+            (second, &other_cheque, Decision::Reject),
+            (second, &cheque, Decision::Review),
+        ] {
+            store
+                .record_decision(
+                    &Verification {
+                        person_id,
+                        modality: Modality::Face,
+                        score: 0.5,
+                        bands: BANDS,
+                        decision,
+                        evidence_sha256: Some(evidence),
+                    },
+                    "clerk-a",
+                )
+                .unwrap();
+        }
+        let earlier = store.earlier_checks(&cheque).unwrap();
+        let seen: Vec<(Decision, &str, &str)> = earlier
+            .iter()
+            .map(|e| (e.decision, e.by.as_str(), e.against()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Decision::Accept, "clerk-a", "Person 1 (E1)"),
+                (Decision::Review, "clerk-a", "Person 2 (E2)")
+            ],
+            "{}",
+            site.engine
+        );
+        assert!(store.earlier_checks(&"ef".repeat(32)).unwrap().is_empty());
+        store.delete_person(first, "t").unwrap();
+        assert_eq!(
+            store.earlier_checks(&cheque).unwrap()[0].against(),
+            "an account deleted since"
+        );
+        drop(store);
+        site.tamper(
+            "UPDATE audit SET detail = replace(detail, '\"decision\":\"review\"', '\"decision\":\"paid\"')",
+        );
+        let error = site.open().earlier_checks(&cheque).unwrap_err().to_string();
+        assert!(
+            error.contains("audit row") && error.contains("\"paid\" is not a decision"),
+            "{}: {error}",
+            site.engine
+        );
+    }
+}

@@ -10,6 +10,7 @@ use super::people::{print_enrollment, reembed_with};
 use super::{open_as, print_report};
 use crate::context::Context;
 use crate::signature::SignatureModel;
+use crate::store::EarlierCheck;
 use crate::types::{Bands, Modality, Permission, counted};
 use crate::workflow::{self, CopyOf, EnrollRequest};
 
@@ -167,12 +168,31 @@ fn signature_verify(
         let mut lines = vec![verdict];
         lines.extend(r.verdict.copy_of.map(|copy| copy_line(copy, "as enrolled")));
         lines.extend(r.verdict.caution.map(str::to_string));
+        lines.extend(
+            r.verdict
+                .checked_before
+                .iter()
+                .map(|earlier| format!("  checked before: {}", earlier_check_line(earlier))),
+        );
         lines.push(format!(
             "recorded against the scan's sha256 {}",
             r.scan_sha256
         ));
         lines.join("\n")
     })
+}
+
+/// An earlier check of the same file, its time in UTC as recorded (a log is read on any
+/// machine).
+fn earlier_check_line(earlier: &EarlierCheck) -> String {
+    format!(
+        "{} by {} against {}: {} ({:.3})",
+        earlier.at,
+        earlier.by,
+        earlier.against(),
+        earlier.decision,
+        earlier.score
+    )
 }
 
 fn copy_line(copy: CopyOf, which: &str) -> String {

@@ -7,8 +7,12 @@ use super::palette::palette;
 use super::worker::Request;
 use super::{labelled_path, labelled_text, texture};
 use crate::signature::reference::ink_on_paper;
+use crate::store::EarlierCheck;
 use crate::types::{Decision, counted};
 use crate::workflow::SignatureVerifyReport;
+
+/// Earlier checks of the same file listed at the desk, the latest ones.
+const EARLIER_CHECKS_SHOWN: usize = 3;
 
 #[derive(Default)]
 pub struct DeskTab {
@@ -22,6 +26,34 @@ pub struct DeskTab {
 fn paper_texture(ctx: &egui::Context, name: &str, ink: &image::GrayImage) -> egui::TextureHandle {
     let paper = image::DynamicImage::ImageLuma8(ink_on_paper(ink));
     texture(ctx, name, &paper.to_rgba8())
+}
+
+/// The latest few earlier checks of the same file: one presented many times must not push
+/// the signatures off the screen.
+fn show_earlier_checks(ui: &mut egui::Ui, earlier: &[EarlierCheck], colour: egui::Color32) {
+    let older = earlier.len().saturating_sub(EARLIER_CHECKS_SHOWN);
+    if older > 0 {
+        ui.colored_label(
+            colour,
+            format!(
+                "Checked before {}; the latest {EARLIER_CHECKS_SHOWN}:",
+                counted(earlier.len(), "time")
+            ),
+        );
+    }
+    for earlier in &earlier[older..] {
+        ui.colored_label(
+            colour,
+            format!(
+                "Checked before: {} by {}, against {}: {} (score {:.3})",
+                super::local_time(&earlier.at),
+                earlier.by,
+                earlier.against(),
+                earlier.decision,
+                earlier.score
+            ),
+        );
+    }
 }
 
 impl DeskTab {
@@ -68,59 +100,62 @@ impl DeskTab {
                 ui.colored_label(palette(ui).refused, format!("Cannot verify: {error}"));
             }
             Some(Ok(check)) => {
-                let look_again = palette(ui).attention;
-                let (color, word) = match check.verdict.decision {
-                    Decision::Accept => (palette(ui).accepted, "GENUINE (accept)"),
-                    Decision::Review => (look_again, "REVIEW by a second clerk"),
-                    Decision::Reject => (palette(ui).refused, "FORGED? (reject)"),
-                };
-                // As large as the kiosk's greeting: the clerk reads it at a glance.
-                ui.label(
-                    egui::RichText::new(format!(
-                        "Verdict: {word}, score {:.3}",
-                        check.verdict.score
-                    ))
-                    .size(28.0)
-                    .strong()
-                    .color(color),
-                );
-                let references = check.verdict.reference_scores.len();
-                ui.label(format!(
-                    "{} ({}): scored against {} by {}; accept at {:.3} or more, reject under {:.3}.",
-                    check.name,
-                    check.external_id,
-                    counted(references, "reference"),
-                    check.model,
-                    check.verdict.bands.high,
-                    check.verdict.bands.low
-                ));
-                if let Some(caution) = check.verdict.caution {
-                    // A check to make before acting, not part of the verdict: the review's colour.
-                    ui.label(egui::RichText::new(caution).size(18.0).color(look_again));
-                }
-                ui.horizontal_wrapped(|ui| {
-                    if let Some(questioned) = &self.questioned {
-                        ui.vertical(|ui| {
-                            ui.label("Questioned");
-                            ui.image((questioned.id(), egui::vec2(220.0, 150.0)));
-                        });
-                    }
-                    for (number, (texture, score)) in
-                        (1..).zip(self.references.iter().zip(&check.verdict.reference_scores))
-                    {
-                        ui.vertical(|ui| {
-                            match check.verdict.copy_of {
-                                Some(copy) if copy.reference == number => ui.colored_label(
-                                    look_again,
-                                    format!("Reference {number}: the questioned lies on it"),
-                                ),
-                                _ => ui.label(format!("Reference {number}: {score:.3}")),
-                            };
-                            ui.image((texture.id(), egui::vec2(220.0, 150.0)));
-                        });
-                    }
-                });
+                // Twelve references and the notes above them run past a small screen.
+                egui::ScrollArea::vertical().show(ui, |ui| self.show_check(ui, check));
             }
         }
+    }
+
+    fn show_check(&self, ui: &mut egui::Ui, check: &SignatureVerifyReport) {
+        let look_again = palette(ui).attention;
+        let (color, word) = match check.verdict.decision {
+            Decision::Accept => (palette(ui).accepted, "GENUINE (accept)"),
+            Decision::Review => (look_again, "REVIEW by a second clerk"),
+            Decision::Reject => (palette(ui).refused, "FORGED? (reject)"),
+        };
+        // As large as the kiosk's greeting: the clerk reads it at a glance.
+        ui.label(
+            egui::RichText::new(format!("Verdict: {word}, score {:.3}", check.verdict.score))
+                .size(28.0)
+                .strong()
+                .color(color),
+        );
+        let references = check.verdict.reference_scores.len();
+        ui.label(format!(
+            "{} ({}): scored against {} by {}; accept at {:.3} or more, reject under {:.3}.",
+            check.name,
+            check.external_id,
+            counted(references, "reference"),
+            check.model,
+            check.verdict.bands.high,
+            check.verdict.bands.low
+        ));
+        if let Some(caution) = check.verdict.caution {
+            // A check to make before acting, not part of the verdict: the review's colour.
+            ui.label(egui::RichText::new(caution).size(18.0).color(look_again));
+        }
+        show_earlier_checks(ui, &check.verdict.checked_before, look_again);
+        ui.horizontal_wrapped(|ui| {
+            if let Some(questioned) = &self.questioned {
+                ui.vertical(|ui| {
+                    ui.label("Questioned");
+                    ui.image((questioned.id(), egui::vec2(220.0, 150.0)));
+                });
+            }
+            for (number, (texture, score)) in
+                (1..).zip(self.references.iter().zip(&check.verdict.reference_scores))
+            {
+                ui.vertical(|ui| {
+                    match check.verdict.copy_of {
+                        Some(copy) if copy.reference == number => ui.colored_label(
+                            look_again,
+                            format!("Reference {number}: the questioned lies on it"),
+                        ),
+                        _ => ui.label(format!("Reference {number}: {score:.3}")),
+                    };
+                    ui.image((texture.id(), egui::vec2(220.0, 150.0)));
+                });
+            }
+        });
     }
 }

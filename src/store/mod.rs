@@ -46,7 +46,7 @@ pub use keys::Keys;
 pub use migrate::Migration;
 pub use operators::{LOCKOUT, MAX_FAILED_LOGINS, OperatorInfo, Session};
 pub use people::{Enrollment, blob_to_embedding, embedding_to_blob};
-pub use records::{AttendanceRecord, Correction, MAX_PERSON_OFFSET, Verification};
+pub use records::{AttendanceRecord, Correction, EarlierCheck, MAX_PERSON_OFFSET, Verification};
 pub use server::{GalleryChange, GalleryFeed, is_server, trust_site_ca};
 pub use text::check_text;
 

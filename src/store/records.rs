@@ -2,6 +2,9 @@
 //! bands among them), and attendance imported from elsewhere. Values are checked on the
 //! way in and again on the way back: a score is a number in [0, 1], a time is a time.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use super::sql::{Db, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -55,6 +58,28 @@ pub struct Verification<'a> {
     pub evidence_sha256: Option<&'a str>,
 }
 
+/// An earlier verification of the very same file, as that decision's audit row records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EarlierCheck {
+    /// When, RFC 3339 in UTC.
+    pub at: String,
+    /// Who checked it.
+    pub by: String,
+    pub decision: Decision,
+    pub score: f32,
+    /// The account it was checked against, as "Name (id)"; None when it was deleted since.
+    pub account: Option<String>,
+}
+
+impl EarlierCheck {
+    /// The account as a person reads it, a deleted one included.
+    pub fn against(&self) -> &str {
+        self.account
+            .as_deref()
+            .unwrap_or("an account deleted since")
+    }
+}
+
 fn check_sha256(digest: &str) -> Result<(), String> {
     if digest.len() == 64
         && digest
@@ -64,6 +89,30 @@ fn check_sha256(digest: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{digest:?} is not a sha256 in lowercase hex"))
+    }
+}
+
+/// A verification's audit detail, as `record_decision` writes it.
+#[derive(Deserialize)]
+struct VerifyDetail {
+    person_id: i64,
+    score: f32,
+    decision: String,
+    evidence_sha256: Option<String>,
+}
+
+impl VerifyDetail {
+    /// The detail with its score, digest and decision checked.
+    fn parse(detail: &str) -> Result<(Self, Decision), String> {
+        let parsed: Self = serde_json::from_str(detail)
+            .map_err(|e| format!("its detail is not a verification's: {e}"))?;
+        check_score(parsed.score)?;
+        if let Some(digest) = &parsed.evidence_sha256 {
+            check_sha256(digest)?;
+        }
+        let decision = Decision::parse(&parsed.decision)
+            .ok_or_else(|| format!("{:?} is not a decision", parsed.decision))?;
+        Ok((parsed, decision))
     }
 }
 
@@ -296,6 +345,58 @@ impl Store {
             }
             Ok::<_, StoreError>(((), detail))
         })
+    }
+
+    /// Every earlier verification of the file whose sha256 is `evidence_sha256`, oldest
+    /// first, against any account. Read from the audit log, which every recorded decision
+    /// writes to and nobody can edit without `audit verify` finding it; each row is checked
+    /// on the way back like any other.
+    pub fn earlier_checks(&self, evidence_sha256: &str) -> StoreResult<Vec<EarlierCheck>> {
+        check_sha256(evidence_sha256).map_err(StoreError::InvalidSetting)?;
+        // A lowercase hex digest holds no LIKE wildcard; the match is confirmed on the
+        // parsed detail below, so the pattern only narrows the rows read.
+        let rows = self.conn.query(
+            "SELECT id, at, actor, detail FROM audit
+             WHERE action = 'verify' AND detail LIKE ?1 ORDER BY id",
+            params![format!("%{evidence_sha256}%")],
+        )?;
+        let mut found = Vec::new();
+        // A file checked many times was mostly checked against one account.
+        let mut accounts: HashMap<i64, Option<String>> = HashMap::new();
+        for row in &rows {
+            let id: i64 = row.get(0)?;
+            let bad = |reason: String| StoreError::BadRow {
+                table: "audit",
+                row: id.to_string(),
+                reason,
+                path: self.path.clone(),
+            };
+            let at: String = row.get(1)?;
+            parse_time(&at).map_err(bad)?;
+            let detail: String = row.get(3)?;
+            let (check, decision) = VerifyDetail::parse(&detail).map_err(bad)?;
+            if check.evidence_sha256.as_deref() != Some(evidence_sha256) {
+                continue;
+            }
+            let account = match accounts.entry(check.person_id) {
+                Entry::Occupied(known) => known.get().clone(),
+                Entry::Vacant(unknown) => unknown
+                    .insert(match self.person(check.person_id) {
+                        Ok(person) => Some(format!("{} ({})", person.name, person.external_id)),
+                        Err(StoreError::UnknownPerson(_)) => None,
+                        Err(error) => return Err(error),
+                    })
+                    .clone(),
+            };
+            found.push(EarlierCheck {
+                at,
+                by: row.get(2)?,
+                decision,
+                score: check.score,
+                account,
+            });
+        }
+        Ok(found)
     }
 
     /// Every recorded decision of a modality, oldest first: verifications, and for faces

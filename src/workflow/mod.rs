@@ -24,9 +24,10 @@ pub use models::{
     ReembedReport, active_signature_model, export_enrolled_signatures, reembed, stored_crop_image,
 };
 pub use signatures::{
-    COPY_CAUTION, CopyOf, FEW_REFERENCES, FEW_REFERENCES_ADVICE, FEW_REFERENCES_CAUTION,
-    NEEDS_MORE_REFERENCES, PEN_CAUTION, SignatureVerdict, SignatureVerifyReport, enroll_signature,
-    judge_signature, needs_more_references, reenroll_signature, verify_signature,
+    CHECKED_BEFORE_CAUTION, COPY_CAUTION, CopyOf, FEW_REFERENCES, FEW_REFERENCES_ADVICE,
+    FEW_REFERENCES_CAUTION, NEEDS_MORE_REFERENCES, PEN_CAUTION, SignatureVerdict,
+    SignatureVerifyReport, enroll_signature, judge_signature, needs_more_references,
+    reenroll_signature, verify_signature,
 };
 
 /// One person to enroll from reference images.

@@ -13,7 +13,9 @@ use crate::error::StoreError;
 use crate::error::{Error, Result};
 use crate::signature::preprocess::Normalisation;
 use crate::signature::{SignatureModel, TEMPLATE_SHAPE, reference, superimpose};
-use crate::store::{Enrollment, NewTemplate, Person, Store, StoredTemplate, Verification};
+use crate::store::{
+    EarlierCheck, Enrollment, NewTemplate, Person, Store, StoredTemplate, Verification,
+};
 use crate::types::{Bands, Decision, Modality};
 
 /// Enrolls an account holder's reference signatures: every scan that shows ink, in one
@@ -121,6 +123,9 @@ pub struct SignatureVerdict {
     /// The reference the questioned scan lies on stroke for stroke, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy_of: Option<CopyOf>,
+    /// Earlier checks of this very file, oldest first, as the audit log records them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checked_before: Vec<EarlierCheck>,
 }
 
 /// A questioned scan that lies on a reference as only a copy of it can (`superimpose`).
@@ -162,6 +167,36 @@ impl SignatureVerdict {
             }
             self.caution = Some(COPY_CAUTION);
         }
+        self
+    }
+}
+
+/// Said when the very file was checked before. The desk cannot tell a clerk checking the
+/// same cheque again from the same image presented for a second payment, so, as banks treat
+/// a suspected duplicate, an acceptance becomes a review.
+pub const CHECKED_BEFORE_CAUTION: &str = "This very file was checked before (listed below). \
+     If this is not the same cheque being checked again, the same image is being presented \
+     twice: a second clerk must look at the paper cheque before anything is paid.";
+
+impl SignatureVerdict {
+    /// The verdict once the earlier checks of the same file are known: an image already
+    /// checked is never accepted again without a second clerk. A copy of a reference keeps
+    /// its own caution, the graver of the two, and a rejection the pens' (the earlier
+    /// checks are listed with it all the same).
+    pub fn checked_against_earlier(mut self, earlier: Vec<EarlierCheck>) -> Self {
+        if earlier.is_empty() {
+            return self;
+        }
+        match self.decision {
+            Decision::Reject => {}
+            Decision::Accept | Decision::Review => {
+                self.decision = Decision::Review;
+                if self.copy_of.is_none() {
+                    self.caution = Some(CHECKED_BEFORE_CAUTION);
+                }
+            }
+        }
+        self.checked_before = earlier;
         self
     }
 }
@@ -222,6 +257,7 @@ pub fn judge_signature(
             _ => None,
         },
         copy_of: None,
+        checked_before: Vec::new(),
     })
 }
 
@@ -306,6 +342,7 @@ pub fn verify_signature(
         });
     }
     let (bytes, scan_sha256) = super::read_hashed(scan)?;
+    let earlier = store.earlier_checks(&scan_sha256)?;
     let (normalised, questioned) = model.embed_scan_bytes(&bytes, scan)?;
     let reference_embeddings: Vec<&[f32]> =
         references.iter().map(|r| r.embedding.as_slice()).collect();
@@ -316,7 +353,8 @@ pub fn verify_signature(
         &questioned,
         store.bands_for(Modality::Signature, person.id)?,
     )?
-    .checked_for_copies(&normalised.canvas, &reference_canvases);
+    .checked_for_copies(&normalised.canvas, &reference_canvases)
+    .checked_against_earlier(earlier);
     store.record_decision(
         &Verification {
             person_id: person.id,
