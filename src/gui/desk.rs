@@ -11,6 +11,9 @@ use crate::store::EarlierCheck;
 use crate::types::{Decision, counted};
 use crate::workflow::SignatureVerifyReport;
 
+/// Each signature as the desk shows it, the shape of the normalised canvas.
+const CARD: egui::Vec2 = egui::vec2(220.0, 150.0);
+
 /// Earlier checks of the same file listed at the desk, the latest ones.
 const EARLIER_CHECKS_SHOWN: usize = 3;
 
@@ -135,27 +138,41 @@ impl DeskTab {
             ui.label(egui::RichText::new(caution).size(18.0).color(look_again));
         }
         show_earlier_checks(ui, &check.verdict.checked_before, look_again);
-        ui.horizontal_wrapped(|ui| {
-            if let Some(questioned) = &self.questioned {
-                ui.vertical(|ui| {
-                    ui.label("Questioned");
-                    ui.image((questioned.id(), egui::vec2(220.0, 150.0)));
-                });
-            }
-            for (number, (texture, score)) in
-                (1..).zip(self.references.iter().zip(&check.verdict.reference_scores))
-            {
-                ui.vertical(|ui| {
-                    match check.verdict.copy_of {
-                        Some(copy) if copy.reference == number => ui.colored_label(
-                            look_again,
-                            format!("Reference {number}: the questioned lies on it"),
-                        ),
-                        _ => ui.label(format!("Reference {number}: {score:.3}")),
-                    };
-                    ui.image((texture.id(), egui::vec2(220.0, 150.0)));
-                });
-            }
-        });
+        // The questioned scan and every reference as cards in rows that fit the window:
+        // a card is as wide as its picture, so rows are counted, not left to wrap.
+        let mut cards: Vec<(String, Option<egui::Color32>, &egui::TextureHandle)> = Vec::new();
+        cards.extend(
+            self.questioned
+                .iter()
+                .map(|q| ("Questioned".to_string(), None, q)),
+        );
+        for (number, (texture, score)) in
+            (1..).zip(self.references.iter().zip(&check.verdict.reference_scores))
+        {
+            cards.push(match check.verdict.copy_of {
+                Some(copy) if copy.reference == number => (
+                    format!("Reference {number}: the questioned lies on it"),
+                    Some(look_again),
+                    texture,
+                ),
+                _ => (format!("Reference {number}: {score:.3}"), None, texture),
+            });
+        }
+        let spacing = ui.spacing().item_spacing.x;
+        let per_row = (((ui.available_width() + spacing) / (CARD.x + spacing)) as usize).max(1);
+        for row in cards.chunks(per_row) {
+            ui.horizontal(|ui| {
+                for (label, colour, texture) in row {
+                    ui.vertical(|ui| {
+                        ui.set_width(CARD.x);
+                        match colour {
+                            Some(colour) => ui.colored_label(*colour, label),
+                            None => ui.label(label),
+                        };
+                        ui.image((texture.id(), CARD));
+                    });
+                }
+            });
+        }
     }
 }
