@@ -58,7 +58,7 @@ use sql::{Db, OptionalExtension, params};
 const APPLICATION_ID: i32 = 0x564F_5543;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The schema this Vouch writes (`PRAGMA user_version`, kept by rusqlite_migration).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// The first schema whose databases are sealed (encrypted biometrics, the ledger, the
 /// anchor): older ones are sealed once, on their first read-write open.
 const SEALED_SINCE: i64 = 2;
@@ -178,6 +178,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("schema.sql")),
         M::up(include_str!("schema_v2.sql")),
         M::up(include_str!("schema_v3.sql")),
+        M::up(include_str!("schema_v4.sql")),
     ])
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use super::sql::{Db, OptionalExtension, params};
+use super::sql::{Db, Dialect, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -353,12 +353,18 @@ impl Store {
     /// on the way back like any other.
     pub fn earlier_checks(&self, evidence_sha256: &str) -> StoreResult<Vec<EarlierCheck>> {
         check_sha256(evidence_sha256).map_err(StoreError::InvalidSetting)?;
-        // A lowercase hex digest holds no LIKE wildcard; the match is confirmed on the
-        // parsed detail below, so the pattern only narrows the rows read.
+        // The expression of the index `audit_by_evidence` (schema version 4), so that the
+        // log is searched, not read; the match is confirmed on the parsed detail below.
+        let evidence = match self.conn.dialect() {
+            Dialect::Sqlite => "json_extract(detail, '$.evidence_sha256')",
+            Dialect::Postgres => "(detail::jsonb ->> 'evidence_sha256')",
+        };
         let rows = self.conn.query(
-            "SELECT id, at, actor, detail FROM audit
-             WHERE action = 'verify' AND detail LIKE ?1 ORDER BY id",
-            params![format!("%{evidence_sha256}%")],
+            &format!(
+                "SELECT id, at, actor, detail FROM audit
+                 WHERE action = 'verify' AND {evidence} = ?1 ORDER BY id"
+            ),
+            params![evidence_sha256],
         )?;
         let mut found = Vec::new();
         // A file checked many times was mostly checked against one account.

@@ -18,7 +18,10 @@ const PREPARE_LOCK: i64 = 0x564F_5544;
 /// The server's schema, step by step: the schema each step reaches, and its SQL. The
 /// server store began at schema 3 (the SQLite file's schema then), so its first step
 /// makes that whole; a later schema is one more step here and one in `migrations()`.
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(3, include_str!("schema_postgres.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (3, include_str!("schema_postgres.sql")),
+    (4, include_str!("schema_postgres_v4.sql")),
+];
 
 /// How long a kiosk waits for an unreachable server before it says so.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
