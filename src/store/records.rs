@@ -367,8 +367,9 @@ impl Store {
             params![evidence_sha256],
         )?;
         let mut found = Vec::new();
-        // A file checked many times was mostly checked against one account.
-        let mut accounts: HashMap<i64, Option<String>> = HashMap::new();
+        // A file checked many times was mostly checked against one account: (as shown,
+        // enrolled at).
+        let mut accounts: HashMap<i64, Option<(String, DateTime<Utc>)>> = HashMap::new();
         for row in &rows {
             let id: i64 = row.get(0)?;
             let bad = |reason: String| StoreError::BadRow {
@@ -378,22 +379,34 @@ impl Store {
                 path: self.path.clone(),
             };
             let at: String = row.get(1)?;
-            parse_time(&at).map_err(bad)?;
+            let checked_at = parse_time(&at).map_err(bad)?;
             let detail: String = row.get(3)?;
             let (check, decision) = VerifyDetail::parse(&detail).map_err(bad)?;
             if check.evidence_sha256.as_deref() != Some(evidence_sha256) {
                 continue;
             }
-            let account = match accounts.entry(check.person_id) {
-                Entry::Occupied(known) => known.get().clone(),
-                Entry::Vacant(unknown) => unknown
-                    .insert(match self.person(check.person_id) {
-                        Ok(person) => Some(format!("{} ({})", person.name, person.external_id)),
-                        Err(StoreError::UnknownPerson(_)) => None,
-                        Err(error) => return Err(error),
-                    })
-                    .clone(),
+            let person = match accounts.entry(check.person_id) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(unknown) => unknown.insert(match self.person(check.person_id) {
+                    Ok(person) => Some((
+                        format!("{} ({})", person.name, person.external_id),
+                        parse_time(&person.created_at).map_err(|reason| StoreError::BadRow {
+                            table: "people",
+                            row: person.id.to_string(),
+                            reason,
+                            path: self.path.clone(),
+                        })?,
+                    )),
+                    Err(StoreError::UnknownPerson(_)) => None,
+                    Err(error) => return Err(error),
+                }),
             };
+            // A person's row id may be given again after its person was deleted: someone
+            // enrolled after the check is not whom it was checked against.
+            let account = person
+                .as_ref()
+                .filter(|(_, enrolled_at)| *enrolled_at <= checked_at)
+                .map(|(shown, _)| shown.clone());
             found.push(EarlierCheck {
                 at,
                 by: row.get(2)?,
