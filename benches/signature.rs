@@ -19,13 +19,14 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use vouch::matching::SIGNATURE_BANDS;
 use vouch::signature::blur::blur_sigma_2;
 use vouch::signature::distortion::GradientContexts;
 use vouch::signature::shape::InkShape;
 use vouch::signature::superimpose::overlaps;
 use vouch::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
 use vouch::store::{NewTemplate, Store, Verification};
-use vouch::types::{Bands, Decision, Modality};
+use vouch::types::{Decision, Modality};
 use vouch::workflow::{EnrollRequest, enroll_signature, verify_signature};
 
 const REFERENCES: usize = 12;
@@ -129,10 +130,7 @@ fn earlier_checks(c: &mut Criterion) {
                     person_id,
                     modality: Modality::Signature,
                     score: 0.5,
-                    bands: Bands {
-                        low: 0.34,
-                        high: 0.47,
-                    },
+                    bands: SIGNATURE_BANDS,
                     decision: Decision::Review,
                     evidence_sha256: Some(&file(n % 100)),
                 },

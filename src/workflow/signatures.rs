@@ -187,13 +187,10 @@ impl SignatureVerdict {
         if earlier.is_empty() {
             return self;
         }
-        match self.decision {
-            Decision::Reject => {}
-            Decision::Accept | Decision::Review => {
-                self.decision = Decision::Review;
-                if self.copy_of.is_none() {
-                    self.caution = Some(CHECKED_BEFORE_CAUTION);
-                }
+        if self.decision != Decision::Reject {
+            self.decision = Decision::Review;
+            if self.copy_of.is_none() {
+                self.caution = Some(CHECKED_BEFORE_CAUTION);
             }
         }
         self.checked_before = earlier;
