@@ -165,6 +165,24 @@ pub enum StoreError {
 
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
 
+impl StoreError {
+    /// What every reason found wrong with one stored row becomes: the row named by table
+    /// and key, and the file, so an operator knows what to look at. Built as a closure
+    /// because a row's fields are checked one after another, each with its own reason.
+    pub fn bad_row<'a>(
+        table: &'static str,
+        row: impl std::fmt::Display + Copy + 'a,
+        path: &'a std::path::Path,
+    ) -> impl Fn(String) -> StoreError + Copy + 'a {
+        move |reason| StoreError::BadRow {
+            table,
+            row: row.to_string(),
+            reason,
+            path: path.to_path_buf(),
+        }
+    }
+}
+
 impl Error {
     /// Nothing could be enrolled: each refused file with its reason.
     pub fn nothing_usable<'a>(

@@ -187,12 +187,7 @@ const COLUMNS: &str =
 
 fn read_proposal(store: &Store, row: &Row) -> StoreResult<Proposal> {
     let id: i64 = row.get(0)?;
-    let bad = |reason: String| StoreError::BadRow {
-        table: "proposals",
-        row: id.to_string(),
-        reason,
-        path: store.path.clone(),
-    };
+    let bad = StoreError::bad_row("proposals", id, &store.path);
     if !seals::holds(store.keys()?, &seals::PROPOSALS, row)? {
         return Err(bad("its seal does not match its content".into()));
     }
@@ -362,11 +357,10 @@ impl Store {
         text.parse::<T>()
             .ok()
             .filter(|value| range.contains(value))
-            .ok_or_else(|| StoreError::BadRow {
-                table: "settings",
-                row: key.to_string(),
-                reason: format!("{text:?} is out of range"),
-                path: self.path.clone(),
+            .ok_or_else(|| {
+                StoreError::bad_row("settings", key, &self.path)(format!(
+                    "{text:?} is out of range"
+                ))
             })
     }
 

@@ -123,12 +123,7 @@ fn read_operator(
         return Ok(None);
     };
     let id: i64 = row.get(0)?;
-    let bad = |reason: String| StoreError::BadRow {
-        table: "operators",
-        row: id.to_string(),
-        reason,
-        path: store.path.clone(),
-    };
+    let bad = StoreError::bad_row("operators", id, &store.path);
     let keys = store.keys()?;
     if !seals::holds(keys, &seals::OPERATORS, row)? {
         return Err(bad("its seal does not match its content".into()));

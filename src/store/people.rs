@@ -223,12 +223,7 @@ impl Store {
         let mut people = Vec::new();
         for row in &rows {
             let id: i64 = row.get(0)?;
-            let bad = |reason: String| StoreError::BadRow {
-                table: "people",
-                row: id.to_string(),
-                reason,
-                path: self.path.clone(),
-            };
+            let bad = StoreError::bad_row("people", id, &self.path);
             if let Some(keys) = &self.keys
                 && !seals::holds(keys, &seals::PEOPLE, row)?
             {
@@ -570,12 +565,7 @@ fn open_blob(
     key_id: Option<u32>,
     blob: &[u8],
 ) -> StoreResult<Vec<u8>> {
-    let bad = |reason: String| StoreError::BadRow {
-        table: "templates",
-        row: template_id.to_string(),
-        reason,
-        path: path.to_path_buf(),
-    };
+    let bad = StoreError::bad_row("templates", template_id, path);
     let key_id = key_id.ok_or_else(|| bad("it was never sealed".into()))?;
     keys.decrypt(key_id, &aad(template_id, person_id, model_id, field), blob)
         .map_err(|refused| bad(refused.0))
@@ -617,12 +607,7 @@ fn read_templates(
             shape.check(&values)?;
             Ok(values)
         });
-        let embedding = embedding.map_err(|reason| StoreError::BadRow {
-            table: "templates",
-            row: template_id.to_string(),
-            reason,
-            path: path.to_path_buf(),
-        })?;
+        let embedding = embedding.map_err(StoreError::bad_row("templates", template_id, path))?;
         found.push(StoredTemplate {
             template_id,
             person_id,
@@ -769,19 +754,12 @@ pub(super) fn unreadable_templates(
             &row.get::<Vec<u8>>(4)?,
         )
         .and_then(|bytes| {
-            let values = blob_to_embedding(&bytes).map_err(|reason| StoreError::BadRow {
-                table: "templates",
-                row: id.to_string(),
-                reason,
-                path: path.to_path_buf(),
-            })?;
+            let bad = StoreError::bad_row("templates", id, path);
+            let values = blob_to_embedding(&bytes).map_err(&bad)?;
             if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
-                return Err(StoreError::BadRow {
-                    table: "templates",
-                    row: id.to_string(),
-                    reason: "it is empty or holds a value that is not a finite number".into(),
-                    path: path.to_path_buf(),
-                });
+                return Err(bad(
+                    "it is empty or holds a value that is not a finite number".into(),
+                ));
             }
             Ok(())
         });

@@ -273,12 +273,8 @@ impl Store {
             let now = made_at.unwrap_or_else(Utc::now);
             let last = last
                 .map(|(id, kind, at)| {
-                    let time = parse_time(&at).map_err(|reason| StoreError::BadRow {
-                        table: "attendance",
-                        row: id.to_string(),
-                        reason,
-                        path: path.clone(),
-                    })?;
+                    let time =
+                        parse_time(&at).map_err(StoreError::bad_row("attendance", id, &path))?;
                     Ok::<_, StoreError>((kind, at, time))
                 })
                 .transpose()?;
@@ -372,12 +368,7 @@ impl Store {
         let mut accounts: HashMap<i64, Option<(String, DateTime<Utc>)>> = HashMap::new();
         for row in &rows {
             let id: i64 = row.get(0)?;
-            let bad = |reason: String| StoreError::BadRow {
-                table: "audit",
-                row: id.to_string(),
-                reason,
-                path: self.path.clone(),
-            };
+            let bad = StoreError::bad_row("audit", id, &self.path);
             let at: String = row.get(1)?;
             let checked_at = parse_time(&at).map_err(bad)?;
             let detail: String = row.get(3)?;
@@ -390,12 +381,8 @@ impl Store {
                 Entry::Vacant(unknown) => unknown.insert(match self.person(check.person_id) {
                     Ok(person) => Some((
                         format!("{} ({})", person.name, person.external_id),
-                        parse_time(&person.created_at).map_err(|reason| StoreError::BadRow {
-                            table: "people",
-                            row: person.id.to_string(),
-                            reason,
-                            path: self.path.clone(),
-                        })?,
+                        parse_time(&person.created_at)
+                            .map_err(StoreError::bad_row("people", person.id, &self.path))?,
                     )),
                     Err(StoreError::UnknownPerson(_)) => None,
                     Err(error) => return Err(error),
@@ -435,16 +422,15 @@ impl Store {
         for row in &rows {
             let table: String = row.get(0)?;
             let id: i64 = row.get(1)?;
-            let bad = |reason: String| StoreError::BadRow {
-                table: if table == "attendance" {
+            let bad = StoreError::bad_row(
+                if table == "attendance" {
                     "attendance"
                 } else {
                     "decisions"
                 },
-                row: id.to_string(),
-                reason,
-                path: self.path.clone(),
-            };
+                id,
+                &self.path,
+            );
             let score: f32 = row.get(2)?;
             check_score(score).map_err(bad)?;
             let at: String = row.get(4)?;
@@ -478,12 +464,9 @@ impl Store {
         if let Some(keys) = &self.keys
             && !seals::holds(keys, &seals::SETTINGS, row)?
         {
-            return Err(StoreError::BadRow {
-                table: "settings",
-                row: key.to_string(),
-                reason: "its seal does not match its value".into(),
-                path: self.path.clone(),
-            });
+            return Err(StoreError::bad_row("settings", key, &self.path)(
+                "its seal does not match its value".into(),
+            ));
         }
         Ok(Some(row.get(1)?))
     }
@@ -508,11 +491,10 @@ impl Store {
         serde_json::from_str::<Bands>(&text)
             .ok()
             .filter(Bands::is_valid)
-            .ok_or_else(|| StoreError::BadRow {
-                table: "settings",
-                row: key,
-                reason: format!("{text:?} are not valid bands"),
-                path: self.path.clone(),
+            .ok_or_else(|| {
+                StoreError::bad_row("settings", &key, &self.path)(format!(
+                    "{text:?} are not valid bands"
+                ))
             })
     }
 
@@ -534,11 +516,10 @@ impl Store {
         text.parse::<f32>()
             .ok()
             .filter(|offset| valid_offset(*offset))
-            .ok_or_else(|| StoreError::BadRow {
-                table: "settings",
-                row: key,
-                reason: format!("{text:?} is not an offset within ±{MAX_PERSON_OFFSET}"),
-                path: self.path.clone(),
+            .ok_or_else(|| {
+                StoreError::bad_row("settings", &key, &self.path)(format!(
+                    "{text:?} is not an offset within ±{MAX_PERSON_OFFSET}"
+                ))
             })
     }
 
@@ -551,15 +532,11 @@ impl Store {
         )?;
         let mut offsets = std::collections::BTreeMap::new();
         for key in keys {
-            let person_id =
-                key[OFFSET_PREFIX.len()..]
-                    .parse::<i64>()
-                    .map_err(|e| StoreError::BadRow {
-                        table: "settings",
-                        row: key.clone(),
-                        reason: format!("not a person's offset: {e}"),
-                        path: self.path.clone(),
-                    })?;
+            let person_id = key[OFFSET_PREFIX.len()..].parse::<i64>().map_err(|e| {
+                StoreError::bad_row("settings", &key, &self.path)(format!(
+                    "not a person's offset: {e}"
+                ))
+            })?;
             offsets.insert(person_id, self.person_offset(person_id)?);
         }
         Ok(offsets)
@@ -600,12 +577,7 @@ impl Store {
         let mut found = Vec::new();
         for row in &rows {
             let id: i64 = row.get(0)?;
-            let bad = |reason: String| StoreError::BadRow {
-                table: "attendance",
-                row: id.to_string(),
-                reason,
-                path: self.path.clone(),
-            };
+            let bad = StoreError::bad_row("attendance", id, &self.path);
             let record = AttendanceRecord {
                 at: row.get(1)?,
                 kind: row.get(2).map_err(|e| bad(e.to_string()))?,
@@ -637,12 +609,9 @@ impl Store {
                 field("attendance_id").and_then(|v| v.as_i64()),
                 field("reason").and_then(|v| v.as_str().map(str::to_string)),
             ) else {
-                return Err(StoreError::BadRow {
-                    table: "audit",
-                    row: id.to_string(),
-                    reason: "a correction that names no attendance row or reason".into(),
-                    path: self.path.clone(),
-                });
+                return Err(StoreError::bad_row("audit", id, &self.path)(
+                    "a correction that names no attendance row or reason".into(),
+                ));
             };
             found.insert(
                 attendance_id,

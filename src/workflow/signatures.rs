@@ -302,11 +302,12 @@ fn reference_canvases(
     stored
         .par_iter()
         .map(|(number, id, crop)| {
-            let refused = |reason: String| StoreError::BadRow {
-                table: "templates",
-                row: id.to_string(),
-                reason: format!("reference {number} of {}: {reason}", person.external_id),
-                path: database.to_path_buf(),
+            let this_row = StoreError::bad_row("templates", id, database);
+            let refused = |reason: String| {
+                this_row(format!(
+                    "reference {number} of {}: {reason}",
+                    person.external_id
+                ))
             };
             let crop = crop.as_deref().ok_or_else(|| {
                 refused(
