@@ -1,6 +1,7 @@
 //! Evaluation on labelled pairs (LFW's `pairs.txt` format): accuracy at the best
 //! threshold, at the shipped threshold, and by k-fold cross-validation.
 
+pub mod copies;
 pub mod crops;
 pub mod oneshot;
 pub mod report;

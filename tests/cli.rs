@@ -120,6 +120,32 @@ fn bad_input_exits_non_zero_with_a_clear_message() {
         ],
         "no face found",
     );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.csv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "path,identity,kind\n{},w1,genuine\n",
+            path("signatures/w1_1.png")
+        ),
+    )
+    .unwrap();
+    let manifest = manifest.display().to_string();
+    fails_with(
+        &[
+            "eval",
+            "copies",
+            "--manifest",
+            &manifest,
+            "--copies-of",
+            "13",
+        ],
+        "copies of 13 references laid on 12",
+    );
+    fails_with(
+        &["eval", "copies", "--manifest", &path("missing.csv")],
+        "missing.csv",
+    );
 }
 
 #[test]

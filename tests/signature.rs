@@ -1316,3 +1316,95 @@ fn an_acceptance_against_a_single_reference_asks_for_a_second_look() {
         assert_eq!(verdict.caution, expected, "{count} reference(s)");
     }
 }
+
+/// `vouch eval copies` measures the copy check as the desk runs it: signings of one hand are
+/// pairs, never copies; a reference rescanned is caught and never paid; a scan that cannot be
+/// read is named and left out; a plan that copies no reference, or more than it lays on, and
+/// a cancelled run are errors, never a report.
+#[test]
+fn the_copy_check_is_measured_on_labelled_scans() {
+    use vouch::eval::copies::{COPY_RECIPES, CopyCheckPlan, CopyGroup, evaluate_copy_check};
+    let model = model();
+    let mut scans: Vec<LabelledScan> = (1..=4)
+        .flat_map(|writer| {
+            (1..=4).map(move |number| LabelledScan {
+                path: scan(writer, number),
+                identity: format!("w{writer}"),
+                kind: Kind::Genuine,
+            })
+        })
+        .collect();
+    scans.insert(
+        1,
+        LabelledScan {
+            path: data("corrupt.jpg"),
+            identity: "w1".into(),
+            kind: Kind::Genuine,
+        },
+    );
+    let rescanned_at_16_levels = &COPY_RECIPES[..1];
+    assert_eq!(rescanned_at_16_levels[0].group, CopyGroup::Rescanned);
+    let plan = CopyCheckPlan {
+        references: 4,
+        copied: 1,
+        recipes: rescanned_at_16_levels,
+        accept_from: vouch::matching::default_bands(vouch::types::Modality::Signature).high,
+    };
+    let never = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    let report = evaluate_copy_check(&model, &scans, &plan, &never, &mut |done, of| {
+        seen.push((done, of))
+    })
+    .unwrap();
+    assert_eq!(seen.first(), Some(&(0, 4)));
+    assert_eq!(seen.last(), Some(&(4, 4)));
+    assert_eq!(report.unusable.len(), 1, "{:?}", report.unusable);
+    assert_eq!(report.unusable[0].path, data("corrupt.jpg"));
+    // Four writers, each scan on the ones before it: 0 + 1 + 2 + 3 pairs a writer.
+    assert_eq!(report.genuine_pairs.pairs, 24);
+    assert_eq!(
+        report.genuine_pairs.flagged, 0,
+        "{:?}",
+        report.genuine_pairs
+    );
+    let closest = report.genuine_pairs.highest.as_ref().unwrap();
+    assert!(closest.overlap < report.threshold, "{closest:?}");
+    assert_eq!(report.skilled_pairs.pairs, 0);
+    assert!(report.too_few_references.is_empty());
+    let [copies] = report.copies.as_slice() else {
+        panic!("one recipe, one count: {:?}", report.copies)
+    };
+    assert_eq!(
+        (copies.made, copies.caught, copies.refused),
+        (4, 4, 0),
+        "{copies:?}"
+    );
+    assert_eq!(copies.paid_unseen, 0);
+    assert!(copies.lowest_overlap.unwrap() > 0.95, "{copies:?}");
+    assert_eq!(report.groups.len(), 1);
+    assert_eq!(report.groups[0].caught, 4);
+
+    let fewer = CopyCheckPlan {
+        references: 5,
+        ..plan.clone()
+    };
+    let report = evaluate_copy_check(&model, &scans, &fewer, &never, &mut |_, _| {}).unwrap();
+    assert_eq!(report.too_few_references, ["w1", "w2", "w3", "w4"]);
+    assert_eq!(report.copies[0].made, 0);
+
+    for (references, copied) in [(4, 0), (2, 3), (0, 0)] {
+        let plan = CopyCheckPlan {
+            references,
+            copied,
+            ..plan.clone()
+        };
+        let refused = evaluate_copy_check(&model, &scans, &plan, &never, &mut |_, _| {});
+        assert!(refused.is_err(), "{references} references, {copied} copied");
+    }
+    let cancelled = AtomicBool::new(true);
+    let stopped = evaluate_copy_check(&model, &scans, &plan, &cancelled, &mut |_, _| {});
+    assert!(
+        matches!(stopped, Err(vouch::Error::Cancelled)),
+        "{stopped:?}"
+    );
+}

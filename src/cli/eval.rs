@@ -54,6 +54,23 @@ pub enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The copy check on labelled scans: how often two signings of one hand, or a forgery
+    /// and the hand it imitates, are taken for a copy, and how often copies of each
+    /// identity's references (rescanned, slanted, turned and slanted, thinned) are caught or
+    /// would be paid unseen.
+    Copies {
+        /// CSV path,identity,kind (or a folder, read as `vouch dataset manifest` does).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Each copy is laid on its identity's first K genuine scans, the source among them.
+        #[arg(long, default_value_t = 12)]
+        refs: usize,
+        /// How many of those references are copied, the first N.
+        #[arg(long, default_value_t = 2)]
+        copies_of: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// N-way one-shot classification in the standard runs format (run01..run20, each with
     /// training/, test/ and class_labels.txt).
     Oneshot {
@@ -164,6 +181,12 @@ pub fn run(command: EvalCommand, context: &Context) -> anyhow::Result<ExitCode> 
             json,
             ..
         } => eval_folds(context, &manifest, refs, folds, vary_scans, *folding, json),
+        EvalCommand::Copies {
+            manifest,
+            refs,
+            copies_of,
+            json,
+        } => eval_copies(&signature_model(context)?, &manifest, refs, copies_of, json),
         EvalCommand::Oneshot {
             runs,
             shape_weight,
@@ -430,6 +453,87 @@ fn eval_folds(
             crate::train::crossval::fitted_on(&plan),
             manifest = manifest.display()
         )
+    })
+}
+
+fn eval_copies(
+    model: &SignatureModel,
+    manifest: &Path,
+    references: usize,
+    copied: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::eval::copies::{COPY_RECIPES, CopyCheckPlan, evaluate_copy_check};
+    let scans = crate::dataset::load(manifest)?;
+    let plan = CopyCheckPlan {
+        references,
+        copied,
+        recipes: &COPY_RECIPES,
+        accept_from: crate::matching::default_bands(Modality::Signature).high,
+    };
+    let bar = progress_bar("laying on references", "identities")?;
+    let report = evaluate_copy_check(model, &scans, &plan, cancel_flag(), &mut follow(&bar))?;
+    bar.finish_and_clear();
+    print_report(&report, json, |r| {
+        let pairs = |name: &str, p: &crate::eval::copies::PairOverlaps| match &p.highest {
+            Some(h) => format!(
+                "{name} pairs: {}, {} flagged; the closest {:.3}: {} on {}",
+                p.pairs,
+                p.flagged,
+                h.overlap,
+                h.questioned.display(),
+                h.reference.display()
+            ),
+            None => format!("{name} pairs: none"),
+        };
+        let mut lines = vec![
+            format!(
+                "{} scans of {} identities ({} unusable), model {}; a copy from overlap {:.2}, \
+                 accepted from score {:.3}",
+                scans.len(),
+                r.identities,
+                r.unusable.len(),
+                r.model,
+                r.threshold,
+                r.accept_from
+            ),
+            pairs("genuine", &r.genuine_pairs),
+            pairs("skilled", &r.skilled_pairs),
+            format!(
+                "copies of each identity's first {} of {} references ({} identities with \
+                 fewer left out):",
+                r.copied,
+                r.references,
+                r.too_few_references.len()
+            ),
+        ];
+        let refused = |count: usize| match count {
+            0 => String::new(),
+            _ => format!(" ({count} refused by the desk: no ink left to read)"),
+        };
+        for group in &r.groups {
+            lines.push(format!(
+                "  {}: {} of {} caught, {} paid unseen{}",
+                group.group,
+                group.caught,
+                group.made,
+                group.paid_unseen,
+                refused(group.refused)
+            ));
+            for copy in r.copies.iter().filter(|c| c.group == group.group) {
+                lines.push(format!(
+                    "    {:<32} {:>3} of {:>3} caught, lowest overlap {}, {} paid unseen{}",
+                    copy.copy,
+                    copy.caught,
+                    copy.made,
+                    copy.lowest_overlap
+                        .map_or("-".into(), |o| format!("{o:.3}")),
+                    copy.paid_unseen,
+                    refused(copy.refused)
+                ));
+            }
+        }
+        lines.join("\n")
     })
 }
 

@@ -365,7 +365,7 @@ pub fn embed_varied_scans<'a>(
 }
 
 /// A number drawn from a path alone (FNV-1a of its bytes), the same on every run.
-fn path_seed(path: &std::path::Path) -> u64 {
+pub(crate) fn path_seed(path: &std::path::Path) -> u64 {
     path.to_string_lossy()
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {

@@ -154,7 +154,7 @@ impl StoredReference {
     pub fn shown_on(&self, canvas: (u32, u32)) -> Cow<'_, GrayImage> {
         let (height, width) = canvas;
         match self {
-            Self::Ink { ink, .. } => Cow::Owned(centre_to_show(ink, canvas)),
+            Self::Ink { ink, .. } => Cow::Owned(shown_from_ink(ink, canvas)),
             Self::Canvas(kept) if kept.dimensions() == (width, height) => Cow::Borrowed(kept),
             Self::Canvas(kept) => Cow::Owned(centre_to_show(kept, canvas)),
         }
@@ -172,6 +172,12 @@ impl StoredReference {
     pub fn on_paper(&self) -> GrayImage {
         ink_on_paper(self.image())
     }
+}
+
+/// The canvas of a reference kept as `ink`: what the desk shows beside a questioned scan and
+/// lays it on to look for a copy.
+pub fn shown_from_ink(ink: &GrayImage, canvas: (u32, u32)) -> GrayImage {
+    centre_to_show(ink, canvas)
 }
 
 /// Bright ink on black (what the models read) turned into dark ink on light paper (what a
