@@ -2,8 +2,9 @@
 //! enrolled reference signatures, end to end (`workflow::verify_signature`: decode and
 //! normalise the scan, embed it, score it against the references, record the decision,
 //! decode the references' kept ink and fit it onto the canvas for display), by the shipped
-//! model and by the same model reading its stroke descriptor on the ink at 180x264. CEDAR
-//! writer 31 from `../shared`; skipped with a message when that is absent.
+//! model and by the same model reading its stroke descriptor on the ink at 180x264; and a
+//! forger's copy of a reference, turned and slanted, which the copy check looks at twice.
+//! CEDAR writer 31 from `../shared`; skipped with a message when that is absent.
 //!
 //! Each check presents a file never checked before (the scan with one pixel nudged), as a
 //! cheque would be; looking up the earlier checks of a file in a log of 10,000 decisions is
@@ -19,11 +20,13 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use image::GrayImage;
 use vouch::matching::SIGNATURE_BANDS;
 use vouch::signature::blur::blur_sigma_2;
 use vouch::signature::distortion::GradientContexts;
 use vouch::signature::shape::InkShape;
 use vouch::signature::superimpose::overlaps;
+use vouch::signature::variation::{Variation, apply};
 use vouch::signature::{SIGNATURE_MODEL_FILE, SignatureModel};
 use vouch::store::{NewTemplate, Store, Verification};
 use vouch::types::{Decision, Modality};
@@ -56,14 +59,21 @@ fn verify_one_scan(c: &mut Criterion) {
     // ink fitted onto a canvas 1.2 times the encoder's (timing only; its scorer is the
     // shipped one).
     ink_descriptor.descriptor_canvas = (height * 6 / 5, width * 6 / 5);
-    let page = vouch::imageio::load(&scan(REFERENCES + 1))
-        .unwrap()
-        .to_luma8();
+    let page = |n: usize| vouch::imageio::load(&scan(n)).unwrap().to_luma8();
+    let cheque = page(REFERENCES + 1);
+    // A forger's copy of the first reference, turned and slanted to pass for a new signing:
+    // the copy check's second look (turns and slants together) runs on it.
+    let copy = apply(
+        &apply(&page(1), Variation::Rotation(3.0), 0).unwrap(),
+        Variation::Slant(0.1),
+        0,
+    )
+    .unwrap();
     let presented = tempfile::tempdir().unwrap();
     let mut presentations = 0u32;
     // The same signature in a file of its own each time: one grey level of one pixel
     // differs, so no check finds an earlier one and each pays for the whole judgement.
-    let mut fresh_file = || {
+    let mut fresh_file = |page: &GrayImage| {
         presentations += 1;
         let mut nudged = page.clone();
         let pixel =
@@ -73,11 +83,17 @@ fn verify_one_scan(c: &mut Criterion) {
         nudged.save(&path).unwrap();
         path
     };
-    for (name, model) in [
-        ("signature_verify_1_scan_12_references", &shipped),
+    for (name, model, questioned) in [
+        ("signature_verify_1_scan_12_references", &shipped, &cheque),
         (
             "signature_verify_1_scan_12_references_descriptor_on_ink_180x264",
             &ink_descriptor,
+            &cheque,
+        ),
+        (
+            "signature_verify_1_scan_12_references_turned_and_slanted_copy",
+            &shipped,
+            &copy,
         ),
     ] {
         let folder = tempfile::tempdir().unwrap();
@@ -90,7 +106,7 @@ fn verify_one_scan(c: &mut Criterion) {
         enroll_signature(model, &mut store, &request, "bench").unwrap();
         c.bench_function(name, |b| {
             b.iter_batched(
-                &mut fresh_file,
+                || fresh_file(questioned),
                 |questioned| {
                     verify_signature(model, &mut store, "ACC-31", &questioned, "bench").unwrap()
                 },
@@ -172,7 +188,8 @@ fn compare_two_drawings(c: &mut Criterion) {
 
 /// The copy check alone (`signature::superimpose`), which the desk runs on every check: a
 /// questioned canvas laid on 12 references' (the repository's scans, each normalised by the
-/// shipped model; the references repeat its 4 writers' 16 scans).
+/// shipped model; the references repeat its 4 writers' 16 scans). Another writer's scan
+/// takes the first look only; a turned and slanted copy of a reference, the second too.
 fn copy_check(c: &mut Criterion) {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let model = SignatureModel::load(
@@ -180,18 +197,30 @@ fn copy_check(c: &mut Criterion) {
         &Device::Cpu,
     )
     .expect("models/");
-    let canvas = |writer: usize, n: usize| {
+    let scan = |writer: usize, n: usize| {
         let path = repo.join(format!("tests/data/signatures/w{writer}_{n}.png"));
-        let scan = vouch::imageio::load(&path).unwrap();
+        vouch::imageio::load(&path).unwrap().to_luma8()
+    };
+    let canvas = |scan: GrayImage| {
+        let scan = image::DynamicImage::ImageLuma8(scan);
         model.normalise(&scan, "bench").unwrap().canvas
     };
-    let questioned = canvas(1, 4);
     let references: Vec<_> = (0..REFERENCES)
-        .map(|i| canvas(1 + i % 4, 1 + i / 4))
+        .map(|i| canvas(scan(1 + i % 4, 1 + i / 4)))
         .collect();
-    c.bench_function("signature_copy_check_12_references", |bench| {
-        bench.iter(|| overlaps(&questioned, &references))
-    });
+    let turned = apply(&scan(1, 1), Variation::Rotation(3.0), 0).unwrap();
+    let copy = canvas(apply(&turned, Variation::Slant(0.1), 0).unwrap());
+    for (name, questioned) in [
+        ("signature_copy_check_12_references", canvas(scan(1, 4))),
+        (
+            "signature_copy_check_12_references_turned_and_slanted_copy",
+            copy,
+        ),
+    ] {
+        c.bench_function(name, |bench| {
+            bench.iter(|| overlaps(&questioned, &references))
+        });
+    }
 }
 
 /// The normaliser's blur of a whole page (686x382, the largest of the repository's

@@ -151,22 +151,29 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
     assert_eq!(enrolled["advice"], vouch::workflow::FEW_REFERENCES_ADVICE);
     let shown = json_of(vouch(&db).args(["people", "show", "ACC-1", "--modality", "signature"]));
     assert_eq!(shown["modality"], "signature");
-    // The reference itself printed and scanned again, laid crooked, saved as JPEG; and
-    // slanted, as a forger might to make it pass for a fresh signing.
+    // The reference itself printed and scanned again, laid crooked, saved as JPEG; slanted,
+    // as a forger might to make it pass for a fresh signing; and both turned and slanted.
     let page = vouch::imageio::load(&scan(1, 1)).unwrap().to_luma8();
-    let [copy, slanted_copy] =
-        [("rescan.jpg", Rotation(3.0)), ("slanted.png", Slant(0.1))].map(|(name, variation)| {
-            let rescan = dir.path().join(name);
-            vouch::signature::variation::apply(&page, variation, 0)
-                .unwrap()
-                .save(&rescan)
-                .unwrap();
-            json_of(
-                vouch(&db)
-                    .args(["signature", "verify", "--id", "ACC-1"])
-                    .arg(&rescan),
-            )
-        });
+    let [copy, slanted_copy, turned_and_slanted_copy] = [
+        ("rescan.jpg", &[Rotation(3.0)][..]),
+        ("slanted.png", &[Slant(0.1)]),
+        ("turned-and-slanted.png", &[Rotation(3.0), Slant(0.1)]),
+    ]
+    .map(|(name, variations)| {
+        let rescan = dir.path().join(name);
+        variations
+            .iter()
+            .fold(page.clone(), |copy, &variation| {
+                vouch::signature::variation::apply(&copy, variation, 0).unwrap()
+            })
+            .save(&rescan)
+            .unwrap();
+        json_of(
+            vouch(&db)
+                .args(["signature", "verify", "--id", "ACC-1"])
+                .arg(&rescan),
+        )
+    });
     let genuine = json_of(
         vouch(&db)
             .args(["signature", "verify", "--id", "ACC-1"])
@@ -194,6 +201,9 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
     assert_eq!(copy["caution"], vouch::workflow::COPY_CAUTION, "{copy}");
     assert_eq!(slanted_copy["decision"], "review", "{slanted_copy}");
     assert_eq!(slanted_copy["copy_of"]["reference"], 1, "{slanted_copy}");
+    let both = &turned_and_slanted_copy;
+    assert_eq!(both["decision"], "review", "{both}");
+    assert_eq!(both["copy_of"]["reference"], 1, "{both}");
     assert!(genuine.get("copy_of").is_none(), "{genuine}");
     // An acceptance against one reference asks for a second look at the signature; a
     // rejection by a model that reads the ink's darkness asks to compare the pens first.
@@ -256,7 +266,7 @@ fn a_clerk_enrolls_a_reference_and_verifies_cheques() {
         &db,
         "SELECT count(*) FROM decisions WHERE modality = 'signature'",
     );
-    assert_eq!(decisions, 5);
+    assert_eq!(decisions, 6);
     assert!(store.audit_verify().unwrap().intact);
 }
 

@@ -134,6 +134,22 @@ pub(super) fn slanted(image: &GrayImage, shear: f32, fill: u8) -> GrayImage {
     warp(image, [[1.0, -shear], [0.0, 1.0]], fill)
 }
 
+/// `image` turned by `degrees`, then slanted by `shear`, in one warp (one resampling, as
+/// `turned` and `slanted` each make).
+pub(super) fn turned_and_slanted(
+    image: &GrayImage,
+    degrees: f32,
+    shear: f32,
+    fill: u8,
+) -> GrayImage {
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    warp(
+        image,
+        [[cos - shear * sin, -sin - shear * cos], [sin, cos]],
+        fill,
+    )
+}
+
 /// The paper's grey: the commonest level of the brighter half of the page.
 fn paper_level(scan: &GrayImage) -> u8 {
     let mut counts = [0u32; 256];
