@@ -2,9 +2,11 @@
 //! enrolled reference signatures, end to end (`workflow::verify_signature`: decode and
 //! normalise the scan, embed it, score it against the references, record the decision,
 //! decode the references' kept ink and fit it onto the canvas for display), by the shipped
-//! model and by the same model reading its stroke descriptor on the ink at 180x264; and a
-//! forger's copy of a reference, turned and slanted, which the copy check looks at twice.
-//! CEDAR writer 31 from `../shared`; skipped with a message when that is absent.
+//! model and by the same model reading its stroke descriptor on the ink at 180x264; a
+//! forger's copy of a reference, turned and slanted, which the copy check looks at twice; and
+//! a genuine scan so like its writer's references that the copy check looks twice at seven
+//! of them. CEDAR writers 31 and 37 from `../shared`; skipped with a message when that is
+//! absent.
 //!
 //! Each check presents a file never checked before (the scan with one pixel nudged), as a
 //! cheque would be; looking up the earlier checks of a file in a log of 10,000 decisions is
@@ -44,7 +46,7 @@ fn verify_one_scan(c: &mut Criterion) {
         eprintln!("SKIPPED signature bench: {} is absent", genuine.display());
         return;
     }
-    let scan = |n: usize| genuine.join(format!("original_31_{n}.png"));
+    let scan = |writer: usize, n: usize| genuine.join(format!("original_{writer}_{n}.png"));
     let load = || {
         SignatureModel::load(
             &repo.join("models").join(SIGNATURE_MODEL_FILE),
@@ -59,12 +61,15 @@ fn verify_one_scan(c: &mut Criterion) {
     // ink fitted onto a canvas 1.2 times the encoder's (timing only; its scorer is the
     // shipped one).
     ink_descriptor.descriptor_canvas = (height * 6 / 5, width * 6 / 5);
-    let page = |n: usize| vouch::imageio::load(&scan(n)).unwrap().to_luma8();
-    let cheque = page(REFERENCES + 1);
+    let page = |writer: usize, n: usize| vouch::imageio::load(&scan(writer, n)).unwrap().to_luma8();
+    let cheque = page(31, REFERENCES + 1);
+    // Writer 37 signs so alike that this genuine scan lies at 0.55 or better on 7 of the 12
+    // references: the copy check's second look at its slowest on a genuine signature.
+    let close_cheque = page(37, REFERENCES + 1);
     // A forger's copy of the first reference, turned and slanted to pass for a new signing:
     // the copy check's second look (turns and slants together) runs on it.
     let copy = apply(
-        &apply(&page(1), Variation::Rotation(3.0), 0).unwrap(),
+        &apply(&page(31, 1), Variation::Rotation(3.0), 0).unwrap(),
         Variation::Slant(0.1),
         0,
     )
@@ -83,32 +88,46 @@ fn verify_one_scan(c: &mut Criterion) {
         nudged.save(&path).unwrap();
         path
     };
-    for (name, model, questioned) in [
-        ("signature_verify_1_scan_12_references", &shipped, &cheque),
+    for (name, model, writer, questioned) in [
+        (
+            "signature_verify_1_scan_12_references",
+            &shipped,
+            31,
+            &cheque,
+        ),
         (
             "signature_verify_1_scan_12_references_descriptor_on_ink_180x264",
             &ink_descriptor,
+            31,
             &cheque,
         ),
         (
             "signature_verify_1_scan_12_references_turned_and_slanted_copy",
             &shipped,
+            31,
             &copy,
+        ),
+        (
+            "signature_verify_1_scan_12_references_genuine_close_to_7",
+            &shipped,
+            37,
+            &close_cheque,
         ),
     ] {
         let folder = tempfile::tempdir().unwrap();
         let mut store = Store::open(&folder.path().join("bench.db")).unwrap();
+        let account = format!("ACC-{writer}");
         let request = EnrollRequest {
-            name: "Writer 31".into(),
-            external_id: "ACC-31".into(),
-            images: (1..=REFERENCES).map(scan).collect(),
+            name: format!("Writer {writer}"),
+            external_id: account.clone(),
+            images: (1..=REFERENCES).map(|n| scan(writer, n)).collect(),
         };
         enroll_signature(model, &mut store, &request, "bench").unwrap();
         c.bench_function(name, |b| {
             b.iter_batched(
                 || fresh_file(questioned),
                 |questioned| {
-                    verify_signature(model, &mut store, "ACC-31", &questioned, "bench").unwrap()
+                    verify_signature(model, &mut store, &account, &questioned, "bench").unwrap()
                 },
                 BatchSize::PerIteration,
             )
