@@ -61,66 +61,49 @@ impl CopyRecipe {
     }
 }
 
-const fn rescanned(step: &'static [Variation]) -> CopyRecipe {
-    CopyRecipe {
-        group: CopyGroup::Rescanned,
-        steps: step,
-    }
-}
-
-const fn slanted(step: &'static [Variation]) -> CopyRecipe {
-    CopyRecipe {
-        group: CopyGroup::Slanted,
-        steps: step,
-    }
-}
-
-const fn turned_and_slanted(steps: &'static [Variation]) -> CopyRecipe {
-    CopyRecipe {
-        group: CopyGroup::TurnedAndSlanted,
-        steps,
-    }
-}
-
 /// Every copy the check has been measured on since stop 66, in models/README's order: the
 /// fifteen rescans its rule was written for, the slants and the thinned strokes it left as
 /// limits, and the eight turned-and-slanted copies of stop 72.
 pub const COPY_RECIPES: [CopyRecipe; 27] = {
+    use CopyGroup::{Rescanned, Slanted, Thinned, TurnedAndSlanted};
     use Variation::{GreyLevels, InkDarkness, Jpeg, Paper, Rotation, Scale, Slant, StrokeWidth};
+    const fn recipe(group: CopyGroup, steps: &'static [Variation]) -> CopyRecipe {
+        CopyRecipe { group, steps }
+    }
     [
-        rescanned(&[GreyLevels(16)]),
-        rescanned(&[GreyLevels(4)]),
-        rescanned(&[Jpeg(40)]),
-        rescanned(&[InkDarkness(0.6)]),
-        rescanned(&[InkDarkness(1.4)]),
-        rescanned(&[Paper {
-            level: 215,
-            grain: 6,
-        }]),
-        rescanned(&[Scale(0.5)]),
-        rescanned(&[Scale(2.0)]),
-        rescanned(&[StrokeWidth(1)]),
-        rescanned(&[Rotation(1.0)]),
-        rescanned(&[Rotation(3.0)]),
-        rescanned(&[Rotation(5.0)]),
-        rescanned(&[Rotation(-2.0)]),
-        rescanned(&[Rotation(-4.0)]),
-        rescanned(&[Rotation(-5.0)]),
-        slanted(&[Slant(0.05)]),
-        slanted(&[Slant(-0.08)]),
-        slanted(&[Slant(0.15)]),
-        CopyRecipe {
-            group: CopyGroup::Thinned,
-            steps: &[StrokeWidth(-1)],
-        },
-        turned_and_slanted(&[Rotation(3.0), Slant(0.1)]),
-        turned_and_slanted(&[Rotation(-2.0), Slant(-0.05)]),
-        turned_and_slanted(&[Rotation(4.5), Slant(-0.125)]),
-        turned_and_slanted(&[Rotation(-2.5), Slant(0.075)]),
-        turned_and_slanted(&[Rotation(1.5), Slant(0.125)]),
-        turned_and_slanted(&[Rotation(-3.5), Slant(-0.09)]),
-        turned_and_slanted(&[Rotation(5.0), Slant(0.05)]),
-        turned_and_slanted(&[Rotation(-1.0), Slant(0.15)]),
+        recipe(Rescanned, &[GreyLevels(16)]),
+        recipe(Rescanned, &[GreyLevels(4)]),
+        recipe(Rescanned, &[Jpeg(40)]),
+        recipe(Rescanned, &[InkDarkness(0.6)]),
+        recipe(Rescanned, &[InkDarkness(1.4)]),
+        recipe(
+            Rescanned,
+            &[Paper {
+                level: 215,
+                grain: 6,
+            }],
+        ),
+        recipe(Rescanned, &[Scale(0.5)]),
+        recipe(Rescanned, &[Scale(2.0)]),
+        recipe(Rescanned, &[StrokeWidth(1)]),
+        recipe(Rescanned, &[Rotation(1.0)]),
+        recipe(Rescanned, &[Rotation(3.0)]),
+        recipe(Rescanned, &[Rotation(5.0)]),
+        recipe(Rescanned, &[Rotation(-2.0)]),
+        recipe(Rescanned, &[Rotation(-4.0)]),
+        recipe(Rescanned, &[Rotation(-5.0)]),
+        recipe(Slanted, &[Slant(0.05)]),
+        recipe(Slanted, &[Slant(-0.08)]),
+        recipe(Slanted, &[Slant(0.15)]),
+        recipe(Thinned, &[StrokeWidth(-1)]),
+        recipe(TurnedAndSlanted, &[Rotation(3.0), Slant(0.1)]),
+        recipe(TurnedAndSlanted, &[Rotation(-2.0), Slant(-0.05)]),
+        recipe(TurnedAndSlanted, &[Rotation(4.5), Slant(-0.125)]),
+        recipe(TurnedAndSlanted, &[Rotation(-2.5), Slant(0.075)]),
+        recipe(TurnedAndSlanted, &[Rotation(1.5), Slant(0.125)]),
+        recipe(TurnedAndSlanted, &[Rotation(-3.5), Slant(-0.09)]),
+        recipe(TurnedAndSlanted, &[Rotation(5.0), Slant(0.05)]),
+        recipe(TurnedAndSlanted, &[Rotation(-1.0), Slant(0.15)]),
     ]
 };
 
