@@ -20,7 +20,9 @@ pub const FACE_DISTANCE_AT_ZERO_SCORE: f32 = 1.2;
 pub const DEFAULT_FACE_THRESHOLD: f32 = 0.5;
 
 /// The dot product of two slices of one length, summed in eight independent lanes so the
-/// compiler keeps them in vector registers (SSE2 or NEON on any CPU).
+/// compiler keeps them in vector registers (SSE2 or NEON on any CPU, wider inside code
+/// compiled for AVX2: `cpu::Compiled`, which needs it inlined).
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));

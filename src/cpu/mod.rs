@@ -4,7 +4,8 @@
 //! Rust. Everything is written once and compiled for each instruction set a PC may have
 //! (AVX-512, AVX2 with FMA, NEON, and a portable fallback); the one to run is chosen at
 //! run time (`Isa`), or forced with `VOUCH_CPU_KERNEL` so every path can be tested and
-//! timed on the machine at hand.
+//! timed on the machine at hand. Plain loops outside the networks (the copy check's)
+//! are compiled per instruction set the same way (`Compiled`).
 
 mod conv;
 mod depthwise;
@@ -18,6 +19,7 @@ pub use conv::{Activation, Epilogue, PackedConv, convolve, convolve_max_pooled};
 pub use depthwise::{Depthwise3x3, same_padding};
 pub use plane::Plane;
 pub use separable::SeparableConv;
+pub use simd::Compiled;
 pub use winograd::{WinogradConv, convolve_winograd};
 
 /// The instruction sets the kernels are compiled for.

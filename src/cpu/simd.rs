@@ -230,6 +230,27 @@ impl Vector for Portable {
     }
 }
 
+/// Work in plain loops, not `Vector`s, run by `Isa::compiled` compiled for one
+/// instruction set: the compiler widens the loops as far as that set allows while the
+/// operations and their order stay those of the source (Rust never fuses a multiply and
+/// an add on its own), so every path gives the same bits. `run` must be
+/// `#[inline(always)]`, and so must what its loops call.
+pub trait Compiled {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+/// A `Compiled` as a `Kernel` that takes no vectors.
+struct Plain<C>(C);
+
+impl<C: Compiled> Kernel for Plain<C> {
+    type Output = C::Output;
+    #[inline(always)]
+    fn run<V: Vector>(self) -> C::Output {
+        self.0.run()
+    }
+}
+
 /// # Safety
 /// The CPU must have AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
@@ -268,5 +289,10 @@ impl Isa {
             Isa::Neon => unsafe { on_neon(kernel) },
             _ => kernel.run::<Portable>(),
         }
+    }
+
+    /// Runs `work` compiled for this instruction set.
+    pub fn compiled<C: Compiled>(self, work: C) -> C::Output {
+        self.dispatch(Plain(work))
     }
 }

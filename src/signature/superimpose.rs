@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::preprocess::centre_to_show;
 use super::variation::{slanted, turned, turned_and_slanted};
+use crate::cpu::{Compiled, Isa};
 use crate::matching::dot;
 
 /// Turns tried on the questioned canvas, in whole degrees each way: a copy laid crooked on
@@ -276,6 +277,7 @@ impl Halved {
     }
 
     /// The sum of the values, and of their squares, over columns `columns` of rows `rows`.
+    #[inline(always)]
     fn box_sums(&self, rows: &Range<i32>, columns: &Range<i32>) -> [f64; 2] {
         let stride = self.width as usize + 1;
         let at = |y: i32, x: i32| self.sums[y as usize * stride + x as usize];
@@ -288,6 +290,7 @@ impl Halved {
         [0, 1].map(|i| a[i] - b[i] - c[i] + d[i])
     }
 
+    #[inline(always)]
     fn row(&self, y: i32, columns: &Range<i32>) -> &[f32] {
         let start = (y * self.width) as usize;
         &self.values[start + columns.start as usize..start + columns.end as usize]
@@ -296,6 +299,20 @@ impl Halved {
     /// The best correlation of the two over shifts of `other` of up to `REACH` each way,
     /// each taken over the part where they overlap.
     fn best_correlation(&self, other: &Halved) -> f32 {
+        self.best_correlation_on(Isa::chosen(), other)
+    }
+
+    /// The same, compiled for `isa`: its row products run in registers as wide as the
+    /// CPU has, in the same order, so every path gives the same bits.
+    fn best_correlation_on(&self, isa: Isa, other: &Halved) -> f32 {
+        isa.compiled(Correlation {
+            of: self,
+            with: other,
+        })
+    }
+
+    #[inline(always)]
+    fn correlations(&self, other: &Halved) -> f32 {
         let (width, height) = (self.width, self.height);
         let mut best = -1.0f64;
         for dy in -REACH..=REACH {
@@ -310,14 +327,14 @@ impl Halved {
                 let [sa, saa] = self.box_sums(&rows, &columns);
                 let [sb, sbb] = other.box_sums(&shifted_rows, &shifted_columns);
                 // A row's products in f32 (its rounding is about a millionth of its sum,
-                // far below what the threshold can feel), the rows in f64.
-                let sab: f64 = rows
-                    .clone()
-                    .map(|y| {
-                        let a = self.row(y, &columns);
-                        f64::from(dot(a, other.row(y + dy, &shifted_columns)))
-                    })
-                    .sum();
+                // far below what the threshold can feel), the rows in f64. A plain loop,
+                // not an iterator's `sum`, which the compiler kept out of line and so
+                // outside the wider instruction set. From -0.0, as `sum` starts.
+                let mut sab = -0.0f64;
+                for y in rows.clone() {
+                    let a = self.row(y, &columns);
+                    sab += f64::from(dot(a, other.row(y + dy, &shifted_columns)));
+                }
                 let covariance = sab / count - sa / count * (sb / count);
                 let spread = ((saa / count - (sa / count).powi(2))
                     * (sbb / count - (sb / count).powi(2)))
@@ -328,6 +345,19 @@ impl Halved {
             }
         }
         best as f32
+    }
+}
+
+struct Correlation<'a> {
+    of: &'a Halved,
+    with: &'a Halved,
+}
+
+impl Compiled for Correlation<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn run(self) -> f32 {
+        self.of.correlations(self.with)
     }
 }
 
@@ -343,6 +373,17 @@ mod tests {
             let tail = (y - 90.0 + x * 0.05 * seed).abs() < 2.5 && x > 150.0;
             image::Luma([if loops || tail { 220 } else { 0 }])
         })
+    }
+
+    #[test]
+    fn every_instruction_set_correlates_to_the_same_bits() {
+        let (one, other) = (Halved::of(&ink(1.0)), Halved::of(&ink(2.5)));
+        let portable = one.best_correlation_on(Isa::Portable, &other);
+        assert!(portable > 0.0 && portable < 1.0, "{portable}");
+        for isa in Isa::available() {
+            let correlation = one.best_correlation_on(isa, &other);
+            assert_eq!(correlation.to_bits(), portable.to_bits(), "{isa:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::preprocess::at_grey_levels;
+use crate::cpu::{Compiled, Isa};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -201,6 +202,11 @@ fn rank_filter(scan: &GrayImage, radius: u32, thicken: bool) -> GrayImage {
 /// The page under the linear map `matrix` about its centre, on a canvas that holds all of
 /// it, the uncovered corners filled with `paper`; bilinear sampling.
 fn warp(scan: &GrayImage, matrix: [[f32; 2]; 2], paper: u8) -> GrayImage {
+    warp_on(Isa::chosen(), scan, matrix, paper)
+}
+
+/// The same, its sampling compiled for `isa` (the same bytes on every path).
+fn warp_on(isa: Isa, scan: &GrayImage, matrix: [[f32; 2]; 2], paper: u8) -> GrayImage {
     let (width, height) = (scan.width() as f32, scan.height() as f32);
     let corners = [(0.0, 0.0), (width, 0.0), (0.0, height), (width, height)];
     let mapped = corners.map(|(x, y)| {
@@ -220,103 +226,187 @@ fn warp(scan: &GrayImage, matrix: [[f32; 2]; 2], paper: u8) -> GrayImage {
         [matrix[1][1] / determinant, -matrix[0][1] / determinant],
         [-matrix[1][0] / determinant, matrix[0][0] / determinant],
     ];
-    let source = Bilinear::new(scan, paper);
+    let source = Padded::new(scan, paper);
     // Each column's share of the source point, computed once: the sums below are the same
     // operations in the same order as one expression per pixel, so the same bytes.
-    let columns: Vec<(f32, f32)> = (0..out_width as u32)
+    let (x_of_columns, y_of_columns): (Vec<f32>, Vec<f32>) = (0..out_width as u32)
         .map(|x| {
             let dx = x as f32 - out_width / 2.0;
             (inverse[0][0] * dx, inverse[1][0] * dx)
         })
-        .collect();
-    let mut out = Vec::with_capacity(columns.len() * out_height as usize);
-    for y in 0..out_height as u32 {
-        let dy = y as f32 - out_height / 2.0;
-        let (across, down) = (inverse[0][1] * dy, inverse[1][1] * dy);
-        out.extend(columns.iter().map(|&(x_of_column, y_of_column)| {
-            source.at(
-                x_of_column + across + width / 2.0,
-                y_of_column + down + height / 2.0,
-            )
-        }));
-    }
+        .unzip();
+    let mut out = vec![0; x_of_columns.len() * out_height as usize];
+    isa.compiled(Rows {
+        source: &source,
+        xs: &x_of_columns,
+        ys: &y_of_columns,
+        per_row: [inverse[0][1], inverse[1][1]],
+        centres: [out_height / 2.0, width / 2.0, height / 2.0],
+        out: &mut out,
+    });
     GrayImage::from_raw(out_width as u32, out_height as u32, out).expect("one byte a pixel")
 }
 
-/// A grey image read between its pixels, `outside` beyond its edges. Integer floors and
-/// roundings, not `f32::floor` and `f32::round`: the x86-64 baseline has no instruction for
-/// those, and with their library calls this sampler was the copy check's largest cost. The
-/// bytes are the same (models/README, "Faster, the same bytes").
-struct Bilinear<'a> {
-    pixels: &'a [u8],
-    width: i32,
-    height: i32,
-    outside: u8,
+/// Every row of a warp: pixel (x, y)'s source point is `(xs[x], ys[x])`, plus `per_row`
+/// times the row's distance `dy` below the canvas's centre, plus the page's centre.
+struct Rows<'a> {
+    source: &'a Padded,
+    xs: &'a [f32],
+    ys: &'a [f32],
+    per_row: [f32; 2],
+    /// The canvas's half height, then the page's half width and half height.
+    centres: [f32; 3],
+    out: &'a mut [u8],
 }
 
-impl<'a> Bilinear<'a> {
-    fn new(scan: &'a GrayImage, outside: u8) -> Self {
+impl Compiled for Rows<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let [half_canvas, half_width, half_height] = self.centres;
+        for (y, row) in self.out.chunks_exact_mut(self.xs.len().max(1)).enumerate() {
+            let dy = y as f32 - half_canvas;
+            let shift = [
+                self.per_row[0] * dy,
+                self.per_row[1] * dy,
+                half_width,
+                half_height,
+            ];
+            self.source.sample_row(self.xs, self.ys, shift, row);
+        }
+    }
+}
+
+/// Pixels sampled at once: eight lanes, so that each step of the sampler is a few vector
+/// instructions even on the x86-64 baseline.
+const LANES: usize = 8;
+
+/// Paper laid around a page on every side, wide enough that every corner of a sample
+/// between the page and one pixel beyond it is read from memory without a bounds test.
+const MARGIN: usize = 2;
+
+/// A grey page inside a margin of `outside`, read between its pixels with bilinear
+/// sampling. The sampler has no branches: every sample's four corners are read and
+/// blended (corners of one level blend to that level), the coordinates clamped into the
+/// margin first (far outside, every corner is margin). Floors and roundings are made with
+/// integer conversions, not `f32::floor` and `f32::round`, which the x86-64 baseline has
+/// no instruction for. Its bytes are the sampler's before it (models/README, "Faster, the
+/// same bytes"; `turns_and_slants_keep_their_bytes`).
+struct Padded {
+    pixels: Vec<u8>,
+    stride: usize,
+    width: f32,
+    height: f32,
+}
+
+impl Padded {
+    fn new(scan: &GrayImage, outside: u8) -> Self {
+        let stride = scan.width() as usize + 2 * MARGIN;
+        let mut pixels = vec![outside; stride * (scan.height() as usize + 2 * MARGIN)];
+        if scan.width() > 0 {
+            for (row, line) in scan
+                .as_raw()
+                .chunks_exact(scan.width() as usize)
+                .zip(pixels.chunks_exact_mut(stride).skip(MARGIN))
+            {
+                line[MARGIN..MARGIN + row.len()].copy_from_slice(row);
+            }
+        }
         Self {
-            pixels: scan.as_raw(),
-            width: scan.width() as i32,
-            height: scan.height() as i32,
-            outside,
+            pixels,
+            stride,
+            width: scan.width() as f32,
+            height: scan.height() as f32,
         }
     }
 
-    #[inline]
-    fn pixel(&self, x: i32, y: i32) -> u8 {
-        if x < 0 || y < 0 || x >= self.width || y >= self.height {
-            self.outside
-        } else {
-            self.pixels[(y * self.width + x) as usize]
+    /// One row of a warp: pixel i's source point is (`xs[i]` + shift[0] + shift[2],
+    /// `ys[i]` + shift[1] + shift[3]).
+    #[inline(always)]
+    fn sample_row(&self, xs: &[f32], ys: &[f32], shift: [f32; 4], out: &mut [u8]) {
+        let (whole, rest) = (out.len() / LANES * LANES, out.len() % LANES);
+        for ((xs, ys), out) in xs
+            .chunks_exact(LANES)
+            .zip(ys.chunks_exact(LANES))
+            .zip(out[..whole].chunks_exact_mut(LANES))
+        {
+            let lanes = |values: &[f32]| values.try_into().expect("chunks of LANES");
+            out.copy_from_slice(&self.sample(lanes(xs), lanes(ys), shift));
+        }
+        if rest > 0 {
+            let lanes =
+                |values: &[f32]| std::array::from_fn(|i| values[(whole + i).min(values.len() - 1)]);
+            let samples = self.sample(lanes(xs), lanes(ys), shift);
+            out[whole..].copy_from_slice(&samples[..rest]);
         }
     }
 
-    /// The value at (x, y), pixel centres at half-integers, rounded half away from zero.
-    #[inline]
-    fn at(&self, x: f32, y: f32) -> u8 {
-        let (x, y) = (x - 0.5, y - 0.5);
-        let (x0, y0) = (floor(x), floor(y));
-        let inside = x0 >= 0 && y0 >= 0 && x0 + 1 < self.width && y0 + 1 < self.height;
-        let corners = if inside {
-            let top = (y0 * self.width + x0) as usize;
-            let bottom = top + self.width as usize;
-            [
-                self.pixels[top],
-                self.pixels[top + 1],
-                self.pixels[bottom],
-                self.pixels[bottom + 1],
-            ]
-        } else if x0 < -1 || y0 < -1 || x0 >= self.width || y0 >= self.height {
-            return self.outside;
-        } else {
-            [
-                self.pixel(x0, y0),
-                self.pixel(x0 + 1, y0),
-                self.pixel(x0, y0 + 1),
-                self.pixel(x0 + 1, y0 + 1),
-            ]
-        };
-        // Most of a canvas is one level (its black or its paper), which blends to itself.
-        if corners.iter().all(|&c| c == corners[0]) {
-            return corners[0];
+    /// `LANES` samples: each at (x + shift[0] + shift[2], y + shift[1] + shift[3]), pixel
+    /// centres at half-integers, rounded half away from zero.
+    #[inline(always)]
+    fn sample(&self, xs: [f32; LANES], ys: [f32; LANES], shift: [f32; 4]) -> [u8; LANES] {
+        let [across, down, half_width, half_height] = shift;
+        // `max` before `min`: a coordinate that is not a number lands on the margin too.
+        let limit = |v: f32, size: f32| v.max(-(MARGIN as f32)).min(size);
+        let mut whole = [[0i32; LANES]; 2];
+        let mut fraction = [[0f32; LANES]; 2];
+        for i in 0..LANES {
+            let x = limit(xs[i] + across + half_width - 0.5, self.width);
+            let y = limit(ys[i] + down + half_height - 0.5, self.height);
+            for (axis, v) in [x, y].into_iter().enumerate() {
+                whole[axis][i] = floor(v);
+                fraction[axis][i] = v - whole[axis][i] as f32;
+            }
         }
-        let [a, b, c, d] = corners.map(f32::from);
-        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-        let top = a * (1.0 - fx) + b * fx;
-        let bottom = c * (1.0 - fx) + d * fx;
-        let value = top * (1.0 - fy) + bottom * fy;
-        // A blend of levels lies in 0..=255, so truncation is the floor.
-        let whole = value as i32;
-        (whole + i32::from(value - whole as f32 >= 0.5)).clamp(0, 255) as u8
+        let mut corners = [[0f32; LANES]; 4];
+        for i in 0..LANES {
+            let top = (whole[1][i] + MARGIN as i32) as usize * self.stride
+                + (whole[0][i] + MARGIN as i32) as usize;
+            let bottom = top + self.stride;
+            for (corner, at) in [top, top + 1, bottom, bottom + 1].into_iter().enumerate() {
+                debug_assert!(at < self.pixels.len());
+                // SAFETY: the coordinates were held to -MARGIN..=the page's size, so each
+                // sample's top-left corner is at most (height + MARGIN, width + MARGIN) in
+                // the margined page, whose last row and column lie MARGIN - 1 = 1 beyond:
+                // all four corners are inside it. (With bounds tests, the reads were most of
+                // the sampler's time.)
+                corners[corner][i] = f32::from(unsafe { *self.pixels.get_unchecked(at) });
+            }
+        }
+        std::array::from_fn(|i| {
+            let [fx, fy] = [fraction[0][i], fraction[1][i]];
+            let [a, b, c, d] = corners.map(|corner| corner[i]);
+            let top = a * (1.0 - fx) + b * fx;
+            let bottom = c * (1.0 - fx) + d * fx;
+            let value = top * (1.0 - fy) + bottom * fy;
+            // A blend of levels lies in 0..=255, so truncation is the floor.
+            let whole = truncate(value);
+            (whole + i32::from(value - whole as f32 >= 0.5)).clamp(0, 255) as u8
+        })
     }
 }
 
 /// `v.floor()` for the coordinates of a page (far inside `i32`).
+#[inline(always)]
 fn floor(v: f32) -> i32 {
-    let truncated = v as i32;
+    let truncated = truncate(v);
     truncated - i32::from((truncated as f32) > v)
+}
+
+/// `v` rounded toward zero, for values far inside `i32` (anything else is held to
+/// ±2^30 first). `as` would saturate instead, which the compiler cannot do in vector
+/// registers: with it, the sampler ran one pixel at a time.
+#[inline(always)]
+#[expect(
+    clippy::manual_clamp,
+    reason = "clamp keeps a NaN, which `to_int_unchecked` must never see"
+)]
+fn truncate(v: f32) -> i32 {
+    const BOUND: f32 = (1 << 30) as f32;
+    let held = v.max(-BOUND).min(BOUND);
+    // SAFETY: `held` is a number (`max` returns its other operand for one that is not)
+    // within ±2^30, so it truncates to an i32.
+    unsafe { held.to_int_unchecked() }
 }
 
 /// A random mix of branch variations for training: each kind drawn with probability
@@ -380,18 +470,22 @@ mod tests {
     #[test]
     fn the_sampler_floors_and_rounds_as_f32_does() {
         let scan = GrayImage::from_raw(2, 2, vec![0, 255, 10, 11]).unwrap();
-        let sampler = Bilinear::new(&scan, 200);
-        assert_eq!(sampler.at(0.5, 0.5), 0);
-        assert_eq!(sampler.at(1.5, 1.5), 11);
-        assert_eq!(sampler.at(1.0, 0.5), 128, "127.5 rounds up");
-        assert_eq!(sampler.at(0.5, 0.75), 3, "2.5 rounds up");
+        let sampler = Padded::new(&scan, 200);
+        let at = |x: f32, y: f32| sampler.sample([x; LANES], [y; LANES], [0.0; 4])[0];
+        assert_eq!(at(0.5, 0.5), 0);
+        assert_eq!(at(1.5, 1.5), 11);
+        assert_eq!(at(1.0, 0.5), 128, "127.5 rounds up");
+        assert_eq!(at(0.5, 0.75), 3, "2.5 rounds up");
+        assert_eq!(at(0.25, 0.5), 50, "a quarter of paper 200, three of black");
+        assert_eq!(at(-0.75, 1.5), 200, "wholly left of the page");
+        assert_eq!(at(1.0, -0.6), 200, "wholly above it");
+        assert_eq!(at(2.75, 1.5), 200, "wholly right of it");
+        assert_eq!(at(-1e6, 1e6), 200, "far beyond a corner");
         assert_eq!(
-            sampler.at(0.25, 0.5),
-            50,
-            "a quarter of paper 200, three of black"
+            at(2.25, 2.25),
+            188,
+            "a sixteenth of its last pixel, the rest paper"
         );
-        assert_eq!(sampler.at(-0.75, 1.5), 200, "wholly left of the page");
-        assert_eq!(sampler.at(1.0, -0.6), 200, "wholly above it");
         for v in [-2.5f32, -1.0, -0.3, 0.0, 0.7, 3.0, 471.99] {
             assert_eq!(floor(v), v.floor() as i32, "{v}");
         }
@@ -424,6 +518,18 @@ mod tests {
             image.as_raw().iter().copied().for_each(&mut eat);
         }
         assert_eq!(fingerprint, 0x5b06_dbc6_ee29_5b22, "{fingerprint:#x}");
+    }
+
+    #[test]
+    fn every_instruction_set_warps_to_the_same_bytes() {
+        let (sin, cos) = 3f32.to_radians().sin_cos();
+        for matrix in [[[cos, -sin], [sin, cos]], [[1.0, -0.12], [0.0, 1.0]]] {
+            let portable = warp_on(Isa::Portable, &page(), matrix, 240);
+            for isa in Isa::available() {
+                let warped = warp_on(isa, &page(), matrix, 240);
+                assert!(warped == portable, "{isa:?}, {matrix:?}");
+            }
+        }
     }
 
     #[test]
