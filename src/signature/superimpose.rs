@@ -215,16 +215,34 @@ impl<'q> Laid<'q> {
 /// The smallest box holding every pixel that is not black (a turned ink grows black
 /// corners); the image itself when it holds none.
 fn cropped_to_ink(image: &GrayImage) -> GrayImage {
-    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
-    for (x, y, pixel) in image.enumerate_pixels() {
-        if pixel.0[0] > 0 {
-            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+    let width = image.width() as usize;
+    let rows = || image.as_raw().chunks_exact(width.max(1));
+    // Row by row: a blank row is found by one pass the compiler vectorises, and an inked
+    // row is searched from both ends only as far as its first and last ink. (Pixel by
+    // pixel, this was a fifth of the copy check.)
+    let mut inked = rows().enumerate().filter_map(|(y, row)| {
+        if row.iter().fold(0, |most, &v| most.max(v)) == 0 {
+            return None;
         }
-    }
-    if x0 > x1 {
+        let first = row.iter().position(|&v| v > 0)?;
+        let last = row.iter().rposition(|&v| v > 0)?;
+        Some((y, first, last))
+    });
+    let Some((top, mut left, mut right)) = inked.next() else {
         return image.clone();
+    };
+    let mut bottom = top;
+    for (y, first, last) in inked {
+        (bottom, left, right) = (y, left.min(first), right.max(last));
     }
-    image::imageops::crop_imm(image, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image()
+    let pixels = rows()
+        .skip(top)
+        .take(bottom - top + 1)
+        .flat_map(|row| &row[left..=right])
+        .copied()
+        .collect();
+    GrayImage::from_raw((right - left + 1) as u32, (bottom - top + 1) as u32, pixels)
+        .expect("one byte a pixel")
 }
 
 /// A canvas at half its size, each value the sum of a 2x2 block, with the running sums
@@ -364,6 +382,7 @@ impl Compiled for Correlation<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Luma;
 
     /// A made-up signature: two loops and a tail, ink bright on black.
     fn ink(seed: f32) -> GrayImage {
@@ -373,6 +392,24 @@ mod tests {
             let tail = (y - 90.0 + x * 0.05 * seed).abs() < 2.5 && x > 150.0;
             image::Luma([if loops || tail { 220 } else { 0 }])
         })
+    }
+
+    #[test]
+    fn a_canvas_is_cropped_to_its_ink() {
+        let mut canvas = GrayImage::new(40, 12);
+        canvas.put_pixel(9, 2, Luma([1]));
+        canvas.put_pixel(31, 7, Luma([200]));
+        canvas.put_pixel(4, 5, Luma([90]));
+        let cropped = cropped_to_ink(&canvas);
+        assert_eq!(cropped.dimensions(), (28, 6));
+        assert_eq!(
+            cropped,
+            image::imageops::crop_imm(&canvas, 4, 2, 28, 6).to_image()
+        );
+        let blank = GrayImage::new(40, 12);
+        assert_eq!(cropped_to_ink(&blank), blank, "no ink, the canvas itself");
+        let empty = GrayImage::new(0, 5);
+        assert_eq!(cropped_to_ink(&empty), empty);
     }
 
     #[test]
