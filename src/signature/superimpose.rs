@@ -219,7 +219,7 @@ fn cropped_to_ink(image: &GrayImage) -> GrayImage {
     let rows = || image.as_raw().chunks_exact(width.max(1));
     // Row by row: a blank row is found by one pass the compiler vectorises, and an inked
     // row is searched from both ends only as far as its first and last ink. (Pixel by
-    // pixel, this was a fifth of the copy check.)
+    // pixel, with `image`'s crop, this was about a seventh of the copy check.)
     let mut inked = rows().enumerate().filter_map(|(y, row)| {
         if row.iter().fold(0, |most, &v| most.max(v)) == 0 {
             return None;
