@@ -494,6 +494,21 @@ mod tests {
     /// The copy check's threshold was measured on these bytes: a faster warp must give the
     /// same ones. The fingerprint (FNV-1a over each result's size and pixels) was taken
     /// from the warp as it stood when that threshold was chosen.
+    /// FNV-1a over each image's width, height and bytes, in order.
+    fn fingerprint(images: impl IntoIterator<Item = GrayImage>) -> u64 {
+        let mut fingerprint = 0xcbf2_9ce4_8422_2325u64;
+        for image in images {
+            let bytes = image.width().to_le_bytes().into_iter();
+            let bytes = bytes
+                .chain(image.height().to_le_bytes())
+                .chain(image.into_raw());
+            for byte in bytes {
+                fingerprint = (fingerprint ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        fingerprint
+    }
+
     #[test]
     fn turns_and_slants_keep_their_bytes() {
         let canvas = GrayImage::from_fn(220, 150, |x, y| {
@@ -504,19 +519,11 @@ mod tests {
                 (x * y % 7) as u8
             }])
         });
-        let mut fingerprint = 0xcbf2_9ce4_8422_2325u64;
-        let mut eat = |byte: u8| {
-            fingerprint = (fingerprint ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        };
         let warped = [-5.0, -3.0, 1.0, 2.5, 5.0]
             .map(|degrees| turned(&canvas, degrees, 0))
             .into_iter()
             .chain([-0.15, 0.05, 0.1].map(|shear| slanted(&canvas, shear, 9)));
-        for image in warped {
-            image.width().to_le_bytes().into_iter().for_each(&mut eat);
-            image.height().to_le_bytes().into_iter().for_each(&mut eat);
-            image.as_raw().iter().copied().for_each(&mut eat);
-        }
+        let fingerprint = fingerprint(warped);
         assert_eq!(fingerprint, 0x5b06_dbc6_ee29_5b22, "{fingerprint:#x}");
     }
 
@@ -538,10 +545,6 @@ mod tests {
         let scan = GrayImage::from_fn(300, 120, |x, y| {
             Luma([if stroke(x, y + 10) < 2.0 { 30 } else { 238 }])
         });
-        let mut fingerprint = 0xcbf2_9ce4_8422_2325u64;
-        let mut eat = |byte: u8| {
-            fingerprint = (fingerprint ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        };
         let warped = [-5.0, -2.0, 1.0, 4.0]
             .map(|degrees| turned(&canvas, degrees, 0))
             .into_iter()
@@ -549,11 +552,7 @@ mod tests {
             .chain([(-4.0, 0.05), (3.0, -0.1)].map(|(d, s)| turned_and_slanted(&canvas, d, s, 0)))
             .chain([-3.0, 5.0].map(|degrees| turned(&scan, degrees, 238)))
             .chain([0.15].map(|shear| slanted(&scan, shear, 238)));
-        for image in warped {
-            image.width().to_le_bytes().into_iter().for_each(&mut eat);
-            image.height().to_le_bytes().into_iter().for_each(&mut eat);
-            image.as_raw().iter().copied().for_each(&mut eat);
-        }
+        let fingerprint = fingerprint(warped);
         assert_eq!(fingerprint, 0x1fae_cb34_f15b_675b, "{fingerprint:#x}");
     }
 
