@@ -491,9 +491,6 @@ mod tests {
         }
     }
 
-    /// The copy check's threshold was measured on these bytes: a faster warp must give the
-    /// same ones. The fingerprint (FNV-1a over each result's size and pixels) was taken
-    /// from the warp as it stood when that threshold was chosen.
     /// FNV-1a over each image's width, height and bytes, in order.
     fn fingerprint(images: impl IntoIterator<Item = GrayImage>) -> u64 {
         let mut fingerprint = 0xcbf2_9ce4_8422_2325u64;
@@ -509,6 +506,9 @@ mod tests {
         fingerprint
     }
 
+    /// The copy check's threshold was measured on these bytes: a faster warp must give the
+    /// same ones. The fingerprint (FNV-1a over each result's size and pixels) was taken
+    /// from the warp as it stood when that threshold was chosen.
     #[test]
     fn turns_and_slants_keep_their_bytes() {
         let canvas = GrayImage::from_fn(220, 150, |x, y| {
