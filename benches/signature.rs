@@ -255,9 +255,36 @@ fn scan_blur(c: &mut Criterion) {
     group.finish();
 }
 
+/// The encoder on one canvas (a desk check's) and on an enrollment's 12 (the repository's
+/// scans, normalised by the shipped model): on the CPU's planes, as Vouch runs it, beside
+/// candle's tensors, as training and a GPU run it (the peer in one command).
+fn embed(c: &mut Criterion) {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(SIGNATURE_MODEL_FILE);
+    let planes = SignatureModel::load(&file, &Device::Cpu).expect("models/");
+    let tensors = SignatureModel::load_on_tensors(&file, &Device::Cpu).expect("models/");
+    let canvases: Vec<GrayImage> = (0..REFERENCES)
+        .map(|i| {
+            let name = format!("tests/data/signatures/w{}_{}.png", 1 + i % 4, 1 + i / 4);
+            let scan = vouch::imageio::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name));
+            planes.normalise(&scan.unwrap(), "bench").unwrap().canvas
+        })
+        .collect();
+    let mut group = c.benchmark_group("signature_embed");
+    for (path, model) in [("planes", &planes), ("tensors", &tensors)] {
+        for count in [1, REFERENCES] {
+            group.bench_function(format!("{path}_{count}_canvases"), |bench| {
+                bench.iter(|| model.embed_canvases(&canvases[..count]).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = verify_one_scan, earlier_checks, compare_two_drawings, copy_check, scan_blur
+    targets = verify_one_scan, earlier_checks, compare_two_drawings, copy_check, scan_blur, embed
 }
 criterion_main!(benches);

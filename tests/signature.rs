@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use assert_cmd::Command;
 use candle_core::Device;
 use common::{data, repo, shared};
+use vouch::cpu::Isa;
 use vouch::dataset::{Kind, LabelledScan};
 use vouch::eval::oneshot::OneshotWeights;
 use vouch::signature::preprocess::{Normalisation, SIGNATURE_CANVAS, normalise};
@@ -82,6 +83,48 @@ fn scans_in_every_format_normalise_to_the_same_canvas() {
         similarity > 0.9,
         "PNG and JPEG of one scan score {similarity}"
     );
+}
+
+/// The CPU runs the encoder on planes by its own kernels, a GPU on candle tensors: on the
+/// repository's scans (one canvas alone, and a batch larger than the threads) every
+/// instruction set this CPU has gives the tensors' embeddings to 1e-5, and so their scores.
+#[test]
+fn the_encoder_on_planes_gives_the_tensors_embeddings_on_every_instruction_set() {
+    let file = repo().join("models").join(SIGNATURE_MODEL_FILE);
+    let tensors = SignatureModel::load_on_tensors(&file, &Device::Cpu).unwrap();
+    let canvases: Vec<_> = (1..=4)
+        .flat_map(|writer| (1..=3).map(move |number| (writer, number)))
+        .map(|(writer, number)| {
+            let scan = vouch::imageio::load(&scan(writer, number)).unwrap();
+            tensors.normalise(&scan, "test").unwrap().canvas
+        })
+        .collect();
+    let expected = tensors.embed_canvases(&canvases).unwrap();
+    for isa in Isa::available() {
+        let planes = SignatureModel::load_on_cpu(&file, isa).unwrap();
+        for batch in [&canvases[..1], &canvases[..]] {
+            let embeddings = planes.embed_canvases(batch).unwrap();
+            assert_eq!(embeddings.len(), batch.len());
+            let worst = common::largest_difference(
+                embeddings.iter().flatten(),
+                expected[..batch.len()].iter().flatten(),
+            );
+            assert!(worst < 1e-5, "{isa:?}, {} canvases: {worst}", batch.len());
+        }
+    }
+    let planes = SignatureModel::load(&file, &Device::Cpu).unwrap();
+    let mixed = [canvases[0].clone(), image::GrayImage::new(300, 200)];
+    let sliver = [image::GrayImage::new(220, 8)];
+    for model in [&planes, &tensors] {
+        assert!(
+            model.embed_canvases(&mixed).is_err(),
+            "two sizes in one batch"
+        );
+        assert!(
+            model.embed_canvases(&sliver).is_err(),
+            "a canvas 8 pixels high"
+        );
+    }
 }
 
 #[test]

@@ -65,6 +65,20 @@ impl Plane {
         plane
     }
 
+    /// A grey image as the signature encoder takes it: `pixel / 255`, one channel.
+    pub fn from_grey(image: &image::GrayImage, border: usize) -> Self {
+        let (width, height) = (image.width() as usize, image.height() as usize);
+        let mut plane = Self::zeros(height, width, 1, border);
+        let stride = plane.row_stride();
+        for (y, row) in image.as_raw().chunks_exact(width.max(1)).enumerate() {
+            let start = (y + border) * stride + border;
+            for (target, &value) in plane.values[start..start + width].iter_mut().zip(row) {
+                *target = f32::from(value) / 255.0;
+            }
+        }
+        plane
+    }
+
     /// [C, H, W] planar values of the interior.
     pub fn to_planar(&self) -> Vec<f32> {
         let (h, w, c) = self.dims();
@@ -177,6 +191,19 @@ impl Plane {
         }
         let count = (self.height * self.width) as f32;
         sums.iter().map(|sum| sum / count).collect()
+    }
+
+    /// The largest value of each channel over the interior.
+    pub fn channel_maxima(&self) -> Vec<f32> {
+        let mut maxima = vec![f32::NEG_INFINITY; self.channels];
+        for y in 0..self.height {
+            for x in 0..self.width {
+                for (most, &value) in maxima.iter_mut().zip(self.pixel(y, x)) {
+                    *most = most.max(value);
+                }
+            }
+        }
+        maxima
     }
 }
 

@@ -20,10 +20,11 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use image::{DynamicImage, GrayImage};
 
+use crate::cpu::Isa;
 use crate::error::{Error, Result};
 use crate::models::{CropEmbedder, CropProblem, Embedded, WeightFile, embed_each, load_weights};
 use crate::types::{Modality, TemplateShape};
-use encoder::{EMBEDDING_DIM, SignatureEncoder};
+use encoder::{EMBEDDING_DIM, PlaneEncoder, SignatureEncoder};
 use fusion::ScoreFusion;
 use preprocess::{Normalisation, Normalised, TemplateInput, normalise};
 
@@ -47,10 +48,17 @@ pub const TEMPLATE_SHAPE: TemplateShape = TemplateShape {
     norm: 0.99..=1.01,
 };
 
+/// The encoder in the form the device runs.
+enum Encoder {
+    Tensors(SignatureEncoder),
+    /// On the CPU, by the kernels of `isa`.
+    Planes(PlaneEncoder, Isa),
+}
+
 /// A trained encoder, the canvas it was trained on and, once fitted, the scorer that
 /// weighs its embedding with the stroke descriptor.
 pub struct SignatureModel {
-    encoder: SignatureEncoder,
+    encoder: Encoder,
     fusion: Option<ScoreFusion>,
     device: Device,
     sha256: String,
@@ -65,11 +73,32 @@ pub struct SignatureModel {
 }
 
 impl SignatureModel {
+    /// On the CPU the encoder runs on planes by the chosen kernels (`Isa::chosen`), on
+    /// another device on tensors.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        Self::from_weights(load_weights(path, device)?, path, device)
+        let planes = device.is_cpu().then(Isa::chosen);
+        Self::from_weights(load_weights(path, device)?, path, device, planes)
     }
 
-    pub(crate) fn from_weights(weights: WeightFile, path: &Path, device: &Device) -> Result<Self> {
+    /// The encoder on the CPU's planes by `isa`'s kernels.
+    pub fn load_on_cpu(path: &Path, isa: Isa) -> Result<Self> {
+        let device = Device::Cpu;
+        Self::from_weights(load_weights(path, &device)?, path, &device, Some(isa))
+    }
+
+    /// The encoder on tensors even on the CPU: what a GPU runs, to check it against the
+    /// planes.
+    pub fn load_on_tensors(path: &Path, device: &Device) -> Result<Self> {
+        Self::from_weights(load_weights(path, device)?, path, device, None)
+    }
+
+    /// `planes`: the CPU kernels to run the encoder by, else tensors.
+    pub(crate) fn from_weights(
+        weights: WeightFile,
+        path: &Path,
+        device: &Device,
+        planes: Option<Isa>,
+    ) -> Result<Self> {
         let bad = |reason: String| Error::BadModel {
             reason,
             path: path.to_path_buf(),
@@ -96,7 +125,11 @@ impl SignatureModel {
         .map_err(|e| bad(e.to_string()))?;
         let fusion = ScoreFusion::from_tensors(&weights.tensors).map_err(|e| bad(e.to_string()))?;
         let vb = VarBuilder::from_tensors(weights.tensors, DType::F32, device);
-        let encoder = SignatureEncoder::new(vb).map_err(|e| bad(e.to_string()))?;
+        let encoder = match planes {
+            Some(isa) => PlaneEncoder::new(vb).map(|encoder| Encoder::Planes(encoder, isa)),
+            None => SignatureEncoder::new(vb).map(Encoder::Tensors),
+        }
+        .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             encoder,
             fusion,
@@ -118,11 +151,35 @@ impl SignatureModel {
         normalise(scan, self.canvas, self.normalisation, source)
     }
 
+    /// Canvases of one size, each side within `CANVAS_SIDES`, to unit embeddings; any
+    /// other is an error, never an embedding.
     pub fn embed_canvases<C: Borrow<GrayImage>>(&self, canvases: &[C]) -> Result<Vec<Vec<f32>>> {
+        if let Some(first) = canvases.first() {
+            let (width, height) = first.borrow().dimensions();
+            checked_canvas((height, width))?;
+            if let Some(other) = canvases
+                .iter()
+                .map(|canvas| canvas.borrow().dimensions())
+                .find(|&size| size != (width, height))
+            {
+                return Err(Error::Invalid(format!(
+                    "canvases of {height}x{width} and {}x{} cannot be embedded together",
+                    other.1, other.0
+                )));
+            }
+        }
         let mut embeddings = Vec::with_capacity(canvases.len());
         for batch in canvases.chunks(EMBED_BATCH) {
-            let input = canvas_tensor(batch, &self.device)?;
-            embeddings.extend(self.encoder.forward(&input)?.to_vec2::<f32>()?);
+            match &self.encoder {
+                Encoder::Tensors(encoder) => {
+                    let input = canvas_tensor(batch, &self.device)?;
+                    embeddings.extend(encoder.forward(&input)?.to_vec2::<f32>()?);
+                }
+                Encoder::Planes(encoder, isa) => {
+                    let batch: Vec<&GrayImage> = batch.iter().map(Borrow::borrow).collect();
+                    embeddings.extend(encoder.embed(&batch, *isa));
+                }
+            }
         }
         Ok(embeddings)
     }

@@ -8,6 +8,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use super::crossval::out_of_sample_bands;
+use crate::cpu::Isa;
 use crate::dataset::{Kind, LabelledScan, identities_of};
 use crate::error::Result;
 use crate::eval::verification::{EmbeddedScan, Unusable, embed_scans};
@@ -41,7 +42,7 @@ pub fn fit_scorer(
     }
     let encoder_tensors = weights.tensors.clone();
     let mut metadata = weights.metadata.clone();
-    let model = SignatureModel::from_weights(weights, path, &device)?;
+    let model = SignatureModel::from_weights(weights, path, &device, Some(Isa::chosen()))?;
     let (embedded, unusable) = embed_scans(
         &model,
         scans,
