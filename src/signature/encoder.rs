@@ -122,7 +122,7 @@ enum PlaneConv {
 /// One block on planes: the convolution with its ReLU applied in registers, then (except
 /// the last block) 2x2 max pooling of stride 2 that drops an odd last row or column, as
 /// candle's does.
-pub struct PlaneBlock {
+pub(crate) struct PlaneBlock {
     conv: PlaneConv,
     kernel: usize,
     stride: usize,
@@ -135,7 +135,7 @@ pub struct PlaneBlock {
 impl PlaneBlock {
     /// `stored_inputs`: the channels the previous block's planes hold, `in_channels` of
     /// them real; the weights of the others are zero.
-    pub fn new(
+    pub(crate) fn new(
         vb: VarBuilder,
         (in_channels, stored_inputs): (usize, usize),
         out_channels: usize,
@@ -177,10 +177,13 @@ impl PlaneBlock {
         })
     }
 
-    /// `inputs` carry a border of the convolution's padding (`kernel / 2`); the outputs
-    /// carry `border`.
-    pub fn forward(&self, inputs: &[Plane], border: usize, isa: Isa) -> Vec<Plane> {
-        let (height, width, _) = inputs[0].dims();
+    /// `inputs`, all of one size, carry a border of the convolution's padding
+    /// (`kernel / 2`); the outputs carry `border`.
+    pub(crate) fn forward(&self, inputs: &[Plane], border: usize, isa: Isa) -> Vec<Plane> {
+        let Some(first) = inputs.first() else {
+            return Vec::new();
+        };
+        let (height, width, _) = first.dims();
         let padding = self.kernel / 2;
         let size = |input: usize| (input + 2 * padding - self.kernel) / self.stride + 1;
         let shape = (size(height), size(width), self.out_channels);
@@ -205,7 +208,7 @@ impl PlaneBlock {
 
 /// `SignatureEncoder`'s weights on planes: the same embeddings to float rounding (the
 /// tests hold them to 1e-5 on every instruction set).
-pub struct PlaneEncoder {
+pub(crate) struct PlaneEncoder {
     blocks: Vec<PlaneBlock>,
     /// The projection's weights, [128][256], and bias: a product too small for a kernel.
     projection: Vec<f32>,
@@ -213,7 +216,7 @@ pub struct PlaneEncoder {
 }
 
 impl PlaneEncoder {
-    pub fn new(vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(vb: VarBuilder) -> Result<Self> {
         let mut stored_inputs = BLOCKS[0].0;
         let mut blocks = Vec::with_capacity(BLOCKS.len());
         for (index, &(input, output, kernel, stride)) in BLOCKS.iter().enumerate() {
@@ -242,8 +245,9 @@ impl PlaneEncoder {
 
     /// Canvases (ink bright on black) to unit embeddings. With a canvas per thread each
     /// thread takes its share of the canvases through the whole network; otherwise each
-    /// layer's work is shared out over the pool.
-    pub fn embed(&self, canvases: &[&GrayImage], isa: Isa) -> Vec<Vec<f32>> {
+    /// layer's work is shared out over the pool. The canvases must share one size that
+    /// `checked_canvas` admits (`SignatureModel::embed_canvases` checks).
+    pub(crate) fn embed(&self, canvases: &[&GrayImage], isa: Isa) -> Vec<Vec<f32>> {
         let padding = BLOCKS[0].2 / 2;
         let inputs: Vec<Plane> = canvases
             .iter()
