@@ -26,6 +26,12 @@ pub struct WinogradConv {
 static NO_BIAS: [Aligned; 2] = [Aligned([0.0; 16]); 2];
 
 impl WinogradConv {
+    /// Whether the transforms and the tile kernel take these channels: output channels
+    /// in whole blocks, input channels in whole chunks.
+    pub fn takes((out_channels, in_channels): (usize, usize)) -> bool {
+        out_channels.is_multiple_of(MAX_BLOCK) && in_channels.is_multiple_of(CHUNK)
+    }
+
     /// `weight` holds [O, C, 3, 3] row-major (candle's layout), `bias` [O].
     pub fn new(weight: &[f32], bias: &[f32], (out_channels, in_channels): (usize, usize)) -> Self {
         const G: [[f32; 3]; 4] = [

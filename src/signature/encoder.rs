@@ -150,11 +150,7 @@ impl PlaneBlock {
             .to_vec1::<f32>()?;
         let bias = vb.get(out_channels, "bias")?.to_vec1::<f32>()?;
         let shape = (out_channels, stored_inputs);
-        let conv = if kernel == 3
-            && stride == 1
-            && out_channels.is_multiple_of(32)
-            && stored_inputs.is_multiple_of(16)
-        {
+        let conv = if kernel == 3 && stride == 1 && WinogradConv::takes(shape) {
             PlaneConv::Winograd(WinogradConv::new(&weight, &bias, shape))
         } else {
             PlaneConv::Direct(PackedConv::new(
