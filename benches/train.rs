@@ -1,8 +1,11 @@
 //! One training step of the signature encoder on CPU (forward, triplet loss with
 //! batch-hard mining, backward, Adam) for a batch of 48 real 150x220 canvases, the size
-//! `vouch train` uses (8 identities x 6 scans); images/s = 48 / median. The same step with
-//! the prototypical loss, and what each on-the-fly augmentation adds to a step. Also the
-//! inference cost of one scan's canvas: the embedding and the stroke descriptor.
+//! `vouch train` uses (8 identities x 6 scans); images/s = 48 / median. Beside it, the
+//! peers: the same step with candle's conv2d (how training convolved before), and with the
+//! im2col convolutions but glibc's default of unmapping freed tensors (`FreedMemoryKept`
+//! not held). The same step with the prototypical loss, and what each on-the-fly
+//! augmentation adds to a step. Also the inference cost of one scan's canvas: the
+//! embedding and the stroke descriptor.
 
 use std::path::PathBuf;
 
@@ -10,8 +13,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
+use vouch::cpu::FreedMemoryKept;
 use vouch::signature::canvas_tensor;
-use vouch::signature::encoder::SignatureEncoder;
+use vouch::signature::encoder::{SignatureEncoder, TrainingConvolution};
 use vouch::signature::preprocess::{Normalisation, SIGNATURE_CANVAS, normalise};
 use vouch::train::Augmentation;
 use vouch::train::adam::{Adam, AdamConfig};
@@ -32,11 +36,11 @@ fn canvases() -> Vec<image::GrayImage> {
         .collect()
 }
 
-fn training_step(c: &mut Criterion) {
-    let device = Device::Cpu;
+/// An encoder with fresh weights and its optimiser.
+fn trainable(training: TrainingConvolution, device: &Device) -> (SignatureEncoder, Adam) {
     let varmap = VarMap::new();
-    let encoder =
-        SignatureEncoder::new(VarBuilder::from_varmap(&varmap, DType::F32, &device)).unwrap();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let encoder = SignatureEncoder::training_by(vb, training).unwrap();
     let vars = varmap
         .data()
         .lock()
@@ -44,7 +48,7 @@ fn training_step(c: &mut Criterion) {
         .iter()
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
-    let mut adam = Adam::new(
+    let adam = Adam::new(
         vars,
         AdamConfig {
             learning_rate: 1e-3,
@@ -54,6 +58,11 @@ fn training_step(c: &mut Criterion) {
         },
     )
     .unwrap();
+    (encoder, adam)
+}
+
+fn training_step(c: &mut Criterion) {
+    let device = Device::Cpu;
     let canvases = canvases();
     let batch: Tensor = canvas_tensor(&canvases, &device).unwrap();
     let labels: Vec<RowLabel> = (0..BATCH)
@@ -65,10 +74,34 @@ fn training_step(c: &mut Criterion) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut group = c.benchmark_group("signature");
     group.sample_size(10);
-    for (name, loss) in [
-        ("train_step_batch48", Loss::Triplet),
-        ("train_step_batch48_prototypical", Loss::Prototypical),
+    for (name, loss, training, memory_kept) in [
+        (
+            "train_step_batch48",
+            Loss::Triplet,
+            TrainingConvolution::Gemm,
+            true,
+        ),
+        (
+            "train_step_batch48_freed_memory_unmapped",
+            Loss::Triplet,
+            TrainingConvolution::Gemm,
+            false,
+        ),
+        (
+            "train_step_batch48_candle_conv2d",
+            Loss::Triplet,
+            TrainingConvolution::Candle,
+            false,
+        ),
+        (
+            "train_step_batch48_prototypical",
+            Loss::Prototypical,
+            TrainingConvolution::Gemm,
+            true,
+        ),
     ] {
+        let (encoder, mut adam) = trainable(training, &device);
+        let _kept = memory_kept.then(FreedMemoryKept::new);
         group.bench_function(name, |b| {
             b.iter(|| {
                 let embeddings = encoder.forward(&batch).unwrap();
@@ -93,6 +126,7 @@ fn training_step(c: &mut Criterion) {
             b.iter(|| augmentation.apply(&batch, &mut rng).unwrap())
         });
     }
+    let (encoder, _) = trainable(TrainingConvolution::Gemm, &device);
     let one = canvas_tensor(&canvases[..1], &device).unwrap();
     group.bench_function("embed_one_canvas", |b| {
         b.iter(|| encoder.forward(&one).unwrap().detach())

@@ -1,8 +1,9 @@
 //! Layers shared by the networks, written to reproduce TensorFlow.js semantics exactly
 //! (asymmetric 'same' padding, depthwise convolutions), on any candle device.
 
-use candle_core::{D, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp1, D, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 
 use crate::cpu::same_padding;
 
@@ -184,7 +185,18 @@ impl GemmConv {
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let out_h = (h + 2 * p - k) / s + 1;
         let out_w = (w + 2 * p - k) / s + 1;
-        let columns = im2col_tensor_ops(x, k, s, p, out_h, out_w)?; // [N, k*k*C, out_h*out_w]
+        // [N, k*k*C, out_h*out_w]
+        let columns = if x.device().is_cpu() {
+            x.contiguous()?.apply_op1(Patches {
+                kernel: k,
+                stride: s,
+                padding: p,
+                input: (h, w),
+                output: (out_h, out_w),
+            })?
+        } else {
+            im2col_tensor_ops(x, k, s, p, out_h, out_w)?
+        };
         let out_channels = self.weight.dim(0)?;
         let out = self
             .weight
@@ -192,6 +204,129 @@ impl GemmConv {
             .broadcast_add(&self.bias)?
             .reshape((n, out_channels, out_h, out_w))?;
         if relu { out.relu() } else { Ok(out) }
+    }
+}
+
+/// The im2col of a convolution on a CPU as one candle op, rows ordered as `GemmConv`'s
+/// weight columns. Its backward is the col2im, one pass that adds each column back onto the
+/// pixel it came from; the tensor operations' backward pads and sums k*k copies of the input
+/// instead, which made training on a CPU wait on memory.
+#[derive(Debug, Clone, Copy)]
+struct Patches {
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    /// (height, width) of the input and of the output.
+    input: (usize, usize),
+    output: (usize, usize),
+}
+
+impl Patches {
+    /// Calls `pair(column index, input index)` for every element of one image's column
+    /// matrix that reads the input (the rest read the zero padding).
+    fn for_each_pair(&self, channels: usize, mut pair: impl FnMut(usize, usize)) {
+        let (k, s) = (self.kernel, self.stride);
+        let ((h, w), (out_h, out_w)) = (self.input, self.output);
+        let inside = |out: usize, tap: usize, size: usize| {
+            (out * s + tap)
+                .checked_sub(self.padding)
+                .filter(|&at| at < size)
+        };
+        for tap_row in 0..k {
+            for tap_column in 0..k {
+                for channel in 0..channels {
+                    let row = ((tap_row * k + tap_column) * channels + channel) * out_h * out_w;
+                    for out_y in 0..out_h {
+                        let Some(y) = inside(out_y, tap_row, h) else {
+                            continue;
+                        };
+                        let source = (channel * h + y) * w;
+                        for out_x in 0..out_w {
+                            if let Some(x) = inside(out_x, tap_column, w) {
+                                pair(row + out_y * out_w + out_x, source + x);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn columns_per_image(&self, channels: usize) -> usize {
+        self.kernel * self.kernel * channels * self.output.0 * self.output.1
+    }
+}
+
+/// The f32 values of a contiguous CPU tensor.
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let (CpuStorage::F32(values), Some((start, end))) = (storage, layout.contiguous_offsets())
+    else {
+        candle_core::bail!("{op} takes a contiguous f32 tensor");
+    };
+    Ok(&values[start..end])
+}
+
+impl CustomOp1 for Patches {
+    fn name(&self) -> &'static str {
+        "im2col"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        if (h, w) != self.input {
+            candle_core::bail!("im2col of {h}x{w} planes set up for {:?}", self.input);
+        }
+        let input = contiguous_f32(storage, layout, self.name())?;
+        let per_image = self.columns_per_image(c);
+        let mut columns = vec![0f32; n * per_image];
+        columns
+            .par_chunks_mut(per_image)
+            .zip(input.par_chunks(c * h * w))
+            .for_each(|(columns, image)| {
+                self.for_each_pair(c, |column, pixel| columns[column] = image[pixel]);
+            });
+        let rows = self.kernel * self.kernel * c;
+        Ok((
+            CpuStorage::F32(columns),
+            Shape::from((n, rows, self.output.0 * self.output.1)),
+        ))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let channels = arg.dim(1)?;
+        let grad = grad_res.contiguous()?.apply_op1_no_bwd(&PatchesBack {
+            patches: *self,
+            channels,
+        })?;
+        Ok(Some(grad))
+    }
+}
+
+/// The col2im: each column matrix summed back onto the input's pixels.
+struct PatchesBack {
+    patches: Patches,
+    channels: usize,
+}
+
+impl CustomOp1 for PatchesBack {
+    fn name(&self) -> &'static str {
+        "col2im"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, _, _) = layout.shape().dims3()?;
+        let columns = contiguous_f32(storage, layout, self.name())?;
+        let (h, w) = self.patches.input;
+        let per_image = h * w * self.channels;
+        let mut grad = vec![0f32; n * per_image];
+        grad.par_chunks_mut(per_image)
+            .zip(columns.par_chunks(self.patches.columns_per_image(self.channels)))
+            .for_each(|(image, columns)| {
+                self.patches.for_each_pair(self.channels, |column, pixel| {
+                    image[pixel] += columns[column]
+                });
+            });
+        Ok((CpuStorage::F32(grad), Shape::from((n, self.channels, h, w))))
     }
 }
 
@@ -257,6 +392,43 @@ mod tests {
             assert_eq!(got.dims(), expected.dims(), "stride {stride}, {h}x{w}");
             let worst = largest_difference(got, expected)?;
             assert!(worst < 1e-5, "stride {stride}, {h}x{w}: {worst}");
+        }
+        Ok(())
+    }
+
+    /// Training differentiates through the CPU's im2col op: the gradients of the input, the
+    /// weights and the bias must be candle's own conv2d's.
+    #[test]
+    fn gemm_conv_gradients_match_candle_conv2d() -> Result<()> {
+        let device = Device::Cpu;
+        for (c, o, k, stride, padding, (h, w)) in [
+            (1, 4, 5, 2, 2, (15, 21)),
+            (3, 5, 3, 1, 1, (9, 7)),
+            (2, 3, 3, 2, 1, (11, 13)),
+        ] {
+            let x = candle_core::Var::randn(0f32, 1.0, (2, c, h, w), &device)?;
+            let weight = candle_core::Var::randn(0f32, 1.0, (o, c, k, k), &device)?;
+            let bias = candle_core::Var::randn(0f32, 1.0, o, &device)?;
+            let expected = x
+                .conv2d(&weight, padding, stride, 1, 1)?
+                .broadcast_add(&bias.reshape((1, o, 1, 1))?)?;
+            let actual = GemmConv::new(&weight, bias.as_tensor().clone(), stride, padding)?
+                .forward(&x, false)?;
+            assert_eq!(actual.dims(), expected.dims());
+            // A loss that weighs every output differently, so misplaced gradients show.
+            let weights = Tensor::randn(0f32, 1.0, expected.dims(), &device)?;
+            let expected_grads = (&expected * &weights)?.sum_all()?.backward()?;
+            let actual_grads = (&actual * &weights)?.sum_all()?.backward()?;
+            for (name, var) in [("input", &x), ("weight", &weight), ("bias", &bias)] {
+                let worst = largest_difference(
+                    actual_grads.get(var).expect("a gradient").clone(),
+                    expected_grads.get(var).expect("a gradient").clone(),
+                )?;
+                assert!(
+                    worst < 1e-3,
+                    "{name}, k={k} s={stride} p={padding}: {worst}"
+                );
+            }
         }
         Ok(())
     }

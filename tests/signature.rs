@@ -127,6 +127,70 @@ fn the_encoder_on_planes_gives_the_tensors_embeddings_on_every_instruction_set()
     }
 }
 
+/// Training on a CPU convolves by an im2col and one matrix product: from the shipped
+/// weights it embeds 12 real canvases as candle's conv2d does, and its gradients are
+/// conv2d's, weight by weight.
+#[test]
+fn the_encoder_being_trained_gives_candles_embeddings_and_gradients() {
+    use candle_core::{DType, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+    use vouch::signature::encoder::{SignatureEncoder, TrainingConvolution};
+    let device = Device::Cpu;
+    let mut varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    let gemm = SignatureEncoder::new(vb.clone()).unwrap();
+    let candle = SignatureEncoder::training_by(vb, TrainingConvolution::Candle).unwrap();
+    varmap
+        .load(repo().join("models").join(SIGNATURE_MODEL_FILE))
+        .unwrap();
+    let model = model();
+    let canvases: Vec<_> = (1..=4)
+        .flat_map(|writer| (1..=3).map(move |number| (writer, number)))
+        .map(|(writer, number)| {
+            let scan = vouch::imageio::load(&scan(writer, number)).unwrap();
+            model.normalise(&scan, "test").unwrap().canvas
+        })
+        .collect();
+    let batch = vouch::signature::canvas_tensor(&canvases, &device).unwrap();
+    let (by_gemm, by_candle) = (
+        gemm.forward(&batch).unwrap(),
+        candle.forward(&batch).unwrap(),
+    );
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let worst = common::largest_difference(flat(&by_gemm).iter(), flat(&by_candle).iter());
+    assert!(worst < 1e-5, "embeddings differ by {worst}");
+    // A loss that weighs every output differently, so misplaced gradients show.
+    let weighting = Tensor::randn(0f32, 1.0, by_gemm.dims(), &device).unwrap();
+    let gradients = |embeddings: &Tensor| {
+        (embeddings * &weighting)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+    };
+    let (of_gemm, of_candle) = (gradients(&by_gemm), gradients(&by_candle));
+    let variables = varmap.all_vars();
+    assert_eq!(
+        variables.len(),
+        10,
+        "4 blocks and the projection, weight and bias"
+    );
+    for variable in &variables {
+        let (got, expected) = (
+            flat(of_gemm.get(variable).unwrap()),
+            flat(of_candle.get(variable).unwrap()),
+        );
+        let scale = expected.iter().fold(0f32, |m, g| m.max(g.abs()));
+        let worst = common::largest_difference(got.iter(), expected.iter());
+        assert!(
+            worst <= 1e-4 * scale,
+            "{:?}: gradients differ by {worst} of {scale}",
+            variable.dims()
+        );
+    }
+}
+
 #[test]
 fn an_empty_or_broken_scan_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

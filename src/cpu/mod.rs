@@ -9,6 +9,7 @@
 
 mod conv;
 mod depthwise;
+mod heap;
 mod plane;
 mod separable;
 mod simd;
@@ -17,6 +18,7 @@ mod winograd;
 
 pub use conv::{Activation, Epilogue, PackedConv, convolve, convolve_max_pooled};
 pub use depthwise::{Depthwise3x3, same_padding};
+pub use heap::FreedMemoryKept;
 pub use plane::Plane;
 pub use separable::SeparableConv;
 pub use simd::Compiled;

@@ -13,6 +13,7 @@ use image::GrayImage;
 use crate::cpu::{
     self, Activation, Epilogue, Isa, PackedConv, Plane, WinogradConv, convolve, convolve_winograd,
 };
+use crate::nn::GemmConv;
 
 pub const EMBEDDING_DIM: usize = 128;
 /// (input channels, output channels, kernel, stride) of each block.
@@ -23,20 +24,33 @@ const BLOCKS: [(usize, usize, usize, usize); 4] = [
     (96, 128, 3, 1),
 ];
 
+/// How a block's convolution runs while its weights are trained on a CPU. Loaded weights
+/// (not variables) and a GPU always take candle's conv2d.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainingConvolution {
+    /// An im2col and one matrix product (`nn::GemmConv`), so that both gradients are
+    /// matrix products and a col2im. candle's conv2d backward runs a scalar transposed
+    /// convolution for the input's gradient and a convolution with the whole gradient map
+    /// as its kernel for the weights': about half of a training step.
+    Gemm,
+    /// candle's conv2d: the peer the training benchmark times.
+    Candle,
+}
+
 /// Convolution, ReLU and (except the last block) 2x2 max pooling.
 pub struct ConvBlock {
     conv: Conv2d,
     pool: bool,
+    training: TrainingConvolution,
 }
 
 impl ConvBlock {
     pub fn new(
         vb: VarBuilder,
-        in_channels: usize,
-        out_channels: usize,
-        kernel: usize,
-        stride: usize,
+        (in_channels, out_channels): (usize, usize),
+        (kernel, stride): (usize, usize),
         pool: bool,
+        training: TrainingConvolution,
     ) -> Result<Self> {
         let config = Conv2dConfig {
             padding: kernel / 2,
@@ -46,11 +60,30 @@ impl ConvBlock {
         Ok(Self {
             conv: candle_nn::conv2d(in_channels, out_channels, kernel, config, vb)?,
             pool,
+            training,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.conv.forward(x)?.relu()?;
+        let trained_on_cpu = self.conv.weight().is_variable() && x.device().is_cpu();
+        let x = if trained_on_cpu && self.training == TrainingConvolution::Gemm {
+            // Reordered on every call, so the product reads the weights as the optimiser
+            // last set them.
+            let bias = self
+                .conv
+                .bias()
+                .expect("the block's convolution has a bias");
+            let config = self.conv.config();
+            GemmConv::new(
+                self.conv.weight(),
+                bias.clone(),
+                config.stride,
+                config.padding,
+            )?
+            .forward(x, true)?
+        } else {
+            self.conv.forward(x)?.relu()?
+        };
         if self.pool { x.max_pool2d(2) } else { Ok(x) }
     }
 }
@@ -74,17 +107,20 @@ pub struct SignatureEncoder {
 
 impl SignatureEncoder {
     pub fn new(vb: VarBuilder) -> Result<Self> {
+        Self::training_by(vb, TrainingConvolution::Gemm)
+    }
+
+    pub fn training_by(vb: VarBuilder, training: TrainingConvolution) -> Result<Self> {
         let blocks = BLOCKS
             .iter()
             .enumerate()
             .map(|(index, &(input, output, kernel, stride))| {
                 ConvBlock::new(
                     vb.pp(format!("block{index}")),
-                    input,
-                    output,
-                    kernel,
-                    stride,
+                    (input, output),
+                    (kernel, stride),
                     index + 1 < BLOCKS.len(),
+                    training,
                 )
             })
             .collect::<Result<_>>()?;

@@ -510,6 +510,7 @@ pub fn train(
 ) -> Result<TrainReport> {
     // The face network is refused before a run folder exists, whatever --canvas says.
     config.modality.canvas()?;
+    let _steps_reuse_memory = device.is_cpu().then(crate::cpu::FreedMemoryKept::new);
     let (train_names, validation_names) =
         split_identities(scans, config.validation_fraction, config.seed);
     let pick = |names: &[String]| -> Vec<&LabelledScan> {
