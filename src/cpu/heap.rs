@@ -11,7 +11,9 @@ use std::sync::Mutex;
 static HOLDERS: Mutex<usize> = Mutex::new(0);
 
 /// Keeps freed memory in the process while alive; dropped, the defaults return and the
-/// free pages go back to the kernel. A no-op where the C library is not glibc.
+/// free pages go back to the kernel. A no-op where the C library is not glibc. After the
+/// first, glibc no longer moves its mmap threshold up with the sizes freed: it stays where
+/// it had grown before training.
 pub struct FreedMemoryKept(());
 
 impl FreedMemoryKept {
