@@ -314,7 +314,10 @@ impl CustomOp1 for PatchesBack {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, _, _) = layout.shape().dims3()?;
+        let (n, rows, pixels) = layout.shape().dims3()?;
+        if rows * pixels != self.patches.columns_per_image(self.channels) {
+            candle_core::bail!("col2im of {rows}x{pixels} columns set up for other patches");
+        }
         let columns = contiguous_f32(storage, layout, self.name())?;
         let (h, w) = self.patches.input;
         let per_image = h * w * self.channels;

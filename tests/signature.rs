@@ -29,6 +29,17 @@ fn model() -> SignatureModel {
     .expect("models/ holds the trained signature encoder")
 }
 
+/// The canvases of scans 1-3 of each of the four test writers.
+fn twelve_canvases(model: &SignatureModel) -> Vec<image::GrayImage> {
+    (1..=4)
+        .flat_map(|writer| (1..=3).map(move |number| (writer, number)))
+        .map(|(writer, number)| {
+            let scan = vouch::imageio::load(&scan(writer, number)).unwrap();
+            model.normalise(&scan, "test").unwrap().canvas
+        })
+        .collect()
+}
+
 fn vouch(db: &Path) -> Command {
     common::vouch_on(db, "clerk")
 }
@@ -92,13 +103,7 @@ fn scans_in_every_format_normalise_to_the_same_canvas() {
 fn the_encoder_on_planes_gives_the_tensors_embeddings_on_every_instruction_set() {
     let file = repo().join("models").join(SIGNATURE_MODEL_FILE);
     let tensors = SignatureModel::load_on_tensors(&file, &Device::Cpu).unwrap();
-    let canvases: Vec<_> = (1..=4)
-        .flat_map(|writer| (1..=3).map(move |number| (writer, number)))
-        .map(|(writer, number)| {
-            let scan = vouch::imageio::load(&scan(writer, number)).unwrap();
-            tensors.normalise(&scan, "test").unwrap().canvas
-        })
-        .collect();
+    let canvases = twelve_canvases(&tensors);
     let expected = tensors.embed_canvases(&canvases).unwrap();
     for isa in Isa::available() {
         let planes = SignatureModel::load_on_cpu(&file, isa).unwrap();
@@ -143,15 +148,7 @@ fn the_encoder_being_trained_gives_candles_embeddings_and_gradients() {
     varmap
         .load(repo().join("models").join(SIGNATURE_MODEL_FILE))
         .unwrap();
-    let model = model();
-    let canvases: Vec<_> = (1..=4)
-        .flat_map(|writer| (1..=3).map(move |number| (writer, number)))
-        .map(|(writer, number)| {
-            let scan = vouch::imageio::load(&scan(writer, number)).unwrap();
-            model.normalise(&scan, "test").unwrap().canvas
-        })
-        .collect();
-    let batch = vouch::signature::canvas_tensor(&canvases, &device).unwrap();
+    let batch = vouch::signature::canvas_tensor(&twelve_canvases(&model()), &device).unwrap();
     let (by_gemm, by_candle) = (
         gemm.forward(&batch).unwrap(),
         candle.forward(&batch).unwrap(),
