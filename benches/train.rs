@@ -128,7 +128,8 @@ fn training_step(c: &mut Criterion) {
             b.iter(|| augmentation.apply(&batch, &mut rng).unwrap())
         });
     }
-    let (encoder, _) = trainable(TrainingConvolution::Gemm, &device);
+    // Loaded weights convolve by candle's conv2d: what one scan's embedding costs on tensors.
+    let (encoder, _) = trainable(TrainingConvolution::Candle, &device);
     let one = canvas_tensor(&canvases[..1], &device).unwrap();
     group.bench_function("embed_one_canvas", |b| {
         b.iter(|| encoder.forward(&one).unwrap().detach())
