@@ -1,7 +1,7 @@
 //! Layers shared by the networks, written to reproduce TensorFlow.js semantics exactly
 //! (asymmetric 'same' padding, depthwise convolutions), on any candle device.
 
-use candle_core::{CpuStorage, CustomOp1, D, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
@@ -24,6 +24,125 @@ pub fn max_pool_2x2_same(x: &Tensor, stride: usize) -> Result<Tensor> {
     x.pad_with_same(2, top, bottom)?
         .pad_with_same(3, left, right)?
         .max_pool2d_with_stride(2, stride)
+}
+
+/// 2x2 max pooling of stride 2 that drops an odd last row or column: the values of
+/// candle's `max_pool2d(2)`, with a gradient that is right. candle-core 0.11's backward
+/// gives a window's one maximum a quarter of its gradient and four tied maxima all of it
+/// each, and on an odd height or width it lays the mask a row or column off, so that about
+/// half the maxima of the encoder's 75x110 and 37x55 maps got no gradient at all. Here each
+/// window's gradient goes to its first maximum (row by row), as PyTorch's does.
+pub fn max_pool_2x2(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op1(MaxPool2x2)
+    } else {
+        max_pool_2x2_tensor_ops(x)
+    }
+}
+
+/// The same pooling as reductions over a reshape, for devices without the CPU op: candle
+/// differentiates a max reduction correctly, except that tied maxima each get the whole
+/// gradient.
+fn max_pool_2x2_tensor_ops(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (out_h, out_w) = (h / 2, w / 2);
+    x.narrow(2, 0, 2 * out_h)?
+        .narrow(3, 0, 2 * out_w)?
+        .contiguous()?
+        .reshape((n, c, out_h, 2, out_w, 2))?
+        .max(5)?
+        .max(3)
+}
+
+/// `max_pool_2x2` on a CPU. Its backward finds each window's maximum again from the input
+/// rather than keeping indices, so the forward allocates nothing but its output.
+struct MaxPool2x2;
+
+impl MaxPool2x2 {
+    /// The index in `plane` (of width `w`) of the first maximum of the window whose top
+    /// left corner is `corner`, compared as candle's pooling compares (a NaN first stays).
+    fn first_maximum(plane: &[f32], w: usize, corner: usize) -> usize {
+        [corner + 1, corner + w, corner + w + 1]
+            .into_iter()
+            .fold(
+                corner,
+                |best, at| if plane[best] < plane[at] { at } else { best },
+            )
+    }
+}
+
+impl CustomOp1 for MaxPool2x2 {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let input = contiguous_f32(storage, layout, self.name())?;
+        let (out_h, out_w) = (h / 2, w / 2);
+        let mut pooled = vec![0f32; n * c * out_h * out_w];
+        if out_h * out_w > 0 {
+            pooled
+                .par_chunks_mut(out_h * out_w)
+                .zip(input.par_chunks(h * w))
+                .for_each(|(pooled, plane)| {
+                    for (index, value) in pooled.iter_mut().enumerate() {
+                        let corner = 2 * (index / out_w) * w + 2 * (index % out_w);
+                        *value = plane[Self::first_maximum(plane, w, corner)];
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(pooled), Shape::from((n, c, out_h, out_w))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let grad = arg
+            .contiguous()?
+            .apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPool2x2Back)?;
+        Ok(Some(grad))
+    }
+}
+
+/// The gradient of `MaxPool2x2` with respect to its input, from (input, output gradient).
+struct MaxPool2x2Back;
+
+impl CustomOp2 for MaxPool2x2Back {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2-back"
+    }
+
+    fn cpu_fwd(
+        &self,
+        input: &CpuStorage,
+        input_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = input_layout.shape().dims4()?;
+        let (out_h, out_w) = (h / 2, w / 2);
+        if grad_layout.shape().dims() != [n, c, out_h, out_w] {
+            candle_core::bail!(
+                "max-pool gradient {:?} for an input {:?}",
+                grad_layout.shape(),
+                input_layout.shape()
+            );
+        }
+        let input = contiguous_f32(input, input_layout, self.name())?;
+        let grad = contiguous_f32(grad, grad_layout, self.name())?;
+        let mut input_grad = vec![0f32; n * c * h * w];
+        if out_h * out_w > 0 {
+            input_grad
+                .par_chunks_mut(h * w)
+                .zip(input.par_chunks(h * w).zip(grad.par_chunks(out_h * out_w)))
+                .for_each(|(input_grad, (plane, grad))| {
+                    for (index, &g) in grad.iter().enumerate() {
+                        let corner = 2 * (index / out_w) * w + 2 * (index % out_w);
+                        input_grad[MaxPool2x2::first_maximum(plane, w, corner)] = g;
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(input_grad), Shape::from((n, c, h, w))))
+    }
 }
 
 pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
@@ -432,6 +551,59 @@ mod tests {
                     "{name}, k={k} s={stride} p={padding}: {worst}"
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// The probe that found candle's backward wrong: distinct values on an odd height.
+    #[test]
+    fn max_pool_gradient_goes_to_each_windows_maximum() -> Result<()> {
+        let device = Device::Cpu;
+        let values: Vec<f32> = (0..20).map(|i| ((i * 7) % 20) as f32).collect();
+        let x = candle_core::Var::from_vec(values, (1, 1, 5, 4), &device)?;
+        let pooled = max_pool_2x2(&x)?;
+        assert_eq!(
+            pooled.flatten_all()?.to_vec1::<f32>()?,
+            [15.0, 14.0, 16.0, 18.0]
+        );
+        let grads = pooled.sum_all()?.backward()?;
+        let grad = grads.get(&x).expect("a gradient").flatten_all()?;
+        // 15, 14, 16 and 18 sit at (1, 1), (0, 2), (2, 0) and (3, 2); the fifth row is
+        // dropped. candle's own backward gives 0.25 at three of them and nothing at (2, 0).
+        let mut expected = [0f32; 20];
+        for at in [5, 2, 8, 14] {
+            expected[at] = 1.0;
+        }
+        assert_eq!(grad.to_vec1::<f32>()?, expected);
+
+        let tied = candle_core::Var::zeros((1, 1, 2, 2), candle_core::DType::F32, &device)?;
+        let grads = max_pool_2x2(&tied)?.sum_all()?.backward()?;
+        let grad = grads.get(&tied).expect("a gradient").flatten_all()?;
+        assert_eq!(grad.to_vec1::<f32>()?, [1.0, 0.0, 0.0, 0.0]);
+        Ok(())
+    }
+
+    /// The CPU op and the tensor operations other devices run give candle's pooled values
+    /// and the same gradients (random values, so no ties), odd sizes included.
+    #[test]
+    fn max_pool_paths_agree_with_each_other_and_candles_values() -> Result<()> {
+        let device = Device::Cpu;
+        for (h, w) in [(75, 110), (37, 55), (13, 13), (3, 5), (4, 4)] {
+            let x = candle_core::Var::randn(0f32, 1.0, (2, 3, h, w), &device)?;
+            let op = max_pool_2x2(&x)?;
+            let ops = max_pool_2x2_tensor_ops(&x)?;
+            let candle = x.max_pool2d(2)?;
+            assert_eq!(op.dims(), candle.dims(), "{h}x{w}");
+            assert_eq!(largest_difference(op.clone(), candle)?, 0.0, "{h}x{w}");
+            assert_eq!(largest_difference(op.clone(), ops.clone())?, 0.0, "{h}x{w}");
+            let weights = Tensor::randn(0f32, 1.0, op.dims(), &device)?;
+            let from_op = (&op * &weights)?.sum_all()?.backward()?;
+            let from_ops = (&ops * &weights)?.sum_all()?.backward()?;
+            let difference = largest_difference(
+                from_op.get(&x).expect("a gradient").clone(),
+                from_ops.get(&x).expect("a gradient").clone(),
+            )?;
+            assert_eq!(difference, 0.0, "{h}x{w}");
         }
         Ok(())
     }

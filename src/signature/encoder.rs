@@ -13,7 +13,7 @@ use image::GrayImage;
 use crate::cpu::{
     self, Activation, Epilogue, Isa, PackedConv, Plane, WinogradConv, convolve, convolve_winograd,
 };
-use crate::nn::GemmConv;
+use crate::nn::{GemmConv, max_pool_2x2};
 
 pub const EMBEDDING_DIM: usize = 128;
 /// (input channels, output channels, kernel, stride) of each block.
@@ -84,7 +84,7 @@ impl ConvBlock {
         } else {
             self.conv.forward(x)?.relu()?
         };
-        if self.pool { x.max_pool2d(2) } else { Ok(x) }
+        if self.pool { max_pool_2x2(&x) } else { Ok(x) }
     }
 }
 
