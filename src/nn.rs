@@ -59,9 +59,11 @@ fn max_pool_2x2_tensor_ops(x: &Tensor) -> Result<Tensor> {
 struct MaxPool2x2;
 
 impl MaxPool2x2 {
-    /// The index in `plane` (of width `w`) of the first maximum of the window whose top
-    /// left corner is `corner`, compared as candle's pooling compares (a NaN first stays).
-    fn first_maximum(plane: &[f32], w: usize, corner: usize) -> usize {
+    /// The index in `plane` (of width `w`) of the first maximum of the pooled map's
+    /// element `window` (row by row, `out_w` a row), compared as candle's pooling compares
+    /// (a NaN first stays).
+    fn first_maximum(plane: &[f32], w: usize, out_w: usize, window: usize) -> usize {
+        let corner = 2 * (window / out_w) * w + 2 * (window % out_w);
         [corner + 1, corner + w, corner + w + 1]
             .into_iter()
             .fold(
@@ -86,9 +88,8 @@ impl CustomOp1 for MaxPool2x2 {
                 .par_chunks_mut(out_h * out_w)
                 .zip(input.par_chunks(h * w))
                 .for_each(|(pooled, plane)| {
-                    for (index, value) in pooled.iter_mut().enumerate() {
-                        let corner = 2 * (index / out_w) * w + 2 * (index % out_w);
-                        *value = plane[Self::first_maximum(plane, w, corner)];
+                    for (window, value) in pooled.iter_mut().enumerate() {
+                        *value = plane[Self::first_maximum(plane, w, out_w, window)];
                     }
                 });
         }
@@ -135,9 +136,8 @@ impl CustomOp2 for MaxPool2x2Back {
                 .par_chunks_mut(h * w)
                 .zip(input.par_chunks(h * w).zip(grad.par_chunks(out_h * out_w)))
                 .for_each(|(input_grad, (plane, grad))| {
-                    for (index, &g) in grad.iter().enumerate() {
-                        let corner = 2 * (index / out_w) * w + 2 * (index % out_w);
-                        input_grad[MaxPool2x2::first_maximum(plane, w, corner)] = g;
+                    for (window, &g) in grad.iter().enumerate() {
+                        input_grad[MaxPool2x2::first_maximum(plane, w, out_w, window)] = g;
                     }
                 });
         }
