@@ -245,7 +245,8 @@ pub fn cross_validate(
 }
 
 /// Trains the fold's encoder on its training writers and the extra data, in the fold's
-/// own folder; a run that finished there before is reused, so a long evaluation resumes.
+/// own folder; a run that finished there before is reused, so a long evaluation resumes,
+/// one that ran fewer epochs than asked is continued, and one that ran more is refused.
 fn train_fold_encoder(
     scans: &[LabelledScan],
     split: &FoldSplit,
@@ -259,8 +260,10 @@ fn train_fold_encoder(
     config.out = fold_folder(&config.out, split.index);
     config.seed = plan.seed + split.index as u64;
     let model_path = config.out.join(super::MODEL_FILE);
-    let finished = super::RunOutcome::of_model(&model_path)?
-        .is_some_and(|outcome| outcome.finished && model_path.is_file());
+    let finished = match super::RunOutcome::of_model(&model_path)? {
+        Some(outcome) => outcome.reusable_for(config.epochs, &config.out)? && model_path.is_file(),
+        None => false,
+    };
     if !finished {
         let training: Vec<LabelledScan> = scans
             .iter()

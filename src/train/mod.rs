@@ -71,6 +71,21 @@ impl RunOutcome {
         .map_err(|e| Error::io(e, &path))
     }
 
+    /// Whether a caller asking for `epochs` epochs may reuse the run: it finished exactly
+    /// that many. One that ran fewer is to be continued from its checkpoint; one that ran
+    /// more is refused, since its model was picked among epochs the caller did not ask for.
+    pub fn reusable_for(&self, epochs: usize, dir: &Path) -> Result<bool> {
+        if self.epochs_run > epochs {
+            return Err(Error::Invalid(format!(
+                "the run in {} ran {} epochs, more than the {epochs} asked for: use another \
+                 folder",
+                dir.display(),
+                self.epochs_run
+            )));
+        }
+        Ok(self.finished && self.epochs_run == epochs)
+    }
+
     /// The outcome recorded beside a run's model, if the model came from a run.
     pub fn of_model(model: &Path) -> Result<Option<Self>> {
         let dir = model.parent().unwrap_or(Path::new("."));
@@ -978,6 +993,24 @@ mod tests {
             corners,
             [Some((0, 0)), Some((3, 0)), Some((3, 3)), Some((0, 3))]
         );
+    }
+
+    #[test]
+    fn a_run_is_reused_only_for_the_epochs_it_finished() {
+        let outcome = |finished, epochs_run| RunOutcome {
+            finished,
+            epochs_run,
+            epochs_planned: 12,
+        };
+        let dir = Path::new("fold-1");
+        assert!(outcome(true, 12).reusable_for(12, dir).unwrap());
+        assert!(!outcome(true, 12).reusable_for(24, dir).unwrap());
+        assert!(!outcome(false, 7).reusable_for(12, dir).unwrap());
+        let error = outcome(true, 12)
+            .reusable_for(6, dir)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("fold-1 ran 12 epochs"), "{error}");
     }
 
     #[test]
